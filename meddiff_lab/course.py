@@ -1,0 +1,260 @@
+"""The course as a whole: the ordered notebooks, the headless runner, and metric recording.
+
+A teacher (or CI) runs every notebook with papermill::
+
+    meddiff-lab course run --profile classroom --out build/course
+
+Each notebook runs in its own kernel with ``PROFILE`` injected into its ``parameters`` cell. The
+runner writes the executed notebooks, ``metrics.json`` (per notebook: status, seconds, the kernel's
+peak memory, and every number the notebook recorded with :func:`record`) and ``report.md`` /
+``report.html`` into the output folder, and exits non-zero when a notebook fails.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+NOTEBOOKS: tuple[str, ...] = (
+    "00_welcome",
+    "01_preprocessing",
+    "02_forward_diffusion",
+    "03_reverse_diffusion",
+    "04_building_the_unet",
+    "05_training_chestxray",
+    "06_conditioning",
+    "07_segmentation_augmentation",
+    "08_evaluation",
+)
+
+#: where a notebook's recorded numbers go while the course runner executes it
+METRICS_ENV = "MEDDIFF_METRICS_FILE"
+
+_RECORDED: dict[str, Any] = {}
+
+
+def notebooks_dir() -> Path:
+    """The folder holding the course notebooks (``notebooks/`` beside the package)."""
+    env = os.environ.get("MEDDIFF_NOTEBOOKS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def available_notebooks(folder: Path | None = None) -> list[str]:
+    """Names from :data:`NOTEBOOKS` whose ``.ipynb`` file exists, in course order."""
+    folder = folder or notebooks_dir()
+    return [name for name in NOTEBOOKS if (folder / f"{name}.ipynb").exists()]
+
+
+def _jsonable(value: Any) -> Any:
+    """Turn numbers, tensors and arrays into plain JSON values."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def record(name: str, value: Any) -> Any:
+    """Record one of the notebook's key numbers (returned unchanged, so it can end a cell).
+
+    Under the course runner the value goes into the run's ``metrics.json``; in an interactive
+    session it is kept in memory (see :func:`recorded`).
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"record() needs a non-empty metric name, got {name!r}")
+    value_json = _jsonable(value)
+    _RECORDED[name] = value_json
+    path = os.environ.get(METRICS_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"name": name, "value": value_json}) + "\n")
+    return value
+
+
+def recorded() -> dict[str, Any]:
+    """Everything recorded in this session so far."""
+    return dict(_RECORDED)
+
+
+@dataclass
+class NotebookResult:
+    """What the runner measured for one notebook."""
+
+    name: str
+    status: str  # "passed" | "failed"
+    seconds: float
+    peak_memory_mb: float | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    output: str = ""
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                item = json.loads(line)
+                metrics[item["name"]] = item["value"]
+    return metrics
+
+
+def _execute_one(notebook: Path, output: Path, profile: str, status_file: Path, kernel: str) -> int:
+    """Worker: run one notebook with papermill and write its status and the kernel's peak memory.
+
+    Runs in its own process, so ``RUSAGE_CHILDREN`` after papermill returns is the kernel's peak RSS.
+    """
+    import papermill as pm
+
+    status: dict[str, Any] = {"status": "passed", "error": None}
+    started = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(notebook), str(output), parameters={"PROFILE": profile}, kernel_name=kernel,
+            cwd=str(notebook.parent), progress_bar=False, log_output=False,
+        )
+    except pm.PapermillExecutionError as exc:
+        status = {"status": "failed", "error": {
+            "cell_index": exc.cell_index, "execution_count": exc.exec_count,
+            "source": exc.source, "ename": exc.ename, "evalue": exc.evalue}}
+    except Exception as exc:  # kernel died, notebook unreadable...
+        status = {"status": "failed", "error": {"ename": type(exc).__name__, "evalue": str(exc)}}
+    status["seconds"] = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    status["peak_memory_mb"] = peak_kb / 1024 if sys.platform != "darwin" else peak_kb / 2**20
+    status_file.write_text(json.dumps(status), encoding="utf-8")
+    return 0 if status["status"] == "passed" else 1
+
+
+def run_notebook(name: str, profile: str, out_dir: Path, kernel: str = "python3") -> NotebookResult:
+    """Execute one course notebook in a fresh kernel and return what was measured."""
+    from meddiff_lab.runtime import get_profile
+
+    get_profile(profile)  # fails early with a clear message on an unknown profile
+    source = notebooks_dir() / f"{name}.ipynb"
+    if not source.exists():
+        raise FileNotFoundError(f"notebook {name!r} not found: expected {source}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_file = out_dir / f".{name}.metrics.jsonl"
+    status_file = out_dir / f".{name}.status.json"
+    for stale in (metrics_file, status_file):
+        stale.unlink(missing_ok=True)
+    env = dict(os.environ, **{METRICS_ENV: str(metrics_file), "MEDDIFF_PROFILE": profile})
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "meddiff_lab.course", "_execute", str(source), str(out_dir / f"{name}.ipynb"),
+         profile, str(status_file), kernel],
+        env=env, capture_output=True, text=True,
+    )
+    if status_file.exists():
+        status = json.loads(status_file.read_text(encoding="utf-8"))
+    else:
+        status = {"status": "failed", "seconds": time.perf_counter() - started, "peak_memory_mb": None,
+                  "error": {"ename": "RunnerError", "evalue": (proc.stderr or proc.stdout)[-2000:]}}
+    result = NotebookResult(
+        name=name, status=status["status"], seconds=round(status["seconds"], 2),
+        peak_memory_mb=None if status["peak_memory_mb"] is None else round(status["peak_memory_mb"], 1),
+        metrics=_read_metrics(metrics_file), error=status.get("error"), output=(proc.stderr or "")[-4000:],
+    )
+    metrics_file.unlink(missing_ok=True)
+    status_file.unlink(missing_ok=True)
+    return result
+
+
+def run(profile: str, out_dir: str | Path, only: Sequence[str] | None = None, kernel: str = "python3",
+        progress: bool = True) -> list[NotebookResult]:
+    """Run the course (or the notebooks named in ``only``) headless and write the report.
+
+    Returns one :class:`NotebookResult` per notebook; see ``out_dir/report.md``.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    names = list(only) if only else available_notebooks()
+    unknown = [n for n in names if n not in NOTEBOOKS]
+    if unknown:
+        raise ValueError(f"unknown notebook(s) {unknown}; expected names from {list(NOTEBOOKS)}")
+    missing = [n for n in names if not (notebooks_dir() / f"{n}.ipynb").exists()]
+    if missing:
+        raise FileNotFoundError(f"notebook file(s) missing in {notebooks_dir()}: {missing}")
+    results = []
+    bar = tqdm(names, desc=f"course ({profile})", unit="notebook", disable=not progress)
+    for name in bar:
+        bar.set_postfix_str(name)
+        results.append(run_notebook(name, profile, out_dir, kernel))
+        if progress:
+            r = results[-1]
+            bar.write(f"{r.name}: {r.status} in {r.seconds:.1f} s, peak {r.peak_memory_mb} MB")
+    write_report(results, profile, out_dir)
+    return results
+
+
+def write_report(results: Iterable[NotebookResult], profile: str, out_dir: Path) -> Path:
+    """Write ``metrics.json``, ``report.md`` and ``report.html``; return the path of ``report.md``."""
+    results = list(results)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"profile": profile, "notebooks": {r.name: asdict(r) for r in results}}
+    (out_dir / "metrics.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
+
+    rows = ["| notebook | status | seconds | peak memory (MB) | key metrics |", "|---|---|---|---|---|"]
+    for r in results:
+        shown = ", ".join(f"{k} = {_short(v)}" for k, v in list(r.metrics.items())[:6])
+        rows.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {r.peak_memory_mb} | {shown} |")
+    lines = [f"# Course run: profile `{profile}`", "",
+             f"{sum(r.status == 'passed' for r in results)} of {len(results)} notebooks passed; "
+             f"total {sum(r.seconds for r in results):.0f} s.", "", *rows, ""]
+    for r in results:
+        if r.error:
+            e = r.error
+            lines += [f"## {r.name} failed", "",
+                      f"Cell {e.get('cell_index', '?')} (execution count {e.get('execution_count', '?')}): "
+                      f"**{e.get('ename')}**: {e.get('evalue')}", ""]
+            if e.get("source"):
+                lines += ["```python", e["source"], "```", ""]
+    md = "\n".join(lines)
+    (out_dir / "report.md").write_text(md, encoding="utf-8")
+
+    table = "".join(
+        f"<tr class='{r.status}'><td><a href='{r.name}.ipynb'>{r.name}</a></td><td>{r.status}</td>"
+        f"<td>{r.seconds:.1f}</td><td>{r.peak_memory_mb}</td>"
+        f"<td>{html.escape(', '.join(f'{k} = {_short(v)}' for k, v in r.metrics.items()))}</td></tr>"
+        for r in results)
+    failures = "".join(
+        f"<h2>{r.name} failed</h2><p>Cell {r.error.get('cell_index', '?')}: <b>{html.escape(str(r.error.get('ename')))}"
+        f"</b>: {html.escape(str(r.error.get('evalue')))}</p><pre>{html.escape(r.error.get('source') or '')}</pre>"
+        for r in results if r.error)
+    (out_dir / "report.html").write_text(
+        "<!doctype html><meta charset='utf-8'><title>meddiff-lab course run</title>"
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}"
+        ".failed{background:#fdd}.passed{background:#efe}</style>"
+        f"<h1>Course run: profile {html.escape(profile)}</h1><table><tr><th>notebook</th><th>status</th>"
+        f"<th>seconds</th><th>peak memory (MB)</th><th>key metrics</th></tr>{table}</table>{failures}",
+        encoding="utf-8")
+    return out_dir / "report.md"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "_execute":
+    _, _, nb, out, prof, status_path, kernel_name = sys.argv
+    sys.exit(_execute_one(Path(nb), Path(out), prof, Path(status_path), kernel_name))

@@ -1,0 +1,36 @@
+"""Metrics for synthetic medical images: FID/KID on domain features, precision/recall, diversity, PSNR/SSIM, Dice/HD95, memorisation.
+
+Names are imported lazily from their modules (one concept per module), so
+``from meddiff_lab.metrics import X`` works for every public name listed in ``_PUBLIC``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name -> module that defines it. Add a line when you add a public name.
+_PUBLIC = {
+    "fid": "generative",
+    "kid": "generative",
+    "precision_recall": "generative",
+    "ms_ssim_diversity": "generative",
+    "nearest_training_images": "generative",
+    "psnr": "image",
+    "ssim": "image",
+    "nmse": "image",
+    "dice": "segmentation",
+    "hd95": "segmentation",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -1,0 +1,177 @@
+"""Where code runs and how big it runs: device, threads, seeding and course profiles.
+
+A *profile* holds every size a notebook uses (image size, number of images, training steps,
+sampling steps...). Notebooks never hard-code a size the profiles cut; they read it from
+``get_profile(PROFILE)``. Three profiles exist:
+
+=========  ==========================================  =====================================
+name       for                                         budget per notebook
+=========  ==========================================  =====================================
+ci         tests and CI                                <= 60 s on 2 CPU cores
+classroom  a student on Binder or a laptop             <= 5 min on ONE CPU thread, <= 1.5 GB
+full       a GPU                                       real training
+=========  ==========================================  =====================================
+
+The environment variable ``MEDDIFF_PROFILE`` sets the default profile; ``MEDDIFF_DEVICE`` forces
+a device (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+PROFILE_NAMES = ("ci", "classroom", "full")
+DEFAULT_PROFILE = "classroom"
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Pick the compute device: ``prefer`` or ``$MEDDIFF_DEVICE`` if set, else cuda, mps, cpu.
+
+    Raises:
+        ValueError: if the requested device is not available on this machine.
+    """
+    requested = prefer or os.environ.get("MEDDIFF_DEVICE")
+    if requested:
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {requested!r} was requested but CUDA is not available here; use 'cpu'")
+        if device.type == "mps" and not _mps_available():
+            raise ValueError(f"device {requested!r} was requested but MPS is not available here; use 'cpu'")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def set_threads(n: int | None) -> int:
+    """Limit PyTorch to ``n`` CPU threads (``None`` leaves the default). Returns the thread count."""
+    if n is not None:
+        torch.set_num_threads(int(n))
+    return torch.get_num_threads()
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) so a run repeats; returns a seeded CPU generator."""
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size a notebook uses, for one profile. Read values as attributes or with ``[]``.
+
+    Attributes:
+        name: ``"ci"``, ``"classroom"`` or ``"full"``.
+        threads: CPU threads the notebook should use (``None``: PyTorch's default).
+        sizes: the sizes themselves (see ``PROFILES`` for the keys and their meaning).
+    """
+
+    name: str
+    threads: int | None
+    sizes: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, key: str) -> Any:
+        sizes = object.__getattribute__(self, "sizes")
+        if key in sizes:
+            return sizes[key]
+        raise AttributeError(f"profile {object.__getattribute__(self, 'name')!r} has no size {key!r}; "
+                             f"known: {sorted(sizes)}")
+
+    def __getitem__(self, key: str) -> Any:
+        return self.__getattr__(key)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "threads": self.threads, **dict(self.sizes)}
+
+
+# One dict per profile. Keys are grouped by the notebook that introduces them; later notebooks reuse them.
+_SIZES: dict[str, dict[str, Any]] = {
+    "ci": {
+        # data (01, and every notebook that loads radiographs)
+        "image_size": 32, "num_images": 48, "gallery_images": 4,
+        # diffusion math (02, 03)
+        "num_train_timesteps": 1000, "forward_check_samples": 2000, "oracle_dataset_size": 8,
+        "sampling_steps": 20, "ddim_step_sweep": (5, 10, 20), "trajectory_frames": 5,
+        # U-Net (04)
+        "unet_channels": (16, 32, 32), "benchmark_repeats": 2, "volume_size": 16,
+        # training (05, 06)
+        "train_image_size": 32, "train_images": 64, "train_steps": 30, "batch_size": 8,
+        "sample_every": 15, "num_samples": 4,
+        # segmentation augmentation (07)
+        "seg_labelled_sizes": (4,), "seg_seeds": (0,), "seg_epochs": 3, "synthetic_per_image": 1,
+        # evaluation (08)
+        "eval_images": 32, "eval_ddim_steps": (5, 10), "quiz_questions": 4,
+    },
+    "classroom": {
+        "image_size": 64, "num_images": 256, "gallery_images": 8,
+        "num_train_timesteps": 1000, "forward_check_samples": 20000, "oracle_dataset_size": 16,
+        "sampling_steps": 50, "ddim_step_sweep": (10, 20, 50, 100), "trajectory_frames": 10,
+        "unet_channels": (32, 64, 128), "benchmark_repeats": 3, "volume_size": 32,
+        "train_image_size": 32, "train_images": 512, "train_steps": 400, "batch_size": 16,
+        "sample_every": 100, "num_samples": 16,
+        "seg_labelled_sizes": (8, 32), "seg_seeds": (0, 1), "seg_epochs": 20, "synthetic_per_image": 2,
+        "eval_images": 128, "eval_ddim_steps": (10, 20, 50, 100), "quiz_questions": 10,
+    },
+    "full": {
+        "image_size": 128, "num_images": 2000, "gallery_images": 16,
+        "num_train_timesteps": 1000, "forward_check_samples": 100000, "oracle_dataset_size": 32,
+        "sampling_steps": 100, "ddim_step_sweep": (10, 20, 50, 100, 1000), "trajectory_frames": 20,
+        "unet_channels": (64, 128, 256), "benchmark_repeats": 10, "volume_size": 64,
+        "train_image_size": 64, "train_images": 8000, "train_steps": 20000, "batch_size": 64,
+        "sample_every": 2000, "num_samples": 64,
+        "seg_labelled_sizes": (8, 32, 128), "seg_seeds": (0, 1, 2), "seg_epochs": 100, "synthetic_per_image": 4,
+        "eval_images": 1000, "eval_ddim_steps": (10, 20, 50, 100, 1000), "quiz_questions": 20,
+    },
+}
+_THREADS = {"ci": None, "classroom": 1, "full": None}
+
+PROFILES: Mapping[str, Profile] = MappingProxyType(
+    {name: Profile(name, _THREADS[name], MappingProxyType(_SIZES[name])) for name in PROFILE_NAMES}
+)
+
+
+def default_profile_name() -> str:
+    """The profile named by ``$MEDDIFF_PROFILE``, else ``"classroom"``."""
+    return os.environ.get("MEDDIFF_PROFILE", DEFAULT_PROFILE)
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the :class:`Profile` called ``name`` (``None``: ``$MEDDIFF_PROFILE`` or ``"classroom"``).
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
+    name = default_profile_name() if name is None else name
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; expected one of {', '.join(PROFILE_NAMES)} "
+                         f"(set by the PROFILE parameter or $MEDDIFF_PROFILE)")
+    return PROFILES[name]
+
+
+def setup(profile: str | Profile | None = None, seed: int = 0) -> Profile:
+    """The first call of every notebook: resolve the profile, set its threads, seed everything."""
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    set_threads(prof.threads)
+    seed_everything(seed)
+    return prof

@@ -1,0 +1,31 @@
+"""Training: the loop (EMA, mixed precision, Accelerate) and safe checkpoints.
+
+Names are imported lazily from their modules (one concept per module), so
+``from meddiff_lab.training import X`` works for every public name listed in ``_PUBLIC``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name -> module that defines it. Add a line when you add a public name.
+_PUBLIC = {
+    "save_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "Trainer": "trainer",
+    "TrainConfig": "trainer",
+    "train_from_config": "trainer",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))
