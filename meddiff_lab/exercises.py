@@ -130,3 +130,30 @@ def _display(result: CheckResult) -> None:
 # ------------------------------------------------------------------------------------------------
 # The checks, grouped by notebook. Each is `check_<what>(student_fn) -> CheckResult`.
 # ------------------------------------------------------------------------------------------------
+# --- 00_welcome ---
+def _reference_uint8_to_model_range(image_uint8: torch.Tensor) -> torch.Tensor:
+    return image_uint8.float() / 255.0 * 2.0 - 1.0
+
+
+def check_uint8_to_model_range(student_fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckResult:
+    """Exercise 00.1: map an 8-bit radiograph (H, W) uint8 in [0, 255] to float32 in [-1, 1]."""
+    def make_inputs(g: torch.Generator) -> dict[str, Any]:
+        size = int(torch.randint(4, 33, (1,), generator=g))
+        return {"image_uint8": torch.randint(0, 256, (size, size), generator=g, dtype=torch.uint8)}
+
+    return run_check("uint8 image to [-1, 1]", student_fn, _reference_uint8_to_model_range, make_inputs)
+
+
+def _reference_stack_to_batch(images: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(images)[:, None]
+
+
+def check_stack_to_batch(student_fn: Callable[[list], torch.Tensor]) -> CheckResult:
+    """Exercise 00.2: turn a list of B images (H, W) into the batch layout (B, 1, H, W)."""
+    def make_inputs(g: torch.Generator) -> dict[str, Any]:
+        count, size = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(4, 17, (1,), generator=g))
+        return {"images": [torch.rand(size, size, generator=g) for _ in range(count)]}
+
+    return run_check("list of images to a (B, 1, H, W) batch", student_fn, _reference_stack_to_batch, make_inputs)
+
+

@@ -175,3 +175,75 @@ def setup(profile: str | Profile | None = None, seed: int = 0) -> Profile:
     set_threads(prof.threads)
     seed_everything(seed)
     return prof
+
+
+# ------------------------------------------------------------------------------- environment check
+#: packages the course uses, and what to do when one is missing
+KEY_PACKAGES = {
+    "torch": "pip install torch==2.13.0 (CPU), or the CUDA build from pytorch.org",
+    "monai": "pip install -e .  (a core dependency)",
+    "diffusers": "pip install -e .  (a core dependency)",
+    "numpy": "pip install -e .",
+    "scipy": "pip install -e .  (MONAI's FID and Hausdorff metrics need it)",
+    "einops": "pip install -e .  (MONAI's attention blocks need it)",
+    "nibabel": "pip install -e .",
+    "pydicom": "pip install -e .",
+    "matplotlib": "pip install -e .",
+    "ipywidgets": "pip install -e .  (sliders in 01-03 and 08)",
+    "safetensors": "pip install -e .  (shipped weights)",
+    "papermill": "pip install -e '.[test]'  (headless course runs)",
+    "jupyterlab": "pip install -e '.[lab]'",
+    "accelerate": "pip install -e '.[dist]'  (training on several GPUs; optional)",
+    "itkwidgets": "pip install -e '.[lab]'  (3D viewer; optional: a matplotlib viewer is used otherwise)",
+}
+
+#: where each dataset lives under DATA_DIR, and the file that says it is there
+DATASET_MARKERS = {
+    "synthetic": ("synthetic_cxr", "Data_Entry_2017.csv", "make data  (or: meddiff-lab data write --out data/synthetic_cxr)"),
+    "chestxray14": ("chestxray14", "Data_Entry_2017.csv", "see data/README.md (NIH ChestX-ray14, ~45 GB)"),
+    "medmnist": ("medmnist", "chestmnist.npz", "meddiff-lab data download medmnist --root data/medmnist"),
+    "mednist": ("mednist", "MedNIST/CXR", "meddiff-lab data download mednist --root data/mednist"),
+}
+
+
+def _package_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment_check(data_dir: str | os.PathLike = "data") -> list[dict[str, str]]:
+    """What this machine has for the course: one row per item with ``item``, ``status``, ``detail``, ``todo``.
+
+    ``status`` is ``"ok"``, ``"missing"`` or ``"optional"`` (missing but not needed).
+    """
+    from pathlib import Path
+
+    rows = []
+    optional = {"accelerate", "itkwidgets", "jupyterlab"}
+    for name, todo in KEY_PACKAGES.items():
+        version = _package_version(name)
+        status = "ok" if version else ("optional" if name in optional else "missing")
+        rows.append({"item": name, "status": status, "detail": version or "not installed",
+                     "todo": "" if version else todo})
+    device = get_device()
+    rows.append({"item": "device", "status": "ok", "detail": str(device),
+                 "todo": "" if device.type != "cpu" else "CPU only: fine for the classroom profile; "
+                 "the full profile wants a GPU"})
+    rows.append({"item": "gpu", "status": "ok" if torch.cuda.is_available() else "optional",
+                 "detail": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+                 "todo": "" if torch.cuda.is_available() else "optional: only the full profile needs one"})
+    rows.append({"item": "threads", "status": "ok", "detail": str(torch.get_num_threads()),
+                 "todo": "" if torch.get_num_threads() > 1 else "one thread: use the classroom profile"})
+    rows.append({"item": "profile", "status": "ok", "detail": default_profile_name(), "todo": ""})
+    root = Path(data_dir)
+    for source, (folder, marker, todo) in DATASET_MARKERS.items():
+        present = (root / folder / marker).exists()
+        status = "ok" if present else ("missing" if source == "synthetic" else "optional")
+        rows.append({"item": f"dataset: {source}", "status": status,
+                     "detail": str(root / folder) if present else "not found",
+                     "todo": "" if present else (todo if source == "synthetic" else f"optional: {todo}")})
+    return rows

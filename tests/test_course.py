@@ -1,0 +1,64 @@
+"""Tests for meddiff_lab/course.py: metric recording and the papermill runner with its report."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from meddiff_lab import course
+
+
+def _write_notebook(path, *sources):
+    cells = [nbformat.v4.new_code_cell("PROFILE = 'classroom'", metadata={"tags": ["parameters"]})]
+    cells += [nbformat.v4.new_code_cell(s) for s in sources]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_record_returns_value_and_writes_jsonl(tmp_path, monkeypatch):
+    target = tmp_path / "m.jsonl"
+    monkeypatch.setenv(course.METRICS_ENV, str(target))
+    assert course.record("loss", 0.5) == 0.5
+    course.record("curve", [1.0, float("nan")])
+    lines = [json.loads(l) for l in target.read_text().splitlines()]
+    assert lines == [{"name": "loss", "value": 0.5}, {"name": "curve", "value": [1.0, "nan"]}]
+    assert course.recorded()["loss"] == 0.5
+    with pytest.raises(ValueError, match="metric name"):
+        course.record("", 1)
+
+
+def test_notebook_list_is_the_ordered_course():
+    assert course.NOTEBOOKS[0] == "00_welcome" and course.NOTEBOOKS[-1] == "08_evaluation"
+    assert list(course.NOTEBOOKS) == sorted(course.NOTEBOOKS)
+
+
+def test_runner_records_metrics_and_reports_the_failing_cell(tmp_path, monkeypatch):
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    _write_notebook(nb_dir / "00_welcome.ipynb",
+                    "from meddiff_lab.course import record\nrecord('profile_seen', PROFILE)\nrecord('answer', 42)")
+    _write_notebook(nb_dir / "01_preprocessing.ipynb", "x = 1", "raise RuntimeError('planted failure')")
+    monkeypatch.setenv("MEDDIFF_NOTEBOOKS", str(nb_dir))
+    out = tmp_path / "out"
+    results = course.run("ci", out, progress=False)
+    ok, bad = results
+    assert ok.status == "passed" and ok.metrics == {"profile_seen": "ci", "answer": 42}
+    assert ok.peak_memory_mb and ok.peak_memory_mb > 10, "the kernel's peak memory must be measured"
+    assert bad.status == "failed" and bad.error["ename"] == "RuntimeError"
+    assert "planted failure" in bad.error["evalue"] and "raise RuntimeError" in bad.error["source"]
+    report = (out / "report.md").read_text()
+    assert "01_preprocessing failed" in report and "planted failure" in report
+    assert "01_preprocessing" in (out / "report.html").read_text()
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["notebooks"]["00_welcome"]["metrics"]["answer"] == 42
+    assert (out / "00_welcome.ipynb").exists()
+
+
+def test_runner_rejects_unknown_notebook_and_profile(tmp_path):
+    with pytest.raises(ValueError, match="unknown notebook"):
+        course.run("ci", tmp_path, only=["99_nope"], progress=False)
+    with pytest.raises(ValueError, match="unknown profile"):
+        course.run_notebook("00_welcome", "huge", tmp_path)
