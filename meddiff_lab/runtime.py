@@ -110,9 +110,11 @@ _SIZES: dict[str, dict[str, Any]] = {
     "ci": {
         # data (01, and every notebook that loads radiographs)
         "image_size": 32, "num_images": 48, "gallery_images": 4,
+        "ct_side": 64, "ct_slices": 16, "split_patients": 3000, "registration_steps": 60,
         # diffusion math (02, 03)
         "num_train_timesteps": 1000, "forward_check_samples": 2000, "oracle_dataset_size": 8,
         "sampling_steps": 20, "ddim_step_sweep": (5, 10, 20), "trajectory_frames": 5,
+        "gaussian_check_samples": 2048, "oracle_samples": 4,
         # U-Net (04)
         "unet_channels": (16, 32, 32), "benchmark_repeats": 2, "volume_size": 16,
         # training (05, 06)
@@ -122,26 +124,36 @@ _SIZES: dict[str, dict[str, Any]] = {
         "seg_labelled_sizes": (4,), "seg_seeds": (0,), "seg_epochs": 3, "synthetic_per_image": 1,
         # evaluation (08)
         "eval_images": 32, "eval_ddim_steps": (5, 10), "quiz_questions": 4,
+        "eval_sampling_steps": 10, "eval_sweep_images": 8, "eval_train_search": 128,
+        "eval_noise_levels": (100, 400), "eval_restoration_images": 4, "eval_seg_images": 4,
     },
     "classroom": {
         "image_size": 64, "num_images": 256, "gallery_images": 8,
+        "ct_side": 128, "ct_slices": 24, "split_patients": 30805, "registration_steps": 150,
         "num_train_timesteps": 1000, "forward_check_samples": 20000, "oracle_dataset_size": 16,
         "sampling_steps": 50, "ddim_step_sweep": (10, 20, 50, 100), "trajectory_frames": 10,
+        "gaussian_check_samples": 8192, "oracle_samples": 8,
         "unet_channels": (32, 64, 128), "benchmark_repeats": 3, "volume_size": 32,
         "train_image_size": 32, "train_images": 512, "train_steps": 400, "batch_size": 16,
         "sample_every": 100, "num_samples": 16,
         "seg_labelled_sizes": (8, 32), "seg_seeds": (0, 1), "seg_epochs": 20, "synthetic_per_image": 2,
-        "eval_images": 128, "eval_ddim_steps": (10, 20, 50, 100), "quiz_questions": 10,
+        "eval_images": 64, "eval_ddim_steps": (10, 20, 50, 100), "quiz_questions": 10,
+        "eval_sampling_steps": 50, "eval_sweep_images": 16, "eval_train_search": 512,
+        "eval_noise_levels": (50, 150, 300, 500), "eval_restoration_images": 8, "eval_seg_images": 8,
     },
     "full": {
         "image_size": 128, "num_images": 2000, "gallery_images": 16,
+        "ct_side": 256, "ct_slices": 48, "split_patients": 30805, "registration_steps": 300,
         "num_train_timesteps": 1000, "forward_check_samples": 100000, "oracle_dataset_size": 32,
         "sampling_steps": 100, "ddim_step_sweep": (10, 20, 50, 100, 1000), "trajectory_frames": 20,
+        "gaussian_check_samples": 65536, "oracle_samples": 16,
         "unet_channels": (64, 128, 256), "benchmark_repeats": 10, "volume_size": 64,
         "train_image_size": 64, "train_images": 8000, "train_steps": 20000, "batch_size": 64,
         "sample_every": 2000, "num_samples": 64,
         "seg_labelled_sizes": (8, 32, 128), "seg_seeds": (0, 1, 2), "seg_epochs": 100, "synthetic_per_image": 4,
         "eval_images": 1000, "eval_ddim_steps": (10, 20, 50, 100, 1000), "quiz_questions": 20,
+        "eval_sampling_steps": 100, "eval_sweep_images": 256, "eval_train_search": 4000,
+        "eval_noise_levels": (50, 100, 200, 300, 500, 700), "eval_restoration_images": 64, "eval_seg_images": 32,
     },
 }
 _THREADS = {"ci": None, "classroom": 1, "full": None}
@@ -197,12 +209,13 @@ KEY_PACKAGES = {
     "itkwidgets": "pip install -e '.[lab]'  (3D viewer; optional: a matplotlib viewer is used otherwise)",
 }
 
-#: where each dataset lives under DATA_DIR, and the file that says it is there
-DATASET_MARKERS = {
-    "synthetic": ("synthetic_cxr", "Data_Entry_2017.csv", "make data  (or: meddiff-lab data write --out data/synthetic_cxr)"),
-    "chestxray14": ("chestxray14", "Data_Entry_2017.csv", "see data/README.md (NIH ChestX-ray14, ~45 GB)"),
-    "medmnist": ("medmnist", "chestmnist.npz", "meddiff-lab data download medmnist --root data/medmnist"),
-    "mednist": ("mednist", "MedNIST/CXR", "meddiff-lab data download mednist --root data/mednist"),
+#: what to do when a dataset is missing (where each one lives: meddiff_lab.data.sources.find_source_root)
+DATASET_TODO = {
+    "synthetic": "make data  (or: meddiff-lab data write --out data/synthetic_cxr)",
+    "chestxray14": "see data/README.md (NIH ChestX-ray14, ~45 GB)",
+    "medmnist": "meddiff-lab data download medmnist --root data/downloads",
+    "mednist": "meddiff-lab data download mednist --root data/downloads",
+    "folder": "see data/README.md (a folder of PNGs per class, e.g. the Kermany pneumonia set)",
 }
 
 
@@ -239,11 +252,12 @@ def environment_check(data_dir: str | os.PathLike = "data") -> list[dict[str, st
     rows.append({"item": "threads", "status": "ok", "detail": str(torch.get_num_threads()),
                  "todo": "" if torch.get_num_threads() > 1 else "one thread: use the classroom profile"})
     rows.append({"item": "profile", "status": "ok", "detail": default_profile_name(), "todo": ""})
-    root = Path(data_dir)
-    for source, (folder, marker, todo) in DATASET_MARKERS.items():
-        present = (root / folder / marker).exists()
-        status = "ok" if present else ("missing" if source == "synthetic" else "optional")
+    from meddiff_lab.data.sources import find_source_root
+
+    for source, todo in DATASET_TODO.items():
+        folder = find_source_root(source, Path(data_dir))
+        status = "ok" if folder else ("missing" if source == "synthetic" else "optional")
         rows.append({"item": f"dataset: {source}", "status": status,
-                     "detail": str(root / folder) if present else "not found",
-                     "todo": "" if present else (todo if source == "synthetic" else f"optional: {todo}")})
+                     "detail": str(folder) if folder else "not found",
+                     "todo": "" if folder else (todo if source == "synthetic" else f"optional: {todo}")})
     return rows
