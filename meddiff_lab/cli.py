@@ -49,6 +49,299 @@ def _course_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# ------------------------------------------------------------------------------------------ train
+def _add_train_commands(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser(
+        "train", help="train a diffusion U-Net from a YAML config (one process; several with `accelerate launch`)",
+        description="Train a diffusion U-Net. DIR gets log.csv, last.pt (resumable checkpoint), config.yaml and "
+                    "samples/*.png. Several processes or GPUs: accelerate launch --num_processes N -m "
+                    "meddiff_lab.cli train --config FILE --out DIR")
+    train.add_argument("--config", required=True, type=Path, help="training config (YAML), e.g. configs/ci.yaml")
+    train.add_argument("--out", required=True, type=Path, help="output folder (log.csv, last.pt, samples/)")
+    train.add_argument("--resume", action="store_true", help="continue from DIR/last.pt if it exists")
+    train.add_argument("--max-steps", type=int, default=None,
+                       help="total optimizer steps of the run, resumed or not (default: the config's)")
+    train.add_argument("--checkpoint-every", type=int, default=None, help="save DIR/last.pt every N steps")
+    train.add_argument("--threads", type=int, default=None, help="CPU threads (default: the config's)")
+    train.set_defaults(func=_train)
+
+    sample = sub.add_parser("sample", help="draw DDIM samples from a shipped model or a checkpoint into a PNG grid")
+    sample.add_argument("--model", required=True,
+                        help="a shipped model name (see PRETRAINED), a training checkpoint (.pt, EMA weights "
+                             "are used) or an exported .safetensors file")
+    sample.add_argument("--n", type=int, default=16, help="number of images (default 16)")
+    sample.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
+    sample.add_argument("--out", required=True, type=Path, help="PNG file for the grid")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sample.add_argument("--threads", type=int, default=None, help="CPU threads")
+    sample.set_defaults(func=_sample)
+
+    export = sub.add_parser("export", help="export a checkpoint's EMA weights as safetensors + JSON config")
+    export.add_argument("--checkpoint", required=True, type=Path, help="a training checkpoint (last.pt)")
+    export.add_argument("--out", required=True, type=Path, help="destination .safetensors (JSON written beside it)")
+    export.add_argument("--command", default=None, help="the training command, recorded in the JSON")
+    export.add_argument("--half", action="store_true", help="store float16 weights (half the size)")
+    export.set_defaults(func=_export)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from meddiff_lab.training.trainer import NonFiniteLossError, train_from_config
+
+    try:
+        train_from_config(args.config, args.out, resume=args.resume, max_steps=args.max_steps,
+                          checkpoint_every=args.checkpoint_every, threads=args.threads)
+    except NonFiniteLossError as exc:
+        print(f"meddiff-lab train: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from meddiff_lab.models.pretrained import load_model
+    from meddiff_lab.training.trainer import generate_samples, save_image_grid
+
+    if args.n < 1 or args.steps < 1:
+        raise ValueError(f"--n and --steps must be positive, got --n {args.n} --steps {args.steps}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaded = load_model(args.model)
+    start = time.perf_counter()
+    images = generate_samples(loaded.model, loaded.scheduler, args.n, loaded.config["image_size"], args.steps,
+                              seed=args.seed, progress=True)
+    seconds = time.perf_counter() - start
+    save_image_grid(images, args.out)
+    print(f"{args.n} samples, DDIM-{args.steps}, in {seconds:.1f} s on {torch.get_num_threads()} thread(s): {args.out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from meddiff_lab.models.pretrained import export_checkpoint
+
+    path = export_checkpoint(args.checkpoint, args.out, command=args.command, half=args.half)
+    print(f"wrote {path} and {path.with_suffix('.json')}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- data
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="write the synthetic chest radiographs, draw a gallery, check or download datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    write = dsub.add_parser("write", help="write synthetic phantoms in the NIH ChestX-ray14 layout (with masks)")
+    write.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/synthetic_cxr")
+    write.add_argument("--n", type=int, default=2000, help="number of images (default: 2000)")
+    write.add_argument("--image-size", type=int, default=128, help="image side in pixels (default: 128)")
+    write.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes (default: 0)")
+    write.add_argument("--test-fraction", type=float, default=0.2, help="share of patients' images in test_list.txt")
+    write.add_argument("--no-masks", action="store_true", help="do not write masks/*.npz")
+    write.add_argument("--force", action="store_true", help="rewrite even if the folder already holds this set")
+    write.set_defaults(func=_data_write)
+    gallery = dsub.add_parser("gallery", help="draw a grid of phantoms with masks outlined and labels written")
+    gallery.add_argument("--out", required=True, type=Path, help="PNG file to write")
+    gallery.add_argument("--n", type=int, default=12, help="number of phantoms (default: 12)")
+    gallery.add_argument("--image-size", type=int, default=256, help="image side in pixels (default: 256)")
+    gallery.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    gallery.add_argument("--cols", type=int, default=4, help="images per row (default: 4)")
+    gallery.set_defaults(func=_data_gallery)
+    check = dsub.add_parser("check", help="open a dataset from its folder and describe every split")
+    check.add_argument("--source", required=True, help="synthetic | chestxray14 | medmnist | mednist | folder")
+    check.add_argument("--root", required=True, type=Path, help="the data folder (e.g. data)")
+    check.set_defaults(func=_data_check)
+    download = dsub.add_parser("download", help="download MedMNIST (ChestMNIST, PneumoniaMNIST) or MedNIST")
+    download.add_argument("dataset", choices=("medmnist", "mednist"), help="which dataset")
+    download.add_argument("--root", required=True, type=Path,
+                          help="folder to download into (data/downloads is git-ignored and searched by the readers)")
+    download.add_argument("--flags", nargs="+", default=None, metavar="FLAG",
+                          help="MedMNIST files (default: chestmnist pneumoniamnist)")
+    download.add_argument("--size", type=int, default=None, help="MedMNIST+ size: 28 (default), 64, 128 or 224")
+    download.set_defaults(func=_data_download)
+
+
+def _data_write(args: argparse.Namespace) -> int:
+    from meddiff_lab.data.phantom import PHANTOM_VERSION, write_synthetic_cxr
+
+    stamp = args.out / "README.txt"
+    wanted = f"n={args.n} image_size={args.image_size} seed={args.seed} phantom_version={PHANTOM_VERSION}."
+    if not args.force and stamp.is_file() and wanted in stamp.read_text() and (args.out / "Data_Entry_2017.csv").is_file():
+        print(f"{args.out} already holds the synthetic set ({wanted}); nothing to do (--force rewrites it).")
+        return 0
+    write_synthetic_cxr(args.out, n=args.n, image_size=args.image_size, seed=args.seed,
+                        test_fraction=args.test_fraction, with_masks=not args.no_masks)
+    return 0
+
+
+def _data_gallery(args: argparse.Namespace) -> int:
+    from meddiff_lab.data.phantom import save_gallery
+
+    path = save_gallery(args.out, n=args.n, image_size=args.image_size, seed=args.seed, cols=args.cols)
+    print(f"wrote {path}")
+    return 0
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from meddiff_lab.data.sources import check_source
+
+    print(check_source(args.source, args.root))
+    return 0
+
+
+def _data_download(args: argparse.Namespace) -> int:
+    from meddiff_lab.data import download
+
+    try:
+        if args.dataset == "medmnist":
+            paths = download.download_medmnist(args.root, flags=args.flags or download.MEDMNIST_DEFAULT_FLAGS,
+                                               size=args.size)
+        else:
+            paths = [download.download_mednist(args.root)]
+    except download.DownloadError as exc:
+        print(f"meddiff-lab: error: {exc}", file=sys.stderr)
+        return 3
+    for p in paths:
+        print(f"ready: {p}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- metrics
+def _add_metrics_commands(sub: argparse._SubParsersAction) -> None:
+    metrics = sub.add_parser("metrics", help="train the domain feature encoder; evaluate generated images")
+    msub = metrics.add_subparsers(dest="metrics_command", required=True)
+    enc = msub.add_parser("train-encoder", help="train the phantom feature encoder (safetensors + JSON card)")
+    enc.add_argument("--config", required=True, type=Path, help="YAML config, e.g. configs/phantom_encoder.yaml")
+    enc.add_argument("--out", required=True, type=Path, help="output folder (data/pretrained to ship it)")
+    enc.add_argument("--steps", type=int, default=None, help="override the config's number of steps")
+    enc.add_argument("--threads", type=int, default=None, help="override the config's CPU threads")
+    enc.set_defaults(func=_metrics_train_encoder)
+    ev = msub.add_parser("evaluate", help="FID/KID/precision/recall/diversity (+ memorisation) beside real-vs-real floors")
+    source = ev.add_mutually_exclusive_group(required=True)
+    source.add_argument("--generated", type=Path, help="generated images: .npy/.npz/.pt or a folder of PNGs")
+    source.add_argument("--model", help="sample this model instead: a pretrained name (phantom64) or a .safetensors file")
+    ev.add_argument("--num-samples", type=int, default=128, help="with --model: how many samples (default: 128)")
+    ev.add_argument("--steps", type=int, default=50, help="with --model: DDIM steps (default: 50)")
+    ev.add_argument("--real", default="synthetic",
+                    help="held-out real images (at least twice as many as generated): a path, or 'synthetic' for "
+                         "phantoms of unseen patients (default)")
+    ev.add_argument("--train", default=None,
+                    help="the model's training images for the memorisation check: a path, or 'synthetic:N' for the "
+                         "first N phantoms of seed 0 (what the shipped model trained on)")
+    ev.add_argument("--extractor", default="phantom", choices=("phantom", "inception", "radimagenet"))
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--threads", type=int, default=None)
+    ev.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    ev.set_defaults(func=_metrics_evaluate)
+
+
+def _metrics_train_encoder(args: argparse.Namespace) -> int:
+    import shlex
+
+    from meddiff_lab.metrics.encoder_training import EncoderConfig, train_encoder
+
+    config = EncoderConfig.from_yaml(args.config)
+    if args.steps is not None:
+        config.steps = args.steps
+    if args.threads is not None:
+        config.threads = args.threads
+    command = "meddiff-lab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    _, card = train_encoder(config, args.out, command=command)
+    ev = card["evaluation"]
+    print(f"wrote {args.out / 'phantom_encoder.safetensors'} ({card['files']['bytes'] / 1e6:.2f} MB) and its card; "
+          f"trained in {card['training']['train_seconds']:.0f} s; held-out label AUROC {ev['label_auroc_mean']:.3f}, "
+          f"CTR MAE {ev['ctr_mae']:.3f}, FID real-vs-real {ev['fid_real_vs_real']:.2f}")
+    return 0
+
+
+def _metrics_image_set(spec: str, n: int, image_size: int, seed: int):
+    """'synthetic' / 'synthetic:N' -> phantoms in [-1, 1]; a path -> the file's images mapped to [-1, 1]."""
+    import torch
+
+    from meddiff_lab.metrics.evaluate import load_image_set
+
+    if spec.startswith("synthetic"):
+        from meddiff_lab.data import generate_phantoms
+
+        count = int(spec.split(":", 1)[1]) if ":" in spec else n
+        return torch.from_numpy(generate_phantoms(count, image_size, seed, masks=()).images)[:, None] * 2 - 1
+    images, (low, high) = load_image_set(spec)
+    return (images - low) / (high - low) * 2 - 1
+
+
+def _metrics_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from meddiff_lab.metrics.evaluate import evaluate_generated, format_results, load_image_set
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.model:
+        from meddiff_lab.models.pretrained import load_model
+
+        loaded = load_model(args.model)
+        generated = loaded.sample(args.num_samples, steps=args.steps, seed=args.seed, progress=True)
+    else:
+        images, (low, high) = load_image_set(args.generated)
+        generated = (images - low) / (high - low) * 2 - 1
+    size = generated.shape[-1]
+    # seed 1: patients the shipped model (trained on seed 0) never saw
+    real = _metrics_image_set(args.real, 2 * len(generated), size, seed=1)
+    train = _metrics_image_set(args.train, 0, size, seed=0) if args.train else None
+    results = evaluate_generated(generated, real, train, extractor=args.extractor, seed=args.seed)
+    print(format_results(results))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ bench
+_BENCH_OPTIONS = ("quick", "models", "sizes", "modes", "devices", "batch", "rounds", "steps", "threads", "json")
+
+
+def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks: the kit against MONAI and diffusers, measured in one run")
+    bsub = bench.add_subparsers(dest="bench_command", required=True)
+    unet = bsub.add_parser("unet", help="U-Net training and forward throughput (runs benchmarks/unet_throughput.py)")
+    unet.add_argument("--quick", action="store_true", help="32 px, training only, 3 rounds of 2 steps")
+    unet.add_argument("--models", nargs="+", default=None, help="kit monai diffusers, optionally +cl and/or +bf16")
+    unet.add_argument("--sizes", nargs="+", type=int, default=None, help="image sizes (default: 32 64)")
+    unet.add_argument("--modes", nargs="+", choices=("train", "forward"), default=None, help="default: both")
+    unet.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
+    unet.add_argument("--batch", type=int, default=None, help="default: 32 at 32 px, 16 at 64 px")
+    unet.add_argument("--rounds", type=int, default=None, help="timed rounds per model (default 7, quick 3)")
+    unet.add_argument("--steps", type=int, default=None, help="steps per round (default 3, quick 2)")
+    unet.add_argument("--threads", type=int, default=None, help="CPU threads (default 2)")
+    unet.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    unet.set_defaults(func=_bench_unet)
+
+
+def _bench_unet(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "unet_throughput.py"
+    if not script.is_file():
+        script = Path.cwd() / "benchmarks" / "unet_throughput.py"
+    if not script.is_file():
+        raise FileNotFoundError("benchmarks/unet_throughput.py was not found next to the package or in the "
+                                "current folder; run `meddiff-lab bench unet` from a source checkout")
+    spec = importlib.util.spec_from_file_location("unet_throughput", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv: list[str] = []
+    for name in _BENCH_OPTIONS:
+        value = getattr(args, name)
+        if value is None or value is False:
+            continue
+        argv.append(f"--{name}")
+        if value is not True:
+            argv += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return module.main(argv)
+
+
 # ------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meddiff-lab", description=__doc__.splitlines()[0])
