@@ -154,7 +154,7 @@ def run_notebook(name: str, profile: str, out_dir: Path, kernel: str = "python3"
     status_file = out_dir / f".{name}.status.json"
     for stale in (metrics_file, status_file):
         stale.unlink(missing_ok=True)
-    env = dict(os.environ, **{METRICS_ENV: str(metrics_file), "MEDDIFF_PROFILE": profile})
+    env = dict(os.environ, **{METRICS_ENV: str(metrics_file), "MEDDIFF_PROFILE": profile, "MEDDIFF_HEADLESS": "1"})
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "meddiff_lab.course", "_execute", str(source), str(out_dir / f"{name}.ipynb"),
