@@ -129,9 +129,10 @@ _SIZES: dict[str, dict[str, Any]] = {
         "seg_labelled_sizes": (4,), "seg_seeds": (0,), "seg_epochs": 3, "synthetic_per_image": 1,
         "seg_generator_steps": 10, "seg_reference_images": 32,
         # evaluation (08)
-        "eval_images": 32, "eval_ddim_steps": (5, 10), "quiz_questions": 4,
-        "eval_sampling_steps": 10, "eval_sweep_images": 8, "eval_train_search": 128,
-        "eval_noise_levels": (100, 400), "eval_restoration_images": 4, "eval_seg_images": 4,
+        "eval_images": 40, "eval_ddim_steps": (2, 5), "quiz_questions": 4,
+        "eval_sampling_steps": 5, "eval_sweep_images": 8, "eval_train_search": 128,
+        "eval_noise_levels": (100, 400), "eval_restoration_images": 4, "eval_restoration_steps": 5,
+        "eval_seg_images": 4, "eval_ms_ssim_pairs": 100,
     },
     "classroom": {
         "image_size": 64, "num_images": 256, "gallery_images": 8,
@@ -149,8 +150,9 @@ _SIZES: dict[str, dict[str, Any]] = {
         "seg_labelled_sizes": (8, 32), "seg_seeds": (0, 1), "seg_epochs": 20, "synthetic_per_image": 2,
         "seg_generator_steps": 150, "seg_reference_images": 256,
         "eval_images": 64, "eval_ddim_steps": (10, 20, 50, 100), "quiz_questions": 10,
-        "eval_sampling_steps": 50, "eval_sweep_images": 16, "eval_train_search": 512,
-        "eval_noise_levels": (50, 150, 300, 500), "eval_restoration_images": 8, "eval_seg_images": 8,
+        "eval_sampling_steps": 50, "eval_sweep_images": 12, "eval_train_search": 512,
+        "eval_noise_levels": (50, 150, 300, 500), "eval_restoration_images": 6, "eval_restoration_steps": 10,
+        "eval_seg_images": 8, "eval_ms_ssim_pairs": 300,
     },
     "full": {
         "image_size": 128, "num_images": 2000, "gallery_images": 16,
@@ -169,7 +171,8 @@ _SIZES: dict[str, dict[str, Any]] = {
         "seg_generator_steps": 5000, "seg_reference_images": 2000,
         "eval_images": 1000, "eval_ddim_steps": (10, 20, 50, 100, 1000), "quiz_questions": 20,
         "eval_sampling_steps": 100, "eval_sweep_images": 256, "eval_train_search": 4000,
-        "eval_noise_levels": (50, 100, 200, 300, 500, 700), "eval_restoration_images": 64, "eval_seg_images": 32,
+        "eval_noise_levels": (50, 100, 200, 300, 500, 700), "eval_restoration_images": 64,
+        "eval_restoration_steps": 20, "eval_seg_images": 32, "eval_ms_ssim_pairs": 2000,
     },
 }
 _THREADS = {"ci": None, "classroom": 1, "full": None}

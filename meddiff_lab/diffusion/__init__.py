@@ -11,10 +11,32 @@ import importlib
 # public name -> module that defines it. Add a line when you add a public name.
 _PUBLIC = {
     "NoiseSchedule": "schedules",
+    "SCHEDULE_NAMES": "schedules",
     "add_noise": "process",
+    "forward_step": "process",
+    "posterior_mean": "process",
+    "posterior_variance": "process",
+    "posterior_mean_coefficients": "process",
+    "predict_x0_from_eps": "process",
+    "predict_eps_from_x0": "process",
+    "predict_x0_from_v": "process",
+    "predict_eps_from_v": "process",
+    "get_velocity": "process",
+    "PREDICTION_TYPES": "process",
     "DDPMScheduler": "schedulers",
     "DDIMScheduler": "schedulers",
+    "SchedulerOutput": "schedulers",
     "sample": "sampling",
+    "ddim_invert": "sampling",
+    "Trajectory": "sampling",
+    "resolve_null_class": "sampling",
+    "GaussianDenoiser": "oracle",
+    "DatasetDenoiser": "oracle",
+    "diffusion_loss": "losses",
+    "diffusion_target": "losses",
+    "hybrid_loss": "losses",
+    "min_snr_weights": "losses",
+    "ssim_loss": "losses",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -1,0 +1,40 @@
+"""02_forward_diffusion runs in the ci profile and its numbers support what the notebook says."""
+
+import math
+
+import pytest
+
+pytestmark = pytest.mark.notebook
+
+
+def finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.fixture(scope="module")
+def metrics(run_notebook):
+    return run_notebook("02_forward_diffusion").metrics
+
+
+def test_one_step_and_closed_form_agree_in_distribution(metrics):
+    se = metrics["forward_check_standard_error"]
+    assert finite_number(se) and se > 0
+    # max over 16 pixels of |mean error| and |std error|: within a few standard errors
+    assert metrics["forward_check_mean_error"] < 5 * se
+    assert metrics["forward_check_std_error"] < 5 * se
+
+
+def test_package_and_libraries_give_the_same_numbers(metrics):
+    assert metrics["add_noise_max_diff"] < 1e-5
+    assert metrics["max_alphas_cumprod_diff_diffusers"] <= 1e-6
+    assert metrics["max_alphas_cumprod_diff_monai"] <= 1e-6
+
+
+def test_faint_lesion_drowns_before_the_heart_and_earlier_under_linear(metrics):
+    assert 0 < metrics["lesion_contrast"] < 1
+    assert metrics["lesion_lost_t_linear"] < metrics["lesion_lost_t_cosine"]
+    assert metrics["lesion_lost_t_linear"] < metrics["heart_lost_t_linear"]
+
+
+def test_pooling_by_two_multiplies_the_snr_by_about_four(metrics):
+    assert 3.0 < metrics["snr_ratio_after_pooling"] < 5.3
