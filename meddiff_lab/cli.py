@@ -286,8 +286,9 @@ def _metrics_evaluate(args: argparse.Namespace) -> int:
         images, (low, high) = load_image_set(args.generated)
         generated = (images - low) / (high - low) * 2 - 1
     size = generated.shape[-1]
-    # seed 1: patients the shipped model (trained on seed 0) never saw
-    real = _metrics_image_set(args.real, 2 * len(generated), size, seed=1)
+    # seed 1: patients the shipped model (trained on seed 0) never saw; beyond the 2 N of the floor,
+    # up to 192 more calibrate the copy threshold of the memorisation check
+    real = _metrics_image_set(args.real, max(2 * len(generated), len(generated) + 192), size, seed=1)
     train = _metrics_image_set(args.train, 0, size, seed=0) if args.train else None
     results = evaluate_generated(generated, real, train, extractor=args.extractor, seed=args.seed)
     print(format_results(results))

@@ -118,8 +118,8 @@ _SIZES: dict[str, dict[str, Any]] = {
         # U-Net (04)
         "unet_channels": (32, 32, 64), "benchmark_repeats": 2, "benchmark_batch": 4, "volume_size": 16,
         # training (05, 06)
-        "train_image_size": 16, "train_images": 64, "train_steps": 30, "batch_size": 8,
-        "sample_every": 15, "num_samples": 4, "train_channels": (16, 32), "train_sampling_steps": 10,
+        "train_image_size": 16, "train_images": 64, "train_steps": 20, "batch_size": 8,
+        "sample_every": 10, "num_samples": 4, "train_channels": (16, 32), "train_sampling_steps": 10,
         "resume_steps": 4, "pretrained_samples": 4, "pretrained_sampling_steps": 10,
         # segmentation augmentation (07)
         # conditioning (06) and segmentation augmentation (07)
@@ -132,7 +132,7 @@ _SIZES: dict[str, dict[str, Any]] = {
         "eval_images": 40, "eval_ddim_steps": (2, 5), "quiz_questions": 4,
         "eval_sampling_steps": 5, "eval_sweep_images": 8, "eval_train_search": 128,
         "eval_noise_levels": (100, 400), "eval_restoration_images": 4, "eval_restoration_steps": 5,
-        "eval_seg_images": 4, "eval_ms_ssim_pairs": 100,
+        "eval_seg_images": 4, "eval_ms_ssim_pairs": 100, "eval_copy_calibration": 64,
     },
     "classroom": {
         "image_size": 64, "num_images": 256, "gallery_images": 8,
@@ -141,18 +141,18 @@ _SIZES: dict[str, dict[str, Any]] = {
         "sampling_steps": 50, "ddim_step_sweep": (10, 20, 50, 100), "trajectory_frames": 10,
         "gaussian_check_samples": 8192, "oracle_samples": 8,
         "unet_channels": (32, 64, 128), "benchmark_repeats": 3, "benchmark_batch": 8, "volume_size": 32,
-        "train_image_size": 32, "train_images": 512, "train_steps": 250, "batch_size": 16,
+        "train_image_size": 32, "train_images": 512, "train_steps": 200, "batch_size": 16,
         "sample_every": 50, "num_samples": 16, "train_channels": (16, 32, 64), "train_sampling_steps": 25,
         "resume_steps": 20, "pretrained_samples": 8, "pretrained_sampling_steps": 50,
         "cond_image_size": 32, "cond_train_images": 512, "cond_unet_channels": (16, 32, 32), "cond_batch_size": 16,
-        "cond_train_steps": 300, "mask_train_steps": 120, "cond_guidance_scales": (0.0, 1.0, 3.0),
-        "cond_samples_per_class": 16, "cond_sampling_steps": 20, "seg_instrument_steps": 150, "seg_test_images": 64,
+        "cond_train_steps": 400, "mask_train_steps": 150, "cond_guidance_scales": (0.0, 1.0, 3.0),
+        "cond_samples_per_class": 16, "cond_sampling_steps": 20, "seg_instrument_steps": 300, "seg_test_images": 64,
         "seg_labelled_sizes": (8, 32), "seg_seeds": (0, 1), "seg_epochs": 20, "synthetic_per_image": 2,
         "seg_generator_steps": 150, "seg_reference_images": 256,
         "eval_images": 64, "eval_ddim_steps": (10, 20, 50, 100), "quiz_questions": 10,
         "eval_sampling_steps": 50, "eval_sweep_images": 12, "eval_train_search": 512,
         "eval_noise_levels": (50, 150, 300, 500), "eval_restoration_images": 6, "eval_restoration_steps": 10,
-        "eval_seg_images": 8, "eval_ms_ssim_pairs": 300,
+        "eval_seg_images": 8, "eval_ms_ssim_pairs": 300, "eval_copy_calibration": 192,
     },
     "full": {
         "image_size": 128, "num_images": 2000, "gallery_images": 16,
@@ -173,6 +173,7 @@ _SIZES: dict[str, dict[str, Any]] = {
         "eval_sampling_steps": 100, "eval_sweep_images": 256, "eval_train_search": 4000,
         "eval_noise_levels": (50, 100, 200, 300, 500, 700), "eval_restoration_images": 64,
         "eval_restoration_steps": 20, "eval_seg_images": 32, "eval_ms_ssim_pairs": 2000,
+        "eval_copy_calibration": 1000,
     },
 }
 _THREADS = {"ci": None, "classroom": 1, "full": None}

@@ -20,6 +20,19 @@ _PUBLIC = {
     "nmse": "image",
     "dice": "segmentation",
     "hd95": "segmentation",
+    "sensitivity": "segmentation",
+    "specificity": "segmentation",
+    "postprocess_mask": "segmentation",
+    "memorisation_threshold": "generative",
+    "NearestTraining": "generative",
+    "frechet_distance": "generative",
+    "ms_ssim_settings": "generative",
+    "PhantomEncoder": "features",
+    "load_phantom_encoder": "features",
+    "extract_features": "features",
+    "load_inception": "features",
+    "load_radimagenet": "features",
+    "WeightsNotAvailable": "features",
 }
 
 __all__ = sorted(_PUBLIC)

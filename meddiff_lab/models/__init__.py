@@ -13,6 +13,11 @@ _PUBLIC = {
     "UNet": "unet",
     "PRETRAINED": "pretrained",
     "load_pretrained": "pretrained",
+    "export_checkpoint": "pretrained",
+    "MaskConcat": "controlnet",
+    "ControlNet": "controlnet",
+    "ControlledUNet": "controlnet",
+    "BoundCondition": "controlnet",
 }
 
 __all__ = sorted(_PUBLIC)

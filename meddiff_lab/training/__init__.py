@@ -15,6 +15,18 @@ _PUBLIC = {
     "Trainer": "trainer",
     "TrainConfig": "trainer",
     "train_from_config": "trainer",
+    "EMA": "trainer",
+    "NonFiniteLossError": "trainer",
+    "train_conditional_diffusion": "conditional",
+    "metadata_to_cond": "conditional",
+    "SEG_STRUCTURES": "segmentation",
+    "masks_to_condition": "segmentation",
+    "make_segmentation_net": "segmentation",
+    "classical_augmentation": "segmentation",
+    "train_segmentation": "segmentation",
+    "predict_masks": "segmentation",
+    "segmentation_scores": "segmentation",
+    "measure_cardiothoracic_ratio": "segmentation",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -1,0 +1,227 @@
+"""Shipped pretrained weights: safetensors files (no code inside) with a JSON config beside them.
+
+``data/pretrained/NAME.safetensors`` holds the EMA weights of a U-Net; ``data/pretrained/NAME.json``
+holds everything needed to use them and to know where they came from::
+
+    {"name": ..., "description": ..., "image_size": 64,
+     "model": {UNet keyword arguments}, "diffusion": {schedule, betas, prediction_type},
+     "training": {command, config, steps, seconds, hardware, final_loss, images_per_sec, ...}}
+
+Use::
+
+    from meddiff_lab.models import PRETRAINED, load_pretrained
+    pipe = load_pretrained("phantom64")        # .model (eval mode), .scheduler (DDIM), .config (dict)
+    pipe.scheduler.set_timesteps(50)
+    images = meddiff_lab.diffusion.sample(pipe.model, pipe.scheduler, (16, 1, 64, 64))
+
+The folder is ``data/pretrained`` of the repository, or ``$MEDDIFF_PRETRAINED_DIR`` when set.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# name -> description. Each name has NAME.safetensors and NAME.json in the pretrained folder.
+PRETRAINED: dict[str, str] = {
+    "phantom64": "Unconditional 64 px synthetic chest radiograph (phantom) model: 2.75 M-parameter U-Net "
+                 "(channels 16-32-64-128, attention at 8 px), epsilon prediction, linear schedule, "
+                 "EMA weights. Sample it with DDIM (50 steps).",
+}
+
+
+@dataclass
+class PretrainedModel:
+    """What :func:`load_pretrained` returns.
+
+    Attributes:
+        model: the U-Net in eval mode, on ``device``.
+        scheduler: a ``DDIMScheduler`` with the training run's schedule and prediction type.
+        config: the JSON config (a dict with at least ``image_size``, ``model``, ``diffusion``).
+        name: the model's name (or the file it came from).
+    """
+
+    model: torch.nn.Module
+    scheduler: Any
+    config: dict
+    name: str
+
+    def sample(self, n: int = 16, steps: int = 50, seed: int = 0, progress: bool = False) -> torch.Tensor:
+        """``n`` DDIM samples, (n, 1, H, W) float32 in [-1, 1]."""
+        from meddiff_lab.training.trainer import generate_samples
+
+        return generate_samples(self.model, self.scheduler, n, self.config["image_size"], steps, seed=seed,
+                                progress=progress)
+
+
+def pretrained_dir() -> Path:
+    """The folder holding shipped weights: ``$MEDDIFF_PRETRAINED_DIR`` or the repository's ``data/pretrained``."""
+    env = os.environ.get("MEDDIFF_PRETRAINED_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "data" / "pretrained"
+
+
+def pretrained_files(name: str, root: str | Path | None = None) -> tuple[Path, Path]:
+    """The (safetensors, json) paths of shipped model ``name``. Raises ValueError for an unknown name."""
+    if name not in PRETRAINED:
+        raise ValueError(f"unknown pretrained model {name!r}; available: {', '.join(sorted(PRETRAINED))}")
+    folder = Path(root) if root is not None else pretrained_dir()
+    return folder / f"{name}.safetensors", folder / f"{name}.json"
+
+
+def is_available(name: str, root: str | Path | None = None) -> bool:
+    """True when the weights and config of ``name`` are present (a notebook can fall back otherwise)."""
+    try:
+        weights, config = pretrained_files(name, root)
+    except ValueError:
+        return False
+    return weights.is_file() and config.is_file()
+
+
+def _scheduler_from_config(config: dict):
+    from meddiff_lab.training.trainer import build_scheduler
+
+    return build_scheduler(config["diffusion"])
+
+
+def _model_from_config(config: dict, state_dict: dict, device) -> torch.nn.Module:
+    from meddiff_lab.models.unet import UNet
+
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config["model"].items()}
+    model = UNet(**kwargs)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def load_safetensors_model(weights: str | Path, config_path: str | Path | None = None, device=None,
+                           name: str | None = None) -> PretrainedModel:
+    """Load ``weights`` (.safetensors) with the JSON config beside it (or ``config_path``)."""
+    from safetensors.torch import load_file
+
+    weights = Path(weights)
+    config_path = Path(config_path) if config_path is not None else weights.with_suffix(".json")
+    for path, what in ((weights, "weights"), (config_path, "config")):
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained {what} {path} not found")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    for key in ("image_size", "model", "diffusion"):
+        if key not in config:
+            raise ValueError(f"pretrained config {config_path} lacks {key!r}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    model = _model_from_config(config, load_file(str(weights)), device)
+    return PretrainedModel(model=model, scheduler=_scheduler_from_config(config), config=config,
+                           name=name or weights.stem)
+
+
+def load_pretrained(name: str, device=None, root: str | Path | None = None) -> PretrainedModel:
+    """Load a shipped model by name (see ``PRETRAINED``).
+
+    Returns:
+        A :class:`PretrainedModel` with ``.model`` (eval mode), ``.scheduler`` (DDIMScheduler set up
+        as in training) and ``.config`` (dict with at least ``image_size``).
+
+    Raises:
+        ValueError: ``name`` is not in ``PRETRAINED``.
+        FileNotFoundError: the weights are not in the pretrained folder (the message says how to make them).
+    """
+    weights, config = pretrained_files(name, root)
+    if not weights.is_file() or not config.is_file():
+        raise FileNotFoundError(
+            f"the weights of pretrained model {name!r} are not in {weights.parent} (expected {weights.name} and "
+            f"{config.name}). Train them with `meddiff-lab train --config configs/pretrained_{name}.yaml --out "
+            f"runs/{name}` and export with `meddiff-lab export --checkpoint runs/{name}/last.pt --out {weights}`.")
+    return load_safetensors_model(weights, config, device=device, name=name)
+
+
+def load_model(spec: str | Path, device=None) -> PretrainedModel:
+    """A shipped name, a training checkpoint (``.pt``; its EMA weights) or a ``.safetensors`` file."""
+    spec_str = str(spec)
+    if spec_str in PRETRAINED:
+        return load_pretrained(spec_str, device=device)
+    path = Path(spec_str)
+    if path.suffix == ".safetensors":
+        return load_safetensors_model(path, device=device)
+    if path.suffix in (".pt", ".pth") or path.is_file():
+        from meddiff_lab.training.checkpoint import load_checkpoint
+
+        state = load_checkpoint(path)
+        config = _config_from_training(state["config"])
+        weights = state["ema"]["model"] if "ema" in state else state["model"]
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        return PretrainedModel(model=_model_from_config(config, weights, device),
+                               scheduler=_scheduler_from_config(config), config=config, name=path.name)
+    raise ValueError(f"--model {spec_str!r} is neither a shipped model ({', '.join(sorted(PRETRAINED))}) nor an "
+                     f"existing .pt checkpoint or .safetensors file")
+
+
+def _config_from_training(train_config: dict) -> dict:
+    return {
+        "image_size": int(train_config["image_size"]),
+        "model": dict(train_config["model"]),
+        "diffusion": {key: train_config[key] for key in ("schedule", "num_train_timesteps", "beta_start",
+                                                         "beta_end", "prediction_type")},
+        "data": {key: train_config[key] for key in ("data_source", "num_images", "data_seed")},
+    }
+
+
+def _read_log(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, command: str | None = None,
+                      half: bool = False, name: str | None = None, description: str | None = None) -> Path:
+    """Write a training checkpoint's EMA weights as ``out`` (.safetensors) and its config as JSON beside it.
+
+    The JSON records the model, schedule, prediction type, image size and the training facts: the
+    command, steps, wall time, hardware, final loss (mean of the last 10 log rows) and images/s
+    (read from ``log.csv`` beside the checkpoint when present).
+    """
+    from safetensors.torch import save_file
+
+    from meddiff_lab.training.checkpoint import atomic_write, load_checkpoint
+    from meddiff_lab.training.trainer import hardware_description
+
+    checkpoint = Path(checkpoint)
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"export destination {out} must end in .safetensors")
+    state = load_checkpoint(checkpoint)
+    weights = state["ema"]["model"] if "ema" in state else state["model"]
+    dtype = torch.float16 if half else torch.float32
+    tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous().clone() for k, v in weights.items()}
+    log = _read_log(checkpoint.parent / "log.csv")
+    tail = log[-10:]
+    config = _config_from_training(state["config"])
+    config.update({
+        "name": name or out.stem,
+        "description": description or PRETRAINED.get(name or out.stem, ""),
+        "weights": "EMA" if "ema" in state else "raw",
+        "dtype": str(dtype).replace("torch.", ""),
+        "parameters": int(sum(v.numel() for v in weights.values() if v.is_floating_point())),
+        "training": {
+            "command": command,
+            "config": state["config"],
+            "steps": int(state["step"]),
+            "seconds": round(float(state.get("seconds", 0.0)), 1),
+            "hardware": state.get("hardware") or hardware_description(state["config"].get("threads")),
+            "final_loss": round(sum(r["loss"] for r in tail) / len(tail), 5) if tail else state.get("loss"),
+            "images_per_sec": round(sum(r["images_per_sec"] for r in log) / len(log), 2) if log else None,
+            "images_seen": int(state["step"]) * int(state["config"]["batch_size"])
+                           * int(state["config"]["gradient_accumulation_steps"]) * int(state.get("world_size", 1)),
+        },
+    })
+    atomic_write(out, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt", "name": config["name"]}))
+    json_path = out.with_suffix(".json")
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8"))
+    return out

@@ -1,0 +1,128 @@
+"""The training loop: loss falls, exact resume, learning-rate schedule, EMA, non-finite losses."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from meddiff_lab.training import TrainConfig, Trainer, train_from_config
+from meddiff_lab.training.trainer import EMA, NonFiniteLossError, warmup_cosine
+
+REPO = Path(__file__).resolve().parents[2]
+
+TINY = dict(image_size=16, num_images=16, max_steps=6, batch_size=4, learning_rate=2e-3, warmup_steps=2,
+            model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8,
+                   "norm_num_groups": 8}, ema_decay=0.9, mixed_precision="no", threads=1, log_every=1,
+            sample_every=0, checkpoint_every=3)
+
+
+def _images(n=16, size=16, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, size, size, generator=generator) * 2 - 1
+
+
+def _read_log(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_ci_config_loss_falls(tmp_path):
+    trainer = train_from_config(REPO / "configs" / "ci.yaml", tmp_path, progress=False)
+    rows = _read_log(tmp_path / "log.csv")
+    losses = [float(r["loss"]) for r in rows]
+    assert {"step", "loss"} <= set(rows[0])
+    assert int(rows[-1]["step"]) == trainer.config.max_steps
+    assert sum(losses[-2:]) / 2 < 0.5 * losses[0], losses
+    assert (tmp_path / "last.pt").is_file() and list((tmp_path / "samples").glob("step_*.png"))
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    config = TrainConfig.from_dict(TINY)
+    straight = Trainer(config, tmp_path / "straight", images=_images(), progress=False).train()
+
+    def crash_after_step_4(row):  # stands in for a kill: the checkpoint of step 3 is the last one
+        if row["step"] == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, tmp_path / "split", images=_images(), progress=False, on_log=crash_after_step_4).train()
+    resumed = Trainer(config, tmp_path / "split", images=_images(), progress=False)
+    resumed.train(resume=True)
+    assert resumed.step == 6
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    for a, b in zip(straight.ema.model.parameters(), resumed.ema.model.parameters()):
+        assert torch.equal(a, b)
+    steps = [int(r["step"]) for r in _read_log(tmp_path / "split" / "log.csv")]
+    assert steps == list(range(1, 7))
+
+
+def test_existing_checkpoint_without_resume_is_an_error(tmp_path):
+    config = TrainConfig.from_dict({**TINY, "max_steps": 1})
+    Trainer(config, tmp_path, images=_images(), progress=False).train()
+    with pytest.raises(ValueError, match="resume"):
+        Trainer(config, tmp_path, images=_images(), progress=False).train()
+
+
+def test_non_finite_loss_stops_naming_the_step_and_saves_nothing(tmp_path):
+    images = _images()
+    images[:] = float("nan")
+    trainer = Trainer(TrainConfig.from_dict(TINY), tmp_path, images=images, progress=False)
+    with pytest.raises(NonFiniteLossError, match="at step 1 "):
+        trainer.train()
+    assert not (tmp_path / "last.pt").exists()
+
+
+@pytest.mark.parametrize("changes", [{"prediction_type": "v_prediction", "min_snr_gamma": 5.0},
+                                     {"prediction_type": "sample", "loss": "hybrid"},
+                                     {"gradient_accumulation_steps": 2, "mixed_precision": "bf16"}])
+def test_targets_weightings_accumulation_and_bf16_run(changes):
+    trainer = Trainer(TrainConfig.from_dict({**TINY, **changes, "max_steps": 2}), images=_images(), progress=False)
+    trainer.train()
+    assert trainer.step == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in trainer.history)
+
+
+def test_warmup_then_cosine_learning_rate():
+    factors = [warmup_cosine(s, warmup_steps=10, max_steps=110, min_lr_ratio=0.1) for s in range(111)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[60] == pytest.approx(0.1 + 0.9 * 0.5)
+    assert factors[110] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+
+
+def test_ema_moves_towards_the_weights_with_warmed_up_decay():
+    model = torch.nn.Linear(2, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = EMA(model, decay=0.99)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)  # first decay: min(0.99, 1/10) = 0.1
+    assert torch.allclose(ema.model.weight, torch.full((1, 2), 0.9))
+
+
+def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
+    with pytest.raises(ValueError, match="learnin_rate"):
+        TrainConfig.from_dict({"learnin_rate": 1e-3})
+    with pytest.raises(ValueError, match="prediction_type"):
+        TrainConfig.from_dict({"prediction_type": "noise"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  batch_size: 0\n")
+    with pytest.raises(ValueError, match="bad.yaml"):
+        TrainConfig.from_yaml(bad)
+
+
+@pytest.mark.parametrize("name", ["ci.yaml", "classroom.yaml", "pretrained_phantom64.yaml"])
+def test_training_configs_parse(name):
+    assert TrainConfig.from_yaml(REPO / "configs" / name).max_steps > 0
+
+
+def test_trains_without_accelerate_in_one_process():
+    from meddiff_lab.training.trainer import SingleProcess
+
+    trainer = Trainer(TrainConfig.from_dict({**TINY, "max_steps": 2}), images=_images(), progress=False,
+                      accelerator=SingleProcess())
+    trainer.train()
+    assert trainer.step == 2 and trainer.ema.num_updates == 2
