@@ -120,7 +120,7 @@ _SIZES: dict[str, dict[str, Any]] = {
         # training (05, 06)
         "train_image_size": 16, "train_images": 64, "train_steps": 20, "batch_size": 8,
         "sample_every": 10, "num_samples": 4, "train_channels": (16, 32), "train_sampling_steps": 10,
-        "resume_steps": 4, "pretrained_samples": 4, "pretrained_sampling_steps": 10,
+        "resume_steps": 4, "pretrained_samples": 4, "pretrained_sampling_steps": 10, "train_threads": 1,
         # segmentation augmentation (07)
         # conditioning (06) and segmentation augmentation (07)
         "cond_image_size": 32, "cond_train_images": 64, "cond_unet_channels": (16, 32, 32), "cond_batch_size": 8,
@@ -129,9 +129,9 @@ _SIZES: dict[str, dict[str, Any]] = {
         "seg_labelled_sizes": (4,), "seg_seeds": (0,), "seg_epochs": 3, "synthetic_per_image": 1,
         "seg_generator_steps": 10, "seg_reference_images": 32,
         # evaluation (08)
-        "eval_images": 40, "eval_ddim_steps": (2, 5), "quiz_questions": 4,
+        "eval_images": 36, "eval_ddim_steps": (2, 5), "quiz_questions": 4,
         "eval_sampling_steps": 5, "eval_sweep_images": 8, "eval_train_search": 128,
-        "eval_noise_levels": (100, 400), "eval_restoration_images": 4, "eval_restoration_steps": 5,
+        "eval_noise_levels": (100, 400), "eval_restoration_images": 3, "eval_restoration_steps": 3,
         "eval_seg_images": 4, "eval_ms_ssim_pairs": 100, "eval_copy_calibration": 64,
     },
     "classroom": {
@@ -143,7 +143,7 @@ _SIZES: dict[str, dict[str, Any]] = {
         "unet_channels": (32, 64, 128), "benchmark_repeats": 3, "benchmark_batch": 8, "volume_size": 32,
         "train_image_size": 32, "train_images": 512, "train_steps": 200, "batch_size": 16,
         "sample_every": 50, "num_samples": 16, "train_channels": (16, 32, 64), "train_sampling_steps": 25,
-        "resume_steps": 20, "pretrained_samples": 8, "pretrained_sampling_steps": 50,
+        "resume_steps": 20, "pretrained_samples": 8, "pretrained_sampling_steps": 50, "train_threads": 1,
         "cond_image_size": 32, "cond_train_images": 512, "cond_unet_channels": (16, 32, 32), "cond_batch_size": 16,
         "cond_train_steps": 400, "mask_train_steps": 150, "cond_guidance_scales": (0.0, 1.0, 3.0),
         "cond_samples_per_class": 16, "cond_sampling_steps": 20, "seg_instrument_steps": 300, "seg_test_images": 64,
@@ -163,14 +163,14 @@ _SIZES: dict[str, dict[str, Any]] = {
         "unet_channels": (64, 128, 256), "benchmark_repeats": 10, "benchmark_batch": 32, "volume_size": 64,
         "train_image_size": 64, "train_images": 8000, "train_steps": 20000, "batch_size": 64,
         "sample_every": 2000, "num_samples": 64, "train_channels": (32, 64, 128, 256), "train_sampling_steps": 50,
-        "resume_steps": 200, "pretrained_samples": 16, "pretrained_sampling_steps": 50,
+        "resume_steps": 200, "pretrained_samples": 16, "pretrained_sampling_steps": 50, "train_threads": None,
         "cond_image_size": 64, "cond_train_images": 8000, "cond_unet_channels": (64, 128, 256), "cond_batch_size": 64,
         "cond_train_steps": 20000, "mask_train_steps": 5000, "cond_guidance_scales": (0.0, 1.0, 2.0, 3.0, 5.0),
         "cond_samples_per_class": 128, "cond_sampling_steps": 50, "seg_instrument_steps": 2000, "seg_test_images": 500,
         "seg_labelled_sizes": (8, 32, 128), "seg_seeds": (0, 1, 2), "seg_epochs": 100, "synthetic_per_image": 4,
         "seg_generator_steps": 5000, "seg_reference_images": 2000,
         "eval_images": 1000, "eval_ddim_steps": (10, 20, 50, 100, 1000), "quiz_questions": 20,
-        "eval_sampling_steps": 100, "eval_sweep_images": 256, "eval_train_search": 4000,
+        "eval_sampling_steps": 50, "eval_sweep_images": 256, "eval_train_search": 4000,
         "eval_noise_levels": (50, 100, 200, 300, 500, 700), "eval_restoration_images": 64,
         "eval_restoration_steps": 20, "eval_seg_images": 32, "eval_ms_ssim_pairs": 2000,
         "eval_copy_calibration": 1000,

@@ -50,7 +50,7 @@ def evaluate_generated(generated, real, train=None, heldout=None, extractor="pha
         raise ValueError(f"need at least {2 * (k + 1)} real and {k + 1} generated images, got {len(real_b)} and "
                          f"{len(generated_b)}")
     generated_b, real_a, real_b2, real_rest = generated_b[:n], real_b[:n], real_b[n:2 * n], real_b[n:]
-    extractor_name = extractor if isinstance(extractor, str) else type(extractor).__name__
+    extractor_name = extractor if isinstance(extractor, str) else getattr(extractor, "name", type(extractor).__name__)
     if isinstance(extractor, str):
         from meddiff_lab.metrics.features import _LOADERS
 

@@ -166,6 +166,8 @@ class PhantomEncoder(nn.Module):
 class _FeaturesOnly(nn.Module):
     """Wrap an encoder so that calling it returns only the features (the extractor interface)."""
 
+    name = "phantom"
+
     def __init__(self, encoder: PhantomEncoder):
         super().__init__()
         self.encoder = encoder
@@ -179,6 +181,8 @@ class _CopyEmbedding(nn.Module):
     """Wrap an encoder so that calling it returns its instance-discrimination projection ``(B, P)``:
     the embedding trained to match an image with its shifted, contrast-changed, noisy copies and to
     tell it from every other image (what a copy detector needs)."""
+
+    name = "phantom copy embedding"
 
     def __init__(self, encoder: PhantomEncoder):
         super().__init__()
@@ -256,6 +260,7 @@ class _InceptionFeatures(nn.Module):
     """
 
     feature_dim = 2048
+    name = "inception"
 
     def __init__(self, network: nn.Module, kind: str):
         super().__init__()
@@ -367,6 +372,7 @@ class _RadImageNetFeatures(nn.Module):
     the training means subtracted (Keras "caffe" style), then a spatial average of the last stage."""
 
     feature_dim = 2048
+    name = "radimagenet"
 
     def __init__(self, network: nn.Module):
         super().__init__()

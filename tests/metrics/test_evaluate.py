@@ -33,6 +33,7 @@ def test_evaluate_generated_puts_every_number_beside_its_floor():
     assert "floor" in EV.format_results(results)
 
 
+@pytest.mark.filterwarnings("ignore:FID on")  # 8 images, 16 features: the warning is the point of small sets
 def test_evaluate_generated_cuts_n_to_half_the_real_set():
     results = EV.evaluate_generated(_smooth(20, 3), _smooth(16, 4), extractor=_pixels)
     assert results["n"] == 8 and "memorisation" not in results
