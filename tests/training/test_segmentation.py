@@ -87,6 +87,7 @@ def test_training_lowers_the_dice_loss_and_predicts_binary_masks(phantoms):
     images, masks = _images(phantoms), stack_masks(phantoms.masks)
     run = train_segmentation(images, masks, steps=12, batch_size=4, seed=0)
     assert len(run.losses) == 12 and run.steps == 12
+    assert len(train_segmentation(images, masks, steps=2, batch_size=4, loss="dice").losses) == 2
     assert np.mean(run.losses[-3:]) < np.mean(run.losses[:3])
     pred = predict_masks(run.net, images)
     assert pred.shape == masks.shape and pred.dtype == torch.bool
@@ -150,6 +151,8 @@ def test_errors_name_the_input(phantoms):
         train_segmentation(torch.zeros(2, 1, 32, 32), torch.zeros(3, 3, 32, 32), steps=1)
     with pytest.raises(ValueError, match="steps"):
         train_segmentation(torch.zeros(2, 1, 32, 32), torch.zeros(2, 3, 32, 32), steps=0)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        train_segmentation(torch.zeros(2, 1, 32, 32), torch.zeros(2, 3, 32, 32), steps=1, loss="focal")
     with pytest.raises(ValueError, match="structure names"):
         segmentation_scores(torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 8, 8))
     assert make_segmentation_net()(torch.zeros(1, 1, 32, 32)).shape == (1, 3, 32, 32)
