@@ -3,15 +3,18 @@
 All three are built at one configuration (channels (32, 64, 128), self-attention at the lowest level
 only, one residual block per level, 32 channels per attention head) and timed in ONE run, model by
 model in turn (the order rotates every round), so that a busy machine slows all of them alike. Each
-round times a few steps of one model; the table gives the median images/s over rounds, and the ratios
-kit / MONAI and kit / diffusers.
+round times a few steps of each model; the table gives the median images/s over rounds, and the
+ratios to MONAI and to diffusers as the median over rounds of the *paired* ratio (this model's round
+divided by the reference's round, measured back to back), which a load that changes between rounds
+does not bias.
 
 A training step is a forward pass, the noise-prediction MSE loss, a backward pass and an AdamW step;
 forward-only runs under ``torch.inference_mode``. Both at 32 px (batch 32) and 64 px (batch 16), on
 the CPU with ``--threads`` threads, and on the GPU when there is one.
 
-Model variants: ``kit+cl`` (channels-last memory format), ``kit+bf16`` (bfloat16 autocast), and so on
-for any model, e.g. ``--models kit kit+cl monai``.
+Model variants: ``+cl`` (weights and inputs channels-last; the kit's 2D U-Net already runs so),
+``+bf16`` (bfloat16 autocast), ``kit+nchw`` (the kit with ``channels_last=False``), for example
+``--models kit kit+nchw monai monai+cl``.
 
 Usage::
 
@@ -69,7 +72,7 @@ def build_model(name: str, image_size: int, kit_channels_last: bool = True) -> t
                             layers_per_block=1, down_block_types=down, up_block_types=up,
                             attention_head_dim=HEAD_CHANNELS)
         return model, lambda m, x, t: m(x, t).sample
-    raise ValueError(f"unknown model {name!r}; expected kit, monai or diffusers (optionally +cl, +bf16)")
+    raise ValueError(f"unknown model {name!r}; expected kit, monai or diffusers (optionally +cl, +bf16, +nchw)")
 
 
 @dataclass
@@ -166,13 +169,15 @@ def run(models: list[str], devices: list[str], sizes: list[int], modes: list[str
     rows = []
     for device_name in devices:
         device = torch.device(device_name)
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        print(f"\n## {device_name}: {machine_description(device, threads)}; load average {load:.1f}", file=out)
+        policy = os.environ.get("OMP_WAIT_POLICY", "default")
+        print(f"\n## {device_name}: {machine_description(device, threads)}; OMP_WAIT_POLICY {policy}; "
+              f"load average {_load_average():.1f}", file=out, flush=True)
         print(f"{'size':>5} {'batch':>5} {'mode':>8} {'model':>16} {'params':>9} {'median img/s':>13} "
-              f"{'min..max':>15} {'vs monai':>9} {'vs diffusers':>13}", file=out)
+              f"{'min..max':>15} {'vs monai':>9} {'vs diffusers':>13}", file=out, flush=True)
         for size in sizes:
             batch_size = batch or DEFAULT_BATCH.get(size, 16)
             for mode in modes:
+                load = _load_average()
                 speeds = measure(models, device, size, batch_size, mode, rounds, steps)
                 medians = {label: statistics.median(v) for label, v in speeds.items()}
                 for label, values in speeds.items():
@@ -180,13 +185,19 @@ def run(models: list[str], devices: list[str], sizes: list[int], modes: list[str
                                parameters=_parameters(label), median_images_per_s=medians[label],
                                rounds=values, threads=threads, load_average=load)
                     for reference in ("monai", "diffusers"):
-                        if reference in medians:
-                            row[f"vs_{reference}"] = medians[label] / medians[reference]
+                        if reference in speeds:  # paired: this model's round against the reference's same round
+                            row[f"vs_{reference}"] = statistics.median(
+                                a / b for a, b in zip(values, speeds[reference]))
                     rows.append(row)
                     print(f"{size:>5} {batch_size:>5} {mode:>8} {label:>16} {row['parameters'] / 1e6:>8.2f}M "
                           f"{medians[label]:>13.1f} {min(values):>7.1f}..{max(values):<7.1f} "
                           f"{_ratio(row, 'vs_monai'):>9} {_ratio(row, 'vs_diffusers'):>13}", file=out, flush=True)
     return rows
+
+
+def _load_average() -> float:
+    """The 1-minute load average (how busy the machine was), NaN where the OS does not say."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 _PARAMETER_CACHE: dict[str, int] = {}
@@ -208,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="32 px, training only, 3 rounds of 2 steps")
     parser.add_argument("--models", nargs="+", default=["kit", "monai", "diffusers"],
-                        help="kit, monai, diffusers, optionally with +cl and/or +bf16 (default: the three)")
+                        help="kit, monai, diffusers, optionally with +cl, +bf16, +nchw (default: the three)")
     parser.add_argument("--sizes", nargs="+", type=int, default=None, help="image sizes (default: 32 64)")
     parser.add_argument("--modes", nargs="+", choices=("train", "forward"), default=None,
                         help="train and/or forward (default: both)")
@@ -230,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or (2 if args.quick else 3)
     started = time.perf_counter()
     rows = run(args.models, devices, sizes, modes, rounds, steps, args.threads, args.batch)
-    print(f"\n{len(rows)} rows in {time.perf_counter() - started:.0f} s "
-          f"(median over {rounds} rounds of {steps} steps, models alternating)")
+    print(f"\n{len(rows)} rows in {time.perf_counter() - started:.0f} s (median over {rounds} rounds of {steps} "
+          f"steps, models alternating; ratios: median of per-round ratios)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1))

@@ -308,7 +308,7 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     bsub = bench.add_subparsers(dest="bench_command", required=True)
     unet = bsub.add_parser("unet", help="U-Net training and forward throughput (runs benchmarks/unet_throughput.py)")
     unet.add_argument("--quick", action="store_true", help="32 px, training only, 3 rounds of 2 steps")
-    unet.add_argument("--models", nargs="+", default=None, help="kit monai diffusers, optionally +cl and/or +bf16")
+    unet.add_argument("--models", nargs="+", default=None, help="kit monai diffusers, optionally +cl, +bf16, +nchw")
     unet.add_argument("--sizes", nargs="+", type=int, default=None, help="image sizes (default: 32 64)")
     unet.add_argument("--modes", nargs="+", choices=("train", "forward"), default=None, help="default: both")
     unet.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")

@@ -147,7 +147,7 @@ _SIZES: dict[str, dict[str, Any]] = {
         "cond_image_size": 32, "cond_train_images": 512, "cond_unet_channels": (16, 32, 32), "cond_batch_size": 16,
         "cond_train_steps": 400, "mask_train_steps": 150, "cond_guidance_scales": (0.0, 1.0, 3.0),
         "cond_samples_per_class": 16, "cond_sampling_steps": 20, "seg_instrument_steps": 300, "seg_test_images": 64,
-        "seg_labelled_sizes": (8, 32), "seg_seeds": (0, 1), "seg_epochs": 16, "synthetic_per_image": 2,
+        "seg_labelled_sizes": (8, 32), "seg_seeds": (0, 1), "seg_epochs": 20, "synthetic_per_image": 2,
         "seg_generator_steps": 120, "seg_reference_images": 256,
         "eval_images": 64, "eval_ddim_steps": (10, 20, 50, 100), "quiz_questions": 10,
         "eval_sampling_steps": 50, "eval_sweep_images": 12, "eval_train_search": 512,

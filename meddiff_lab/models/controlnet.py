@@ -116,7 +116,8 @@ def unet_forward_with_residuals(unet: UNet, x: torch.Tensor, timesteps, class_la
     h = unet.middle(h, emb)
     if skip_residuals is not None:
         if len(skip_residuals) != len(skips):
-            raise ValueError(f"expected {len(skips)} skip residuals (one per skip connection), got {len(skip_residuals)}")
+            raise ValueError(f"expected {len(skips)} skip residuals (one per skip connection), "
+                             f"got {len(skip_residuals)}")
         skips = [s + r for s, r in zip(skips, skip_residuals)]
     if middle_residual is not None:
         h = h + middle_residual
