@@ -149,6 +149,7 @@ def run_notebook(name: str, profile: str, out_dir: Path, kernel: str = "python3"
     source = notebooks_dir() / f"{name}.ipynb"
     if not source.exists():
         raise FileNotFoundError(f"notebook {name!r} not found: expected {source}")
+    out_dir = Path(out_dir).resolve()  # the kernel runs in notebooks/, so relative paths would point elsewhere
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_file = out_dir / f".{name}.metrics.jsonl"
     status_file = out_dir / f".{name}.status.json"

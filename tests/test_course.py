@@ -42,8 +42,9 @@ def test_runner_records_metrics_and_reports_the_failing_cell(tmp_path, monkeypat
                     "from meddiff_lab.course import record\nrecord('profile_seen', PROFILE)\nrecord('answer', 42)")
     _write_notebook(nb_dir / "01_preprocessing.ipynb", "x = 1", "raise RuntimeError('planted failure')")
     monkeypatch.setenv("MEDDIFF_NOTEBOOKS", str(nb_dir))
+    monkeypatch.chdir(tmp_path)  # a relative output folder, as `make course` passes
     out = tmp_path / "out"
-    results = course.run("ci", out, progress=False)
+    results = course.run("ci", "out", progress=False)
     ok, bad = results
     assert ok.status == "passed" and ok.metrics == {"profile_seen": "ci", "answer": 42}
     assert ok.peak_memory_mb and ok.peak_memory_mb > 10, "the kernel's peak memory must be measured"
