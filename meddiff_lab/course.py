@@ -39,6 +39,9 @@ NOTEBOOKS: tuple[str, ...] = (
 #: where a notebook's recorded numbers go while the course runner executes it
 METRICS_ENV = "MEDDIFF_METRICS_FILE"
 
+#: seconds one cell may run before the runner gives up on it (a hung kernel fails instead of blocking)
+CELL_TIMEOUT = {"ci": 300, "classroom": 900, "full": None}
+
 _RECORDED: dict[str, Any] = {}
 
 
@@ -127,6 +130,7 @@ def _execute_one(notebook: Path, output: Path, profile: str, status_file: Path, 
         pm.execute_notebook(
             str(notebook), str(output), parameters={"PROFILE": profile}, kernel_name=kernel,
             cwd=str(notebook.parent), progress_bar=False, log_output=False,
+            execution_timeout=CELL_TIMEOUT.get(profile),
         )
     except pm.PapermillExecutionError as exc:
         status = {"status": "failed", "error": {

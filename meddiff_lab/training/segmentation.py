@@ -219,7 +219,8 @@ def _check_pairs(images, masks) -> tuple[torch.Tensor, torch.Tensor]:
 
 def train_segmentation(images, masks, *, steps: int, batch_size: int = 16, learning_rate: float = 1e-2,
                        augmentation: Callable[[dict], dict] | None = None, seed: int = 0, loss: str = "dice_ce",
-                       net: torch.nn.Module | None = None, progress: bool = False) -> SegmentationRun:
+                       net: torch.nn.Module | None = None, device: torch.device | str | None = None,
+                       progress: bool = False) -> SegmentationRun:
     """Train a segmentation network with MONAI's ``DiceCELoss`` (or ``DiceLoss``) and Adam.
 
     Every run gets exactly ``steps`` optimizer steps of ``batch_size`` images drawn at random from the
@@ -237,6 +238,7 @@ def train_segmentation(images, masks, *, steps: int, batch_size: int = 16, learn
         seed: seeds the initial weights and the batches (the augmentation has its own seed).
         loss: ``"dice_ce"`` (MONAI ``DiceCELoss``, sigmoid) or ``"dice"`` (MONAI ``DiceLoss``, sigmoid).
         net: a network to train (default: :func:`make_segmentation_net` with ``C`` outputs).
+        device: where to train (default: CPU); batches are augmented on the CPU and then moved.
 
     Returns:
         a :class:`SegmentationRun`.
@@ -253,6 +255,8 @@ def train_segmentation(images, masks, *, steps: int, batch_size: int = 16, learn
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         net = net if net is not None else make_segmentation_net(out_channels=masks.shape[1])
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    net = net.to(device)
     generator = torch.Generator().manual_seed(int(seed) + 1)
     loss_fn = losses_by_name[loss]()
     optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
@@ -264,7 +268,7 @@ def train_segmentation(images, masks, *, steps: int, batch_size: int = 16, learn
         x, y = images[index], masks[index]
         if augmentation is not None:
             x, y = _augment_batch(augmentation, x, y)
-        value = loss_fn(net(x), y)
+        value = loss_fn(net(x.to(device)), y.to(device))
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()
@@ -275,13 +279,18 @@ def train_segmentation(images, masks, *, steps: int, batch_size: int = 16, learn
 
 @torch.no_grad()
 def predict_masks(net: torch.nn.Module, images, batch_size: int = 64, threshold: float = 0.5) -> torch.Tensor:
-    """Segment ``images`` ``(N, 1, H, W)`` in [-1, 1] → ``(N, C, H, W)`` bool (sigmoid > ``threshold``)."""
+    """Segment ``images`` ``(N, 1, H, W)`` in [-1, 1] → ``(N, C, H, W)`` bool on the CPU (sigmoid > ``threshold``).
+
+    Runs on the network's device.
+    """
     images = torch.as_tensor(images, dtype=torch.float32)
     if images.ndim != 4 or images.shape[1] != 1:
         raise ValueError(f"images must be (N, 1, H, W) float in [-1, 1], got shape {tuple(images.shape)}")
     was_training = net.training
     net.eval()
-    out = [torch.sigmoid(net(images[i:i + batch_size])) > threshold for i in range(0, len(images), batch_size)]
+    device = next(iter(net.parameters()), torch.empty(0)).device
+    out = [(torch.sigmoid(net(images[i:i + batch_size].to(device))) > threshold).cpu()
+           for i in range(0, len(images), batch_size)]
     net.train(was_training)
     return torch.cat(out)
 

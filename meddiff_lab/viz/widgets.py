@@ -17,6 +17,8 @@ VS Code and Binder; no ``%matplotlib widget`` needed).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -50,7 +52,7 @@ class _Explorer:
             from IPython.display import display
         except ImportError:  # pragma: no cover - IPython comes with ipywidgets
             return
-        if get_ipython() is None:
+        if get_ipython() is None or _headless():
             return
         with self.output:
             self.output.clear_output(wait=True)
@@ -59,9 +61,21 @@ class _Explorer:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
+        if _headless():  # a headless run (course runner, CI): no browser to talk to, show the figure
+            display(self.figure)
+            return
         if self.redraws == 0:  # not drawn yet
             self._show()
         display(self.widget)
+
+
+def _headless() -> bool:
+    """True under the course runner (it sets MEDDIFF_HEADLESS): widgets render as static figures.
+
+    A headless run has no browser to answer widget messages; static output keeps the executed
+    notebook readable and avoids an Output widget that papermill's client has been seen to wait on.
+    """
+    return os.environ.get("MEDDIFF_HEADLESS", "") not in ("", "0")
 
 
 # ---- schedule explorer -------------------------------------------------------------------------
