@@ -194,7 +194,7 @@ class SliceViewer:
                 self.sliders[plane].value = int(value)
 
     def _refresh(self) -> None:
-        if not self._shown:
+        if not self._shown or not frontend_status()[0]:  # headless: nothing listens to the Output widget
             return
         from IPython.display import clear_output, display
 
@@ -206,10 +206,11 @@ class SliceViewer:
         from IPython.display import display
 
         self._shown = True
+        if not frontend_status()[0]:
+            display(self.figure)  # headless: a static picture for the saved notebook, no widget messages
+            return
         display(self.widget)
         self._refresh()
-        if not frontend_status()[0]:
-            display(self.figure)  # headless: a static picture for the saved notebook
 
 
 def view_volume(volume, backend: str = "auto", window: tuple[float, float] | None = None,
@@ -336,7 +337,7 @@ class WindowLevelViewer:
         self._band.remove()
         self._band = self.figure.axes[1].axvspan(c - w / 2, c + w / 2, color="tab:orange", alpha=0.3)
         self._update_title()
-        if self._shown:
+        if self._shown and frontend_status()[0]:
             from IPython.display import clear_output, display
 
             with self.output:
@@ -352,9 +353,10 @@ class WindowLevelViewer:
         from IPython.display import clear_output, display
 
         self._shown = True
+        if not frontend_status()[0]:
+            display(self.figure)  # headless: a static picture for the saved notebook, no widget messages
+            return
         display(self.widget)
         with self.output:
             clear_output(wait=True)
             display(self.figure)
-        if not frontend_status()[0]:
-            display(self.figure)  # headless: a static picture for the saved notebook
