@@ -119,22 +119,25 @@ class Runner:
         loss.backward()
         self.optimizer.step()
 
-    def time_steps(self, steps: int) -> float:
-        """Run ``steps`` steps; returns images per second."""
+    def time_steps(self, steps: int, clock: Callable[[], float] = time.perf_counter) -> float:
+        """Run ``steps`` steps; returns images per second of ``clock``."""
         self._sync()
-        start = time.perf_counter()
+        start = clock()
         for _ in range(steps):
             self.step()
         self._sync()
-        return steps * self.batch_size / (time.perf_counter() - start)
+        return steps * self.batch_size / (clock() - start)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
 
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+
+
 def measure(labels: list[str], device: torch.device, image_size: int, batch_size: int, mode: str,
-            rounds: int, steps: int, warmup: int = 2) -> dict[str, list[float]]:
+            rounds: int, steps: int, warmup: int = 2, clock: str = "wall") -> dict[str, list[float]]:
     """Images/s of each model per round, measured alternating (rotating order). Returns label -> list."""
     runners = [Runner(label, device, image_size, batch_size, mode) for label in labels]
     for runner in runners:
@@ -144,7 +147,7 @@ def measure(labels: list[str], device: torch.device, image_size: int, batch_size
     for r in range(rounds):
         order = runners[r % len(runners):] + runners[:r % len(runners)]
         for runner in order:
-            speeds[runner.label].append(runner.time_steps(steps))
+            speeds[runner.label].append(runner.time_steps(steps, CLOCKS[clock]))
     return speeds
 
 
@@ -163,7 +166,7 @@ def machine_description(device: torch.device, threads: int) -> str:
 
 
 def run(models: list[str], devices: list[str], sizes: list[int], modes: list[str], rounds: int, steps: int,
-        threads: int, batch: int | None = None, out=sys.stdout) -> list[dict]:
+        threads: int, batch: int | None = None, clock: str = "wall", out=sys.stdout) -> list[dict]:
     """Measure every (device, size, mode) and print a table per device; returns one dict per row."""
     torch.set_num_threads(threads)
     rows = []
@@ -171,19 +174,21 @@ def run(models: list[str], devices: list[str], sizes: list[int], modes: list[str
         device = torch.device(device_name)
         policy = os.environ.get("OMP_WAIT_POLICY", "default")
         print(f"\n## {device_name}: {machine_description(device, threads)}; OMP_WAIT_POLICY {policy}; "
-              f"load average {_load_average():.1f}", file=out, flush=True)
+              f"load average {_load_average():.1f}; clock {clock if device.type == 'cpu' else 'wall'}",
+              file=out, flush=True)
         print(f"{'size':>5} {'batch':>5} {'mode':>8} {'model':>16} {'params':>9} {'median img/s':>13} "
               f"{'min..max':>15} {'vs monai':>9} {'vs diffusers':>13}", file=out, flush=True)
         for size in sizes:
             batch_size = batch or DEFAULT_BATCH.get(size, 16)
             for mode in modes:
                 load = _load_average()
-                speeds = measure(models, device, size, batch_size, mode, rounds, steps)
+                speeds = measure(models, device, size, batch_size, mode, rounds, steps,
+                                 clock=clock if device.type == "cpu" else "wall")
                 medians = {label: statistics.median(v) for label, v in speeds.items()}
                 for label, values in speeds.items():
                     row = dict(device=device_name, image_size=size, batch_size=batch_size, mode=mode, model=label,
                                parameters=_parameters(label), median_images_per_s=medians[label],
-                               rounds=values, threads=threads, load_average=load)
+                               rounds=values, threads=threads, load_average=load, clock=clock)
                     for reference in ("monai", "diffusers"):
                         if reference in speeds:  # paired: this model's round against the reference's same round
                             row[f"vs_{reference}"] = statistics.median(
@@ -228,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per model (default 7, quick 3)")
     parser.add_argument("--steps", type=int, default=None, help="steps per round (default 3, quick 2)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall (default) or process: CPU seconds of this process, which other jobs on a "
+                             "shared machine barely disturb (use with --threads 1)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     return parser
 
@@ -240,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (3 if args.quick else 7)
     steps = args.steps or (2 if args.quick else 3)
     started = time.perf_counter()
-    rows = run(args.models, devices, sizes, modes, rounds, steps, args.threads, args.batch)
+    rows = run(args.models, devices, sizes, modes, rounds, steps, args.threads, args.batch, args.clock)
     print(f"\n{len(rows)} rows in {time.perf_counter() - started:.0f} s (median over {rounds} rounds of {steps} "
           f"steps, models alternating; ratios: median of per-round ratios)")
     if args.json:

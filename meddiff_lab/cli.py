@@ -300,7 +300,8 @@ def _metrics_evaluate(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ bench
-_BENCH_OPTIONS = ("quick", "models", "sizes", "modes", "devices", "batch", "rounds", "steps", "threads", "json")
+_BENCH_OPTIONS = ("quick", "models", "sizes", "modes", "devices", "batch", "rounds", "steps", "threads", "clock",
+                  "json")
 
 
 def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
@@ -316,6 +317,8 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     unet.add_argument("--rounds", type=int, default=None, help="timed rounds per model (default 7, quick 3)")
     unet.add_argument("--steps", type=int, default=None, help="steps per round (default 3, quick 2)")
     unet.add_argument("--threads", type=int, default=None, help="CPU threads (default 2)")
+    unet.add_argument("--clock", choices=("wall", "process"), default=None,
+                      help="wall (default) or process (CPU time; robust on a shared machine with --threads 1)")
     unet.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     unet.set_defaults(func=_bench_unet)
 
@@ -331,6 +334,7 @@ def _bench_unet(args: argparse.Namespace) -> int:
                                 "current folder; run `meddiff-lab bench unet` from a source checkout")
     spec = importlib.util.spec_from_file_location("unet_throughput", script)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     argv: list[str] = []
     for name in _BENCH_OPTIONS:

@@ -11,6 +11,14 @@ import importlib
 # public name -> module that defines it. Add a line when you add a public name.
 _PUBLIC = {
     "UNet": "unet",
+    "timestep_embedding": "embeddings",
+    "TimestepEmbedding": "embeddings",
+    "ClassEmbedding": "embeddings",
+    "ConditionEmbedding": "embeddings",
+    "ResBlock": "blocks",
+    "SelfAttention": "blocks",
+    "Downsample": "blocks",
+    "Upsample": "blocks",
     "PRETRAINED": "pretrained",
     "load_pretrained": "pretrained",
     "export_checkpoint": "pretrained",

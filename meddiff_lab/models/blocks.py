@@ -71,7 +71,9 @@ class ResBlock(nn.Module):
                      else conv_nd(spatial_dims, in_channels, out_channels, kernel_size=1))
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        """``x``: ``(B, in_channels, *spatial)``, ``emb``: ``(B, emb_channels)``. Returns ``(B, out_channels, *spatial)``."""
+        """``x``: ``(B, in_channels, *spatial)``, ``emb``: ``(B, emb_channels)``.
+
+        Returns ``(B, out_channels, *spatial)``."""
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.emb_proj(F.silu(emb)).chunk(2, dim=1)
         h = self.norm2(h) * (1 + _broadcast(scale, h)) + _broadcast(shift, h)

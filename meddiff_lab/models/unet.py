@@ -130,6 +130,13 @@ class UNet(nn.Module):
             outputs keep the usual layout, and state dicts load either way.
 
     Spatial sizes must be divisible by ``2 ** (len(channels) - 1)``.
+
+    Example::
+
+        model = UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=(32, 64, 128),
+                     attention_levels=(False, False, True), num_res_blocks=1, num_head_channels=32)
+        eps = model(x_t, t)                      # x_t (B, 1, H, W), t (B,) int64 -> (B, 1, H, W)
+        guided = UNet(num_classes=15)            # class_labels in 0..14, 15 = null (unconditional)
     """
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 1,
