@@ -33,7 +33,6 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from meddiff_lab.models.blocks import conv_nd, zero_init
@@ -103,27 +102,13 @@ def unet_forward_with_residuals(unet: UNet, x: torch.Tensor, timesteps, class_la
                                 middle_residual: torch.Tensor | None = None) -> torch.Tensor:
     """``unet(x, timesteps, class_labels, cond)`` with residuals added to its skips and middle output.
 
-    This is the U-Net's own forward pass (same modules, same order) with the two places a ControlNet
-    adds to: every skip connection (``skip_residuals``, one per entry of :func:`skip_channels`) and
-    the output of the middle block. With no residuals it returns exactly ``unet(x, ...)``.
+    The two places a ControlNet adds to: every skip connection (``skip_residuals``, one per entry of
+    :func:`skip_channels`) and the output of the middle block. A shorthand for
+    ``unet(..., down_block_additional_residuals=..., mid_block_additional_residual=...)``; with no
+    residuals it returns exactly ``unet(x, ...)``.
     """
-    unet._check_input(x)
-    emb = unet.embed(timesteps, x.shape[0], class_labels, cond)
-    h = unet.conv_in(x)
-    skips = [h]
-    for level in unet.down_levels:
-        h = level(h, emb, skips)
-    h = unet.middle(h, emb)
-    if skip_residuals is not None:
-        if len(skip_residuals) != len(skips):
-            raise ValueError(f"expected {len(skips)} skip residuals (one per skip connection), "
-                             f"got {len(skip_residuals)}")
-        skips = [s + r for s, r in zip(skips, skip_residuals)]
-    if middle_residual is not None:
-        h = h + middle_residual
-    for level in unet.up_levels:
-        h = level(h, emb, skips)
-    return unet.conv_out(F.silu(unet.norm_out(h)))
+    return unet(x, timesteps, class_labels, cond, down_block_additional_residuals=skip_residuals,
+                mid_block_additional_residual=middle_residual)
 
 
 class ControlNet(nn.Module):
@@ -168,11 +153,7 @@ class ControlNet(nn.Module):
         encoder = self.encoder
         encoder._check_input(x)
         emb = encoder.embed(timesteps, x.shape[0], class_labels, cond)
-        h = encoder.conv_in(x) + self.hint_encoder(mask)
-        skips = [h]
-        for level in encoder.down_levels:
-            h = level(h, emb, skips)
-        h = encoder.middle(h, emb)
+        h, skips = encoder.encode(encoder.conv_in(x) + self.hint_encoder(mask), emb)
         return [conv(s) for conv, s in zip(self.skip_convs, skips)], self.middle_conv(h)
 
 

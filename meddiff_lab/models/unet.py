@@ -234,7 +234,9 @@ class UNet(nn.Module):
         return emb
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor | int | float,
-                class_labels: torch.Tensor | int | None = None, cond: torch.Tensor | None = None) -> torch.Tensor:
+                class_labels: torch.Tensor | int | None = None, cond: torch.Tensor | None = None, *,
+                down_block_additional_residuals: Sequence[torch.Tensor] | None = None,
+                mid_block_additional_residual: torch.Tensor | None = None) -> torch.Tensor:
         """Predict from a noisy batch.
 
         Args:
@@ -243,20 +245,43 @@ class UNet(nn.Module):
             timesteps: an int, a 0-d tensor or a ``(B,)`` tensor.
             class_labels: ``(B,)`` int64 in ``[0, num_classes]`` (``num_classes`` = null), or an int.
             cond: ``(B, cond_dim)`` float metadata vector.
+            down_block_additional_residuals: one tensor per skip connection, added to it before the
+                decoder uses it (what a ControlNet contributes; the names are MONAI's and diffusers').
+            mid_block_additional_residual: added to the middle block's output.
 
         Returns:
             ``(B, out_channels, *x.shape[2:])``, the same dtype as ``x``.
         """
         self._check_input(x)
         emb = self.embed(timesteps, x.shape[0], class_labels, cond)
-        h = self.conv_in(x).contiguous(memory_format=self.memory_format)  # later layers keep this layout
-        skips = [h]
-        for level in self.down_levels:
-            h = level(h, emb, skips)
-        h = self.middle(h, emb)
+        h, skips = self.encode(self.conv_in(x), emb)
+        if down_block_additional_residuals is not None:
+            if len(down_block_additional_residuals) != len(skips):
+                raise ValueError(f"down_block_additional_residuals: expected {len(skips)} tensors (one per skip "
+                                 f"connection), got {len(down_block_additional_residuals)}")
+            skips = [s + r for s, r in zip(skips, down_block_additional_residuals)]
+        if mid_block_additional_residual is not None:
+            h = h + mid_block_additional_residual
         for level in self.up_levels:
             h = level(h, emb, skips)
         return self.conv_out(nn.functional.silu(self.norm_out(h))).contiguous()
+
+    def encode(self, h: torch.Tensor, emb: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The encoder half: down levels, then the middle block.
+
+        Args:
+            h: ``conv_in``'s output, ``(B, channels[0], *spatial)``.
+            emb: :meth:`embed`'s output, ``(B, 4 * channels[0])``.
+
+        Returns:
+            The middle block's output ``(B, channels[-1], *spatial / 2 ** (levels - 1))`` and the list of
+            skip connections, in the order the encoder makes them (the decoder pops from the end).
+        """
+        h = h.contiguous(memory_format=self.memory_format)  # later layers keep this layout
+        skips = [h]
+        for level in self.down_levels:
+            h = level(h, emb, skips)
+        return self.middle(h, emb), skips
 
     def _check_input(self, x: torch.Tensor) -> None:
         expected_ndim = self.spatial_dims + 2

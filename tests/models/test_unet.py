@@ -134,3 +134,22 @@ def test_channels_last_changes_speed_not_numbers():
     torch.testing.assert_close(out, plain(x, torch.tensor([4, 400])), rtol=1e-4, atol=1e-4)
     volume_model = UNet(spatial_dims=3, channels=(32, 32), attention_levels=(False, True))
     assert volume_model.memory_format == torch.contiguous_format  # channels-last 3D was slower here
+
+
+def test_additional_residuals_reach_the_decoder_like_monais_controlnet_interface():
+    torch.manual_seed(0)
+    model = UNet(channels=(8, 16), attention_levels=(False, True), num_head_channels=8, norm_num_groups=4)
+    with torch.no_grad():
+        model.conv_out.weight.normal_(std=0.1)  # zero-initialised: the output would ignore everything
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([5, 500])
+    h, skips = model.encode(model.conv_in(x), model.embed(t, 2))
+    zeros = [torch.zeros_like(s) for s in skips]
+    plain = model(x, t)
+    torch.testing.assert_close(model(x, t, down_block_additional_residuals=zeros,
+                                     mid_block_additional_residual=torch.zeros_like(h)), plain)
+    nudged = [z.clone() for z in zeros]
+    nudged[0] += 1.0  # the first skip feeds the last decoder block
+    assert not torch.allclose(model(x, t, down_block_additional_residuals=nudged), plain)
+    assert not torch.allclose(model(x, t, mid_block_additional_residual=torch.ones_like(h)), plain)
+    with pytest.raises(ValueError, match="down_block_additional_residuals: expected"):
+        model(x, t, down_block_additional_residuals=zeros[:-1])
