@@ -13,22 +13,19 @@ training image comes with its conditions, drawn together in each batch:
 * ``masks`` (N, M, H, W), passed as ``mask=`` to a :class:`~meddiff_lab.models.MaskConcat` or
   :class:`~meddiff_lab.models.ControlledUNet`.
 
-The loss is the usual per-image MSE on the chosen target (:func:`meddiff_lab.diffusion.diffusion_loss`),
-the optimizer AdamW with a linear warm-up and cosine decay, gradients are clipped and an EMA copy of
-the weights is kept (:class:`~meddiff_lab.training.trainer.EMA`). Only parameters with
-``requires_grad`` are trained, so a ControlNet's frozen base stays as it is.
+The loop is the package's :class:`~meddiff_lab.training.Trainer` (given ``conditions=``): the usual
+per-image loss on the chosen target, AdamW with a linear warm-up and cosine decay, gradient clipping
+and an EMA copy of the weights. Only parameters with ``requires_grad`` are trained, so a
+ControlNet's frozen base stays as it is.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-
-from meddiff_lab.training.trainer import EMA, warmup_cosine
 
 __all__ = ["metadata_to_cond", "METADATA_FIELDS", "train_conditional_diffusion", "ConditionalTrainingResult"]
 
@@ -89,15 +86,6 @@ class ConditionalTrainingResult:
     images_per_second: float = 0.0
 
 
-def _as_tensor(value, name: str, n: int, dtype=None) -> torch.Tensor | None:
-    if value is None:
-        return None
-    tensor = torch.as_tensor(value) if dtype is None else torch.as_tensor(value, dtype=dtype)
-    if tensor.shape[0] != n:
-        raise ValueError(f"{name} has {tensor.shape[0]} rows but there are {n} images; give one per image")
-    return tensor
-
-
 def train_conditional_diffusion(model: torch.nn.Module, images: torch.Tensor, *, steps: int, batch_size: int = 16,
                                 learning_rate: float = 1e-3, class_labels=None, cond=None, masks=None,
                                 label_dropout: float = 0.1, balance_classes: bool = False, schedule=None,
@@ -105,12 +93,15 @@ def train_conditional_diffusion(model: torch.nn.Module, images: torch.Tensor, *,
                                 ema_decay: float = 0.995, warmup_steps: int | None = None,
                                 max_grad_norm: float | None = 1.0, seed: int = 0,
                                 progress: bool = True) -> ConditionalTrainingResult:
-    """Train ``model`` to denoise ``images`` given their conditions.
+    """Train ``model`` to denoise ``images`` given their conditions, in memory, with the package's :class:`Trainer`.
+
+    A short-run front end for notebooks: the same loop as ``meddiff-lab train`` (EMA, clipping,
+    warm-up + cosine, mixed precision on a GPU), without files, on the model's own device.
 
     Args:
         model: called as ``model(x_t, t, [class_labels=...], [cond=...], [mask=...])`` with the keyword
             arguments whose data are given.
-        images: (N, 1, H, W) float32 in [-1, 1].
+        images: (N, 1, H, W) float32 in [-1, 1], H = W.
         steps: optimizer steps.
         batch_size: images per step (drawn with replacement).
         learning_rate: peak AdamW learning rate (warm-up over ``warmup_steps``, default 5 % of the
@@ -126,96 +117,39 @@ def train_conditional_diffusion(model: torch.nn.Module, images: torch.Tensor, *,
         prediction_type: ``"epsilon"``, ``"sample"`` or ``"v_prediction"``.
         ema_decay: EMA decay (with the usual warm-up).
         max_grad_norm: gradient clipping (``None``: none).
-        seed: seeds the batches, timesteps, noise and dropout (not the model's initial weights).
+        seed: seeds the batches, dropout and the global RNG (timesteps, noise; not the model's
+            initial weights, which exist already).
         progress: show a tqdm bar.
 
     Returns:
-        a :class:`ConditionalTrainingResult`.
+        a :class:`ConditionalTrainingResult` (``losses`` has one entry per step).
 
     Raises:
         ValueError: for images that are not (N, 1, H, W), conditions with the wrong number of rows,
             or label dropout on a model without a null class.
     """
-    from tqdm.auto import tqdm
-
-    from meddiff_lab.diffusion import NoiseSchedule, add_noise, diffusion_loss
+    from meddiff_lab.training.trainer import SingleProcess, Trainer, TrainConfig
 
     images = torch.as_tensor(images, dtype=torch.float32)
-    if images.ndim != 4:
-        raise ValueError(f"images must be (N, C, H, W) float in [-1, 1], got shape {tuple(images.shape)}")
+    if images.ndim != 4 or images.shape[1] != 1 or images.shape[2] != images.shape[3]:
+        raise ValueError(f"images must be (N, 1, H, W) float in [-1, 1] with H = W, got shape {tuple(images.shape)}")
     if not torch.isfinite(images).all():
         raise ValueError("images contain NaN or inf")
-    n = images.shape[0]
-    class_labels = _as_tensor(class_labels, "class_labels", n, torch.long)
-    cond = _as_tensor(cond, "cond", n, torch.float32)
-    masks = _as_tensor(masks, "masks", n, torch.float32)
-    if not 0.0 <= label_dropout < 1.0:
-        raise ValueError(f"label_dropout must be in [0, 1), got {label_dropout!r}")
-    null_class = getattr(model, "null_class", None)
-    if class_labels is not None and label_dropout > 0 and null_class is None:
-        raise ValueError("label_dropout > 0 needs a model with a null class (UNet(..., num_classes=K) has "
-                         "null_class = K); use label_dropout=0 for a model without one")
     if int(steps) < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    schedule = schedule or NoiseSchedule.from_name("linear")
+    config = TrainConfig(image_size=images.shape[-1], num_images=len(images), max_steps=int(steps),
+                         batch_size=batch_size, learning_rate=learning_rate, min_lr_ratio=0.05,
+                         warmup_steps=max(1, int(0.05 * steps)) if warmup_steps is None else int(warmup_steps),
+                         max_grad_norm=max_grad_norm, ema_decay=ema_decay, prediction_type=prediction_type,
+                         label_dropout=label_dropout, balance_classes=balance_classes, seed=seed,
+                         log_every=1, sample_every=0, checkpoint_every=0)
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(int(seed))
-
-    weights = None
-    if balance_classes:
-        if class_labels is None:
-            raise ValueError("balance_classes=True needs class_labels")
-        counts = torch.bincount(class_labels)
-        weights = 1.0 / counts[class_labels].double()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
-        raise ValueError("the model has no parameter with requires_grad=True: nothing to train")
-    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
-    warmup = max(1, int(0.05 * steps)) if warmup_steps is None else int(warmup_steps)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, steps, 0.05))
-    ema = EMA(model, ema_decay)
-
-    losses: list[float] = []
-    model.train()
-    started = time.perf_counter()
-    bar = tqdm(range(int(steps)), desc="training", unit="step", disable=not progress, leave=False)
-    for _ in bar:
-        index = (torch.randint(n, (batch_size,), generator=generator) if weights is None
-                 else torch.multinomial(weights, batch_size, replacement=True, generator=generator))
-        x0 = images[index].to(device)
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        t = torch.randint(0, schedule.num_train_timesteps, (batch_size,), generator=generator)
-        x_t = add_noise(schedule, x0, noise, t.to(device))
-        kwargs = {}
-        if class_labels is not None:
-            labels = class_labels[index].clone()
-            if label_dropout > 0:
-                labels[torch.rand(batch_size, generator=generator) < label_dropout] = null_class
-            kwargs["class_labels"] = labels.to(device)
-        if cond is not None:
-            c = cond[index].clone()
-            if label_dropout > 0:
-                c[torch.rand(batch_size, generator=generator) < label_dropout] = 0.0
-            kwargs["cond"] = c.to(device)
-        if masks is not None:
-            kwargs["mask"] = masks[index].to(device)
-        output = model(x_t, t.to(device), **kwargs)
-        loss = diffusion_loss(output, x0, noise, t.to(device), schedule, prediction_type=prediction_type)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss.item()} at step {len(losses) + 1}; "
-                                     f"try a lower learning_rate (now {learning_rate})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
-        optimizer.step()
-        lr_schedule.step()
-        ema.update(model)
-        losses.append(loss.item())
-        if progress and len(losses) % 10 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
-    bar.close()
-    seconds = time.perf_counter() - started
+    trainer = Trainer(config, images=images, model=model, progress=progress, accelerator=SingleProcess(device),
+                      conditions={"class_labels": class_labels, "cond": cond, "mask": masks})
+    if schedule is not None:
+        trainer.schedule = schedule
+    trainer.train()
     model.eval()
-    return ConditionalTrainingResult(model=model, ema_model=ema.model, losses=losses, seconds=seconds,
-                                     images_per_second=steps * batch_size / max(seconds, 1e-9))
+    return ConditionalTrainingResult(model=model, ema_model=trainer.ema.model,
+                                     losses=[row["loss"] for row in trainer.history], seconds=trainer.seconds,
+                                     images_per_second=steps * batch_size / max(trainer.seconds, 1e-9))

@@ -101,6 +101,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.05           # the cosine ends at learning_rate * min_lr_ratio
     max_grad_norm: float | None = 1.0
     ema_decay: float = 0.999
+    # conditions (used only when the Trainer is given conditions=...)
+    label_dropout: float = 0.1           # chance a label / metadata vector becomes the null condition
+    balance_classes: bool = False        # draw every class equally often
     mixed_precision: str = "auto"        # "auto": fp16 on CUDA, float32 on CPU; "bf16" autocast on request
     # bookkeeping
     seed: int = 0
@@ -132,6 +135,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.min_snr_gamma is not None and self.min_snr_gamma <= 0:
             raise ValueError(f"min_snr_gamma must be > 0 or null, got {self.min_snr_gamma!r}")
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout!r}")
 
     # -------------------------------------------------------------------------------- conversions
     @classmethod
@@ -355,10 +360,10 @@ class SingleProcess:
 
     process_index, num_processes, is_main_process = 0, 1, True
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device | str | None = None) -> None:
         from meddiff_lab.runtime import get_device
 
-        self.device = get_device()
+        self.device = torch.device(device) if device is not None else get_device()
 
     def prepare_model(self, model):
         return model
@@ -400,6 +405,16 @@ class Trainer:
         on_log: called as ``on_log(row)`` with each ``log.csv`` row (a dict), e.g. for a live plot.
         on_sample: called as ``on_sample(step, images)`` with each sample grid's images.
         progress: show a tqdm bar.
+        conditions: what each training image is conditioned on, one row per image, drawn with it:
+            ``"class_labels"`` (N,) int, ``"cond"`` (N, D) float metadata, ``"mask"`` (N, M, H, W)
+            float. They reach the model as keyword arguments of the same names. With probability
+            ``config.label_dropout`` a label becomes the model's ``null_class`` and, independently, a
+            metadata vector becomes all-zero ("unknown"), so one network also learns the
+            unconditional model classifier-free guidance needs. ``config.balance_classes`` draws
+            every class equally often.
+        accelerator: an ``accelerate.Accelerator`` (default: made here) or :class:`SingleProcess`.
+
+    Only parameters with ``requires_grad`` are optimised (a ControlNet's frozen base stays as it is).
 
     Attributes after :meth:`train`: ``history`` (list of log rows), ``step``, ``model`` (the raw
     model), ``ema`` (:class:`EMA`; ``ema.model`` is what to sample from), ``seconds``.
@@ -409,7 +424,7 @@ class Trainer:
                  images: torch.Tensor | None = None, model: torch.nn.Module | None = None,
                  on_log: Callable[[dict], None] | None = None,
                  on_sample: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True,
-                 accelerator=None):
+                 accelerator=None, conditions: Mapping[str, torch.Tensor] | None = None):
         if isinstance(config, (str, Path)):
             config = TrainConfig.from_yaml(config)
         elif isinstance(config, Mapping):
@@ -432,7 +447,10 @@ class Trainer:
         torch.manual_seed(config.seed)  # same initial weights on every rank
         self.model = (model if model is not None else build_model(config)).to(self.device)
         self.ema = EMA(self.model, config.ema_decay)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate,
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        if not self.trainable:
+            raise ValueError("the model has no parameter with requires_grad=True: nothing to train")
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=config.learning_rate,
                                            betas=config.adam_betas, weight_decay=config.weight_decay)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: warmup_cosine(s, self.config.warmup_steps, self.config.max_steps,
@@ -449,6 +467,13 @@ class Trainer:
             raise ValueError(f"training images are {tuple(self.images.shape[-2:])} px but the config says "
                              f"image_size={config.image_size}")
         self.data_generator = torch.Generator().manual_seed(config.seed * 1000 + self.rank)
+        self.conditions = self._check_conditions(conditions or {})
+        self.sampling_weights = None
+        if config.balance_classes:
+            if "class_labels" not in self.conditions:
+                raise ValueError("balance_classes=True needs conditions={'class_labels': ...}")
+            labels = self.conditions["class_labels"]
+            self.sampling_weights = 1.0 / torch.bincount(labels)[labels].double()
 
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -521,6 +546,32 @@ class Trainer:
             writer.writerows(rows)
         self.history = [{k: float(v) if k != "step" else int(v) for k, v in row.items()} for row in rows]
 
+    def _check_conditions(self, conditions: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        known = {"class_labels": torch.long, "cond": torch.float32, "mask": torch.float32}
+        checked = {}
+        for name, value in conditions.items():
+            if name not in known:
+                raise ValueError(f"unknown condition {name!r}; expected some of {sorted(known)}")
+            if value is None:
+                continue
+            tensor = torch.as_tensor(value, dtype=known[name])
+            if tensor.ndim == 0 or tensor.shape[0] != len(self.images):
+                raise ValueError(f"{name} has {tensor.shape[0] if tensor.ndim else 0} rows but there are "
+                                 f"{len(self.images)} images; give one per image")
+            checked[name] = tensor
+        if "class_labels" in checked and self.config.label_dropout > 0 and self.null_class is None:
+            raise ValueError("label_dropout > 0 needs a model with a null class (UNet(..., num_classes=K) has "
+                             "null_class = K); use label_dropout=0 for a model without one")
+        if "mask" in checked and self.config.sample_every:
+            raise ValueError("sample grids cannot be drawn without masks: set sample_every=0 when training "
+                             "on masks, and sample with meddiff_lab.models.BoundCondition")
+        return checked
+
+    @property
+    def null_class(self) -> int | None:
+        """The model's "no label" class index (classifier-free guidance), or ``None``."""
+        return getattr(self.model, "null_class", None)
+
     # -------------------------------------------------------------------------------- one step
     def _autocast(self):
         if self.precision == "bf16":
@@ -529,11 +580,23 @@ class Trainer:
             return torch.autocast(device_type=self.device.type, dtype=torch.float16)
         return contextlib.nullcontext()
 
-    def _next_batch(self) -> torch.Tensor:
-        index = torch.randint(len(self.images), (self.config.batch_size,), generator=self.data_generator)
-        return self.images[index].to(self.device, non_blocking=True)
+    def _next_batch(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Clean images (B, 1, H, W) and their conditions (keyword arguments for the model)."""
+        batch, generator = self.config.batch_size, self.data_generator
+        if self.sampling_weights is None:
+            index = torch.randint(len(self.images), (batch,), generator=generator)
+        else:
+            index = torch.multinomial(self.sampling_weights, batch, replacement=True, generator=generator)
+        kwargs = {name: value[index] for name, value in self.conditions.items()}
+        dropout = self.config.label_dropout
+        if "class_labels" in kwargs and dropout > 0:
+            kwargs["class_labels"][torch.rand(batch, generator=generator) < dropout] = self.null_class
+        if "cond" in kwargs and dropout > 0:
+            kwargs["cond"][torch.rand(batch, generator=generator) < dropout] = 0.0
+        kwargs = {name: value.to(self.device, non_blocking=True) for name, value in kwargs.items()}
+        return self.images[index].to(self.device, non_blocking=True), kwargs
 
-    def _micro_step_loss(self, x0: torch.Tensor) -> torch.Tensor:
+    def _micro_step_loss(self, x0: torch.Tensor, conditions: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         from meddiff_lab.diffusion import add_noise
         from meddiff_lab.diffusion.losses import diffusion_loss
 
@@ -542,7 +605,7 @@ class Trainer:
         t = torch.randint(0, self.config.num_train_timesteps, (x0.shape[0],), device=self.device)
         x_t = add_noise(self.schedule, x0, noise, t)
         with self._autocast():
-            output = self.wrapped_model(x_t, t)
+            output = self.wrapped_model(x_t, t, **(conditions or {}))
         return diffusion_loss(output, x0, noise, t, self.schedule, prediction_type=cfg.prediction_type,
                               weighting="min_snr" if cfg.min_snr_gamma else None,
                               snr_gamma=cfg.min_snr_gamma or 5.0,
@@ -570,7 +633,7 @@ class Trainer:
             sync = micro == accum - 1
             context = contextlib.nullcontext() if sync else self.accelerator.no_sync(self.wrapped_model)
             with context:
-                loss = self._micro_step_loss(self._next_batch())
+                loss = self._micro_step_loss(*self._next_batch())
                 self._check_finite(loss)
                 scaled = loss / accum
                 self.accelerator.backward(self.scaler.scale(scaled) if self.scaler is not None else scaled)
@@ -578,7 +641,7 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         max_norm = self.config.max_grad_norm if self.config.max_grad_norm is not None else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, max_norm)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -706,7 +769,7 @@ class Trainer:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if self.is_main:
+        if self.is_main and self.progress:
             final = self.history[-1]["loss"] if self.history else float("nan")
             print(f"trained to step {self.step} in {self.seconds:.0f} s; final loss {final:.4f}"
                   + (f"; checkpoint {self.checkpoint_path}" if self.checkpoint_path else ""), file=sys.stderr)

@@ -24,7 +24,7 @@ def _train_on_each_rank(result_folder: str) -> None:
     images = torch.rand(16, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     trainer = Trainer(TrainConfig.from_dict(TINY), images=images, progress=False, accelerator=accelerator)
     initial = torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()])
-    first_batch = trainer._next_batch().sum().item()
+    first_batch = trainer._next_batch()[0].sum().item()
     trainer.train()
     weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
     gathered = accelerator.gather(weights[None])

@@ -126,3 +126,41 @@ def test_trains_without_accelerate_in_one_process():
                       accelerator=SingleProcess())
     trainer.train()
     assert trainer.step == 2 and trainer.ema.num_updates == 2
+
+
+def test_a_class_conditional_run_resumes_exactly_and_passes_labels(tmp_path):
+    config = TrainConfig.from_dict({**TINY, "model": {**TINY["model"], "num_classes": 2}, "label_dropout": 0.5})
+    conditions = {"class_labels": torch.arange(16) % 2}
+    straight = Trainer(config, tmp_path / "straight", images=_images(), conditions=conditions, progress=False)
+    seen = []
+    forward = straight.model.forward
+    straight.model.forward = lambda x, t, **kw: (seen.append(kw["class_labels"].clone()), forward(x, t, **kw))[1]
+    straight.train()
+    assert set(torch.cat(seen).tolist()) == {0, 1, 2}  # 2 = the null class, from label dropout
+
+    def crash_after_step_4(row):
+        if row["step"] == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, tmp_path / "split", images=_images(), conditions=conditions, progress=False,
+                on_log=crash_after_step_4).train()
+    resumed = Trainer(config, tmp_path / "split", images=_images(), conditions=conditions, progress=False)
+    resumed.train(resume=True)
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_conditions_are_checked_against_the_data_and_the_model():
+    config = TrainConfig.from_dict(TINY)
+    with pytest.raises(ValueError, match="class_labels has 3 rows but there are 16 images"):
+        Trainer(config, images=_images(), conditions={"class_labels": torch.zeros(3)}, progress=False)
+    with pytest.raises(ValueError, match="null class"):
+        Trainer(config, images=_images(), conditions={"class_labels": torch.zeros(16)}, progress=False)
+    with pytest.raises(ValueError, match="unknown condition 'labels'"):
+        Trainer(config, images=_images(), conditions={"labels": torch.zeros(16)}, progress=False)
+    with pytest.raises(ValueError, match="sample_every=0"):
+        Trainer(config.replace(sample_every=5), images=_images(), conditions={"mask": torch.zeros(16, 1, 16, 16)},
+                progress=False)
+    with pytest.raises(ValueError, match="balance_classes=True needs"):
+        Trainer(config.replace(balance_classes=True), images=_images(), progress=False)
