@@ -6,7 +6,7 @@ Names are imported lazily from their modules (one concept per module), so
 
 from __future__ import annotations
 
-import importlib
+from meddiff_lab._lazy import lazy_exports
 
 # public name -> module that defines it. Add a line when you add a public name.
 _PUBLIC = {
@@ -42,12 +42,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-def __dir__():
-    return sorted(set(globals()) | set(_PUBLIC))
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)
