@@ -42,6 +42,9 @@ def _course_run(args: argparse.Namespace) -> int:
     failed = [r for r in results if r.status != "passed"]
     print(f"\n{len(results) - len(failed)} of {len(results)} notebooks passed "
           f"in {sum(r.seconds for r in results):.0f} s. Report: {args.out / 'report.md'} (and report.html)")
+    for r in results:
+        if r.over_budget:
+            print(f"OVER BUDGET {r.name} ({profile} profile): {', '.join(r.over_budget)}", file=sys.stderr)
     for r in failed:
         err = r.error or {}
         print(f"FAILED {r.name}: cell {err.get('cell_index', '?')}: {err.get('ename')}: {err.get('evalue')}",

@@ -105,6 +105,7 @@ class NotebookResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
     output: str = ""
+    over_budget: list[str] = field(default_factory=list)  # e.g. ["312 s > 300 s"]; see runtime.BUDGETS
 
 
 def _read_metrics(path: Path) -> dict[str, Any]:
@@ -171,10 +172,14 @@ def run_notebook(name: str, profile: str, out_dir: Path, kernel: str = "python3"
     else:
         status = {"status": "failed", "seconds": time.perf_counter() - started, "peak_memory_mb": None,
                   "error": {"ename": "RunnerError", "evalue": (proc.stderr or proc.stdout)[-2000:]}}
+    from meddiff_lab.runtime import BUDGETS
+
+    seconds, peak = status["seconds"], status["peak_memory_mb"]
     result = NotebookResult(
-        name=name, status=status["status"], seconds=round(status["seconds"], 2),
-        peak_memory_mb=None if status["peak_memory_mb"] is None else round(status["peak_memory_mb"], 1),
+        name=name, status=status["status"], seconds=round(seconds, 2),
+        peak_memory_mb=None if peak is None else round(peak, 1),
         metrics=_read_metrics(metrics_file), error=status.get("error"), output=(proc.stderr or "")[-4000:],
+        over_budget=BUDGETS[profile].overruns(seconds, peak),
     )
     metrics_file.unlink(missing_ok=True)
     status_file.unlink(missing_ok=True)
@@ -204,7 +209,8 @@ def run(profile: str, out_dir: str | Path, only: Sequence[str] | None = None, ke
         results.append(run_notebook(name, profile, out_dir, kernel))
         if progress:
             r = results[-1]
-            bar.write(f"{r.name}: {r.status} in {r.seconds:.1f} s, peak {r.peak_memory_mb} MB")
+            over = f" (over the {profile} budget: {', '.join(r.over_budget)})" if r.over_budget else ""
+            bar.write(f"{r.name}: {r.status} in {r.seconds:.1f} s, peak {r.peak_memory_mb} MB{over}")
     write_report(results, profile, out_dir)
     return results
 
@@ -216,13 +222,18 @@ def write_report(results: Iterable[NotebookResult], profile: str, out_dir: Path)
     payload = {"profile": profile, "notebooks": {r.name: asdict(r) for r in results}}
     (out_dir / "metrics.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
 
-    rows = ["| notebook | status | seconds | peak memory (MB) | key metrics |", "|---|---|---|---|---|"]
+    from meddiff_lab.runtime import BUDGETS
+
+    budget = BUDGETS[profile]
+    rows = ["| notebook | status | seconds | peak memory (MB) | budget | key metrics |", "|---|---|---|---|---|---|"]
     for r in results:
         shown = ", ".join(f"{k} = {_short(v)}" for k, v in list(r.metrics.items())[:6])
-        rows.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {r.peak_memory_mb} | {shown} |")
+        rows.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {r.peak_memory_mb} | {_budget_cell(r)} | {shown} |")
+    over = [r.name for r in results if r.over_budget]
     lines = [f"# Course run: profile `{profile}`", "",
              f"{sum(r.status == 'passed' for r in results)} of {len(results)} notebooks passed; "
-             f"total {sum(r.seconds for r in results):.0f} s.", "", *rows, ""]
+             f"total {sum(r.seconds for r in results):.0f} s. Budget per notebook: {_budget_text(budget)}; "
+             + (f"**over budget: {', '.join(over)}**." if over else "all within it."), "", *rows, ""]
     for r in results:
         if r.error:
             e = r.error
@@ -236,7 +247,7 @@ def write_report(results: Iterable[NotebookResult], profile: str, out_dir: Path)
 
     table = "".join(
         f"<tr class='{r.status}'><td><a href='{r.name}.ipynb'>{r.name}</a></td><td>{r.status}</td>"
-        f"<td>{r.seconds:.1f}</td><td>{r.peak_memory_mb}</td>"
+        f"<td>{r.seconds:.1f}</td><td>{r.peak_memory_mb}</td><td>{html.escape(_budget_cell(r))}</td>"
         f"<td>{html.escape(', '.join(f'{k} = {_short(v)}' for k, v in r.metrics.items()))}</td></tr>"
         for r in results)
     failures = "".join(
@@ -248,9 +259,20 @@ def write_report(results: Iterable[NotebookResult], profile: str, out_dir: Path)
         "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}"
         ".failed{background:#fdd}.passed{background:#efe}</style>"
         f"<h1>Course run: profile {html.escape(profile)}</h1><table><tr><th>notebook</th><th>status</th>"
-        f"<th>seconds</th><th>peak memory (MB)</th><th>key metrics</th></tr>{table}</table>{failures}",
+        f"<th>seconds</th><th>peak memory (MB)</th><th>budget ({html.escape(_budget_text(budget))})</th>"
+        f"<th>key metrics</th></tr>{table}</table>{failures}",
         encoding="utf-8")
     return out_dir / "report.md"
+
+
+def _budget_cell(result: NotebookResult) -> str:
+    return "over: " + ", ".join(result.over_budget) if result.over_budget else "ok"
+
+
+def _budget_text(budget) -> str:
+    parts = ([f"{budget.seconds:.0f} s"] if budget.seconds is not None else []) + \
+            ([f"{budget.memory_mb:.0f} MB"] if budget.memory_mb is not None else [])
+    return " and ".join(parts) if parts else "none"
 
 
 def _short(value: Any) -> str:

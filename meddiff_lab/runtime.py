@@ -7,7 +7,7 @@ sampling steps...). Notebooks never hard-code a size the profiles cut; they read
 =========  ==========================================  =====================================
 name       for                                         budget per notebook
 =========  ==========================================  =====================================
-ci         tests and CI                                <= 60 s on 2 CPU cores
+ci         tests and CI                                <= 60 s on one CPU thread
 classroom  a student on Binder or a laptop             <= 5 min on ONE CPU thread, <= 1.5 GB
 full       a GPU                                       real training
 =========  ==========================================  =====================================
@@ -177,6 +177,31 @@ _SIZES: dict[str, dict[str, Any]] = {
     },
 }
 _THREADS = {"ci": 1, "classroom": 1, "full": None}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one notebook may cost in a profile (the table at the top of this module); ``None``: no limit."""
+
+    seconds: float | None
+    memory_mb: float | None
+
+    def overruns(self, seconds: float | None, memory_mb: float | None) -> list[str]:
+        """What a run of ``seconds`` and ``memory_mb`` (peak) exceeds, in words; ``[]`` when it fits."""
+        found = []
+        if self.seconds is not None and seconds is not None and seconds > self.seconds:
+            found.append(f"{seconds:.0f} s > {self.seconds:.0f} s")
+        if self.memory_mb is not None and memory_mb is not None and memory_mb > self.memory_mb:
+            found.append(f"{memory_mb:.0f} MB > {self.memory_mb:.0f} MB")
+        return found
+
+
+#: per-notebook budgets: the classroom profile must fit Binder (one thread, 1.5 GB, 5 min a notebook)
+BUDGETS: Mapping[str, Budget] = MappingProxyType({
+    "ci": Budget(seconds=60, memory_mb=None),
+    "classroom": Budget(seconds=300, memory_mb=1536),
+    "full": Budget(seconds=None, memory_mb=None),
+})
 
 PROFILES: Mapping[str, Profile] = MappingProxyType(
     {name: Profile(name, _THREADS[name], MappingProxyType(_SIZES[name])) for name in PROFILE_NAMES}

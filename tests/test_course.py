@@ -56,6 +56,25 @@ def test_runner_records_metrics_and_reports_the_failing_cell(tmp_path, monkeypat
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["notebooks"]["00_welcome"]["metrics"]["answer"] == 42
     assert (out / "00_welcome.ipynb").exists()
+    assert ok.over_budget == [] and "| ok |" in report  # a one-line notebook fits the ci budget (60 s)
+
+
+def test_budgets_name_what_a_notebook_exceeds(tmp_path):
+    from meddiff_lab.runtime import BUDGETS, Budget
+
+    classroom = BUDGETS["classroom"]
+    assert classroom == Budget(seconds=300, memory_mb=1536)
+    assert classroom.overruns(120.0, 800.0) == []
+    assert classroom.overruns(312.4, 1600.0) == ["312 s > 300 s", "1600 MB > 1536 MB"]
+    assert BUDGETS["full"].overruns(1e6, 1e6) == []
+    slow = course.NotebookResult("05_training_chestxray", "passed", 312.4, 800.0,
+                                 over_budget=classroom.overruns(312.4, 800.0))
+    fine = course.NotebookResult("00_welcome", "passed", 7.0, 300.0)
+    course.write_report([fine, slow], "classroom", tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "**over budget: 05_training_chestxray**" in report and "over: 312 s > 300 s" in report
+    assert "300 s and 1536 MB" in report
+    assert "over: 312 s &gt; 300 s" in (tmp_path / "report.html").read_text()
 
 
 def test_runner_rejects_unknown_notebook_and_profile(tmp_path):
