@@ -752,7 +752,7 @@ class Trainer:
                            "images_per_sec": window_steps * images_per_step / max(elapsed, 1e-9),
                            "elapsed_s": self.seconds}
                     self._log(row)
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_sec']:.1f}")
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_sec']:.1f}", refresh=False)
                     window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
                 bar.update(1)
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < cfg.max_steps:
