@@ -31,8 +31,13 @@ course: setup data
 test: setup
 	MEDDIFF_PROFILE=ci $(PY) -m pytest -q tests
 
+# LAB_ARGS passes options to JupyterLab, e.g. make lab LAB_ARGS="--no-browser --ip=0.0.0.0" in a container.
+# As root (a Docker container), JupyterLab refuses to start without --allow-root, so it is added there.
+LAB_ARGS ?=
+ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: setup data
-	$(VENV)/bin/jupyter lab notebooks/00_welcome.ipynb
+	$(VENV)/bin/jupyter lab $(ROOT_ARGS) $(LAB_ARGS) notebooks/00_welcome.ipynb
 
 bench: setup
 	$(PY) benchmarks/unet_throughput.py
