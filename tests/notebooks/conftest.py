@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
@@ -34,8 +33,3 @@ def run_notebook(course_out):
         return result
 
     return _run
-
-
-def finite_number(value) -> bool:
-    """True for a real, finite number (what a recorded metric must be)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
