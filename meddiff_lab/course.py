@@ -89,6 +89,14 @@ def record(name: str, value: Any) -> Any:
     return value
 
 
+def is_finite_number(value: Any) -> bool:
+    """True for a real, finite number: what a recorded metric must be to count as measured.
+
+    (``record`` stores NaN and infinity as the strings ``"nan"``/``"inf"``, and booleans stay booleans.)
+    """
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def recorded() -> dict[str, Any]:
     """Everything recorded in this session so far."""
     return dict(_RECORDED)

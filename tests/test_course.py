@@ -82,3 +82,9 @@ def test_runner_rejects_unknown_notebook_and_profile(tmp_path):
         course.run("ci", tmp_path, only=["99_nope"], progress=False)
     with pytest.raises(ValueError, match="unknown profile"):
         course.run_notebook("00_welcome", "huge", tmp_path)
+
+
+def test_a_recorded_metric_counts_as_a_number_only_when_real_and_finite():
+    assert course.is_finite_number(0) and course.is_finite_number(-2.5)
+    for value in (float("nan"), float("inf"), "nan", True, None, [1.0]):
+        assert not course.is_finite_number(value), value

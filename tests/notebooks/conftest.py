@@ -33,3 +33,12 @@ def run_notebook(course_out):
         return result
 
     return _run
+
+
+@pytest.fixture(scope="module")
+def metrics(request, run_notebook) -> dict:
+    """What the test module's notebook (its ``NOTEBOOK`` name) recorded, run once per session."""
+    name = getattr(request.module, "NOTEBOOK", None)
+    if name is None:
+        raise pytest.UsageError(f"{request.module.__name__} uses `metrics` but sets no NOTEBOOK = '<name>'")
+    return run_notebook(name).metrics

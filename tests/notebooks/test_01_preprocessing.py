@@ -1,17 +1,8 @@
 """01_preprocessing runs in the ci profile, and the claims it makes hold in the numbers it records."""
 
-import math
-
 import pytest
 
-
-def finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-@pytest.fixture(scope="module")
-def metrics(run_notebook):
-    return run_notebook("01_preprocessing").metrics
+from meddiff_lab.course import is_finite_number
 
 
 def test_readers_are_right_on_real_files(metrics):
@@ -30,7 +21,7 @@ def test_intensity_and_widgets(metrics):
 
 def test_non_local_means_beats_gaussian_on_psnr_and_edges(metrics):
     for key in ("noisy", "gaussian", "nlm"):
-        assert finite_number(metrics[f"denoise_psnr_{key}"]) and 0 < metrics[f"denoise_edge_kept_{key}"] < 2
+        assert is_finite_number(metrics[f"denoise_psnr_{key}"]) and 0 < metrics[f"denoise_edge_kept_{key}"] < 2
     assert metrics["denoise_psnr_nlm"] > metrics["denoise_psnr_noisy"]
     assert metrics["denoise_psnr_nlm"] > metrics["denoise_psnr_gaussian"]
     assert metrics["denoise_edge_kept_nlm"] > metrics["denoise_edge_kept_gaussian"] + 0.2
@@ -53,4 +44,4 @@ def test_augmentation_split_deid_and_viewer(metrics):
     assert metrics["deid_phi_left"] == 0
     assert metrics["deid_pixels_identical"] is True and metrics["deid_series_identical"] is True
     assert metrics["viewer_backend"] == "matplotlib"  # headless: itkwidgets cannot render
-    assert finite_number(metrics["notebook_seconds"])
+    assert is_finite_number(metrics["notebook_seconds"])

@@ -1,24 +1,16 @@
 """02_forward_diffusion runs in the ci profile and its numbers support what the notebook says."""
 
-import math
-
 import pytest
 
+from meddiff_lab.course import is_finite_number
+
 pytestmark = pytest.mark.notebook
-
-
-def finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-@pytest.fixture(scope="module")
-def metrics(run_notebook):
-    return run_notebook("02_forward_diffusion").metrics
+NOTEBOOK = "02_forward_diffusion"  # the conftest's `metrics` fixture runs it
 
 
 def test_one_step_and_closed_form_agree_in_distribution(metrics):
     se = metrics["forward_check_standard_error"]
-    assert finite_number(se) and se > 0
+    assert is_finite_number(se) and se > 0
     # max over 16 pixels of |mean error| and |std error|: within a few standard errors
     assert metrics["forward_check_mean_error"] < 5 * se
     assert metrics["forward_check_std_error"] < 5 * se

@@ -1,19 +1,11 @@
 """03_reverse_diffusion runs in the ci profile and its numbers support what the notebook says."""
 
-import math
-
 import pytest
 
+from meddiff_lab.course import is_finite_number
+
 pytestmark = pytest.mark.notebook
-
-
-def finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-@pytest.fixture(scope="module")
-def metrics(run_notebook):
-    return run_notebook("03_reverse_diffusion").metrics
+NOTEBOOK = "03_reverse_diffusion"  # the conftest's `metrics` fixture runs it
 
 
 def test_posterior_mean_matches_simulation(metrics):
@@ -38,7 +30,7 @@ def test_ddim_variance_shrinks_at_few_steps(metrics):
         values = [v for k, v in sweep.items() if k.startswith(f"eta{eta}_")]
         steps = [int(k.split("steps")[1]) for k in sweep if k.startswith(f"eta{eta}_")]
         ordered = [v for _, v in sorted(zip(steps, values))]
-        assert all(finite_number(v) and 0 < v < 1.1 for v in ordered)
+        assert all(is_finite_number(v) and 0 < v < 1.1 for v in ordered)
         assert ordered[0] < ordered[-1], f"eta={eta}: fewer steps should give a smaller spread"
 
 

@@ -1,19 +1,11 @@
 """04_building_the_unet runs in the ci profile and its numbers support what the notebook says."""
 
-import math
-
 import pytest
 
+from meddiff_lab.course import is_finite_number
+
 pytestmark = pytest.mark.notebook
-
-
-def finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-@pytest.fixture(scope="module")
-def metrics(run_notebook):
-    return run_notebook("04_building_the_unet").metrics
+NOTEBOOK = "04_building_the_unet"  # the conftest's `metrics` fixture runs it
 
 
 def test_inline_pieces_give_the_package_and_library_numbers(metrics):
@@ -27,7 +19,7 @@ def test_parameter_counts(metrics):
     assert 0.9 < metrics["parameter_ratio_vs_monai"] < 1.1
     # 3x3x3 kernels instead of 3x3: about three times the parameters
     assert 2.0 < metrics["unet3d_parameters"] / metrics["unet_parameters"] < 3.2
-    assert finite_number(metrics["unet3d_activation_mb"]) and metrics["unet3d_activation_mb"] > 0
+    assert is_finite_number(metrics["unet3d_activation_mb"]) and metrics["unet3d_activation_mb"] > 0
 
 
 def test_measured_receptive_field_equals_the_computed_one(metrics):
@@ -37,4 +29,4 @@ def test_measured_receptive_field_equals_the_computed_one(metrics):
 
 def test_speed_comparison_ran(metrics):
     for key in ("train_speed_ratio_vs_monai", "train_speed_ratio_vs_diffusers"):
-        assert finite_number(metrics[key]) and metrics[key] > 0  # no timed assertion: numbers go in benchmarks/
+        assert is_finite_number(metrics[key]) and metrics[key] > 0  # no timed assertion: numbers go in benchmarks/

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
-
-def finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+from meddiff_lab.course import is_finite_number
 
 NAME = "05_training_chestxray"
 
@@ -19,7 +15,7 @@ def test_05_training_chestxray_runs_and_learns(run_notebook):
     metrics = result.metrics
     for key in ("first_loss", "final_loss", "train_seconds", "train_images_per_sec", "bf16_over_fp32_forward_time",
                 "accumulation_max_difference"):
-        assert finite_number(metrics[key]), key
+        assert is_finite_number(metrics[key]), key
     assert metrics["loss_fell"] is True and metrics["final_loss"] < metrics["first_loss"]
     assert metrics["train_images_per_sec"] > 0
     assert metrics["accumulation_max_difference"] < 1e-4  # two half-batches give the whole batch's gradient

@@ -1,28 +1,19 @@
 """06_conditioning runs in the ci profile and records the numbers its conclusions are built on."""
 
-import math
-
 import pytest
 
+from meddiff_lab.course import is_finite_number
 from meddiff_lab.runtime import get_profile
 
 pytestmark = pytest.mark.notebook
-
-
-def finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-@pytest.fixture(scope="module")
-def metrics(run_notebook):
-    return run_notebook("06_conditioning").metrics
+NOTEBOOK = "06_conditioning"  # the conftest's `metrics` fixture runs it
 
 
 def test_data_and_instrument(metrics):
     assert 0.05 < metrics["cond_cardiomegaly_share"] < 0.6       # cardiomegaly is the minority class
-    assert finite_number(metrics["ctr_instrument_mae"]) and 0 <= metrics["ctr_instrument_mae"] < 1
+    assert is_finite_number(metrics["ctr_instrument_mae"]) and 0 <= metrics["ctr_instrument_mae"] < 1
     assert 0.0 <= metrics["ctr_instrument_agreement"] <= 1.0
-    assert finite_number(metrics["cond_class_train_seconds"]) and metrics["cond_class_train_seconds"] > 0
+    assert is_finite_number(metrics["cond_class_train_seconds"]) and metrics["cond_class_train_seconds"] > 0
 
 
 def test_guidance_sweep_is_recorded_for_every_scale(metrics):
@@ -31,7 +22,7 @@ def test_guidance_sweep_is_recorded_for_every_scale(metrics):
     for key in ("cfg_share_ctr_above_half_cardiomegaly", "cfg_share_ctr_above_half_no_cardiomegaly"):
         assert len(metrics[key]) == len(scales) and all(0.0 <= v <= 1.0 for v in metrics[key])
     for key in ("cfg_mean_ctr_cardiomegaly", "cfg_mean_ctr_no_cardiomegaly"):
-        assert all(finite_number(v) and 0.0 < v <= 1.0 for v in metrics[key])
+        assert all(is_finite_number(v) and 0.0 < v <= 1.0 for v in metrics[key])
     assert len(metrics["cfg_paired_ctr_difference"]) == len(scales)
     # w = 0 is the unconditional model: the label cannot matter, both classes are the same samples
     at_zero = scales.index(0.0)
@@ -42,8 +33,8 @@ def test_guidance_sweep_is_recorded_for_every_scale(metrics):
 
 
 def test_metadata_effects_are_measured(metrics):
-    assert finite_number(metrics["metadata_sex_effect_real"])
-    assert finite_number(metrics["metadata_sex_effect_generated"])
+    assert is_finite_number(metrics["metadata_sex_effect_real"])
+    assert is_finite_number(metrics["metadata_sex_effect_generated"])
 
 
 def test_mask_conditioning_is_scored_and_controlnet_starts_as_the_base(metrics):
@@ -51,4 +42,4 @@ def test_mask_conditioning_is_scored_and_controlnet_starts_as_the_base(metrics):
     for key in ("mask_concat_dice", "mask_controlnet_dice", "mask_real_dice"):
         assert 0.0 <= metrics[key] <= 1.0
     for key in ("mask_concat_ctr_error", "mask_controlnet_ctr_error"):
-        assert finite_number(metrics[key]) and metrics[key] >= 0
+        assert is_finite_number(metrics[key]) and metrics[key] >= 0
