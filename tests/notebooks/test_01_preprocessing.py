@@ -4,6 +4,9 @@ import pytest
 
 from meddiff_lab.course import is_finite_number
 
+pytestmark = pytest.mark.notebook
+NOTEBOOK = "01_preprocessing"  # the conftest's `metrics` fixture runs it
+
 
 def test_readers_are_right_on_real_files(metrics):
     assert metrics["ct_hu_exact"] is True
