@@ -6,8 +6,10 @@ A teacher (or CI) runs every notebook with papermill::
 
 Each notebook runs in its own kernel with ``PROFILE`` injected into its ``parameters`` cell. The
 runner writes the executed notebooks, ``metrics.json`` (per notebook: status, seconds, the kernel's
-peak memory, and every number the notebook recorded with :func:`record`) and ``report.md`` /
-``report.html`` into the output folder, and exits non-zero when a notebook fails.
+peak memory, every number the notebook recorded with :func:`record`, and every sentence it stated
+with :func:`claim` beside the numbers it depends on) and ``report.md`` / ``report.html`` into the
+output folder, and exits non-zero when a notebook fails. The report lists every claim that the
+notebook's own numbers do not support, naming notebook and sentence.
 """
 
 from __future__ import annotations
@@ -102,6 +104,109 @@ def recorded() -> dict[str, Any]:
     return dict(_RECORDED)
 
 
+# ------------------------------------------------------------------------------------------- claims
+#: names a claim's condition may use besides its own numbers
+_CLAIM_BUILTINS = {"abs": abs, "min": min, "max": max, "all": all, "any": any, "len": len, "round": round,
+                   "sum": sum, "bool": bool, "float": float, "int": int}
+
+_CLAIMS: list[dict[str, Any]] = []
+
+
+def claim(text: str, condition: bool | str, *, show: bool = True, **numbers: Any) -> bool:
+    """State a sentence about the notebook's results, tied to the numbers that must support it.
+
+    ``text`` is the sentence; ``{name}`` fields (with format specs, ``{fid:.1f}``) are filled from
+    ``numbers``. ``condition`` says when the sentence is true: a bool, or an expression over
+    ``numbers`` such as ``"psnr_nlm > psnr_noisy"`` (kept in the record, so the report can say what
+    failed). A claim whose numbers include NaN or infinity, or whose condition cannot be evaluated, is
+    unsupported. Under the course runner each claim goes into ``metrics.json`` with its numbers, and
+    the run's report lists every unsupported one, naming notebook and sentence.
+
+    With ``show`` (the default) the sentence is displayed (Markdown in Jupyter), marked when this
+    run's numbers do not support it; use ``show=False`` for a sentence the notebook's Markdown
+    already says. Returns whether the claim holds.
+
+        claim("Non-local means kept {nlm_edges:.0%} of the edge energy, the Gaussian {gauss_edges:.0%}.",
+              "nlm_edges > gauss_edges", nlm_edges=0.81, gauss_edges=0.42)
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"claim() needs the sentence it checks, got {text!r}")
+    values = {name: _jsonable(value) for name, value in numbers.items()}
+    expression = condition if isinstance(condition, str) else None
+    error = None
+    try:
+        sentence = text.format(**numbers)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"claim sentence {text!r} names a number that was not given or a bad format: {exc}") from exc
+    try:
+        if expression is not None:
+            holds = bool(eval(expression, {"__builtins__": _CLAIM_BUILTINS}, dict(numbers)))  # noqa: S307
+        else:
+            holds = bool(condition)
+    except Exception as exc:  # a condition that cannot be evaluated supports nothing
+        holds, error = False, f"{type(exc).__name__}: {exc}"
+    not_finite = sorted(name for name, value in values.items() if _has_non_finite(value))
+    if not_finite:
+        holds = False
+        error = error or f"not a finite number: {', '.join(not_finite)}"
+    entry = {"text": sentence, "holds": holds, "condition": expression, "numbers": values}
+    if error:
+        entry["error"] = error
+    _CLAIMS.append(entry)
+    path = os.environ.get(METRICS_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"claim": entry}) + "\n")
+    if show:
+        _show_claim(entry)
+    return holds
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, str):
+        return value in ("nan", "inf", "-inf")
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite(v) for v in value)
+    return False
+
+
+def _show_claim(entry: dict[str, Any]) -> None:
+    text = entry["text"] if entry["holds"] else (
+        f"⚠ **Not supported by this run's numbers:** {entry['text']} ({_claim_reason(entry)})")
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+
+        if get_ipython() is not None:
+            display(Markdown(text))
+            return
+    except ImportError:
+        pass
+    print(text)
+
+
+def _claim_reason(entry: dict[str, Any]) -> str:
+    """What a claim depended on, in words: its condition, its numbers, and any error."""
+    numbers = ", ".join(f"{k} = {_short(v)}" for k, v in entry.get("numbers", {}).items())
+    parts = ([f"condition `{entry['condition']}`"] if entry.get("condition") else []) + \
+            ([f"with {numbers}"] if numbers else []) + ([entry["error"]] if entry.get("error") else [])
+    return " ".join(parts) if parts else "stated as false"
+
+
+def claims() -> list[dict[str, Any]]:
+    """Every claim made in this session so far (text, holds, condition, numbers)."""
+    return [dict(c) for c in _CLAIMS]
+
+
+def unsupported_claims(results: Iterable["NotebookResult"]) -> list[tuple[str, dict[str, Any]]]:
+    """(notebook, claim) for every claim of a run that its own numbers do not support."""
+    return [(r.name, c) for r in results for c in r.claims if not c.get("holds")]
+
+
 @dataclass
 class NotebookResult:
     """What the runner measured for one notebook."""
@@ -114,6 +219,7 @@ class NotebookResult:
     error: dict[str, Any] | None = None
     output: str = ""
     over_budget: list[str] = field(default_factory=list)  # e.g. ["312 s > 300 s"]; see runtime.BUDGETS
+    claims: list[dict[str, Any]] = field(default_factory=list)  # see claim(): text, holds, condition, numbers
 
 
 def _read_metrics(path: Path) -> dict[str, Any]:
@@ -122,8 +228,16 @@ def _read_metrics(path: Path) -> dict[str, Any]:
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 item = json.loads(line)
-                metrics[item["name"]] = item["value"]
+                if "name" in item:
+                    metrics[item["name"]] = item["value"]
     return metrics
+
+
+def _read_claims(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    lines = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return [item["claim"] for item in lines if "claim" in item]
 
 
 def _execute_one(notebook: Path, output: Path, profile: str, status_file: Path, kernel: str) -> int:
@@ -187,7 +301,7 @@ def run_notebook(name: str, profile: str, out_dir: Path, kernel: str = "python3"
         name=name, status=status["status"], seconds=round(seconds, 2),
         peak_memory_mb=None if peak is None else round(peak, 1),
         metrics=_read_metrics(metrics_file), error=status.get("error"), output=(proc.stderr or "")[-4000:],
-        over_budget=BUDGETS[profile].overruns(seconds, peak),
+        over_budget=BUDGETS[profile].overruns(seconds, peak), claims=_read_claims(metrics_file),
     )
     metrics_file.unlink(missing_ok=True)
     status_file.unlink(missing_ok=True)
@@ -218,7 +332,9 @@ def run(profile: str, out_dir: str | Path, only: Sequence[str] | None = None, ke
         if progress:
             r = results[-1]
             over = f" (over the {profile} budget: {', '.join(r.over_budget)})" if r.over_budget else ""
-            bar.write(f"{r.name}: {r.status} in {r.seconds:.1f} s, peak {r.peak_memory_mb} MB{over}")
+            unsupported = sum(not c.get("holds") for c in r.claims)
+            claimed = f", {unsupported} unsupported claim(s)" if unsupported else ""
+            bar.write(f"{r.name}: {r.status} in {r.seconds:.1f} s, peak {r.peak_memory_mb} MB{over}{claimed}")
     write_report(results, profile, out_dir)
     return results
 
@@ -242,6 +358,7 @@ def write_report(results: Iterable[NotebookResult], profile: str, out_dir: Path)
              f"{sum(r.status == 'passed' for r in results)} of {len(results)} notebooks passed; "
              f"total {sum(r.seconds for r in results):.0f} s. Budget per notebook: {_budget_text(budget)}; "
              + (f"**over budget: {', '.join(over)}**." if over else "all within it."), "", *rows, ""]
+    lines += _claims_markdown(results)
     for r in results:
         if r.error:
             e = r.error
@@ -262,6 +379,7 @@ def write_report(results: Iterable[NotebookResult], profile: str, out_dir: Path)
         f"<h2>{r.name} failed</h2><p>Cell {r.error.get('cell_index', '?')}: <b>{html.escape(str(r.error.get('ename')))}"
         f"</b>: {html.escape(str(r.error.get('evalue')))}</p><pre>{html.escape(r.error.get('source') or '')}</pre>"
         for r in results if r.error)
+    failures = _claims_html(results) + failures
     (out_dir / "report.html").write_text(
         "<!doctype html><meta charset='utf-8'><title>meddiff-lab course run</title>"
         "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}"
@@ -271,6 +389,27 @@ def write_report(results: Iterable[NotebookResult], profile: str, out_dir: Path)
         f"<th>key metrics</th></tr>{table}</table>{failures}",
         encoding="utf-8")
     return out_dir / "report.md"
+
+
+def _claims_markdown(results: list[NotebookResult]) -> list[str]:
+    """The report's claims section: how many were checked, and every unsupported one by notebook."""
+    checked = sum(len(r.claims) for r in results)
+    bad = unsupported_claims(results)
+    lines = [f"## Claims: {len(bad)} unsupported of {checked} checked", ""]
+    if not bad:
+        lines += ["Every claim the notebooks made is supported by their own recorded numbers." if checked
+                  else "No notebook made a checked claim.", ""]
+    for name, c in bad:
+        lines.append(f"- **{name}**: “{c['text']}” ({_claim_reason(c)})")
+    return lines + ([""] if bad else [])
+
+
+def _claims_html(results: list[NotebookResult]) -> str:
+    bad = unsupported_claims(results)
+    items = "".join(f"<li><b>{html.escape(name)}</b>: “{html.escape(c['text'])}” "
+                    f"({html.escape(_claim_reason(c))})</li>" for name, c in bad)
+    return (f"<h2>Claims: {len(bad)} unsupported of {sum(len(r.claims) for r in results)} checked</h2>"
+            + (f"<ul class='unsupported'>{items}</ul>" if bad else ""))
 
 
 def _budget_cell(result: NotebookResult) -> str:

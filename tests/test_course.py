@@ -88,3 +88,59 @@ def test_a_recorded_metric_counts_as_a_number_only_when_real_and_finite():
     assert course.is_finite_number(0) and course.is_finite_number(-2.5)
     for value in (float("nan"), float("inf"), "nan", True, None, [1.0]):
         assert not course.is_finite_number(value), value
+
+
+def test_claim_checks_its_condition_against_its_numbers(tmp_path, monkeypatch, capsys):
+    target = tmp_path / "m.jsonl"
+    monkeypatch.setenv(course.METRICS_ENV, str(target))
+    assert course.claim("Non-local means kept {nlm:.0%} of the edges, the Gaussian {gauss:.0%}.",
+                        "nlm > gauss", nlm=0.8, gauss=0.4)
+    assert not course.claim("The model beats its floor.", "model < floor", model=2.0, floor=1.0)
+    assert not course.claim("A NaN supports nothing.", True, value=float("nan"))
+    assert not course.claim("A broken condition supports nothing.", "missing > 1", show=False, value=1.0)
+    assert course.claim("A plain bool works too.", 3 > 2, show=False)
+    printed = capsys.readouterr().out
+    assert "Non-local means kept 80% of the edges, the Gaussian 40%." in printed
+    assert "Not supported by this run's numbers" in printed and "model < floor" in printed
+    lines = [json.loads(l)["claim"] for l in target.read_text().splitlines()]
+    assert [c["holds"] for c in lines] == [True, False, False, False, True]
+    assert lines[0]["numbers"] == {"nlm": 0.8, "gauss": 0.4} and lines[0]["condition"] == "nlm > gauss"
+    assert "NameError" in lines[3]["error"] and "value" in lines[2]["error"]
+    with pytest.raises(ValueError, match="names a number"):
+        course.claim("{absent} is not given", True)
+
+
+def test_report_lists_unsupported_claims_by_notebook_and_sentence(tmp_path):
+    true = {"text": "Dice rose.", "holds": True, "condition": "a > b", "numbers": {"a": 2, "b": 1}}
+    false = {"text": "Readers could not tell.", "holds": False, "condition": "accuracy < 0.6",
+             "numbers": {"accuracy": 1.0}}
+    results = [course.NotebookResult("07_segmentation_augmentation", "passed", 1.0, 100.0, claims=[true]),
+               course.NotebookResult("08_evaluation", "passed", 1.0, 100.0, claims=[true, false])]
+    course.write_report(results, "classroom", tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "## Claims: 1 unsupported of 3 checked" in report
+    assert "**08_evaluation**: “Readers could not tell.”" in report and "accuracy = 1" in report
+    assert "Dice rose." not in report
+    assert "Readers could not tell." in (tmp_path / "report.html").read_text()
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["notebooks"]["08_evaluation"]["claims"][1]["holds"] is False
+
+
+def test_runner_flags_a_planted_false_claim(tmp_path, monkeypatch):
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    _write_notebook(nb_dir / "08_evaluation.ipynb",
+                    "from meddiff_lab.course import claim, record\naccuracy = record('reader_accuracy', 1.0)",
+                    "claim('Readers could not tell real from synthetic ({accuracy:.0%} correct).',\n"
+                    "      'accuracy < 0.6', accuracy=accuracy)",
+                    "claim('The reader answered every question.', True, show=False)")
+    monkeypatch.setenv("MEDDIFF_NOTEBOOKS", str(nb_dir))
+    out = tmp_path / "out"
+    (result,) = course.run("ci", out, only=["08_evaluation"], progress=False)
+    assert result.status == "passed" and result.metrics == {"reader_accuracy": 1.0}
+    assert [c["holds"] for c in result.claims] == [False, True]
+    report = (out / "report.md").read_text()
+    assert "## Claims: 1 unsupported of 2 checked" in report
+    assert "**08_evaluation**: “Readers could not tell real from synthetic (100% correct).”" in report
+    executed = (out / "08_evaluation.ipynb").read_text()
+    assert "Not supported by this run's numbers" in executed
