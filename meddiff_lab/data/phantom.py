@@ -79,7 +79,7 @@ FINDING_MASKS: tuple[str, ...] = tuple(name.lower() for name in CXR_LABELS if na
 ANATOMY_MASKS: tuple[str, ...] = ("body", "right_lung", "left_lung", "heart", "lesion")
 
 #: Bumped whenever the generator's output changes, so written sets can tell they are stale.
-PHANTOM_VERSION = "1"
+PHANTOM_VERSION = "2"
 
 # Linear attenuation coefficients (cm^-1) at an effective energy of about 60 keV.
 MU_SOFT = 0.20      # soft tissue, blood, fluid
@@ -471,14 +471,15 @@ def _col(v: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------- rendering
-def _render(P: dict[str, np.ndarray], size: int, noise: np.ndarray):
-    """Render a chunk. P: stacked parameters of n images; noise: (n, H, W) standard normal.
+def _render(P: dict[str, np.ndarray], size: int, noise: np.ndarray | None, dose: float = 1.0):
+    """Render a chunk. P: stacked parameters of n images; noise: (n, H, W) standard normal or None
+    (noiseless); dose: relative photon fluence.
 
     Returns (images (n, H, W) float32 in [0, 1], masks dict of (n, H, W) bool).
     """
     L, masks = _attenuation(P, size)
     lung_field = masks["right_lung"] | masks["left_lung"] | (masks["heart"] & masks.pop("_lung_field"))
-    return _detect_and_process(L, P, noise, size, lung_field, masks["body"]), masks
+    return _detect_and_process(L, P, noise, size, lung_field, masks["body"], dose), masks
 
 
 def _attenuation(P: dict[str, np.ndarray], size: int):
@@ -621,12 +622,13 @@ def _attenuation(P: dict[str, np.ndarray], size: int):
     bd2 = ((x[:, :, cs] - bx) / (1.4 * p["bubble_r"])) ** 2 + ((y[:, rs] - by) / p["bubble_r"]) ** 2
     air[:, rs, cs] += p["bubble"] * 5.0 * _chord(bd2) * (y[:, rs] < by + 0.25 * p["bubble_r"])
 
-    # --- breast shadows (female): hemi-ellipsoids over the lower zones, sharp inferior border
+    # --- breast shadows (female): soft tissue over the lower zones whose thickness tapers to zero at
+    #     the rim ((1 - q)^1.5 rather than a hemi-ellipsoid's vertical wall), densest at the inferior fold
     for k, s in _SIDES:
         ax = s * (x - p["cx"])
         cy = p[f"dome_{k}"] - 0.02
-        q = ((ax - 0.50) / 0.30) ** 2 + ((y - cy) / 0.24) ** 2
-        extra += p["breast"] * 6.0 * _chord(q) * _smoothstep(y, cy - 0.28, cy - 0.02)
+        q = ((ax - 0.50) / 0.34) ** 2 + ((y - cy) / 0.27) ** 2
+        extra += p["breast"] * 6.5 * _chord(q) ** 3 * _smoothstep(y, cy - 0.34, cy + 0.02)
 
     # --- findings
     fmask = {name: np.zeros((n, H, W), bool) for name in FINDING_MASKS}
@@ -671,9 +673,13 @@ def _attenuation(P: dict[str, np.ndarray], size: int):
             main = q["eff_side"] == s
             amount = np.where(main, 1.0, 0.55 * q["eff_bilateral"])
             level = q[f"cp_{k}"] - q["eff_height"] * amount
-            meniscus = level - 0.16 * lat_frac[k][sel] ** 2 * amount      # fluid climbs the chest wall
-            wet = _smoothstep(y - meniscus, -0.015, 0.05) * (amount > 0)
-            region = inside[k][sel] & (y > meniscus) & (amount > 0)
+            # the meniscus: concave upward, the fluid climbing the lateral chest wall; the fluid layer
+            # thins toward its upper edge, so the opacity fades upward over ~3 cm instead of ending
+            # in a ruler-straight line (that would be an air-fluid level, i.e. a hydropneumothorax)
+            u = lat_frac[k][sel]
+            meniscus = level - amount * (0.03 + 0.10 * u ** 2 + 0.18 * u ** 6)
+            wet = _smoothstep(y - meniscus, -0.07, 0.07) * (amount > 0)
+            region = inside[k][sel] & (y > meniscus) & (amount > 0)   # where the fluid is ≥ half its full thickness
             replace[sel] += q["lung_depth"] * 0.95 * wet * inside[k][sel]
             fmask["effusion"][sel] |= region
     sel = has["Pneumothorax"]
@@ -893,32 +899,53 @@ def _upsample_matrix(n_small: int, n_big: int) -> np.ndarray:
     return m
 
 
-def _detect_and_process(L: np.ndarray, P, noise: np.ndarray, size: int, lung_field, body) -> np.ndarray:
-    """Line integral → photons (scatter, quantum noise, detector blur) → log → scanner processing."""
+#: The anode heel effect: the beam is weaker on the anode side (the top of a PA chest film) by about
+#: this fraction, stronger at the bottom by as much (a smooth gradient, visible in the air).
+_HEEL = 0.07
+#: Where the scanner's window puts direct exposure (air beside the body), as a fraction of the lung-to-
+#: body range below the lung minimum. Histogram analysis keeps the direct-exposure peak inside the
+#: display range instead of clipping it, so air is dark but never a constant: its quantum noise and
+#: the heel gradient stay visible.
+_AIR_MARGIN = 0.04
+
+
+def _detect_and_process(L: np.ndarray, P, noise: np.ndarray | None, size: int, lung_field, body,
+                        dose: float = 1.0) -> np.ndarray:
+    """Line integral → photons (scatter, quantum noise, detector blur) → log → scanner processing.
+
+    ``noise`` (n, H, W) standard normal, or ``None`` for the noiseless image (the expected photon
+    counts: the ground truth of denoising). ``dose`` scales the photon fluence (0.25 = quarter dose:
+    the relative quantum noise grows by 1/√dose); the processing does not depend on it.
+    """
     n = len(L)
     scanner = P["scanner"].astype(int)
     sc = {key: np.asarray([_SCANNERS[s][key] for s in scanner], np.float32) for key in _SCANNERS[0]}
     ap = P["ap"].astype(np.float32)
     px_mm = 2.0 * CM_PER_UNIT * 10.0 / size
     # photons per pixel without the patient: fixed fluence per mm², so smaller images are less noisy
-    i0 = 4000.0 * (128.0 / size) ** 2 * sc["dose"] * (1.0 - 0.3 * ap)
+    i0 = 4000.0 * (128.0 / size) ** 2 * sc["dose"] * (1.0 - 0.3 * ap) * float(dose)
+    rows = ((np.arange(size, dtype=np.float32) + 0.5) / size * 2.0 - 1.0)[None, :, None]
+    heel = 1.0 + _HEEL * rows                                # (1, H, 1): fewer photons at the top
     primary = np.exp(-L)
     spr = sc["spr"] * (1.0 + 1.2 * ap)                    # portable AP films are often taken without a grid
-    detected = primary + _broad_blur(primary, 0.18) * _col(spr)
+    detected = (primary + _broad_blur(primary, 0.18) * _col(spr)) * heel
     expected = _col(i0) * detected
-    counts = expected + np.sqrt(expected) * noise      # quantum noise: Poisson variance = mean
+    counts = expected if noise is None else expected + np.sqrt(expected) * noise  # Poisson variance = mean
     for scanner_id in np.unique(scanner):               # detector blur (MTF), one per scanner
         sel = scanner == scanner_id
         sigma = math.sqrt((_SCANNERS[scanner_id]["blur_mm"] / px_mm) ** 2 + 0.35 ** 2)
         counts[sel] = _gaussian(counts[sel], sigma)
     log_signal = np.log(_col(i0) / np.maximum(counts, 0.5))
     log_expected = -np.log(detected)
-    # window from the darkest lung to the brightest body pixel (the scanner's histogram analysis)
+    # window from the darkest lung to the brightest body pixel (the scanner's histogram analysis),
+    # widened downward so that direct exposure (air) stays just inside the display range
     lung_min = np.where(lung_field, log_expected, np.inf).reshape(n, -1).min(1)
     lung_min = np.where(np.isfinite(lung_min), lung_min, np.percentile(log_expected.reshape(n, -1), 20, axis=1))
     body_max = np.where(body, log_expected, -np.inf).reshape(n, -1).max(1)
     body_max = np.where(np.isfinite(body_max), body_max, log_expected.reshape(n, -1).max(1))
-    lo = lung_min - 0.10 * (body_max - lung_min)
+    air_min = np.where(body, np.inf, log_expected).reshape(n, -1).min(1)
+    air_min = np.where(np.isfinite(air_min), air_min, lung_min)
+    lo = np.minimum(lung_min - 0.10 * (body_max - lung_min), air_min - _AIR_MARGIN * (body_max - air_min))
     hi = body_max + 0.02 * (body_max - lung_min)
     v = (log_signal - _col(lo)) / _col(np.maximum(hi - lo, 1e-3))
     # characteristic curve (an S-curve, scanner-specific) normalised so 0 → 0 and 1 → 1
@@ -941,6 +968,14 @@ def _check_args(n, image_size, seed):
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
 
+def _check_dose(dose, quantum_noise):
+    if isinstance(dose, bool) or not isinstance(dose, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(dose) or not 0.0 < dose <= 100.0:
+        raise ValueError(f"dose must be a relative photon fluence in (0, 100] (1.0 = full dose), got {dose!r}")
+    if not isinstance(quantum_noise, (bool, np.bool_)):
+        raise ValueError(f"quantum_noise must be True or False, got {quantum_noise!r}")
+
+
 def _sample_cases(n: int, seed: int) -> list[dict]:
     cases: list[dict] = []
     patient_id = 0
@@ -959,13 +994,15 @@ def _metadata(c: dict) -> dict:
 
 
 def iter_phantoms(n: int, image_size: int = 64, seed: int = 0, chunk_size: int = 64,
-                  masks: bool | Sequence[str] = True) -> Iterator[PhantomBatch]:
+                  masks: bool | Sequence[str] = True, *, dose: float = 1.0,
+                  quantum_noise: bool = True) -> Iterator[PhantomBatch]:
     """Yield ``generate_phantoms(n, image_size, seed)`` in chunks of ``chunk_size`` images.
 
     The bytes do not depend on ``chunk_size``: each image's noise comes from its own generator.
     Use it to write large sets without holding every mask in memory.
     """
     _check_args(n, image_size, seed)
+    _check_dose(dose, quantum_noise)
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     cases = _sample_cases(int(n), int(seed))
@@ -974,7 +1011,7 @@ def iter_phantoms(n: int, image_size: int = 64, seed: int = 0, chunk_size: int =
         P = _stack_cases(part)
         noise = np.stack([np.random.default_rng([seed, c["patient_id"], c["follow_up"], 1])
                           .standard_normal((image_size, image_size), dtype=np.float32) for c in part])
-        images, all_masks = _render(P, int(image_size), noise)
+        images, all_masks = _render(P, int(image_size), noise if quantum_noise else None, float(dose))
         if masks is not True:
             keep = set(masks or ())
             unknown = keep - set(all_masks)
@@ -987,7 +1024,8 @@ def iter_phantoms(n: int, image_size: int = 64, seed: int = 0, chunk_size: int =
 
 
 def generate_phantoms(n: int, image_size: int = 64, seed: int = 0, *,
-                      masks: bool | Sequence[str] = True) -> PhantomBatch:
+                      masks: bool | Sequence[str] = True, dose: float = 1.0,
+                      quantum_noise: bool = True) -> PhantomBatch:
     """Generate ``n`` synthetic chest radiographs with ground truth.
 
     Patients get 1–6 films each (follow-ups share the patient's anatomy and chronic findings, so a
@@ -999,13 +1037,20 @@ def generate_phantoms(n: int, image_size: int = 64, seed: int = 0, *,
         image_size: side in pixels (square images), 16–1024.
         seed: same seed, same bytes. The first k images do not depend on n.
         masks: ``True`` for every mask, or the names to keep (``("left_lung", "heart")``), or ``()``.
+        dose: relative photon fluence (1.0 = the simulated scanner's usual dose; 0.25 = quarter dose).
+            Lower dose means more quantum noise (relative noise ∝ 1/√dose); anatomy, processing and
+            ground truth do not change, and the noise pattern is the same draw scaled, so the same
+            seed at several doses gives the same patients.
+        quantum_noise: ``False`` renders the expected photon counts (the noiseless image), the
+            ground truth for denoising.
 
     Returns:
         A :class:`PhantomBatch`: ``.images`` (N, H, W) float32 in [0, 1], ``.masks`` dict of
         (N, H, W) bool, ``.labels`` (N, 14) multi-hot over ``CXR_LABELS``,
         ``.cardiothoracic_ratio`` (N,), ``.metadata`` (list of dicts).
     """
-    return PhantomBatch.concatenate(list(iter_phantoms(n, image_size, seed, masks=masks)))
+    return PhantomBatch.concatenate(list(iter_phantoms(n, image_size, seed, masks=masks, dose=dose,
+                                                       quantum_noise=quantum_noise)))
 
 
 def cardiothoracic_ratio_from_masks(heart: np.ndarray, right_lung: np.ndarray, left_lung: np.ndarray) -> np.ndarray:

@@ -132,9 +132,9 @@ def train_transforms(image_size: int | Sequence[int] | None = None, *, spatial_d
     affine_args = dict(
         prob=prob, rotate_range=(rotate,) if spatial_dims == 2 else (rotate,) * 3,
         scale_range=((zoom[0] - 1.0, zoom[1] - 1.0),) * spatial_dims,
-        translate_range=(translate_fraction * side,) * spatial_dims, padding_mode="border",
+        translate_range=(translate_fraction * side,) * spatial_dims, padding_mode="zeros",
     )
-    elastic_args = dict(prob=prob, magnitude_range=(0.5, 1.5), padding_mode="border")
+    elastic_args = dict(prob=prob, magnitude_range=(0.5, 1.5), padding_mode="zeros")
     if spatial_dims == 2:
         elastic_args["spacing"] = (max(side // 4, 4),) * 2
     else:
@@ -144,22 +144,26 @@ def train_transforms(image_size: int | Sequence[int] | None = None, *, spatial_d
     noise_args = dict(prob=prob, std=noise_std)
     contrast_args = dict(prob=prob, gamma=gamma)
     scale_args = dict(prob=prob, factors=intensity_scale)
+    # Geometric steps pad what moves into view with zeros. Shifting the image so that the bottom of
+    # the value range (air) is 0 first makes that padding air, not a mid-grey band or copied edge
+    # columns (which a generative model would learn as anatomy).
+    lo = float(value_range[0])
     if keys is None:
-        random_steps = [mt.RandAffine(mode="bilinear", **affine_args)]
+        random_steps = [mt.ShiftIntensity(-lo), mt.RandAffine(mode="bilinear", **affine_args)]
         if elastic:
             random_steps.append(elastic_cls(mode="bilinear", **elastic_args))
-        random_steps += [mt.RandAdjustContrast(**contrast_args), mt.RandScaleIntensity(**scale_args),
+        random_steps += [mt.ShiftIntensity(lo), mt.RandAdjustContrast(**contrast_args),
+                         mt.RandScaleIntensity(**scale_args),
                          mt.RandGaussianNoise(**noise_args)]
     else:
         spatial_keys = keys + label_keys
         modes = ("bilinear",) * len(keys) + ("nearest",) * len(label_keys)
-        pads = ("border",) * len(keys) + ("zeros",) * len(label_keys)
-        affine_args.pop("padding_mode")
-        elastic_args.pop("padding_mode")
-        random_steps = [mt.RandAffined(keys=spatial_keys, mode=modes, padding_mode=pads, **affine_args)]
+        random_steps = [mt.ShiftIntensityd(keys=keys, offset=-lo),
+                        mt.RandAffined(keys=spatial_keys, mode=modes, **affine_args)]
         if elastic:
-            random_steps.append(elastic_dict_cls(keys=spatial_keys, mode=modes, padding_mode=pads, **elastic_args))
-        random_steps += [mt.RandAdjustContrastd(keys=keys, **contrast_args),
+            random_steps.append(elastic_dict_cls(keys=spatial_keys, mode=modes, **elastic_args))
+        random_steps += [mt.ShiftIntensityd(keys=keys, offset=lo),
+                         mt.RandAdjustContrastd(keys=keys, **contrast_args),
                          mt.RandScaleIntensityd(keys=keys, **scale_args),
                          mt.RandGaussianNoised(keys=keys, **noise_args)]
     pipeline = mt.Compose(_head(image_size, keys, label_keys) + random_steps + _tail(value_range, keys, label_keys))
@@ -209,13 +213,16 @@ def augmentation_gallery(image, n_variants: int = 4, seed: int = 0,
     side = min(arr.shape)
     lo, hi = value_range
     clip = mt.ScaleIntensityRange(a_min=lo, a_max=hi, b_min=lo, b_max=hi, clip=True)
+    def padded_with_air(transform):          # pad with the bottom of the value range (air), as training does
+        return mt.Compose([mt.ShiftIntensity(-lo), transform, mt.ShiftIntensity(lo)])
+
     plausible = [
-        ("rotation ±15°", mt.RandRotate(range_x=np.deg2rad(15), prob=1.0, padding_mode="border"),
+        ("rotation ±15°", padded_with_air(mt.RandRotate(range_x=np.deg2rad(15), prob=1.0, padding_mode="zeros")),
          "patients are never perfectly straight"),
         ("zoom 0.85–1.15", mt.RandZoom(prob=1.0, min_zoom=0.85, max_zoom=1.15, mode="bilinear", padding_mode="minimum"),
          "distance and habitus vary"),
-        ("elastic", mt.Rand2DElastic(spacing=(max(side // 4, 4),) * 2, magnitude_range=(1.0, 2.0), prob=1.0,
-                                     padding_mode="border"), "small smooth shape changes"),
+        ("elastic", padded_with_air(mt.Rand2DElastic(spacing=(max(side // 4, 4),) * 2, magnitude_range=(1.0, 2.0),
+                                                     prob=1.0, padding_mode="zeros")), "small smooth shape changes"),
         ("Gaussian noise", mt.RandGaussianNoise(prob=1.0, std=0.08, sample_std=False), "lower dose, other detector"),
         ("contrast (gamma)", mt.RandAdjustContrast(prob=1.0, gamma=(0.6, 1.6)), "other scanner or processing"),
         ("intensity scale", mt.RandScaleIntensity(factors=0.2, prob=1.0), "other exposure"),

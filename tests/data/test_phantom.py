@@ -292,3 +292,67 @@ def test_gallery_writes_a_png(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match=".png"):
         phantom.save_gallery(tmp_path / "gallery.jpg", n=1, image_size=32)
+
+
+# ------------------------------------------------------------------ detector noise, dose, artefacts
+def test_air_is_dark_but_never_a_constant(batch64):
+    """Real detectors are noisy everywhere: the air beside the body is not clipped to one value."""
+    corners = batch64.images[:, :6, :6].reshape(len(batch64), -1)
+    assert (corners.std(1) > 0).all(), "every air corner has some noise or gradient"
+    assert (corners == 0).mean() < 0.01, "air is not clipped to black"
+    assert corners.mean() < 0.1, "air is still the darkest part of the image"
+
+
+def test_lower_dose_means_more_quantum_noise_with_the_same_anatomy():
+    clean = generate_phantoms(8, image_size=64, seed=3, quantum_noise=False)
+    again = generate_phantoms(8, image_size=64, seed=3, quantum_noise=False)
+    assert np.array_equal(clean.images, again.images)
+    full, quarter = (generate_phantoms(8, image_size=64, seed=3, dose=d) for d in (1.0, 0.25))
+    lung = clean.masks["left_lung"] | clean.masks["right_lung"]
+    noise_full = (full.images - clean.images)[lung].std()
+    noise_quarter = (quarter.images - clean.images)[lung].std()
+    # Poisson noise: relative std ∝ 1/√dose, so a quarter of the dose doubles it (the display's curve
+    # and edge enhancement are the same at both doses)
+    assert noise_quarter / noise_full == pytest.approx(2.0, rel=0.15)
+    for name in ("heart", "left_lung", "effusion"):
+        assert np.array_equal(full.masks[name], quarter.masks[name]), "ground truth does not depend on dose"
+    assert np.array_equal(full.labels, quarter.labels)
+    assert np.array_equal(full.cardiothoracic_ratio, clean.cardiothoracic_ratio)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), "full", True])
+def test_dose_must_be_a_positive_fluence(bad):
+    with pytest.raises(ValueError, match="dose"):
+        generate_phantoms(2, image_size=32, seed=0, dose=bad)
+
+
+def test_effusion_has_a_meniscus_not_a_straight_level():
+    """The fluid's upper edge climbs the lateral chest wall (concave upward)."""
+    def lateral_rise(image_size=128):
+        cases = [c for c in phantom._sample_cases(300, 5) if c["findings"]["Effusion"]][:12]
+        _, masks = phantom._attenuation(phantom._stack_cases(cases), image_size)
+        rises = []
+        for eff in masks["effusion"]:
+            cols = np.nonzero(eff.any(0))[0]
+            if len(cols) < 8:
+                continue
+            top = np.array([np.nonzero(eff[:, c])[0].min() for c in cols])
+            left_end, right_end, middle = top[:3].mean(), top[-3:].mean(), top[len(top) // 2 - 1:len(top) // 2 + 2].mean()
+            rises.append(middle - min(left_end, right_end))   # rows: the lateral end sits higher (smaller row)
+        return np.array(rises)
+    rises = lateral_rise()
+    assert len(rises) >= 5
+    assert np.median(rises) >= 3, f"the edge rises toward the chest wall by a few pixels, got {rises}"
+
+
+def test_breast_shadow_tapers_at_its_rim():
+    """Soft tissue thickness falls to zero smoothly at the rim: no step in the line integral."""
+    def make_male(c):
+        c["sex"], c["female"], c["breast"] = "M", 0.0, 0.0
+
+    female, male = _cases_with_and_without(lambda c: c["sex"] == "F" and not any(c["findings"].values()), make_male)
+    L_f, _ = phantom._attenuation(phantom._stack_cases([female]), 128)
+    L_m, _ = phantom._attenuation(phantom._stack_cases([male]), 128)
+    shadow = (L_f - L_m)[0]
+    step = max(np.abs(np.diff(shadow, axis=0)).max(), np.abs(np.diff(shadow, axis=1)).max())
+    assert step < 0.1 * shadow.max(), "no pixel-to-pixel jump larger than 10 % of the shadow's peak"

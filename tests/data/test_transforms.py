@@ -45,8 +45,8 @@ def test_train_pipeline_never_flips_the_heart_to_the_other_side():
     pipeline = train_transforms(48, prob=1.0, elastic=True, seed=0)
     cols = np.arange(48)
     for _ in range(20):
-        y = pipeline(x)[0].numpy() + 1.0
-        centre_col = (y.sum(0) * cols).sum() / y.sum()
+        blob = np.clip(pipeline(x)[0].numpy() + 0.5, 0.0, None)   # the blob only, not background or padding
+        centre_col = (blob.sum(0) * cols).sum() / blob.sum()
         assert centre_col > 24, "the bright blob stays on the image's right half"
 
 
@@ -122,3 +122,27 @@ def test_gallery_marks_the_left_right_flip_as_anatomically_wrong():
 def test_gallery_rejects_a_batch():
     with pytest.raises(ValueError, match="one radiograph"):
         augmentation_gallery(np.zeros((2, 8, 8)))
+
+
+def test_geometric_augmentation_pads_with_air_not_copied_edges():
+    """What moves into view is the bottom of the value range (air), never a copy of the edge columns."""
+    x = torch.full((1, 48, 48), 0.5)
+    x[:, :, 0] = 0.9                                    # a bright edge column that border padding would smear
+    pipeline = train_transforms(48, prob=1.0, rotate_degrees=15, translate_fraction=0.1, noise_std=0.0,
+                                intensity_scale=0.0, gamma=(1.0, 1.0), seed=0)
+    padded = [pipeline(x)[0] for _ in range(5)]
+    assert all(float(y.min()) == -1.0 for y in padded), "padding is air (-1)"
+    assert all(float((y > 0.7).float().mean()) < 0.05 for y in padded), "edge column not copied into a band"
+    gallery = augmentation_gallery(np.full((48, 48), 0.5, np.float32))
+    rotated = next(row for row in gallery if row.name.startswith("rotation"))
+    assert rotated.images.min() == -1.0
+
+
+def test_geometric_augmentation_pads_images_with_air_and_masks_with_zero():
+    pipeline = train_transforms(48, keys=["image"], label_keys=["mask"], prob=1.0, elastic=True, noise_std=0.0,
+                                intensity_scale=0.0, gamma=(1.0, 1.0), seed=1)
+    out = pipeline({"image": torch.full((1, 48, 48), 0.5), "mask": torch.ones(1, 48, 48)})
+    padded_image = out["image"][0] < -0.99
+    assert padded_image.any()
+    agree = (padded_image == (out["mask"][0] < 0.5)).float().mean()
+    assert agree > 0.9, "image and mask are padded in the same places"
