@@ -33,6 +33,13 @@ _PUBLIC = {
     "load_inception": "features",
     "load_radimagenet": "features",
     "WeightsNotAvailable": "features",
+    "ReaderResult": "readers",
+    "reader_study": "readers",
+    "describe_study": "readers",
+    "wilson_interval": "readers",
+    "air_corner_std": "readers",
+    "high_pass_energy": "readers",
+    "classifier_two_sample_test": "readers",
 }
 
 __all__ = sorted(_PUBLIC)
