@@ -37,6 +37,12 @@ _PUBLIC = {
     "hybrid_loss": "losses",
     "min_snr_weights": "losses",
     "ssim_loss": "losses",
+    "RectifiedFlowScheduler": "flow",
+    "flow_interpolate": "flow",
+    "flow_velocity": "flow",
+    "flow_matching_loss": "flow",
+    "sample_flow_timesteps": "flow",
+    "euler_sample": "flow",
 }
 
 __all__ = sorted(_PUBLIC)
