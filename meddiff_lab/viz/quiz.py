@@ -6,7 +6,7 @@ saying which is which, and scores their answers. Accuracy near 50 % (chance) mea
 could not tell; well above means they could, and what gave it away is worth discussing.
 
     quiz = RealOrSyntheticQuiz(real_images, synthetic_images, num_questions=10, seed=0)
-    quiz.widget()                 # in Jupyter: one image at a time, "Real" / "Synthetic" buttons
+    quiz.widget()                 # in Jupyter: one image at a time, "Real" / "Synthetic" buttons, right or wrong after each
     quiz.answer(0, "synthetic")   # or drive it from Python
     quiz.score()                  # accuracy, and how often real and synthetic images were recognised
 
@@ -144,17 +144,34 @@ class RealOrSyntheticQuiz:
         image.save(buffer, format="PNG")
         return buffer.getvalue()
 
-    def widget(self):
+    def feedback(self, question: int) -> str:
+        """One line on the answer given to ``question``: right or wrong, what the image was, the tally so far."""
+        given = self.answers[question]
+        if given is None:
+            return f"Image {question + 1}: not answered yet."
+        truth = self._truth[question]
+        verdict = "right" if given == truth else "wrong"
+        so_far = self.score()
+        return (f"Image {question + 1}: you said {given}; {verdict}, it was {truth}. "
+                f"So far {so_far.correct} of {so_far.answered} right.")
+
+    def widget(self, feedback: bool = True):
         """An ipywidgets quiz: one image at a time, "Real" / "Synthetic" buttons, the score at the end.
 
+        Args:
+            feedback: after each answer, say whether it was right and what the image was (a teaching
+                quiz). ``False`` keeps the readers blind until the end (a reader study).
+
         Returns the widget (a VBox); its ``buttons`` attribute maps "real"/"synthetic" to the buttons,
-        so ``quiz_widget.buttons["real"].click()`` answers the current question from code.
+        so ``quiz_widget.buttons["real"].click()`` answers the current question from code; ``status``
+        and ``feedback`` are the HTML lines above the image.
         """
         import ipywidgets as widgets
 
         state = {"question": next((i for i, a in enumerate(self.answers) if a is None), len(self))}
         image = widgets.Image(format="png", width=256, height=256)
         status = widgets.HTML()
+        verdict = widgets.HTML()
         buttons = {choice: widgets.Button(description=choice.capitalize(), button_style=style)
                    for choice, style in zip(CHOICES, ("info", "warning"))}
         restart = widgets.Button(description="Start again")
@@ -174,7 +191,10 @@ class RealOrSyntheticQuiz:
         def on_click(choice: str):
             def handler(_button) -> None:
                 if state["question"] < len(self):
-                    self.answer(state["question"], choice)
+                    right = self.answer(state["question"], choice)
+                    if feedback:
+                        colour = "green" if right else "#b00"
+                        verdict.value = f'<span style="color:{colour}">{self.feedback(state["question"])}</span>'
                     state["question"] += 1
                     show()
             return handler
@@ -182,15 +202,17 @@ class RealOrSyntheticQuiz:
         def on_restart(_button) -> None:
             self.reset()
             state["question"] = 0
+            verdict.value = ""
             show()
 
         for choice, button in buttons.items():
             button.on_click(on_click(choice))
         restart.on_click(on_restart)
         show()
-        box = widgets.VBox([status, image, widgets.HBox([*buttons.values(), restart])])
+        box = widgets.VBox([verdict, status, image, widgets.HBox([*buttons.values(), restart])])
         box.buttons = buttons
         box.status = status
+        box.feedback = verdict
         return box
 
 

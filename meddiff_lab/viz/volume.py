@@ -1,10 +1,14 @@
-"""Looking at 3-D volumes and CT intensities: itkwidgets when it can render, matplotlib otherwise.
+"""Looking at 3-D volumes and CT intensities: a viewer that never blocks, and a window/level explorer.
 
-* :func:`view_volume` shows a :class:`~meddiff_lab.data.io.Volume` in itkwidgets' 3-D viewer when
-  the notebook runs in a Jupyter kernel with a browser attached and itkwidgets is installed; otherwise
-  (headless runs such as papermill or CI, a terminal, itkwidgets missing) in :class:`SliceViewer`, a
-  matplotlib three-plane viewer with one ipywidgets slider per plane. It returns a
-  :class:`VolumeView` whose ``backend`` says which was used, and why.
+* :func:`view_volume` shows a :class:`~meddiff_lab.data.io.Volume` in :class:`SliceViewer`, a matplotlib
+  three-plane viewer with one ipywidgets slider per plane, and says which viewer it used and why.
+  itkwidgets' 3-D viewer (rotate, volume rendering) is **opt-in**: ``backend="itkwidgets"`` or
+  ``MEDDIFF_VIEWER=itkwidgets``. Its JavaScript comes from a CDN and IPFS when the page loads, and until
+  its viewer reports ready, itkwidgets holds back every later cell of the notebook (it replaces the
+  kernel's ``execute_request`` handler). Offline, or where a CDN is blocked, it never reports ready, so
+  the notebook would hang. Even when asked for, it is given ``timeout`` seconds
+  (``MEDDIFF_ITK_TIMEOUT``, default :data:`ITK_TIMEOUT`) to report ready; then the held cells are
+  released and the matplotlib viewer is shown in its place, with the reason.
 * :class:`WindowLevelViewer`: a CT slice with centre/width sliders and the usual presets
   (lung, mediastinum, bone...), the window drawn on the HU histogram beside it.
 
@@ -13,24 +17,32 @@ viewer's left, anterior up on axial slices, superior up on coronal and sagittal 
 reoriented (axes permuted and flipped, no resampling) so this holds whatever the file's orientation;
 pixel aspect follows the voxel spacing.
 
-Set ``MEDDIFF_VIEWER=matplotlib`` (or ``itkwidgets``) to force a backend, and ``MEDDIFF_HEADLESS=1``
-to tell the viewers no browser is attached. itkwidgets loads its JavaScript from the internet: if its
-cell stays blank (offline, or IPFS blocked), call ``view_volume(volume, backend="matplotlib")``.
+``MEDDIFF_VIEWER=matplotlib`` forces the slice viewer; ``MEDDIFF_HEADLESS=1`` tells the viewers that no
+browser is attached (they then show static figures).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["view_volume", "VolumeView", "SliceViewer", "WindowLevelViewer", "frontend_status", "itkwidgets_status"]
+__all__ = ["view_volume", "VolumeView", "SliceViewer", "WindowLevelViewer", "frontend_status", "itkwidgets_status",
+           "ITK_TIMEOUT", "release_when_not_ready"]
 
 _HEADLESS_MARKERS = ("papermill", "nbclient", "nbconvert", "pytest", "meddiff_lab.course", "nbval", "jupyter-execute")
+
+#: seconds itkwidgets' viewer gets to report ready before the matplotlib viewer replaces it
+ITK_TIMEOUT = 20.0
+
+_ITK_OPT_IN = ("itkwidgets is opt-in: its viewer loads JavaScript from a CDN and IPFS and, until it reports "
+               "ready, holds every later cell (offline or with a CDN blocked it never does); to try it, pass "
+               "backend='itkwidgets' or set MEDDIFF_VIEWER=itkwidgets")
 
 
 def frontend_status() -> tuple[bool, str]:
@@ -64,16 +76,46 @@ def frontend_status() -> tuple[bool, str]:
 
 
 def itkwidgets_status() -> tuple[bool, str]:
-    """Whether itkwidgets can render here, and why (not). Does not import itkwidgets."""
+    """Whether :func:`view_volume` (``backend="auto"``) uses itkwidgets here, and why (not).
+
+    Only when asked for with ``MEDDIFF_VIEWER=itkwidgets`` and installed (see the module docstring).
+    Does not import itkwidgets.
+    """
     forced = os.environ.get("MEDDIFF_VIEWER", "").lower()
     if forced == "matplotlib":
         return False, "MEDDIFF_VIEWER=matplotlib"
-    if importlib.util.find_spec("itkwidgets") is None:
-        return False, "itkwidgets is not installed (pip install 'meddiff-lab[lab]')"
     if forced == "itkwidgets":
+        if importlib.util.find_spec("itkwidgets") is None:
+            return False, "MEDDIFF_VIEWER=itkwidgets but itkwidgets is not installed (pip install 'meddiff-lab[lab]')"
         return True, "MEDDIFF_VIEWER=itkwidgets"
-    ok, reason = frontend_status()
-    return ok, reason if not ok else "itkwidgets installed and a browser attached"
+    return False, _ITK_OPT_IN
+
+
+def _itk_timeout(timeout: float | None) -> float:
+    if timeout is None:
+        value = os.environ.get("MEDDIFF_ITK_TIMEOUT", "")
+        try:
+            timeout = float(value) if value else ITK_TIMEOUT
+        except ValueError:
+            raise ValueError(f"MEDDIFF_ITK_TIMEOUT must be a number of seconds, got {value!r}") from None
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    return float(timeout)
+
+
+def _show_in(output, obj) -> None:
+    """Make an ``ipywidgets.Output`` show ``obj`` (replacing what it showed).
+
+    Sets the widget's ``outputs`` directly instead of ``with output: display(obj)``: that works from a
+    slider callback or a timer alike, whatever cell the kernel last ran.
+    """
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return
+    data, metadata = shell.display_formatter.format(obj)
+    output.outputs = ({"output_type": "display_data", "data": data, "metadata": metadata},)
 
 
 @dataclass
@@ -81,9 +123,10 @@ class VolumeView:
     """What :func:`view_volume` showed.
 
     Attributes:
-        backend: ``"itkwidgets"`` or ``"matplotlib"``.
-        reason: why this backend (e.g. ``"headless run (papermill started this kernel): no browser..."``).
-        widget: the displayable object (itkwidgets viewer or the ipywidgets box).
+        backend: ``"itkwidgets"`` or ``"matplotlib"`` (it becomes ``"matplotlib"`` if itkwidgets does not
+            report ready in time).
+        reason: why this backend (e.g. ``"itkwidgets is opt-in: ..."``).
+        widget: the displayable object (the ipywidgets box; for itkwidgets, the status box under its viewer).
         viewer: the :class:`SliceViewer` (matplotlib backend) or the itkwidgets viewer.
     """
 
@@ -93,8 +136,8 @@ class VolumeView:
     viewer: Any
 
     def _ipython_display_(self) -> None:
-        # itkwidgets' view() puts its viewer in the output of the cell that created it: nothing to add here
-        if self.backend == "matplotlib":
+        # itkwidgets' view() and the status box below it were displayed by view_volume: nothing to add here
+        if isinstance(self.viewer, SliceViewer):
             self.viewer._ipython_display_()
 
     def __repr__(self) -> str:
@@ -196,11 +239,7 @@ class SliceViewer:
     def _refresh(self) -> None:
         if not self._shown or not frontend_status()[0]:  # headless: nothing listens to the Output widget
             return
-        from IPython.display import clear_output, display
-
-        with self.output:
-            clear_output(wait=True)
-            display(self.figure)
+        _show_in(self.output, self.figure)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -213,15 +252,96 @@ class SliceViewer:
         self._refresh()
 
 
+def release_when_not_ready(viewer_name: str, timeout: float, on_ready: Callable[[], None] | None = None,
+                           on_timeout: Callable[[], None] | None = None, poll: float = 0.25) -> bool:
+    """Let the cells that itkwidgets holds back run if its viewer has not reported ready after ``timeout`` s.
+
+    itkwidgets queues every ``execute_request`` until each of its viewers reports ready. A timer on the
+    kernel's event loop (it runs between cells, while the cells wait) checks the viewer; on timeout it
+    marks the viewer ready in itkwidgets' ``CellWatcher``, which runs the queued cells, and calls
+    ``on_timeout``. Returns False, doing nothing, when there is no running event loop or no CellWatcher
+    (then itkwidgets holds nothing either).
+    """
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    try:
+        from itkwidgets.cell_watcher import CellWatcher
+    except ImportError:
+        return False
+    if not hasattr(CellWatcher, "_instance"):
+        return False
+    watcher = CellWatcher()
+    deadline = time.monotonic() + timeout
+
+    def check() -> None:
+        if watcher.viewer_ready(viewer_name):
+            if on_ready is not None:
+                on_ready()
+        elif time.monotonic() >= deadline:
+            watcher.update_viewer_status(viewer_name, True)  # runs the queued cells
+            if on_timeout is not None:
+                on_timeout()
+        else:
+            loop.call_later(poll, check)
+
+    loop.call_later(poll, check)
+    return True
+
+
+def _view_with_itkwidgets(volume, view: VolumeView, timeout: float, window, title, verbose: bool) -> None:
+    """Show ``volume`` in itkwidgets with a status line under it; fall back to the slices after ``timeout``."""
+    import ipywidgets as widgets
+    import itkwidgets
+    from IPython.display import display
+    from itkwasm import image_from_array
+
+    image = image_from_array(np.ascontiguousarray(volume.array))
+    image.spacing = [float(s) for s in reversed(volume.spacing)]  # itk orders axes x, y, z
+    status = widgets.HTML(f"3-D viewer: itkwidgets ({view.reason}); waiting up to {timeout:.0f} s for it to "
+                          f"report ready…")
+    fallback = widgets.Output()
+    view.widget = widgets.VBox([status, fallback])
+    viewer = itkwidgets.view(image=image)  # displays itself in this cell
+    view.backend, view.viewer = "itkwidgets", viewer
+
+    def on_ready() -> None:
+        status.value = f"3-D viewer: itkwidgets ({view.reason}); ready."
+
+    def on_timeout() -> None:
+        view.reason = (f"itkwidgets did not report ready within {timeout:.0f} s: its JavaScript comes from a CDN "
+                       f"and IPFS (offline, or blocked here?)")
+        slices = SliceViewer(volume, window=window, title=title)
+        view.backend, view.viewer = "matplotlib", slices
+        status.value = (f"3-D viewer: matplotlib three-plane slices instead ({view.reason}). The cells held back "
+                        f"meanwhile have run.")
+        slices._shown = True
+        _show_in(fallback, slices.widget if frontend_status()[0] else slices.figure)
+        slices._refresh()
+
+    if not release_when_not_ready(viewer.name, timeout, on_ready, on_timeout):
+        status.value = f"3-D viewer: itkwidgets ({view.reason})."
+    display(view.widget)
+    if verbose:
+        print(f"3-D viewer: itkwidgets ({view.reason}). If it does not report ready within {timeout:.0f} s "
+              f"(offline, or its CDN blocked), the matplotlib slices replace it and the cells after this run.")
+
+
 def view_volume(volume, backend: str = "auto", window: tuple[float, float] | None = None,
-                title: str | None = None, verbose: bool = True) -> VolumeView:
-    """Show a 3-D volume: itkwidgets when it can render, else the matplotlib three-plane viewer.
+                title: str | None = None, verbose: bool = True, timeout: float | None = None) -> VolumeView:
+    """Show a 3-D volume in the matplotlib three-plane viewer, or in itkwidgets when asked for; say which.
 
     Args:
         volume: a 3-D :class:`~meddiff_lab.data.io.Volume`.
-        backend: ``"auto"``, ``"itkwidgets"`` or ``"matplotlib"``.
+        backend: ``"auto"`` (matplotlib unless ``MEDDIFF_VIEWER=itkwidgets``), ``"itkwidgets"`` or
+            ``"matplotlib"``.
         window: ``(center, width)`` for the matplotlib viewer (see :class:`SliceViewer`).
         verbose: print which backend was used and why.
+        timeout: seconds itkwidgets gets to report ready before the matplotlib viewer replaces it and
+            the cells it holds back run (default ``MEDDIFF_ITK_TIMEOUT`` or :data:`ITK_TIMEOUT`).
 
     Returns:
         A :class:`VolumeView` (display it, or let it be a cell's last value); ``.backend`` says which.
@@ -230,31 +350,25 @@ def view_volume(volume, backend: str = "auto", window: tuple[float, float] | Non
         raise ValueError(f"backend must be 'auto', 'itkwidgets' or 'matplotlib', got {backend!r}")
     if getattr(volume, "ndim", None) != 3:
         raise ValueError(f"view_volume needs a 3-D Volume, got shape {getattr(volume, 'shape', None)}")
+    timeout = _itk_timeout(timeout)
     if backend == "matplotlib":
         use_itk, reason = False, "asked for matplotlib"
+    elif backend == "itkwidgets":
+        if importlib.util.find_spec("itkwidgets") is None:
+            raise ImportError("itkwidgets is not installed: pip install 'meddiff-lab[lab]' (or use backend='matplotlib')")
+        use_itk, reason = True, "asked for itkwidgets"
     else:
         use_itk, reason = itkwidgets_status()
-        if backend == "itkwidgets" and importlib.util.find_spec("itkwidgets") is not None:
-            use_itk, reason = True, "asked for itkwidgets"
-        elif backend == "itkwidgets":
-            raise ImportError("itkwidgets is not installed: pip install 'meddiff-lab[lab]' (or use backend='matplotlib')")
     if use_itk:
+        view = VolumeView("itkwidgets", reason, None, None)
         try:
-            import itkwidgets
-            from itkwasm import image_from_array
-
-            image = image_from_array(np.ascontiguousarray(volume.array))
-            image.spacing = [float(s) for s in reversed(volume.spacing)]  # itk orders axes x, y, z
-            viewer = itkwidgets.view(image=image)
-            if verbose:
-                print(f"3-D viewer: itkwidgets ({reason}). If the cell stays blank (offline or IPFS blocked), "
-                      f"use view_volume(volume, backend='matplotlib').")
-            return VolumeView("itkwidgets", reason, viewer, viewer)
+            _view_with_itkwidgets(volume, view, timeout, window, title, verbose)
+            return view
         except Exception as exc:  # itkwidgets present but broken here: fall back, and say so
             reason = f"itkwidgets failed ({type(exc).__name__}: {str(exc)[:120]})"
     viewer = SliceViewer(volume, window=window, title=title)
     if verbose:
-        print(f"3-D viewer: matplotlib three-plane slices with sliders (itkwidgets not used: {reason}).")
+        print(f"3-D viewer: matplotlib three-plane slices with sliders (not itkwidgets: {reason}).")
     return VolumeView("matplotlib", reason, viewer.widget, viewer)
 
 
@@ -268,9 +382,20 @@ class WindowLevelViewer:
 
     Attributes:
         image_artist: the ``AxesImage``; ``get_array()`` is ``window(image, center, width)`` in [0, 1].
-        center, width: ipywidgets ``FloatSlider`` (HU); ``preset``: a ``Dropdown``.
+        center, width: ipywidgets ``FloatSlider`` (HU); ``preset``: a ``Dropdown`` that names the preset
+            the sliders are on, or ``"custom"`` once a slider moves off it.
         figure, widget: the matplotlib figure and the ipywidgets box to display.
+
+    The sliders span the windows radiologists use (centre -1000..1000 HU, width 1..2500 HU, widened
+    to fit the presets and the starting window), each :data:`SLIDER_WIDTH` wide: about 5 HU of centre
+    per pixel of drag. The value beside a slider can be typed into.
     """
+
+    #: CSS width of each slider (with its label and value)
+    SLIDER_WIDTH = "600px"
+    #: HU ranges the sliders span at least: (min, max) for the centre and for the width
+    CENTER_RANGE = (-1000.0, 1000.0)
+    WIDTH_RANGE = (1.0, 2500.0)
 
     def __init__(self, image, center: float = 40.0, width: float = 400.0,
                  presets: dict[str, tuple[float, float]] | None = None, title: str = "CT window / level"):
@@ -283,6 +408,8 @@ class WindowLevelViewer:
         hu = np.asarray(getattr(image, "array", image), dtype=np.float32)
         if hu.ndim != 2:
             raise ValueError(f"WindowLevelViewer needs one 2-D slice in HU, got shape {hu.shape}")
+        if width <= 0:
+            raise ValueError(f"window width must be > 0 HU, got {width}")
         self.hu = hu
         self._window = window
         self.presets = dict(CT_WINDOWS if presets is None else presets)
@@ -300,22 +427,36 @@ class WindowLevelViewer:
         self._band = ax_hist.axvspan(center - width / 2, center + width / 2, color="tab:orange", alpha=0.3)
         self._ax_img = ax_img
         self.figure.suptitle(title, fontsize=10)
-        lo, hi = float(min(hu.min(), -1100)), float(max(hu.max(), 2000))
-        self.center = widgets.FloatSlider(value=center, min=lo, max=hi, step=5, description="center (HU)",
-                                          continuous_update=False)
-        self.width = widgets.FloatSlider(value=width, min=1, max=hi - lo, step=5, description="width (HU)",
-                                         continuous_update=False)
-        self.preset = widgets.Dropdown(options=["custom"] + list(self.presets), value="custom", description="preset")
+        centers = [c for c, _ in self.presets.values()] + [float(center)]
+        widths = [w for _, w in self.presets.values()] + [float(width)]
+        layout, style = widgets.Layout(width=self.SLIDER_WIDTH), {"description_width": "90px"}
+        self.center = widgets.FloatSlider(value=center, min=min(self.CENTER_RANGE[0], *centers),
+                                          max=max(self.CENTER_RANGE[1], *centers), step=5, readout_format=".0f",
+                                          description="center (HU)", continuous_update=False, layout=layout,
+                                          style=style)
+        self.width = widgets.FloatSlider(value=width, min=min(self.WIDTH_RANGE[0], *widths),
+                                         max=max(self.WIDTH_RANGE[1], *widths), step=5, readout_format=".0f",
+                                         description="width (HU)", continuous_update=False, layout=layout,
+                                         style=style)
+        self.preset = widgets.Dropdown(options=["custom"] + list(self.presets), value=self._preset_name(),
+                                       description="preset", style=style)
         self.center.observe(self._on_change, names="value")
         self.width.observe(self._on_change, names="value")
         self.preset.observe(self._on_preset, names="value")
         self.output = widgets.Output()
-        self.widget = widgets.VBox([widgets.HBox([self.preset, self.center, self.width]), self.output])
+        self.widget = widgets.VBox([self.preset, self.center, self.width, self.output])
         self._shown = False
+        self._batch = False
         self._update_title()
 
+    def _preset_name(self) -> str:
+        """The preset the sliders are on, or ``"custom"``."""
+        c, w = float(self.center.value), float(self.width.value)
+        return next((name for name, (pc, pw) in self.presets.items() if abs(pc - c) < 0.5 and abs(pw - w) < 0.5),
+                    "custom")
+
     def set_window(self, center: float, width: float) -> None:
-        """Set both sliders from code (one redraw)."""
+        """Set both sliders from code (one redraw); the preset label follows."""
         self._batch = True
         try:
             self.center.value, self.width.value = float(center), float(width)
@@ -324,25 +465,28 @@ class WindowLevelViewer:
         self._redraw()
 
     def _on_preset(self, change) -> None:
-        if change["new"] in self.presets:
+        if change["new"] in self.presets and not self._batch:
             self.set_window(*self.presets[change["new"]])
 
     def _on_change(self, change) -> None:
-        if not getattr(self, "_batch", False):
+        if not self._batch:
             self._redraw()
 
     def _redraw(self) -> None:
         c, w = float(self.center.value), float(self.width.value)
+        name = self._preset_name()
+        if self.preset.value != name:  # a slider moved off the preset: say "custom" (and not re-apply it)
+            self._batch = True
+            try:
+                self.preset.value = name
+            finally:
+                self._batch = False
         self.image_artist.set_data(self._window(self.hu, c, w))
         self._band.remove()
         self._band = self.figure.axes[1].axvspan(c - w / 2, c + w / 2, color="tab:orange", alpha=0.3)
         self._update_title()
         if self._shown and frontend_status()[0]:
-            from IPython.display import clear_output, display
-
-            with self.output:
-                clear_output(wait=True)
-                display(self.figure)
+            _show_in(self.output, self.figure)
 
     def _update_title(self) -> None:
         c, w = float(self.center.value), float(self.width.value)
@@ -350,13 +494,11 @@ class WindowLevelViewer:
                                f"black ≤ {c - w / 2:.0f} HU, white ≥ {c + w / 2:.0f} HU", fontsize=9)
 
     def _ipython_display_(self) -> None:
-        from IPython.display import clear_output, display
+        from IPython.display import display
 
         self._shown = True
         if not frontend_status()[0]:
             display(self.figure)  # headless: a static picture for the saved notebook, no widget messages
             return
         display(self.widget)
-        with self.output:
-            clear_output(wait=True)
-            display(self.figure)
+        _show_in(self.output, self.figure)

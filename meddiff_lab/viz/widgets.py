@@ -138,7 +138,7 @@ class ScheduleExplorer(_Explorer):
             ax.set_ylabel(ylabel)
             ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3)
-            self.t_markers.append(ax.axvline(0, color="k", lw=0.8, ls="--"))
+            self.t_markers.append(ax.axvline(0, color="C3", lw=1.2, ls="--"))
 
     def _recompute_schedule(self) -> None:
         T = int(self.timesteps_slider.value)
@@ -147,10 +147,11 @@ class ScheduleExplorer(_Explorer):
         self.beta_range_slider.disabled = name == "cosine"  # cosine is defined by ᾱ(t), not a β range
         self.schedule = self._NoiseSchedule.from_name(name, T, float(beta_start), float(max(beta_end, beta_start)))
         steps = np.arange(T)
+        margin = max(1.0, 0.02 * T)  # so the t marker stays visible at t = 0 and t = T - 1
         for line, values in ((self.beta_line, self.schedule.betas), (self.alpha_bar_line, self.schedule.alphas_cumprod),
                              (self.log_snr_line, self.schedule.log_snr)):
             line.set_data(steps, values.numpy())
-            line.axes.set_xlim(0, T - 1)
+            line.axes.set_xlim(-margin, T - 1 + margin)
             line.axes.relim()
             line.axes.autoscale_view(scalex=False)
         if self.beta_axes.get_yscale() != "log":  # log scale only once there is positive data
@@ -219,9 +220,11 @@ def _one_image_in_minus_one_one(image) -> torch.Tensor:
 class TrajectoryScrubber(_Explorer):
     """The state behind :func:`trajectory_scrubber`.
 
-    Controls: ``step_slider`` (which sampling step), ``item_slider`` (which image of the batch).
-    Artists: ``x_t_artist``, ``x0_artist`` (the two images) and ``distance_line``/``marker`` (the RMS
-    distance between the predicted x₀ and the final sample, per step, with the current step marked).
+    Controls: ``step_slider`` (which sampling step, counted from 1 as in "step k of N"),
+    ``item_slider`` (which image of the batch). Artists: ``x_t_artist``, ``x0_artist`` (the two
+    images) and ``distance_line``/``marker`` (the RMS distance between the predicted x₀ and the final
+    sample, per step, with the current step marked). ``step_index`` is the 0-based index into the
+    trajectory of the step shown.
     """
 
     def __init__(self, trajectory, value_range=(-1.0, 1.0)) -> None:
@@ -233,7 +236,7 @@ class TrajectoryScrubber(_Explorer):
         self.trajectory = trajectory
         steps, batch = trajectory.x_t.shape[:2]
         self.value_range = value_range
-        self.step_slider = w.IntSlider(value=0, min=0, max=steps - 1, description="step",
+        self.step_slider = w.IntSlider(value=1, min=1, max=steps, description="step",
                                        continuous_update=False, layout=w.Layout(width="420px"))
         self.item_slider = w.IntSlider(value=0, min=0, max=max(batch - 1, 0), description="image",
                                        continuous_update=False, disabled=batch == 1)
@@ -271,22 +274,28 @@ class TrajectoryScrubber(_Explorer):
         final = self.trajectory.final[item].float()
         pred = self.trajectory.predicted_x0[:, item].float()
         self.distances = (pred - final).flatten(1).pow(2).mean(1).sqrt().numpy()
-        steps = np.arange(len(self.distances))
+        steps = np.arange(1, len(self.distances) + 1)
         self.distance_line.set_data(steps, self.distances)
-        self.distance_axes.set_xlim(-0.5, max(len(steps) - 0.5, 0.5))
+        self.distance_axes.set_xlim(0.5, max(len(steps) + 0.5, 1.5))
         top = max(float(np.nanmax(self.distances)) * 1.1, 1e-3)
         self.distance_axes.set_ylim(-0.03 * top, top)
         self._update()
 
+    @property
+    def step_index(self) -> int:
+        """The 0-based index into the trajectory of the step shown (``step_slider.value - 1``)."""
+        return int(self.step_slider.value) - 1
+
     def _update(self) -> None:
-        step, item = int(self.step_slider.value), int(self.item_slider.value)
+        step, item = self.step_index, int(self.item_slider.value)
+        number, total = step + 1, len(self.distances)
         t = int(self.trajectory.timesteps[step])
         self.x_t_artist.set_data(self._image(self.trajectory.x_t, step, item))
         self.x0_artist.set_data(self._image(self.trajectory.predicted_x0, step, item))
-        self.x_t_axes.set_title(f"$x_t$ entering step {step} (t = {t})", fontsize=9)
+        self.x_t_axes.set_title(f"$x_t$ entering step {number} of {total} (t = {t})", fontsize=9)
         self.x0_axes.set_title(rf"predicted $\hat x_0$ at t = {t}", fontsize=9)
-        self.marker.set_data([step], [self.distances[step]])
-        self.readout.value = (f"<b>step {step + 1} of {len(self.distances)}</b>, t = {t}: predicted x₀ is "
+        self.marker.set_data([number], [self.distances[step]])
+        self.readout.value = (f"<b>step {number} of {total}</b>, t = {t}: predicted x₀ is "
                               f"{self.distances[step]:.3f} (RMS) from the final sample")
         self._show()
 

@@ -65,3 +65,25 @@ def test_the_widget_scores_button_clicks():
     score = quiz.score()
     assert score.answered == 4 and score.accuracy == 1.0
     assert "Finished" in box.status.value and box.buttons["real"].disabled
+
+
+def test_the_widget_says_after_each_answer_whether_it_was_right():
+    quiz = _quiz(num_questions=4)
+    box = quiz.widget()
+    assert box.feedback.value == ""
+    first, second = quiz.truth[0], quiz.truth[1]
+    box.buttons[first].click()
+    assert f"Image 1: you said {first}; right, it was {first}." in box.feedback.value
+    assert "So far 1 of 1 right" in box.feedback.value
+    wrong = "real" if second == "synthetic" else "synthetic"
+    box.buttons[wrong].click()
+    assert f"Image 2: you said {wrong}; wrong, it was {second}." in box.feedback.value
+    assert "So far 1 of 2 right" in box.feedback.value
+    assert "Image 3 of 4" in box.status.value
+
+
+def test_a_blind_widget_gives_no_feedback_until_the_end():
+    quiz = _quiz(num_questions=4)
+    box = quiz.widget(feedback=False)
+    box.buttons["real"].click()
+    assert box.feedback.value == ""

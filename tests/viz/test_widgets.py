@@ -28,6 +28,14 @@ def test_schedule_explorer_t_slider_updates_image_and_markers(image):
     assert "t = 900" in explorer.readout.value
 
 
+@pytest.mark.parametrize("t", [0, 999])
+def test_schedule_explorer_t_marker_stays_inside_the_plots_at_the_ends(image, t):
+    explorer = schedule_explorer(image, t=t)
+    for marker in explorer.t_markers:
+        low, high = marker.axes.get_xlim()
+        assert low < t < high, f"t = {t} on the edge of xlim {low, high}: the marker is clipped away"
+
+
 def test_schedule_explorer_schedule_controls_update_the_curves(image):
     explorer = schedule_explorer(image, t=500)
     alpha_bar_linear = np.array(explorer.alpha_bar_line.get_ydata(), copy=True)
@@ -67,10 +75,12 @@ def test_trajectory_scrubber_follows_its_sliders(trajectory):
     first_x_t = np.array(scrubber.x_t_artist.get_array(), copy=True)
     first_x0 = np.array(scrubber.x0_artist.get_array(), copy=True)
     assert np.allclose(first_x_t, trajectory.x_t[0, 0, 0].numpy())
-    scrubber.step_slider.value = 9
+    assert (scrubber.step_slider.min, scrubber.step_slider.max) == (1, 10)
+    scrubber.step_slider.value = 10  # the last of 10 steps: index 9
+    assert scrubber.step_index == 9
     assert np.allclose(scrubber.x_t_artist.get_array(), trajectory.x_t[9, 0, 0].numpy())
     assert not np.allclose(first_x0, scrubber.x0_artist.get_array())
-    assert list(scrubber.marker.get_xdata()) == [9]
+    assert list(scrubber.marker.get_xdata()) == [10]
     distances = np.array(scrubber.distance_line.get_ydata(), copy=True)
     assert distances[-1] < distances[0]
     scrubber.item_slider.value = 1
@@ -98,3 +108,11 @@ def test_static_diffusion_plots_label_their_axes(trajectory):
     assert len(fig2.axes) == 8 and fig2.axes[0].get_title().startswith("t = ")
     plt.close(fig)
     plt.close(fig2)
+
+
+def test_trajectory_scrubber_slider_and_text_number_steps_alike(trajectory):
+    scrubber = trajectory_scrubber(trajectory)
+    scrubber.step_slider.value = 4
+    assert "step 4 of 10" in scrubber.readout.value
+    assert "step 4 of 10" in scrubber.x_t_axes.get_title()
+    assert scrubber.step_slider.description == "step"
