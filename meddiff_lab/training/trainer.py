@@ -712,9 +712,9 @@ class Trainer:
             if resume and ckpt.exists():
                 self.load(ckpt)
                 if self.is_main:
-                    print(f"resumed from {ckpt} at step {self.step}", file=sys.stderr)
+                    print(f"resumed from {ckpt} at step {self.step}", file=_progress_stream())
             elif resume and self.is_main:
-                print(f"no checkpoint in {self.out_dir}; starting from step 0", file=sys.stderr)
+                print(f"no checkpoint in {self.out_dir}; starting from step 0", file=_progress_stream())
             elif ckpt.exists():
                 raise ValueError(f"{self.out_dir} already holds a checkpoint ({ckpt}); pass --resume "
                                  f"(resume=True) to continue it, or choose another output folder")
@@ -726,7 +726,8 @@ class Trainer:
         self._open_tensorboard()
         if self.step >= cfg.max_steps:
             if self.is_main:
-                print(f"already at step {self.step} >= max_steps {cfg.max_steps}; nothing to do", file=sys.stderr)
+                print(f"already at step {self.step} >= max_steps {cfg.max_steps}; nothing to do",
+                      file=_progress_stream())
             return self
 
         from tqdm.auto import tqdm
@@ -772,8 +773,13 @@ class Trainer:
         if self.is_main and self.progress:
             final = self.history[-1]["loss"] if self.history else float("nan")
             print(f"trained to step {self.step} in {self.seconds:.0f} s; final loss {final:.4f}"
-                  + (f"; checkpoint {self.checkpoint_path}" if self.checkpoint_path else ""), file=sys.stderr)
+                  + (f"; checkpoint {self.checkpoint_path}" if self.checkpoint_path else ""), file=_progress_stream())
         return self
+
+
+def _progress_stream():
+    """Where progress messages go: stdout in a notebook (JupyterLab shows stderr as if an error), else stderr."""
+    return sys.stdout if "ipykernel" in sys.modules else sys.stderr
 
 
 def _to_yaml(data: Mapping[str, Any]) -> str:
