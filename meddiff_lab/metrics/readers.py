@@ -152,13 +152,13 @@ def threshold_reader(name: str, score: Callable[[Any], torch.Tensor], real_train
 
 # ------------------------------------------------------------------------------ the trained reader
 class _SmallCNN(torch.nn.Module):
-    """Three strided convolutions and a linear read-out: enough to find texture and noise tells."""
+    """Three stride-2 convolutions, mean and max pooling, a linear read-out: small and fast (a few
+    seconds of CPU for 200 steps at 64 px), yet enough to find texture and noise tells."""
 
     def __init__(self, width: int = 16):
         super().__init__()
         self.features = torch.nn.Sequential(
-            torch.nn.Conv2d(1, width, 3, padding=1), torch.nn.SiLU(),
-            torch.nn.Conv2d(width, width, 3, stride=2, padding=1), torch.nn.SiLU(),
+            torch.nn.Conv2d(1, width, 3, stride=2, padding=1), torch.nn.SiLU(),
             torch.nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), torch.nn.SiLU(),
             torch.nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), torch.nn.SiLU())
         self.head = torch.nn.Linear(4 * width, 1)
@@ -168,7 +168,7 @@ class _SmallCNN(torch.nn.Module):
         return self.head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))[:, 0]
 
 
-def classifier_two_sample_test(real_train, generated_train, real_test, generated_test, *, steps: int = 300,
+def classifier_two_sample_test(real_train, generated_train, real_test, generated_test, *, steps: int = 200,
                                batch_size: int = 32, seed: int = 0, name: str = "trained classifier") -> ReaderResult:
     """Train a small CNN to tell generated from real on the training halves; score it on the test halves.
 
@@ -227,7 +227,7 @@ def split_halves(images, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return x[order[: len(x) // 2]], x[order[len(x) // 2:]]
 
 
-def reader_study(real, generated, *, seed: int = 0, classifier_steps: int = 300) -> dict[str, ReaderResult]:
+def reader_study(real, generated, *, seed: int = 0, classifier_steps: int = 200) -> dict[str, ReaderResult]:
     """Score the three readers on held-out halves of ``real`` and ``generated`` images.
 
     Args:

@@ -34,6 +34,7 @@ def test_memorisation_check_finds_planted_copies_and_spares_unseen_images(metric
 
 def test_steps_sweep_and_restoration_are_recorded(metrics):
     assert metrics["kid_by_steps"] and all(is_finite_number(v) for v in metrics["kid_by_steps"].values())
+    assert all(is_finite_number(v) and v >= 0 for v in metrics["kid_se_by_steps"].values())
     for level in metrics["restoration"].values():
         # every denoiser improves on the noisy image it was given
         for method in ("non-local means", "diffusion, 1 step"):
@@ -48,7 +49,19 @@ def test_island_removal_improves_the_boundary_metric_and_keeps_dice(metrics):
     assert all(0 <= v <= 1 for row in metrics["segmentation"].values() for k, v in row.items() if k != "HD95 (px)")
 
 
-def test_quiz_scores_automatic_readers(metrics):
-    assert metrics["quiz_always_real_accuracy"] == 0.5
-    assert 0 <= metrics["quiz_feature_reader_accuracy"] <= 1
+def test_reader_study_scores_three_readers_on_held_out_questions(metrics):
+    readers = metrics["readers"]
+    assert set(readers) == {"air-corner std", "high-pass energy", "trained classifier"}
+    for name, r in readers.items():
+        assert r["questions"] >= 8 and r["correct"] <= r["questions"], name
+        low, high = r["interval"]
+        assert 0 <= low <= r["accuracy"] <= high <= 1 and 0 <= r["auc"] <= 1, name
+        assert metrics[f"reader_{name.replace(' ', '_').replace('-', '_')}_accuracy"] == r["accuracy"]
     assert not math.isnan(metrics["notebook_seconds"])
+
+
+def test_every_claim_is_supported_by_the_run(run_notebook):
+    claims = run_notebook(NOTEBOOK).claims
+    assert len(claims) >= 8
+    assert [c["text"] for c in claims if not c["holds"]] == []
+    assert any("distinguishable" in c["text"] or "No reader told" in c["text"] for c in claims)
