@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -161,3 +162,221 @@ def test_burned_in_annotation_warns(ct):
 def test_rejects_non_datasets():
     with pytest.raises(TypeError, match="pydicom Dataset"):
         deidentify({"PatientName": "x"})
+
+
+# ------------------------------------------------------------------ the whole PS3.15 Table E.1-1, planted
+from datetime import date, timedelta  # noqa: E402
+
+from pydicom.datadict import dictionary_has_tag, dictionary_VR  # noqa: E402
+
+from meddiff_lab.data.deid import EXTRA_REMOVE, resolved_action  # noqa: E402
+from meddiff_lab.data.deid_profile import BASIC_PROFILE, profile_action  # noqa: E402
+
+STRUCTURAL = {"SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"}
+
+
+def planted(n: int, vr: str):
+    """A value for VR ``vr`` that occurs nowhere else: its bytes are searched for in the written files."""
+    if vr == "DA":
+        return (date(1950, 1, 1) + timedelta(days=n)).strftime("%Y%m%d")
+    if vr == "TM":
+        return f"120000.{n:06d}"
+    if vr == "DT":
+        return f"19500101120000.{n:06d}"
+    if vr == "DS":
+        return f"-7{n:05d}.2577"  # the sign keeps it from matching digits inside a new UID
+    if vr == "IS":
+        return f"-7{n:05d}0077"
+    if vr == "AS":
+        return "087Y"
+    if vr in ("US", "SS", "UL", "SL"):
+        return 0xBEE
+    if vr in ("OB", "OW", "UN"):
+        return f"PHI{n:05d}B".encode()
+    if vr == "UI":
+        return f"1.2.826.0.1.3680043.10.999.{n}"
+    if vr == "UR":
+        return f"http://phi{n:05d}.example"
+    return f"PHI{n:05d}"  # PN, LO, SH, LT, ST, UT, UC, CS, AE
+
+
+def plant_table(ds, base: int) -> list:
+    """Set every attribute of Table E.1-1 (plus the ones removed beyond it) to a planted value; each
+    sequence gets an item with a name and a nested ScheduledProcedureStepSequence. Returns the needles."""
+    from pydicom.datadict import tag_for_keyword
+
+    rows = [int(t, 16) for t in BASIC_PROFILE if "x" not in t]
+    rows += [tag_for_keyword(k) for k in sorted(EXTRA_REMOVE)]
+    needles = []
+    for i, tag in enumerate(rows):
+        if tag >> 16 in (0x0000, 0x0002) or (dictionary_has_tag(tag) and pydicom.datadict.keyword_for_tag(tag) in STRUCTURAL):
+            continue
+        n = base + i
+        vr = dictionary_VR(tag) if dictionary_has_tag(tag) else "LO"
+        vr = vr.split(" or ")[0]
+        if vr == "SQ":
+            item, step = Dataset(), Dataset()
+            item.PersonName = planted(n, "PN") + "N"
+            step.ScheduledStationName = planted(n, "SH") + "S"
+            item.ScheduledProcedureStepSequence = Sequence([step])
+            ds.add_new(tag, "SQ", Sequence([item]))
+            needles += [str(item.PersonName), str(step.ScheduledStationName)]
+            continue
+        value = planted(n, vr)
+        ds.add_new(tag, vr, value)
+        if vr not in ("US", "SS", "UL", "SL", "AS"):
+            needles.append(value.decode() if isinstance(value, bytes) else value)
+    return needles
+
+
+@pytest.fixture()
+def planted_study(tmp_path):
+    """A 3-slice CT study in nested folders (names with PHI) carrying PHI in every Table E.1-1 attribute,
+    a sequence the table omits, private and unknown tags, the file meta and the preamble."""
+    from meddiff_lab.data.io import Volume, write_dicom_series
+
+    rng = np.random.default_rng(1)
+    volume = Volume(np.rint(rng.uniform(-1000, 1000, (3, 8, 8))), (2.0, 0.7, 0.7), np.diag([2.0, 0.7, 0.7, 1.0]), {})
+    plain = write_dicom_series(volume, tmp_path / "plain", patient_name="Doe^John", patient_id="MRN4455")
+    folder = tmp_path / "export" / "Doe^John MRN4455"
+    folder.mkdir(parents=True)
+    needles = ["Doe^John"]
+    originals = []
+    for k, path in enumerate(plain):
+        ds = pydicom.dcmread(path)
+        needles += [str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
+                    str(ds.FrameOfReferenceUID)]
+        needles += plant_table(ds, 1000 * k)
+        step = Dataset()  # PHI inside a sequence that Table E.1-1 does not list
+        step.ScheduledStationName, step.ScheduledPerformingPhysicianName = f"STATION{k}X", f"Kildare^James{k}"
+        ds.ScheduledProcedureStepSequence = Sequence([step])
+        ds.add_new(0x00291010, "LO", f"PRIVATEPHI{k}")  # a private element without its creator
+        block = ds.private_block(0x0033, "ACME PHI CREATOR", create=True)
+        block.add_new(0x01, "LO", f"ACMEPHI{k}")
+        ds.add_new(0x44440010, "UN", f"UNKNOWNPHI{k}".encode())  # an even-group tag no dictionary knows
+        ds.file_meta.SourceApplicationEntityTitle = f"AEPHI{k}"
+        ds.preamble = f"PREAMBLEPHI{k} Doe^John".encode().ljust(128, b"\x00")
+        needles += [f"STATION{k}X", f"Kildare^James{k}", f"PRIVATEPHI{k}", "ACME PHI CREATOR", f"ACMEPHI{k}",
+                    f"UNKNOWNPHI{k}", f"AEPHI{k}", f"PREAMBLEPHI{k}"]
+        if k == 1:  # a reference to slice 0, which must follow slice 0's new UID
+            ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID = pydicom.dcmread(plain[0]).SOPInstanceUID
+        out = folder / f"Doe_John_{k}.dcm"
+        ds.save_as(out, enforce_file_format=True)
+        originals.append(out)
+    return originals, sorted(set(needles))
+
+
+def test_no_planted_phi_survives_in_the_written_bytes(planted_study, tmp_path):
+    originals, needles = planted_study
+    raw = [p.read_bytes() for p in originals]
+    assert len(needles) > 3 * 600 and all(any(n.encode() in r for r in raw) for n in needles), "all planted"
+    uid_map = {}
+    report = deidentify_folder(tmp_path / "export", tmp_path / "clean", uid_map=uid_map)
+    assert len(report) == 3 and not report.skipped, str(report)
+    for _, out in report.written:
+        data = out.read_bytes()
+        left = [n for n in needles if n.encode() in data]
+        assert left == [], f"{out.name} keeps {len(left)} planted values, e.g. {left[:5]}"
+        assert data[:128] == b"\x00" * 128 and data[128:132] == b"DICM"
+        assert "Doe" not in out.name and "MRN" not in out.name
+    before = {str(pydicom.dcmread(p).SOPInstanceUID): pydicom.dcmread(p) for p in originals}
+    after = [pydicom.dcmread(out) for _, out in report.written]
+    for clean in after:  # pixels identical, matched through the UID map
+        old = next(uid for uid, new in uid_map.items() if new == clean.SOPInstanceUID)
+        assert clean.PixelData == before[old].PixelData
+        assert np.array_equal(clean.pixel_array, before[old].pixel_array)
+        assert not any(e.tag.is_private or e.VR == "UN" for e in all_elements(clean))
+        assert clean.file_meta.MediaStorageSOPInstanceUID == clean.SOPInstanceUID
+    assert len({c.StudyInstanceUID for c in after}) == 1 and len({c.SeriesInstanceUID for c in after}) == 1
+    assert len({c.FrameOfReferenceUID for c in after}) == 1 and len({c.SOPInstanceUID for c in after}) == 3
+    slice0 = str(pydicom.dcmread(originals[0]).SOPInstanceUID)
+    slice1 = next(c for c in after if c.SOPInstanceUID == uid_map[str(pydicom.dcmread(originals[1]).SOPInstanceUID)])
+    assert slice1.ReferencedImageSequence[0].ReferencedSOPInstanceUID == uid_map[slice0], "references follow"
+
+
+@pytest.mark.parametrize("keyword", ["PerformedStationName", "PerformedLocation", "ScheduledStationName",
+                                     "PatientTelecomInformation", "PatientBirthDateInAlternativeCalendar",
+                                     "PatientDeathDateInAlternativeCalendar", "StudyIDIssuer", "IssuerOfAdmissionID",
+                                     "SpecialNeeds", "GeneratorID", "SourceSerialNumber", "UnformattedTextValue",
+                                     "LabelText", "BarcodeValue", "DeviceLabel", "PlacerOrderNumberProcedure",
+                                     "FillerOrderNumberProcedure", "ClinicalTrialSponsorName", "ClinicalTrialSubjectID"])
+def test_attributes_named_in_the_issue_are_handled_at_depth(ct, keyword):
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    assert profile_action(tag) is not None or keyword in EXTRA_REMOVE
+    vr = dictionary_VR(tag).split(" or ")[0]
+    value = planted(7, vr)
+    inner = Dataset()
+    inner.add_new(tag, vr, value)
+    outer = Dataset()
+    outer.ScheduledProcedureStepSequence = Sequence([inner])
+    ct.RequestAttributesSequence = Sequence([outer])  # removed as a whole (X)
+    ct.ScheduledProcedureStepSequence = Sequence([copy.deepcopy(inner)])  # not in the table: cleaned inside
+    ct.add_new(tag, vr, value)
+    clean = deidentify(ct)
+    assert find_phi(clean, [value]) == []
+    assert "RequestAttributesSequence" not in clean
+
+
+def test_table_is_complete_and_in_one_place():
+    assert len(BASIC_PROFILE) == 655
+    assert {resolved_action(a) for a, _ in BASIC_PROFILE.values()} == {"X", "Z", "D", "U", "U*"}
+    assert profile_action(0x00100010) == "Z" and profile_action(0x60024000) == "X"  # repeating group 60xx
+    assert profile_action(0x00280010) is None  # Rows: kept
+
+
+def test_dummy_values_keep_type_1_attributes_present(ct):
+    ct.ContentSequence = Sequence([Dataset()])
+    ct.ContentSequence[0].TextValue = "Findings for John Doe"
+    ct.ClinicalTrialSubjectID, ct.DeviceLabel = "SUBJ-JD", "Doe's detector"
+    clean = deidentify(ct)
+    assert clean.ClinicalTrialSubjectID == "ANONYMIZED" and clean.DeviceLabel == "ANONYMIZED"
+    assert len(clean.ContentSequence) == 1 and len(clean.ContentSequence[0]) == 0
+    assert find_phi(clean, ["Doe", "SUBJ-JD"]) == []
+
+
+def test_keep_list_retains_chosen_private_elements(ct):
+    ct.add_new(0x00291010, "LO", "safe private value")
+    ct.add_new(0x00291011, "LO", "Doe private")
+    clean = deidentify(ct, keep=[0x00291010])
+    assert clean[0x00291010].value == "safe private value" and 0x00291011 not in clean
+
+
+def test_folder_tool_reports_each_bad_file_and_writes_the_rest(tmp_path):
+    from meddiff_lab.data.io import Volume, write_dicom_series
+
+    volume = Volume(np.arange(4 * 6 * 6, dtype=np.float32).reshape(4, 6, 6), (1.0, 1.0, 1.0), np.eye(4), {})
+    paths = write_dicom_series(volume, tmp_path / "src" / "a" / "b", patient_name="Doe^John")
+    src = tmp_path / "src"
+    (src / "notes.txt").write_text("patient list: Doe^John")
+    (src / "truncated.dcm").write_bytes(paths[0].read_bytes()[:300])
+    ds = pydicom.dcmread(paths[1])
+    del ds.SOPInstanceUID
+    ds.save_as(src / "no_sop.dcm", enforce_file_format=False)
+    ds = pydicom.dcmread(paths[2])
+    ds.PixelData = ds.PixelData[:20]
+    ds.save_as(src / "short_pixels.dcm", enforce_file_format=True)
+    (src / "copy").mkdir()
+    (src / "copy" / "dup.dcm").write_bytes(paths[3].read_bytes())
+    raw = pydicom.dcmread(paths[0])  # a valid data set without the 128-byte preamble and file meta
+    raw.SOPInstanceUID = "1.2.826.0.1.3680043.10.999.77"
+    raw.file_meta, raw.preamble = pydicom.dataset.FileMetaDataset(), None
+    raw.save_as(src / "raw_no_preamble", implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert (src / "raw_no_preamble").read_bytes()[128:132] != b"DICM"
+    with pytest.warns(UserWarning, match="skipped 5 of 10 files"):
+        report = deidentify_folder(src, tmp_path / "out")
+    reasons = {p.name: why for p, why in report.skipped}
+    assert set(reasons) == {"notes.txt", "truncated.dcm", "no_sop.dcm", "short_pixels.dcm", "dup.dcm"}, reasons
+    assert "not a DICOM file" in reasons["notes.txt"] and "truncated" in reasons["truncated.dcm"]
+    assert "SOPInstanceUID" in reasons["no_sop.dcm"] and "truncated: 20 of 72 bytes" in reasons["short_pixels.dcm"]
+    assert "same SOPInstanceUID as" in reasons["dup.dcm"] and "slice_0003.dcm" in reasons["dup.dcm"]
+    written = {p.relative_to(src).as_posix() for p, _ in report.written}
+    assert written == {f"a/b/slice_{k:04d}.dcm" for k in range(4)} | {"raw_no_preamble"}, "sub-folders walked"
+    text = str(report)
+    assert all(name in text for name in reasons) and "skipped 5" in text
+    clean_raw = pydicom.dcmread(dict((p.name, o) for p, o in report.written)["raw_no_preamble"])
+    assert clean_raw.file_meta.TransferSyntaxUID == pydicom.uid.ImplicitVRLittleEndian
+    with pytest.warns(UserWarning, match="skipped 5"):  # fresh UIDs: new names, nothing overwritten
+        again = deidentify_folder(src, tmp_path / "out", uid_map={})
+    assert len(list((tmp_path / "out").iterdir())) == 10 and len(again) == 5
