@@ -51,6 +51,8 @@ _PUBLIC = {
     "leakage_report": "splits",
     "shared_patients": "splits",
     "augmentation_gallery": "transforms",
+    "edge_maps": "edges",
+    "edges_to_condition": "edges",
     "MedicalFileError": "io",
     "write_dicom_series": "io",
     "describe_file": "io",

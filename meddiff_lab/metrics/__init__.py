@@ -23,6 +23,7 @@ _PUBLIC = {
     "sensitivity": "segmentation",
     "specificity": "segmentation",
     "postprocess_mask": "segmentation",
+    "edge_f1": "edges",
     "memorisation_threshold": "generative",
     "NearestTraining": "generative",
     "frechet_distance": "generative",
