@@ -9,15 +9,17 @@ TORCH  := torch==2.13.0
 PROFILE ?= classroom
 COURSE_OUT ?= build/course
 
-.PHONY: setup course test lab data bench clean
+.PHONY: setup course test lab data bench clean browser-setup binder-lock binder-sim
 
 setup: $(STAMP)
 
 # torch first (a CPU wheel; anything else pulls GBs of CUDA), then the project with its extras, then the kernel.
-$(STAMP): pyproject.toml
+# Versions are constrained to Binder's lock (binder/environment.yml), so the tests run what Binder installs.
+$(STAMP): pyproject.toml binder/environment.yml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) binder/lock.py constraints > $(VENV)/binder-constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[lab,test,dist]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(VENV)/binder-constraints.txt -e ".[lab,test,dist,browser]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (meddiff-lab)" >/dev/null
 	touch $(STAMP)
 
@@ -28,8 +30,33 @@ course: setup data
 	$(VENV)/bin/meddiff-lab course run --profile $(PROFILE) --out $(COURSE_OUT)
 	@echo "Course report: $(COURSE_OUT)/report.md (and report.html)"
 
-test: setup
+test: setup browser-setup
 	MEDDIFF_PROFILE=ci $(PY) -m pytest -q tests
+
+# The browser tests (tests/browser) drive Debian's Chromium with Playwright (never a downloaded browser).
+# As root it is installed here; otherwise those tests fail with the command that installs it.
+CHROMIUM ?= /usr/bin/chromium
+browser-setup:
+	@test -x $(CHROMIUM) || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Chromium for the browser tests: apt-get install -y chromium"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+	else echo "WARNING: no $(CHROMIUM): the browser tests will fail; install it with: sudo apt-get install -y chromium"; fi; }
+
+# Binder: pin every package of the tested environment (.venv) in binder/environment.yml ...
+# (Not through setup, which installs within the current lock: a newer requirement must be able to get in.)
+binder-lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[lab,test,dist,browser]"
+	$(PY) binder/lock.py write
+
+# ... and prove it: a fresh environment from binder/ alone (postBuild included), the classroom course on ONE CPU
+# under a 2 GB memory limit (a cgroup: needs root), each notebook's time and peak in build/binder-sim/report.md.
+# BINDER_SIM_ARGS="--only 00_welcome" runs part of the course.
+BINDER_SIM_ARGS ?=
+binder-sim:
+	$(PYTHON) binder/simulate.py $(BINDER_SIM_ARGS)
 
 # LAB_ARGS passes options to JupyterLab, e.g. make lab LAB_ARGS="--no-browser --ip=0.0.0.0" in a container.
 # As root (a Docker container), JupyterLab refuses to start without --allow-root, so it is added there.
