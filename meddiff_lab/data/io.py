@@ -19,6 +19,8 @@ Array layouts:
 * ``load_dicom``: one slice is ``(rows, columns)``; the affine's first two columns step along rows and
   columns and its third column is the slice normal times the slice thickness (so it is the affine of
   ``array[..., None]``). A multi-frame file is ``(frames, rows, columns)``.
+* ``load_radiograph``: a projection radiograph (CR, DX, MG...) as a PACS shows it, ``(rows, columns)`` in
+  [0, 1]: modality LUT, then the header's VOI LUT or window, then MONOCHROME1 inverted (below).
 * ``load_dicom_series``: ``(slices, rows, columns)``, slices ordered by position along the slice
   normal -- never by file name or InstanceNumber, which exporters get wrong.
 * ``load_png``: ``(rows, columns)``, raw stored values (0..255 or 0..65535), no patient frame.
@@ -26,6 +28,21 @@ Array layouts:
 A file that is not what it claims to be (a PNG named ``.dcm``, a truncated ``.nii.gz``, a text file)
 raises :class:`MedicalFileError`, whose message names the file, what was expected and what the file
 looks like instead.
+
+Radiographs, the other classic trap. DICOM's PhotometricInterpretation says which way round the grey
+scale runs: MONOCHROME2 (higher value = brighter, CT and most DX) or **MONOCHROME1** (higher value =
+*darker*: many CR and DX archives, VinDr-CXR). A viewer that ignores it shows white lungs and a black
+spine. ``load_dicom`` and ``load_radiograph`` therefore invert MONOCHROME1 images so that higher is
+always brighter, and say so in ``meta["monochrome1_inverted"]``. A MONOCHROME1 value ``v`` becomes
+``lo + hi - v``, where ``[lo, hi]`` is the range the modality LUT can output (``meta["value_range"]``), so
+values stay in range and the header's window maps to ``(lo + hi - center, width)``. Projection radiographs
+carry their pixel size in ImagerPixelSpacing (at the detector) rather than PixelSpacing (at the
+patient); dividing by EstimatedRadiographicMagnificationFactor gives the size at the patient. Where the
+spacing came from is ``meta["spacing_source"]``.
+
+Compressed files (JPEG baseline and lossless, JPEG-LS, JPEG 2000, RLE) decode through pydicom's pixel
+data plugins: pylibjpeg with pylibjpeg-libjpeg (JPEG, JPEG-LS) and pylibjpeg-openjpeg (JPEG 2000),
+dependencies of this package; RLE needs none.
 """
 
 from __future__ import annotations
@@ -46,7 +63,11 @@ from .intensity import hu_from_dicom
 __all__ = [
     "Volume", "MedicalFileError", "load_nifti", "save_nifti", "load_dicom", "load_dicom_series",
     "dicom_series_to_nifti", "write_dicom_series", "load_png", "describe_file", "LPS_TO_RAS",
+    "load_radiograph", "display_pixels", "pixel_spacing", "RADIOGRAPH_MODALITIES", "write_dicom_radiograph",
 ]
+
+#: projection radiography modalities (ImagerPixelSpacing, MONOCHROME1 common)
+RADIOGRAPH_MODALITIES = ("CR", "DX", "MG", "RF", "XA", "IO", "PX", "RG")
 
 #: multiply an LPS+ affine by this (on the left) to get the RAS+ affine, and back
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -381,9 +402,27 @@ def _pixels(ds, path: Path) -> np.ndarray:
     try:
         return hu_from_dicom(ds)
     except Exception as exc:
+        tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         raise MedicalFileError(f"{path}: the DICOM pixel data could not be decoded ({_first_line(exc)}); the file "
-                               f"may be truncated, or compressed with a codec that is not installed "
-                               f"(transfer syntax {getattr(ds.file_meta, 'TransferSyntaxUID', 'unknown')})") from None
+                               f"may be truncated, or compressed with a codec that is not installed (transfer "
+                               f"syntax {getattr(tsyntax, 'name', tsyntax) or 'unknown'}{_codec_hint(tsyntax)})") from None
+
+
+def _codec_hint(tsyntax) -> str:
+    """Which plugin a compressed transfer syntax needs, when pydicom has none available for it."""
+    if tsyntax is None:
+        return ""
+    try:
+        from pydicom.pixels import get_decoder
+
+        decoder = get_decoder(tsyntax)
+    except Exception:
+        return ": pydicom has no decoder for it"
+    if decoder.is_available:
+        return ""
+    missing = "; ".join(f"{name}: {', '.join(deps)}" for name, deps in decoder.missing_dependencies.items()
+                        if isinstance(deps, (list, tuple))) or decoder.missing_dependencies
+    return f"; install one of the plugins that decode it ({missing})"
 
 
 def _orientation_vectors(ds) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -400,12 +439,148 @@ def _orientation_vectors(ds) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None
     return x_dir, y_dir, normal / np.linalg.norm(normal)
 
 
+def _two_positive(ds, keyword: str) -> tuple[float, float] | None:
+    value = ds.get(keyword)
+    try:
+        if value is not None and len(value) == 2 and all(np.isfinite(float(v)) and float(v) > 0 for v in value):
+            return float(value[0]), float(value[1])
+    except (TypeError, ValueError):
+        pass
+    return None
+
+
+def pixel_spacing(ds) -> tuple[tuple[float, float], str]:
+    """(row spacing, column spacing) in mm and where it came from, for a pydicom ``Dataset``.
+
+    In order: ``PixelSpacing`` (in the patient; skipped when absent or zero, as in "0.000\\0.000"),
+    ``ImagerPixelSpacing`` (at the detector of a projection radiograph) divided by
+    ``EstimatedRadiographicMagnificationFactor`` when the header has one (an estimate of the size in the
+    patient's plane), ``NominalScannedPixelSpacing`` (digitised film); else ``(1.0, 1.0)`` and ``"unknown"``.
+    """
+    spacing = _two_positive(ds, "PixelSpacing")
+    if spacing is not None:
+        return spacing, "PixelSpacing"
+    spacing = _two_positive(ds, "ImagerPixelSpacing")
+    if spacing is not None:
+        try:
+            magnification = float(ds.get("EstimatedRadiographicMagnificationFactor", 0) or 0)
+        except (TypeError, ValueError):
+            magnification = 0.0
+        if np.isfinite(magnification) and magnification > 0:
+            return ((spacing[0] / magnification, spacing[1] / magnification),
+                    f"ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor ({magnification:g})")
+        return spacing, "ImagerPixelSpacing (at the detector)"
+    spacing = _two_positive(ds, "NominalScannedPixelSpacing")
+    if spacing is not None:
+        return spacing, "NominalScannedPixelSpacing"
+    return (1.0, 1.0), "unknown"
+
+
 def _pixel_spacing(ds) -> tuple[tuple[float, float], bool]:
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
-        value = ds.get(keyword)
-        if value is not None and len(value) == 2 and all(float(v) > 0 for v in value):
-            return (float(value[0]), float(value[1])), True
-    return (1.0, 1.0), False
+    spacing, source = pixel_spacing(ds)
+    return spacing, source != "unknown"
+
+
+def _modality_range(ds) -> tuple[float, float]:
+    """The range of values the modality LUT (or rescale) can output: pydicom's convention for windowing."""
+    lut = ds.get("ModalityLUTSequence")
+    if lut:
+        return 0.0, float(2 ** int(lut[0].LUTDescriptor[2]) - 1)
+    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16)
+    if int(ds.get("PixelRepresentation", 0) or 0) == 0:
+        lo, hi = 0.0, float(2 ** bits - 1)
+    else:
+        lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    lo, hi = lo * slope + intercept, hi * slope + intercept
+    return (lo, hi) if lo <= hi else (hi, lo)
+
+
+def _header_window(ds, index: int = 0) -> tuple[float, float] | None:
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return None
+    try:
+        wc, ww = ds["WindowCenter"], ds["WindowWidth"]
+        center = float(wc.value[index] if wc.VM > 1 else wc.value)
+        width = float(ww.value[index] if ww.VM > 1 else ww.value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (center, width) if np.isfinite(center) and np.isfinite(width) and width > 0 else None
+
+
+def display_pixels(ds, modality_values: np.ndarray | None = None, voi="header", index: int = 0) -> np.ndarray:
+    """What a PACS shows: modality LUT, then the VOI LUT or window, then MONOCHROME1 inverted; in [0, 1].
+
+    Args:
+        ds: a pydicom ``Dataset`` with pixel data (greyscale).
+        modality_values: the pixel data after the modality LUT (e.g. ``load_dicom(..., invert_monochrome1=False)
+            .array``), to skip decoding it again; ``None`` decodes ``ds``.
+        voi: ``"header"`` -- the header's VOI LUT Sequence if it has one, else its WindowCenter/WindowWidth
+            (with its VOILUTFunction: LINEAR, LINEAR_EXACT or SIGMOID), both through pydicom's
+            ``apply_voi_lut``; else the image's min-max. ``"minmax"`` ignores the header. ``(center, width)``
+            uses that window (DICOM's LINEAR function).
+        index: which of several header windows / VOI LUTs (radiographs often carry a few).
+
+    Returns:
+        float32 array of the pixel data's shape in [0, 1], 1 = white on screen. The VOI output is
+        normalised by its own range: a window's is the modality range (pydicom's convention), a VOI
+        LUT's is ``[0, 2**bits - 1]`` from its LUTDescriptor.
+    """
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    if modality_values is None:
+        modality_values = np.asarray(apply_modality_lut(ds.pixel_array, ds), dtype=np.float64)
+    values = np.asarray(modality_values, dtype=np.float64)
+    lo, hi = _modality_range(ds)
+    header_lut = ds.get("VOILUTSequence")
+    if isinstance(voi, str) and voi == "header" and header_lut:
+        out = _apply_voi_lut_sequence(values, header_lut[index])
+    elif isinstance(voi, str) and voi == "header" and _header_window(ds, index) is not None:
+        out = np.asarray(apply_voi_lut(values, ds, index=index, prefer_lut=False), dtype=np.float64)
+        out = (out - lo) / max(hi - lo, 1e-12)
+    elif isinstance(voi, str) and voi in ("header", "minmax"):
+        vmin, vmax = float(values.min()), float(values.max())
+        out = (values - vmin) / (vmax - vmin) if vmax > vmin else np.zeros_like(values)
+    elif isinstance(voi, (tuple, list)) and len(voi) == 2:
+        from .intensity import window
+
+        out = window(values, float(voi[0]), float(voi[1]), mode="linear")
+    else:
+        raise ValueError(f"voi must be 'header', 'minmax' or (center, width), got {voi!r}")
+    out = np.clip(out, 0.0, 1.0)
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
+        out = 1.0 - out
+    return out.astype(np.float32)
+
+
+def _apply_voi_lut_sequence(values: np.ndarray, item) -> np.ndarray:
+    """A VOI LUT Sequence item applied (PS3.3 C.11.2.1.1), output scaled to [0, 1] by its bit depth.
+
+    Values below the first mapped value take the first entry, above the last the last entry. (Written
+    here rather than calling pydicom's ``apply_voi_lut``, whose index array takes the LUT's output type:
+    with an 8-bit LUT, indices past 255 wrap around -- pydicom 3.0.)
+    """
+    entries, first, bits = (int(v) for v in item.LUTDescriptor)
+    entries = entries or 65536
+    data = item.LUTData
+    if isinstance(data, (bytes, bytearray)):
+        data = np.frombuffer(bytes(data), dtype="<u2")
+    table = np.asarray(data, dtype=np.float64).ravel()[:entries]
+    index = np.clip(np.rint(values).astype(np.int64) - first, 0, len(table) - 1)
+    return table[index] / float(2 ** bits - 1)
+
+
+def _voi_source(ds, voi, index: int = 0) -> str:
+    if isinstance(voi, (tuple, list)):
+        return f"window {voi[0]:g}/{voi[1]:g} (given)"
+    if voi == "header" and ds.get("VOILUTSequence"):
+        return "VOI LUT Sequence from the header"
+    window = _header_window(ds, index) if voi == "header" else None
+    if window is not None:
+        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR")
+        return f"window {window[0]:g}/{window[1]:g} from the header ({function})"
+    return "min-max of the image" + (" (no window in the header)" if voi == "header" else "")
 
 
 def _affine_lps(step0: np.ndarray, step1: np.ndarray, step2: np.ndarray, origin: np.ndarray) -> np.ndarray:
@@ -426,19 +601,28 @@ def _dicom_meta(ds, path: Path) -> dict[str, Any]:
         "series_description": str(ds.get("SeriesDescription", "")),
         "sop_class": str(getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", ""))),
     }
-    if "WindowCenter" in ds and "WindowWidth" in ds:
-        wc, ww = ds.WindowCenter, ds.WindowWidth
-        meta["window"] = (float(wc[0] if ds["WindowCenter"].VM > 1 else wc), float(ww[0] if ds["WindowWidth"].VM > 1 else ww))
+    window = _header_window(ds)
+    if window is not None:
+        meta["window"] = window
+    spacing, source = pixel_spacing(ds)
+    meta["spacing_source"] = source
+    meta["value_range"] = _modality_range(ds)
     return meta
 
 
-def load_dicom(path: str | os.PathLike) -> Volume:
+def load_dicom(path: str | os.PathLike, *, invert_monochrome1: bool = True) -> Volume:
     """Read one DICOM file: pixel values in the modality's units (HU for CT via RescaleSlope/Intercept).
 
     Returns a :class:`Volume`: ``(rows, columns)`` for one slice (``(frames, rows, columns)`` for a
-    multi-frame file), ``spacing`` from ``PixelSpacing`` (``ImagerPixelSpacing`` for radiographs),
-    ``affine`` from ``ImagePositionPatient`` / ``ImageOrientationPatient`` converted to RAS+, and
-    ``meta`` with the modality, units, the header's own window and the pydicom ``dataset``.
+    multi-frame file), ``spacing`` from :func:`pixel_spacing` (``PixelSpacing``, else
+    ``ImagerPixelSpacing`` for radiographs; ``meta["spacing_source"]`` says which), ``affine`` from
+    ``ImagePositionPatient`` / ``ImageOrientationPatient`` converted to RAS+, and ``meta`` with the
+    modality, units, the header's own window and the pydicom ``dataset``.
+
+    A MONOCHROME1 image (higher value = darker) is inverted so that higher is brighter, as for every other
+    image: ``v -> lo + hi - v`` over the modality range ``meta["value_range"]``; ``meta["window"]`` is
+    mirrored the same way, ``meta["monochrome1_inverted"]`` is True and ``meta["header_window"]`` keeps the
+    header's own numbers. ``invert_monochrome1=False`` keeps the stored orientation.
 
     Raises:
         FileNotFoundError: no such file.
@@ -447,6 +631,7 @@ def load_dicom(path: str | os.PathLike) -> Volume:
     p = _existing_file(path, "a DICOM file")
     ds = _read_dicom(p)
     array = _pixels(ds, p)
+    monochrome1 = str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1"
     (row_spacing, col_spacing), spacing_known = _pixel_spacing(ds)
     thickness = float(ds.get("SpacingBetweenSlices", 0) or ds.get("SliceThickness", 0) or 1.0)
     vectors = _orientation_vectors(ds)
@@ -458,7 +643,15 @@ def load_dicom(path: str | os.PathLike) -> Volume:
     origin = np.asarray([float(v) for v in ipp], dtype=np.float64) if ipp is not None and len(ipp) == 3 else np.zeros(3)
     meta = _dicom_meta(ds, p)
     meta.update(spacing_known=spacing_known, orientation_known=vectors is not None and ipp is not None,
-                slice_thickness=float(ds.get("SliceThickness", 0) or 0) or None, dataset=ds)
+                slice_thickness=float(ds.get("SliceThickness", 0) or 0) or None, dataset=ds,
+                monochrome1_inverted=bool(monochrome1 and invert_monochrome1))
+    if monochrome1 and invert_monochrome1:
+        lo, hi = meta["value_range"]
+        array = (lo + hi) - array
+        meta["units"] = f"{meta['units']}, inverted (MONOCHROME1: higher is now brighter)"
+        if "window" in meta:
+            meta["header_window"] = meta["window"]
+            meta["window"] = (lo + hi - meta["window"][0], meta["window"][1])
     if array.ndim == 2:
         affine = LPS_TO_RAS @ _affine_lps(y_dir * row_spacing, x_dir * col_spacing, normal * thickness, origin)
         return Volume(array, (row_spacing, col_spacing), affine, meta)
@@ -467,6 +660,37 @@ def load_dicom(path: str | os.PathLike) -> Volume:
         return Volume(array, (thickness, row_spacing, col_spacing), affine, meta)
     raise MedicalFileError(f"{p}: pixel data of shape {array.shape} (colour or multi-sample); expected a "
                            f"greyscale image")
+
+
+def load_radiograph(path: str | os.PathLike, voi="header", index: int = 0) -> Volume:
+    """Read a projection radiograph (CR, DX, MG...) the way a PACS first shows it, in [0, 1].
+
+    The modality LUT, then the header's VOI LUT Sequence or window (``voi="header"``; the image's
+    min-max when the header has neither), then MONOCHROME1 inverted -- see :func:`display_pixels` for
+    ``voi`` and ``index``. Spacing from :func:`pixel_spacing`. A radiograph is a projection: the affine
+    is a plain scaling (no patient frame), as for a PNG.
+
+    Returns:
+        A :class:`Volume` ``(rows, columns)`` float32 in [0, 1] (1 = white), ``meta`` as
+        :func:`load_dicom`'s plus ``display`` (True), ``voi_source`` (what set the contrast) and
+        ``photometric_interpretation`` (as stored).
+
+    Raises:
+        FileNotFoundError, MedicalFileError: as :func:`load_dicom`; also for colour images.
+    """
+    volume = load_dicom(path, invert_monochrome1=False)
+    ds = volume.meta["dataset"]
+    array = display_pixels(ds, volume.array, voi=voi, index=index)
+    meta = dict(volume.meta)
+    meta.update(display=True, units="display grey level in [0, 1]", voi_source=_voi_source(ds, voi, index),
+                monochrome1_inverted=meta["photometric_interpretation"].strip() == "MONOCHROME1",
+                orientation_known=False)
+    if meta["modality"] and meta["modality"] not in RADIOGRAPH_MODALITIES:
+        meta["note"] = f"modality {meta['modality']} is not a projection radiograph"
+    row_spacing, col_spacing = volume.spacing[-2:]
+    if array.ndim == 2:
+        return Volume(array, (row_spacing, col_spacing), np.diag([row_spacing, col_spacing, 1.0, 1.0]), meta)
+    return Volume(array, volume.spacing, volume.affine, meta)
 
 
 def _iter_files(folder: Path, recursive: bool) -> Iterable[Path]:
@@ -717,6 +941,70 @@ def write_dicom_series(volume: Volume, folder: str | os.PathLike, *, modality: s
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def write_dicom_radiograph(image: np.ndarray, path: str | os.PathLike, *, photometric: str = "MONOCHROME2",
+                           bits_stored: int = 12, modality: str = "DX", imager_pixel_spacing=(0.143, 0.143),
+                           pixel_spacing=None, magnification: float | None = None, window=None,
+                           patient_id: str = "SYNTH0001", patient_name: str = "Synthetic^Radiograph",
+                           view: str = "PA", transfer_syntax: str | None = None) -> Path:
+    """Write a greyscale image as a projection radiograph DICOM file, the way CR/DX archives store them.
+
+    Args:
+        image: (rows, columns) display grey levels in [0, 1], 1 = white (e.g. a phantom from
+            :func:`meddiff_lab.data.generate_phantoms`).
+        photometric: ``"MONOCHROME2"`` stores ``round(image * (2**bits_stored - 1))``; ``"MONOCHROME1"`` stores
+            the complement (higher value = darker), as many CR archives do. Both show the same picture.
+        imager_pixel_spacing, pixel_spacing, magnification: ImagerPixelSpacing, PixelSpacing (``None``:
+            absent) and EstimatedRadiographicMagnificationFactor (``None``: absent).
+        window: ``(center, width)`` in stored values for WindowCenter/WindowWidth (``None``: absent).
+        transfer_syntax: a compressed transfer syntax UID to compress to with pydicom's encoders (RLE
+            Lossless, JPEG-LS, JPEG 2000); ``None`` writes Explicit VR Little Endian.
+
+    Returns:
+        The written path.
+    """
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import (ComputedRadiographyImageStorage, DigitalXRayImageStorageForPresentation,
+                             ExplicitVRLittleEndian, generate_uid)
+
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 2 or not np.all(np.isfinite(image)) or image.min() < 0 or image.max() > 1:
+        raise ValueError(f"image must be (rows, columns) grey levels in [0, 1], got shape {image.shape}")
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ValueError(f"photometric must be 'MONOCHROME1' or 'MONOCHROME2', got {photometric!r}")
+    top = 2 ** int(bits_stored) - 1
+    stored = np.rint((1.0 - image if photometric == "MONOCHROME1" else image) * top).astype(np.uint16)
+    sop_class = ComputedRadiographyImageStorage if modality == "CR" else DigitalXRayImageStorageForPresentation
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality = patient_name, patient_id, modality
+    ds.ViewPosition, ds.BodyPartExamined, ds.StudyDate = view, "CHEST", "20000101"
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, int(bits_stored), int(bits_stored) - 1, 0
+    ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = "1", "0", "US"
+    if imager_pixel_spacing is not None:
+        ds.ImagerPixelSpacing = [f"{float(v):.6g}" for v in imager_pixel_spacing]
+    if pixel_spacing is not None:
+        ds.PixelSpacing = [f"{float(v):.6g}" for v in pixel_spacing]
+    if magnification is not None:
+        ds.EstimatedRadiographicMagnificationFactor = f"{float(magnification):.6g}"
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = f"{float(window[0]):.6g}", f"{float(window[1]):.6g}"
+    ds.PixelData = np.ascontiguousarray(stored).tobytes()
+    if transfer_syntax is not None:
+        ds.compress(transfer_syntax, stored)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(out, enforce_file_format=True)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- PNG
