@@ -24,6 +24,9 @@ _PUBLIC = {
     "specificity": "segmentation",
     "postprocess_mask": "segmentation",
     "edge_f1": "edges",
+    "evaluate_model": "model_evaluation",
+    "format_model_card": "model_evaluation",
+    "unseen_phantoms": "model_evaluation",
     "memorisation_threshold": "generative",
     "NearestTraining": "generative",
     "frechet_distance": "generative",
@@ -41,6 +44,18 @@ _PUBLIC = {
     "air_corner_std": "readers",
     "high_pass_energy": "readers",
     "classifier_two_sample_test": "readers",
+    "pixel_auroc": "detection",
+    "pixel_auprc": "detection",
+    "dice_at_threshold": "detection",
+    "best_dice": "detection",
+    "image_auroc": "detection",
+    "Lesion": "lesion",
+    "find_lesions": "lesion",
+    "lesion_contrast": "lesion",
+    "lesion_cnr": "lesion",
+    "LesionChanges": "lesion",
+    "lesion_changes": "lesion",
+    "default_threshold": "lesion",
 }
 
 __all__ = sorted(_PUBLIC)
