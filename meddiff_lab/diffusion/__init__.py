@@ -43,6 +43,15 @@ _PUBLIC = {
     "flow_matching_loss": "flow",
     "sample_flow_timesteps": "flow",
     "euler_sample": "flow",
+    "IdentityOperator": "restoration",
+    "AveragePoolOperator": "restoration",
+    "MaskOperator": "restoration",
+    "restoration_timesteps": "restoration",
+    "matched_timestep": "restoration",
+    "sdedit": "restoration",
+    "ddnm_sample": "restoration",
+    "repaint": "restoration",
+    "SAMPLERS": "restoration",
 }
 
 __all__ = sorted(_PUBLIC)
