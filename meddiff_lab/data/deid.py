@@ -361,13 +361,9 @@ def _pixel_problem(ds) -> str | None:
     tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     data = ds.PixelData
     if tsyntax is not None and tsyntax.is_encapsulated:
-        from pydicom.encaps import generate_fragments
+        from .io import compressed_pixel_problem
 
-        try:
-            n = sum(1 for _ in generate_fragments(data))
-        except Exception as exc:
-            return f"encapsulated pixel data is damaged ({str(exc)[:80]})"
-        return None if n else "encapsulated pixel data holds no fragment"
+        return compressed_pixel_problem(ds)
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
         frames = int(ds.get("NumberOfFrames", 1) or 1)

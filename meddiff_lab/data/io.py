@@ -399,6 +399,9 @@ def _pixels(ds, path: Path) -> np.ndarray:
         size = path.stat().st_size
         raise MedicalFileError(f"{path}: a DICOM file without pixel data ({size} bytes); expected an image. "
                                f"It may be truncated, or a non-image object (report, DICOMDIR, presentation state)")
+    problem = compressed_pixel_problem(ds)
+    if problem:
+        raise MedicalFileError(f"{path}: {problem}; the file looks truncated or damaged")
     try:
         return hu_from_dicom(ds)
     except Exception as exc:
@@ -406,6 +409,33 @@ def _pixels(ds, path: Path) -> np.ndarray:
         raise MedicalFileError(f"{path}: the DICOM pixel data could not be decoded ({_first_line(exc)}); the file "
                                f"may be truncated, or compressed with a codec that is not installed (transfer "
                                f"syntax {getattr(tsyntax, 'name', tsyntax) or 'unknown'}{_codec_hint(tsyntax)})") from None
+
+
+def compressed_pixel_problem(ds) -> str | None:
+    """Why encapsulated (compressed) pixel data is incomplete, or None.
+
+    The JPEG family (baseline, lossless, JPEG-LS) and JPEG 2000 end each frame with a marker (EOI /
+    EOC, bytes FF D9). A decoder given a cut stream often returns an image anyway, with the missing rows
+    filled in, so a frame without its end marker is reported here instead of decoded.
+    """
+    tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if "PixelData" not in ds or tsyntax is None or not tsyntax.is_encapsulated:
+        return None
+    from pydicom.encaps import generate_frames
+
+    frames_expected = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        frames = list(generate_frames(ds.PixelData, number_of_frames=frames_expected))
+    except Exception as exc:
+        return f"the compressed pixel data cannot be split into frames ({_first_line(exc)})"
+    if len(frames) < frames_expected:
+        return f"the compressed pixel data holds {len(frames)} of {frames_expected} frames"
+    if str(tsyntax).startswith("1.2.840.10008.1.2.4."):  # the JPEG family and JPEG 2000
+        for k, frame in enumerate(frames):
+            if not frame.rstrip(b"\x00").endswith(b"\xff\xd9"):
+                return (f"frame {k} of the compressed pixel data ({len(frame)} bytes) ends without its end "
+                        f"marker (FF D9): the stream is cut short")
+    return None
 
 
 def _codec_hint(tsyntax) -> str:
