@@ -240,6 +240,30 @@ def _read_claims(path: Path) -> list[dict[str, Any]]:
     return [item["claim"] for item in lines if "claim" in item]
 
 
+def use_text_progress_bars(mininterval: float = 5.0) -> None:
+    """Make ``tqdm.auto`` give text progress bars on stdout (the runner does this in every kernel).
+
+    A headless run cannot save the state of tqdm's notebook widgets, so an executed copy would show
+    every bar frozen at "0/N". Text bars are stored as they end; ``mininterval`` (seconds between
+    redraws) keeps the stored text short.
+    """
+    import tqdm.auto
+    import tqdm.std
+
+    class TextProgress(tqdm.std.tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("mininterval", mininterval)
+            kwargs.setdefault("file", sys.stdout)
+            super().__init__(*args, **kwargs)
+
+    tqdm.auto.tqdm = TextProgress
+    tqdm.auto.trange = lambda *args, **kwargs: TextProgress(range(*args), **kwargs)
+
+
+#: run in each kernel before the notebook's first cell
+_KERNEL_SETUP = "from meddiff_lab.course import use_text_progress_bars; use_text_progress_bars()"
+
+
 def _execute_one(notebook: Path, output: Path, profile: str, status_file: Path, kernel: str) -> int:
     """Worker: run one notebook with papermill and write its status and the kernel's peak memory.
 
@@ -254,6 +278,7 @@ def _execute_one(notebook: Path, output: Path, profile: str, status_file: Path, 
             str(notebook), str(output), parameters={"PROFILE": profile}, kernel_name=kernel,
             cwd=str(notebook.parent), progress_bar=False, log_output=False,
             execution_timeout=CELL_TIMEOUT.get(profile),
+            extra_arguments=[f"--InteractiveShellApp.exec_lines={_KERNEL_SETUP}"],
         )
     except pm.PapermillExecutionError as exc:
         status = {"status": "failed", "error": {
@@ -317,7 +342,14 @@ def run(profile: str, out_dir: str | Path, only: Sequence[str] | None = None, ke
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
+    folder = notebooks_dir()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"the course notebooks folder {folder} does not exist; run from a source checkout "
+                                f"or set MEDDIFF_NOTEBOOKS to the folder holding 00_welcome.ipynb ...")
     names = list(only) if only else available_notebooks()
+    if not names:
+        raise FileNotFoundError(f"no course notebooks in {folder} (expected {NOTEBOOKS[0]}.ipynb ... "
+                                f"{NOTEBOOKS[-1]}.ipynb); set MEDDIFF_NOTEBOOKS to the right folder")
     unknown = [n for n in names if n not in NOTEBOOKS]
     if unknown:
         raise ValueError(f"unknown notebook(s) {unknown}; expected names from {list(NOTEBOOKS)}")

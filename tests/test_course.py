@@ -144,3 +144,17 @@ def test_runner_flags_a_planted_false_claim(tmp_path, monkeypatch):
     assert "**08_evaluation**: “Readers could not tell real from synthetic (100% correct).”" in report
     executed = (out / "08_evaluation.ipynb").read_text()
     assert "Not supported by this run's numbers" in executed
+
+
+def test_executed_copies_keep_the_final_state_of_progress_bars(tmp_path, monkeypatch):
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    _write_notebook(nb_dir / "00_welcome.ipynb",
+                    "from tqdm.auto import tqdm\nfor _ in tqdm(range(7), desc='work'):\n    pass")
+    monkeypatch.setenv("MEDDIFF_NOTEBOOKS", str(nb_dir))
+    (result,) = course.run("ci", tmp_path / "out", only=["00_welcome"], progress=False)
+    assert result.status == "passed", result.error
+    outputs = nbformat.read(tmp_path / "out" / "00_welcome.ipynb", as_version=4).cells[-1].outputs
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "7/7" in text, outputs
+    assert not any(o.output_type == "display_data" for o in outputs), "a widget bar cannot be saved headless"
