@@ -64,6 +64,12 @@ _PUBLIC = {
     "deidentify_folder": "deid",
     "find_phi": "deid",
     "deidentify": "deid",
+    "DeidReport": "deid",
+    "load_radiograph": "io",
+    "display_pixels": "io",
+    "pixel_spacing": "io",
+    "write_dicom_radiograph": "io",
+    "DicomRadiographs": "dicom_source",
 }
 
 __all__ = sorted(_PUBLIC)

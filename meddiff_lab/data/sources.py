@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 #: Names accepted by :func:`load_dataset` (the notebooks' ``DATA_SOURCE``).
-DATA_SOURCES = ("synthetic", "chestxray14", "medmnist", "mednist", "folder")
+DATA_SOURCES = ("synthetic", "chestxray14", "medmnist", "mednist", "folder", "dicom")
 
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -656,6 +656,7 @@ _ROOT_CANDIDATES = {
     "medmnist": (".", "medmnist"),
     "mednist": ("MedNIST", "mednist/MedNIST", "."),
     "folder": ("chest_xray", "."),
+    "dicom": ("dicom", "DICOM", "."),
 }
 
 
@@ -670,6 +671,10 @@ def _looks_like(source: str, folder: Path) -> bool:
         return (folder / "CXR").is_dir() or (folder / "MedNIST" / "CXR").is_dir()
     if source == "folder":
         return _has_class_images(folder)
+    if source == "dicom":  # a folder of DICOM radiographs: meddiff_lab/data/dicom_source.py
+        from meddiff_lab.data.dicom_source import looks_like_dicom_folder
+
+        return looks_like_dicom_folder(folder)
     return False
 
 
@@ -691,7 +696,7 @@ def _source_name(source: str) -> str:
     key = str(source).lower().replace("-", "").replace("_", "")
     aliases = {"synthetic": "synthetic", "phantom": "synthetic", "chestxray14": "chestxray14", "nih": "chestxray14",
                "chestmnist": "medmnist", "pneumoniamnist": "medmnist", "medmnist": "medmnist", "mednist": "mednist",
-               "folder": "folder", "imagefolder": "folder", "kermany": "folder"}
+               "folder": "folder", "imagefolder": "folder", "kermany": "folder", "dicom": "dicom"}
     if key not in aliases:
         raise ValueError(f"unknown DATA_SOURCE {source!r}; expected one of {', '.join(DATA_SOURCES)}")
     return aliases[key]
@@ -750,6 +755,10 @@ def load_dataset(source: str = "synthetic", root="../data", split: str = "train"
         return MedMNIST(folder, split, image_size, **kwargs)
     if name == "mednist":
         return MedNIST(folder, split, image_size, **kwargs)
+    if name == "dicom":
+        from meddiff_lab.data.dicom_source import DicomRadiographs
+
+        return DicomRadiographs(folder, split, image_size, **kwargs)
     return ImageFolderDataset(folder, split, image_size, **kwargs)
 
 
