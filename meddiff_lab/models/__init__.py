@@ -26,6 +26,10 @@ _PUBLIC = {
     "ControlNet": "controlnet",
     "ControlledUNet": "controlnet",
     "BoundCondition": "controlnet",
+    "LatentAutoencoder": "autoencoder",
+    "PlainAutoencoder": "autoencoder",
+    "LatentDiffusionPipeline": "autoencoder",
+    "train_autoencoder": "autoencoder",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -33,7 +33,13 @@ PRETRAINED: dict[str, str] = {
     "phantom64": "Unconditional 64 px synthetic chest radiograph (phantom) model: 2.75 M-parameter U-Net "
                  "(channels 16-32-64-128, attention at 8 px), epsilon prediction, linear schedule, "
                  "EMA weights. Sample it with DDIM (50 steps).",
+    "phantom128-ldm": "Latent diffusion at 128 px: MONAI AutoencoderKL (128 px -> 4 x 32 x 32 latents, scale factor "
+                      "in the file) + the course's U-Net on the latents, v-prediction, EMA weights; .sample(n, steps, "
+                      "seed) decodes. Trained briefly on one CPU thread: see MODEL_CARD_phantom128-ldm.md.",
 }
+
+#: shipped models that are an autoencoder plus a latent network (loaded by models.autoencoder)
+LATENT_PRETRAINED = ("phantom128-ldm",)
 
 
 @dataclass
@@ -133,11 +139,20 @@ def load_pretrained(name: str, device=None, root: str | Path | None = None) -> P
         FileNotFoundError: the weights are not in the pretrained folder (the message says how to make them).
     """
     weights, config = pretrained_files(name, root)
+    if name in LATENT_PRETRAINED and not (weights.is_file() and config.is_file()):
+        raise FileNotFoundError(
+            f"the weights of pretrained model {name!r} are not in {weights.parent} (expected {weights.name} and "
+            f"{config.name}). Train and export them with `python -m meddiff_lab.training.latent --config "
+            f"configs/{name.replace('-', '_')}.yaml --out runs/{name} --export {weights}`.")
     if not weights.is_file() or not config.is_file():
         raise FileNotFoundError(
             f"the weights of pretrained model {name!r} are not in {weights.parent} (expected {weights.name} and "
             f"{config.name}). Train them with `meddiff-lab train --config configs/pretrained_{name}.yaml --out "
             f"runs/{name}` and export with `meddiff-lab export --checkpoint runs/{name}/last.pt --out {weights}`.")
+    if name in LATENT_PRETRAINED:
+        from meddiff_lab.models.autoencoder import load_latent_diffusion
+
+        return load_latent_diffusion(weights, config, device=device, name=name)
     return load_safetensors_model(weights, config, device=device, name=name)
 
 
