@@ -161,3 +161,35 @@ def test_real_cr_film_from_pydicom_is_monochrome1_and_inverted():
     stored = ds.pixel_array.astype(float)
     # darker on screen where the stored value is higher: the rank order is reversed
     assert np.corrcoef(stored.ravel(), volume.array.ravel())[0, 1] < -0.99
+
+
+def _pydicom_data_file(name: str):
+    """A file of the pydicom-data package (the ``samples`` extra), found offline through pydicom."""
+    from pydicom.data import get_testdata_file
+
+    try:
+        from pydicom.data.data_manager import get_external_sources
+    except ImportError:
+        pytest.skip("pydicom has no external data sources")
+    if "pydicom-data" not in get_external_sources():
+        pytest.skip("pydicom-data (the samples extra) is not installed")
+    return get_testdata_file(name)
+
+
+@pytest.mark.slow
+def test_real_cr_chest_film_shows_the_mediastinum_brighter_than_the_lungs():
+    path = _pydicom_data_file("RG1_UNCR.dcm")
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assert ds.PhotometricInterpretation == "MONOCHROME1" and ds.Modality == "CR" and ds.BodyPartExamined == "CHEST"
+    shown = load_radiograph(path)
+    rows, columns = shown.shape
+    band = slice(int(rows * 0.35), int(rows * 0.6))
+    mediastinum = shown.array[band, int(columns * 0.45): int(columns * 0.55)].mean()
+    lungs = [shown.array[band, int(columns * a): int(columns * b)].mean() for a, b in ((0.2, 0.35), (0.65, 0.8))]
+    assert mediastinum > max(lungs) + 0.15, (mediastinum, lungs)
+    stored = load_dicom(path, invert_monochrome1=False).array
+    assert stored[band, int(columns * 0.45): int(columns * 0.55)].mean() < stored[band, int(columns * 0.2): int(columns * 0.35)].mean()
+    # PixelSpacing is "0.000\0.000" and there is no ImagerPixelSpacing: the spacing is honestly unknown
+    assert shown.meta["spacing_source"] == "unknown" and not shown.meta["spacing_known"]
+    assert shown.meta["voi_source"] == "window 15000/30000 from the header (LINEAR)"
+    assert np.array_equal(load_radiograph(_pydicom_data_file("RG1_J2KR.dcm")).array, shown.array)
