@@ -33,6 +33,8 @@ PRETRAINED: dict[str, str] = {
     "phantom64": "Unconditional 64 px synthetic chest radiograph (phantom) model: 2.75 M-parameter U-Net "
                  "(channels 16-32-64-128, attention at 8 px), epsilon prediction, linear schedule, "
                  "EMA weights. Sample it with DDIM (50 steps).",
+    "phantom64-v1": "The first phantom64 (phantom version 1, epsilon prediction with min-SNR-5, 27,200 training "
+                    "images), replaced by phantom64 and kept for comparison: see MODEL_CARD_phantom64-v1.md.",
     "phantom128-ldm": "Latent diffusion at 128 px: MONAI AutoencoderKL (128 px -> 4 x 32 x 32 latents, scale factor "
                       "in the file) + the course's U-Net on the latents, v-prediction, EMA weights; .sample(n, steps, "
                       "seed) decodes. Trained briefly on one CPU thread: see MODEL_CARD_phantom128-ldm.md.",
