@@ -2,13 +2,109 @@
 
 Each group's arguments are declared in its own ``_add_*`` function below; the work itself lives in
 the package module named there, so the CLI and the notebooks run the same code.
+
+One error path: a failure the user caused (a wrong path, a bad config value, a damaged file, a full
+disk) ends the command with one line on stderr naming the input and what was expected, and exit
+code 2; a bug in the package stays a traceback. Output paths are checked before any long work.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from pathlib import Path
+
+
+# ---------------------------------------------------------------------------------------- checks
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (exit 2) instead of the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+_positive_int, _nonnegative_int = _int_at_least(1), _int_at_least(0)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {value}")
+    return value
+
+
+def _check_writable(target: Path, option: str) -> None:
+    """The first existing folder on the way to ``target`` must be a writable folder, not a file."""
+    for ancestor in (target, *target.parents):
+        if ancestor.exists() or ancestor.is_symlink():
+            if not ancestor.is_dir():
+                raise ValueError(f"{option} {target} cannot be created: {ancestor} is a file, not a folder")
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise ValueError(f"{option} {target} cannot be written: no permission to write in {ancestor}")
+            return
+
+
+def _check_out_dir(path: Path, option: str = "--out") -> None:
+    """``path`` will be a folder: refuse a file, a path under a file, or a folder we cannot write."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path} is a file; expected a folder (created when missing)")
+    _check_writable(path, option)
+
+
+def _check_out_file(path: Path, option: str = "--out", suffixes: tuple[str, ...] = ()) -> None:
+    """``path`` will be a file: refuse a folder, a wrong extension, or a parent that cannot hold it."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; expected a file name"
+                         + (f" ending in {suffixes[0]}" if suffixes else ""))
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{option} {path} must end in {' or '.join(suffixes)}")
+    _check_writable(path.parent, option)
+
+
+def _user_error_message(exc: BaseException) -> str | None:
+    """One line for a failure the user caused; ``None`` for a bug (which then stays a traceback)."""
+    if isinstance(exc, OSError):
+        if exc.filename is not None and exc.strerror:
+            name = str(exc.filename)
+            text = exc.strerror if name in exc.strerror else f"{name}: {exc.strerror}"
+            hints = {errno.ENOSPC: "the disk is full; free some space or write elsewhere",
+                     errno.EDQUOT: "the disk quota is used up",
+                     errno.ENOTDIR: "a part of this path is a file, not a folder",
+                     errno.EISDIR: "this is a folder; a file was expected",
+                     errno.EACCES: "check the file's permissions", errno.EPERM: "check the file's permissions",
+                     errno.EROFS: "the file system is read-only"}
+            hint = hints.get(exc.errno)
+            return f"{text} ({hint})" if hint and hint not in text else text
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, ValueError):
+        return str(exc) or type(exc).__name__
+    try:
+        import yaml
+
+        if isinstance(exc, yaml.YAMLError):
+            return f"invalid YAML: {exc}"
+    except ImportError:  # pragma: no cover
+        pass
+    return None
 
 
 # ----------------------------------------------------------------------------------------- course
@@ -17,7 +113,8 @@ def _add_course_commands(sub: argparse._SubParsersAction) -> None:
     csub = course.add_subparsers(dest="course_command", required=True)
     csub.add_parser("list", help="print the notebooks in course order").set_defaults(func=_course_list)
     run = csub.add_parser("run", help="run notebooks; writes executed notebooks, metrics.json, report.md/html")
-    run.add_argument("--profile", default=None, help="ci | classroom | full (default: $MEDDIFF_PROFILE or classroom)")
+    run.add_argument("--profile", default=None, choices=("ci", "classroom", "full"),
+                     help="ci | classroom | full (default: $MEDDIFF_PROFILE or classroom)")
     run.add_argument("--out", required=True, type=Path, help="output folder")
     run.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run only these notebooks")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
@@ -38,6 +135,7 @@ def _course_run(args: argparse.Namespace) -> int:
     from meddiff_lab.runtime import default_profile_name
 
     profile = args.profile or default_profile_name()
+    _check_out_dir(args.out)
     results = course.run(profile, args.out, only=args.only, kernel=args.kernel)
     failed = [r for r in results if r.status != "passed"]
     print(f"\n{len(results) - len(failed)} of {len(results)} notebooks passed "
@@ -62,21 +160,22 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--config", required=True, type=Path, help="training config (YAML), e.g. configs/ci.yaml")
     train.add_argument("--out", required=True, type=Path, help="output folder (log.csv, last.pt, samples/)")
     train.add_argument("--resume", action="store_true", help="continue from DIR/last.pt if it exists")
-    train.add_argument("--max-steps", type=int, default=None,
+    train.add_argument("--max-steps", type=_positive_int, default=None,
                        help="total optimizer steps of the run, resumed or not (default: the config's)")
-    train.add_argument("--checkpoint-every", type=int, default=None, help="save DIR/last.pt every N steps")
-    train.add_argument("--threads", type=int, default=None, help="CPU threads (default: the config's)")
+    train.add_argument("--checkpoint-every", type=_nonnegative_int, default=None,
+                       help="save DIR/last.pt every N steps (0: only at the end)")
+    train.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: the config's)")
     train.set_defaults(func=_train)
 
     sample = sub.add_parser("sample", help="draw DDIM samples from a shipped model or a checkpoint into a PNG grid")
     sample.add_argument("--model", required=True,
                         help="a shipped model name (see PRETRAINED), a training checkpoint (.pt, EMA weights "
                              "are used) or an exported .safetensors file")
-    sample.add_argument("--n", type=int, default=16, help="number of images (default 16)")
-    sample.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
+    sample.add_argument("--n", type=_positive_int, default=16, help="number of images (default 16)")
+    sample.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (default 50)")
     sample.add_argument("--out", required=True, type=Path, help="PNG file for the grid")
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    sample.add_argument("--threads", type=int, default=None, help="CPU threads")
+    sample.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
+    sample.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
     sample.set_defaults(func=_sample)
 
     export = sub.add_parser("export", help="export a checkpoint's EMA weights as safetensors + JSON config")
@@ -88,8 +187,10 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from meddiff_lab.training.trainer import NonFiniteLossError, train_from_config
+    from meddiff_lab.training.trainer import NonFiniteLossError, TrainConfig, train_from_config
 
+    _check_out_dir(args.out)
+    TrainConfig.from_yaml(args.config)  # a bad config is reported before anything is written
     try:
         train_from_config(args.config, args.out, resume=args.resume, max_steps=args.max_steps,
                           checkpoint_every=args.checkpoint_every, threads=args.threads)
@@ -104,14 +205,15 @@ def _sample(args: argparse.Namespace) -> int:
 
     import torch
 
-    from meddiff_lab.models.pretrained import load_model
+    from PIL import Image
+
     from meddiff_lab.training.trainer import generate_samples, save_image_grid
 
-    if args.n < 1 or args.steps < 1:
-        raise ValueError(f"--n and --steps must be positive, got --n {args.n} --steps {args.steps}")
+    suffixes = tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE))
+    _check_out_file(args.out, suffixes=(".png",) + tuple(x for x in suffixes if x != ".png"))
     if args.threads:
         torch.set_num_threads(args.threads)
-    loaded = load_model(args.model)
+    loaded = _load_model(args.model)
     start = time.perf_counter()
     images = generate_samples(loaded.model, loaded.scheduler, args.n, loaded.config["image_size"], args.steps,
                               seed=args.seed, progress=True)
@@ -121,10 +223,56 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_finite_weights(state_dict, what: str) -> None:
+    from meddiff_lab.training.checkpoint import nonfinite_tensors
+
+    bad = nonfinite_tensors(state_dict)
+    if bad:
+        raise ValueError(f"{what}: {len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]}), so every image "
+                         f"would be garbage; the run diverged? use an earlier checkpoint")
+
+
+def _load_model(spec: str):
+    """``load_model(spec)`` with every failure of the file turned into one line naming it; weights checked finite."""
+    import json
+
+    from meddiff_lab.models.pretrained import load_model
+
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover
+        SafetensorError = RuntimeError
+    try:
+        loaded = load_model(spec)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--model {spec}: its JSON config is not valid JSON ({exc})") from None
+    except KeyError as exc:
+        raise ValueError(f"--model {spec}: its config lacks the key {exc.args[0]!r}; expected image_size, model "
+                         f"(UNet keyword arguments) and the diffusion settings") from None
+    except SafetensorError as exc:
+        raise ValueError(f"--model {spec}: not a readable .safetensors file (truncated, or another format): "
+                         f"{exc}") from None
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        text = " ".join(str(exc).split())
+        raise ValueError(f"--model {spec}: its weights and config do not make a model: "
+                         f"{text[:300]}{'...' if len(text) > 300 else ''}") from None
+    _check_finite_weights(loaded.model.state_dict(), f"--model {spec}")
+    return loaded
+
+
 def _export(args: argparse.Namespace) -> int:
     from meddiff_lab.models.pretrained import export_checkpoint
+    from meddiff_lab.training.checkpoint import load_checkpoint
 
-    path = export_checkpoint(args.checkpoint, args.out, command=args.command, half=args.half)
+    _check_out_file(args.out, suffixes=(".safetensors",))
+    state = load_checkpoint(args.checkpoint)
+    _check_finite_weights(state["ema"]["model"] if isinstance(state.get("ema"), dict) and "model" in state["ema"]
+                          else state["model"], f"--checkpoint {args.checkpoint}")
+    try:
+        path = export_checkpoint(args.checkpoint, args.out, command=args.command, half=args.half)
+    except KeyError as exc:
+        raise ValueError(f"--checkpoint {args.checkpoint}: its training config lacks the key {exc.args[0]!r}; "
+                         f"expected a checkpoint written by meddiff-lab train") from None
     print(f"wrote {path} and {path.with_suffix('.json')}")
     return 0
 
@@ -135,19 +283,19 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     dsub = data.add_subparsers(dest="data_command", required=True)
     write = dsub.add_parser("write", help="write synthetic phantoms in the NIH ChestX-ray14 layout (with masks)")
     write.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/synthetic_cxr")
-    write.add_argument("--n", type=int, default=2000, help="number of images (default: 2000)")
-    write.add_argument("--image-size", type=int, default=128, help="image side in pixels (default: 128)")
-    write.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes (default: 0)")
-    write.add_argument("--test-fraction", type=float, default=0.2, help="share of patients' images in test_list.txt")
+    write.add_argument("--n", type=_positive_int, default=2000, help="number of images (default: 2000)")
+    write.add_argument("--image-size", type=_int_at_least(8), default=128, help="image side in pixels (default: 128)")
+    write.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed: same seed, same bytes (default: 0)")
+    write.add_argument("--test-fraction", type=_fraction, default=0.2, help="share of patients' images in test_list.txt")
     write.add_argument("--no-masks", action="store_true", help="do not write masks/*.npz")
     write.add_argument("--force", action="store_true", help="rewrite even if the folder already holds this set")
     write.set_defaults(func=_data_write)
     gallery = dsub.add_parser("gallery", help="draw a grid of phantoms with masks outlined and labels written")
     gallery.add_argument("--out", required=True, type=Path, help="PNG file to write")
-    gallery.add_argument("--n", type=int, default=12, help="number of phantoms (default: 12)")
-    gallery.add_argument("--image-size", type=int, default=256, help="image side in pixels (default: 256)")
-    gallery.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    gallery.add_argument("--cols", type=int, default=4, help="images per row (default: 4)")
+    gallery.add_argument("--n", type=_positive_int, default=12, help="number of phantoms (default: 12)")
+    gallery.add_argument("--image-size", type=_int_at_least(8), default=256, help="image side in pixels (default: 256)")
+    gallery.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default: 0)")
+    gallery.add_argument("--cols", type=_positive_int, default=4, help="images per row (default: 4)")
     gallery.set_defaults(func=_data_gallery)
     check = dsub.add_parser("check", help="open a dataset from its folder and describe every split")
     check.add_argument("--source", required=True, help="synthetic | chestxray14 | medmnist | mednist | folder")
@@ -159,35 +307,66 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
                           help="folder to download into (data/downloads is git-ignored and searched by the readers)")
     download.add_argument("--flags", nargs="+", default=None, metavar="FLAG",
                           help="MedMNIST files (default: chestmnist pneumoniamnist)")
-    download.add_argument("--size", type=int, default=None, help="MedMNIST+ size: 28 (default), 64, 128 or 224")
+    download.add_argument("--size", type=_positive_int, default=None, help="MedMNIST+ size: 28 (default), 64, 128 or 224")
     download.set_defaults(func=_data_download)
 
 
 def _data_write(args: argparse.Namespace) -> int:
     from meddiff_lab.data.phantom import PHANTOM_VERSION, write_synthetic_cxr
 
+    _check_out_dir(args.out)
     stamp = args.out / "README.txt"
     wanted = f"n={args.n} image_size={args.image_size} seed={args.seed} phantom_version={PHANTOM_VERSION}."
-    if not args.force and stamp.is_file() and wanted in stamp.read_text() and (args.out / "Data_Entry_2017.csv").is_file():
+    if (not args.force and stamp.is_file() and wanted in stamp.read_text(errors="replace")
+            and (args.out / "Data_Entry_2017.csv").is_file()):
         print(f"{args.out} already holds the synthetic set ({wanted}); nothing to do (--force rewrites it).")
         return 0
-    write_synthetic_cxr(args.out, n=args.n, image_size=args.image_size, seed=args.seed,
-                        test_fraction=args.test_fraction, with_masks=not args.no_masks)
+    # write into a temporary folder beside --out, then move the files in: a failed write leaves nothing behind
+    import shutil
+    import tempfile
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", suffix=".partial", dir=args.out.parent))
+    try:
+        write_synthetic_cxr(staging, n=args.n, image_size=args.image_size, seed=args.seed,
+                            test_fraction=args.test_fraction, with_masks=not args.no_masks)
+    except ValueError as exc:
+        raise ValueError(f"data write --n {args.n} --test-fraction {args.test_fraction}: {exc}; nothing was "
+                         f"written") from None
+    else:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for entry in sorted(staging.iterdir()):
+            target = args.out / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return 0
 
 
 def _data_gallery(args: argparse.Namespace) -> int:
     from meddiff_lab.data.phantom import save_gallery
 
+    _check_out_file(args.out, suffixes=(".png",))
     path = save_gallery(args.out, n=args.n, image_size=args.image_size, seed=args.seed, cols=args.cols)
     print(f"wrote {path}")
     return 0
 
 
 def _data_check(args: argparse.Namespace) -> int:
-    from meddiff_lab.data.sources import check_source
+    from meddiff_lab.data.sources import DataCheckError, check_source
 
-    print(check_source(args.source, args.root))
+    try:
+        print(check_source(args.source, args.root, progress=True))
+    except DataCheckError as exc:
+        print(exc.report)
+        print(f"meddiff-lab data check: error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -215,15 +394,16 @@ def _add_metrics_commands(sub: argparse._SubParsersAction) -> None:
     enc = msub.add_parser("train-encoder", help="train the phantom feature encoder (safetensors + JSON card)")
     enc.add_argument("--config", required=True, type=Path, help="YAML config, e.g. configs/phantom_encoder.yaml")
     enc.add_argument("--out", required=True, type=Path, help="output folder (data/pretrained to ship it)")
-    enc.add_argument("--steps", type=int, default=None, help="override the config's number of steps")
-    enc.add_argument("--threads", type=int, default=None, help="override the config's CPU threads")
+    enc.add_argument("--steps", type=_positive_int, default=None, help="override the config's number of steps")
+    enc.add_argument("--threads", type=_positive_int, default=None, help="override the config's CPU threads")
     enc.set_defaults(func=_metrics_train_encoder)
     ev = msub.add_parser("evaluate", help="FID/KID/precision/recall/diversity (+ memorisation) beside real-vs-real floors")
     source = ev.add_mutually_exclusive_group(required=True)
     source.add_argument("--generated", type=Path, help="generated images: .npy/.npz/.pt or a folder of PNGs")
     source.add_argument("--model", help="sample this model instead: a pretrained name (phantom64) or a .safetensors file")
-    ev.add_argument("--num-samples", type=int, default=128, help="with --model: how many samples (default: 128)")
-    ev.add_argument("--steps", type=int, default=50, help="with --model: DDIM steps (default: 50)")
+    ev.add_argument("--num-samples", type=_positive_int, default=128,
+                    help="with --model: how many samples (default: 128)")
+    ev.add_argument("--steps", type=_positive_int, default=50, help="with --model: DDIM steps (default: 50)")
     ev.add_argument("--real", default="synthetic",
                     help="held-out real images (at least twice as many as generated): a path, or 'synthetic' for "
                          "phantoms of unseen patients (default)")
@@ -231,8 +411,8 @@ def _add_metrics_commands(sub: argparse._SubParsersAction) -> None:
                     help="the model's training images for the memorisation check: a path, or 'synthetic:N' for the "
                          "first N phantoms of seed 0 (what the shipped model trained on)")
     ev.add_argument("--extractor", default="phantom", choices=("phantom", "inception", "radimagenet"))
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--threads", type=int, default=None)
+    ev.add_argument("--seed", type=_nonnegative_int, default=0)
+    ev.add_argument("--threads", type=_positive_int, default=None)
     ev.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ev.set_defaults(func=_metrics_evaluate)
 
@@ -242,11 +422,13 @@ def _metrics_train_encoder(args: argparse.Namespace) -> int:
 
     from meddiff_lab.metrics.encoder_training import EncoderConfig, train_encoder
 
+    _check_out_dir(args.out)
     config = EncoderConfig.from_yaml(args.config)
     if args.steps is not None:
         config.steps = args.steps
     if args.threads is not None:
         config.threads = args.threads
+    config.validate()
     command = "meddiff-lab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     _, card = train_encoder(config, args.out, command=command)
     ev = card["evaluation"]
@@ -256,18 +438,28 @@ def _metrics_train_encoder(args: argparse.Namespace) -> int:
     return 0
 
 
-def _metrics_image_set(spec: str, n: int, image_size: int, seed: int):
-    """'synthetic' / 'synthetic:N' -> phantoms in [-1, 1]; a path -> the file's images mapped to [-1, 1]."""
+def _metrics_image_set(spec: str, n: int, image_size: int, seed: int, option: str):
+    """'synthetic' / 'synthetic:N' -> phantoms in [-1, 1]; a path -> the file's images mapped to [-1, 1],
+    which must have ``image_size`` pixels a side."""
     import torch
 
     from meddiff_lab.metrics.evaluate import load_image_set
 
-    if spec.startswith("synthetic"):
+    if spec == "synthetic" or spec.startswith("synthetic:"):
         from meddiff_lab.data import generate_phantoms
 
-        count = int(spec.split(":", 1)[1]) if ":" in spec else n
+        count = n
+        if ":" in spec:
+            text = spec.split(":", 1)[1]
+            if not text.isdigit() or int(text) < 1:
+                raise ValueError(f"{option} {spec!r}: expected 'synthetic' or 'synthetic:N' with N a positive "
+                                 f"integer (the number of phantoms)")
+            count = int(text)
         return torch.from_numpy(generate_phantoms(count, image_size, seed, masks=()).images)[:, None] * 2 - 1
     images, (low, high) = load_image_set(spec)
+    if tuple(images.shape[-2:]) != (image_size, image_size):
+        raise ValueError(f"{option} {spec} holds {tuple(images.shape[-2:])} px images but the generated images are "
+                         f"{image_size} x {image_size}; compare sets of the same resolution")
     return (images - low) / (high - low) * 2 - 1
 
 
@@ -278,21 +470,25 @@ def _metrics_evaluate(args: argparse.Namespace) -> int:
 
     from meddiff_lab.metrics.evaluate import evaluate_generated, format_results, load_image_set
 
+    if args.out is not None:
+        _check_out_file(args.out, suffixes=(".json",))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.model:
-        from meddiff_lab.models.pretrained import load_model
-
-        loaded = load_model(args.model)
+        loaded = _load_model(args.model)
         generated = loaded.sample(args.num_samples, steps=args.steps, seed=args.seed, progress=True)
     else:
         images, (low, high) = load_image_set(args.generated)
+        if images.shape[-1] != images.shape[-2]:
+            raise ValueError(f"--generated {args.generated} holds {tuple(images.shape[-2:])} px images; expected "
+                             f"square images")
         generated = (images - low) / (high - low) * 2 - 1
     size = generated.shape[-1]
     # seed 1: patients the shipped model (trained on seed 0) never saw; beyond the 2 N of the floor,
     # up to 192 more calibrate the copy threshold of the memorisation check
-    real = _metrics_image_set(args.real, max(2 * len(generated), len(generated) + 192), size, seed=1)
-    train = _metrics_image_set(args.train, 0, size, seed=0) if args.train else None
+    real = _metrics_image_set(args.real, max(2 * len(generated), len(generated) + 192), size, seed=1,
+                              option="--real")
+    train = _metrics_image_set(args.train, 0, size, seed=0, option="--train") if args.train else None
     results = evaluate_generated(generated, real, train, extractor=args.extractor, seed=args.seed)
     print(format_results(results))
     if args.out:
@@ -352,7 +548,7 @@ def _bench_unet(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meddiff-lab", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="meddiff-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_course_commands(sub)
     for name in ("_add_data_commands", "_add_train_commands", "_add_bench_commands", "_add_metrics_commands"):
@@ -363,11 +559,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a user-caused failure prints one line and returns 2 (see the module doc)."""
     args = build_parser().parse_args(argv)
+    command = " ".join(str(getattr(args, key)) for key in ("command", f"{args.command}_command")
+                       if getattr(args, key, None))
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"meddiff-lab: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"meddiff-lab {command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        message = _user_error_message(exc)
+        if message is None:
+            raise  # a bug: keep the traceback
+        print(f"meddiff-lab {command}: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
 
 

@@ -30,10 +30,14 @@ Readers accept the real on-disk formats:
 from __future__ import annotations
 
 import csv
+import math
 import re
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
+
+import zipfile
+import zlib
 
 import numpy as np
 import torch
@@ -52,6 +56,7 @@ __all__ = [
     "read_nih_metadata",
     "find_source_root",
     "check_source",
+    "DataCheckError",
 ]
 
 #: Names accepted by :func:`load_dataset` (the notebooks' ``DATA_SOURCE``).
@@ -183,12 +188,31 @@ def read_nih_metadata(path) -> list[dict]:
 
     Raises:
         FileNotFoundError: when the file is missing.
-        ValueError: when a required column (Image Index, Finding Labels, Patient ID) is missing,
-            naming the columns found, or when a row has an unknown finding.
+        ValueError: naming the file and line: a required column (Image Index, Finding Labels, Patient
+            ID) is missing, a row has an unknown finding or an empty Finding Labels (write ``No Finding``),
+            a Patient ID that is not a whole number, or an image listed twice; or the file is not UTF-8.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ChestX-ray14 metadata not found: {path} (expected Data_Entry_2017.csv)")
+    try:
+        return _read_nih_rows(path)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r}); "
+                         f"expected the ChestX-ray14 CSV as published (UTF-8)") from None
+
+
+def _parse_patient_id(text: str) -> int:
+    """``"00012"`` or ``"12"`` (or ``"12.0"``, as a spreadsheet writes it) -> 12; anything else raises ValueError."""
+    if re.fullmatch(r"\s*\d+\s*", text):
+        return int(text)
+    value = float(text)  # ValueError for words
+    if not math.isfinite(value) or value != int(value) or value < 0:
+        raise ValueError(text)
+    return int(value)
+
+
+def _read_nih_rows(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         try:
@@ -206,7 +230,7 @@ def read_nih_metadata(path) -> list[dict]:
         if missing:
             raise ValueError(f"{path} is not ChestX-ray14 metadata: missing column(s) "
                              f"{[ _NIH_COLUMNS[m][0] for m in missing]}; found columns {header}")
-        records = []
+        records, first_line = [], {}
         for line_no, row in enumerate(reader, start=2):
             if not row or not any(cell.strip() for cell in row):
                 continue
@@ -222,15 +246,25 @@ def read_nih_metadata(path) -> list[dict]:
                 except ValueError:
                     return None
 
+            if not get("image_index"):
+                raise ValueError(f"{path}, line {line_no}: empty Image Index; every row names its image file")
+            if not get("finding_labels"):
+                raise ValueError(f"{path}, line {line_no}: empty Finding Labels for {get('image_index')}; write "
+                                 f"'No Finding' for an image without findings")
             try:
                 labels = labels_from_string(get("finding_labels"))
             except ValueError as exc:
                 raise ValueError(f"{path}, line {line_no}: {exc}") from None
             pid_text = get("patient_id")
             try:
-                patient_id = int(float(pid_text))
-            except ValueError:
-                raise ValueError(f"{path}, line {line_no}: Patient ID {pid_text!r} is not a number") from None
+                patient_id = _parse_patient_id(pid_text)
+            except (ValueError, OverflowError):
+                raise ValueError(f"{path}, line {line_no}: Patient ID {pid_text!r} is not a whole number "
+                                 f"(expected e.g. 12 or 00012)") from None
+            if get("image_index") in first_line:
+                raise ValueError(f"{path}, line {line_no}: image {get('image_index')} is listed twice (first on "
+                                 f"line {first_line[get('image_index')]}); remove the duplicate row")
+            first_line[get("image_index")] = line_no
             records.append(dict(
                 image_index=get("image_index"), labels=labels, finding_labels=get("finding_labels"),
                 patient_id=patient_id, follow_up=num("follow_up", int), age=_parse_age(get("age")),
@@ -254,7 +288,31 @@ def _index_pngs(root: Path) -> dict[str, Path]:
 
 
 def _read_list(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text; expected one image file name per line") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _check_official_lists(root: Path, records: list[dict]) -> None:
+    """The official ``train_val_list.txt`` and ``test_list.txt`` must not share a patient (or an image)."""
+    lists = {name: root / name for name in ("train_val_list.txt", "test_list.txt")}
+    if not all(path.is_file() for path in lists.values()):
+        return
+    train_val, test = (set(_read_list(path)) for path in lists.values())
+    both = sorted(train_val & test)
+    if both:
+        raise ValueError(f"{root}: image {both[0]} is in both train_val_list.txt and test_list.txt "
+                         f"({len(both)} image(s) in both); the official split must not share an image")
+    patient = {r["image_index"]: r["patient_id"] for r in records}
+    train_patients = {patient[i] for i in train_val if i in patient}
+    leaked = sorted({patient[i] for i in test if i in patient} & train_patients)
+    if leaked:
+        example = next(i for i in sorted(test) if patient.get(i) == leaked[0])
+        raise ValueError(f"{root}: patient {leaked[0]} has images in both train_val_list.txt and test_list.txt "
+                         f"(e.g. {example} in test_list.txt; {len(leaked)} patient(s) in both): the split leaks "
+                         f"patients; every image of a patient belongs to one list")
 
 
 class ChestXray14(_ItemsDataset):
@@ -304,6 +362,7 @@ class ChestXray14(_ItemsDataset):
             if not list_path.is_file():
                 raise FileNotFoundError(f"split {self.split!r} needs {list_path} (the NIH split list); "
                                         f"use split='all' to read every image")
+            _check_official_lists(self.root, records)
             wanted = set(_read_list(list_path))
             records = [r for r in records if r["image_index"] in wanted]
             if self.split in ("train", "val"):
@@ -413,7 +472,11 @@ class MedMNIST(_ItemsDataset):
                                      f"(expected a MedMNIST .npz)")
                 self._images = np.asarray(data[key_i])
                 self._raw_labels = np.asarray(data[key_l])
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise ValueError(f"cannot read {self.path} as a MedMNIST .npz (truncated or damaged?): {exc}") from None
+        except ValueError as exc:
+            if str(self.path) in str(exc):
+                raise
             raise ValueError(f"cannot read {self.path} as a MedMNIST .npz: {exc}") from None
         if self._images.ndim == 4:                                # RGB datasets: average to grey
             self._images = self._images.mean(-1)
@@ -421,6 +484,14 @@ class MedMNIST(_ItemsDataset):
             raise ValueError(f"{self.path}: {self.split}_images has shape {self._images.shape}; expected (N, H, W)")
         if len(self._images) != len(self._raw_labels):
             raise ValueError(f"{self.path}: {len(self._images)} images but {len(self._raw_labels)} labels")
+        if self._images.dtype.kind not in "uif":
+            raise ValueError(f"{self.path}: {self.split}_images holds {self._images.dtype} values; expected numbers")
+        if self._images.dtype.kind == "f":
+            finite = np.isfinite(self._images)
+            if not finite.all():
+                bad = np.flatnonzero(~finite.reshape(len(finite), -1).all(1))
+                raise ValueError(f"{self.path}: {len(bad)} image(s) of {self.split}_images hold NaN or inf "
+                                 f"(first: index {bad[0]}); expected finite pixel values")
         raw = self._raw_labels.reshape(len(self._raw_labels), -1)
         self._labels = np.zeros((len(raw), len(CXR_LABELS)), np.float32)
         if flag.startswith("chestmnist") and raw.shape[1] == len(CXR_LABELS):
@@ -762,23 +833,60 @@ def load_dataset(source: str = "synthetic", root="../data", split: str = "train"
     return ImageFolderDataset(folder, split, image_size, **kwargs)
 
 
-def check_source(source: str, root) -> str:
-    """Open every split of a source under ``root`` and describe it (the ``data check`` command).
+class DataCheckError(ValueError):
+    """``check_source`` found bad items; ``report`` is the description, ``problems`` one line per bad item."""
 
-    Returns a multi-line report. Raises like :func:`load_dataset` when the data is not there.
+    def __init__(self, message: str, report: str, problems: list[str]):
+        super().__init__(message)
+        self.report, self.problems = report, problems
+
+
+def check_source(source: str, root, progress: bool = False) -> str:
+    """Open every split of a source under ``root``, read every item, and describe it (the ``data check`` command).
+
+    Returns a multi-line report. Raises like :func:`load_dataset` when the data is not there, and
+    :class:`DataCheckError` (a ``ValueError``, carrying the report and one line per problem) when a
+    split cannot be opened (e.g. official lists that share a patient) or an item cannot be read or
+    holds NaN/inf.
     """
+    from tqdm.auto import tqdm
+
     name = _source_name(source)
     splits = {"chestxray14": ("train_val", "test"), "synthetic": ("train_val", "test")}.get(name, ("train", "val", "test"))
-    lines = []
+    lines, problems = [], []
     folder = find_source_root(name, root)
     lines.append(f"{name}: found at {folder}" if folder else f"{name}: nothing under {root}")
     for split in splits:
-        ds = load_dataset(name, root, split, 64)
-        first = ds[0]
-        img = first["image"]
+        try:
+            ds = load_dataset(name, root, split, 64)
+        except FileNotFoundError:
+            raise
+        except ValueError as exc:
+            problems.append(f"{split}: {exc}")
+            lines.append(f"  {split:9s} cannot be opened: {exc}")
+            continue
+        first, bad = None, 0
+        for i in tqdm(range(len(ds)), desc=f"reading {split}", unit="img", disable=not progress, leave=False):
+            try:
+                item = ds[i]
+            except (ValueError, OSError) as exc:
+                problems.append(f"{split} item {i}: {exc}")
+                bad += 1
+                continue
+            if not bool(torch.isfinite(item["image"]).all()):
+                problems.append(f"{split} item {i} ({item.get('image_index')}): image holds NaN or inf")
+                bad += 1
+                continue
+            first = first or item
         counts = ds.label_counts() if getattr(ds, "labels_known", True) else {}
         top = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:5])
         n_pat = len(set(ds.patient_ids.tolist()) - {-1})
-        lines.append(f"  {split:9s} {len(ds):6d} images, {n_pat} patients; first item {first['image_index']} "
-                     f"image {tuple(img.shape)} in [{img.min():.2f}, {img.max():.2f}]" + (f"; {top}" if top else ""))
-    return "\n".join(lines)
+        described = (f"first item {first['image_index']} image {tuple(first['image'].shape)} in "
+                     f"[{first['image'].min():.2f}, {first['image'].max():.2f}]" if first is not None else "no readable item")
+        lines.append(f"  {split:9s} {len(ds):6d} images, {n_pat} patients, {len(ds) - bad} read; {described}"
+                     + (f"; {top}" if top else ""))
+    report = "\n".join(lines)
+    if problems:
+        raise DataCheckError(f"{len(problems)} problem(s) in {name} under {root}; first: {problems[0]}",
+                             report, problems)
+    return report

@@ -41,6 +41,11 @@ def _as_id_array(patient_ids, name: str = "patient_ids") -> np.ndarray:
         raise ValueError(f"{name} is empty: expected one patient ID per image")
     if ids.dtype.kind == "f" and np.isnan(ids).any():
         raise ValueError(f"{name} contains NaN: every image needs a patient ID")
+    if ids.dtype.kind == "f" and not np.isfinite(ids).all():
+        raise ValueError(f"{name} contains inf: every patient ID must be a finite number or a string")
+    if ids.dtype.kind == "f" and not np.all(ids == np.round(ids)):
+        bad = ids[ids != np.round(ids)][0].item()
+        raise ValueError(f"{name} contains {bad!r}: a numeric patient ID must be a whole number")
     if ids.dtype == object and any(i is None for i in ids):
         raise ValueError(f"{name} contains None: every image needs a patient ID")
     return ids
@@ -115,10 +120,36 @@ def image_split(num_images: int, fractions: Sequence[float] = (0.8, 0.2), seed: 
     return tuple(np.sort(part).astype(np.int64) for part in np.split(order, cuts))
 
 
+def _as_indices(indices, count: int, name: str) -> np.ndarray:
+    """Image indices from an index array or a boolean mask of length ``count``; checked against ``count``."""
+    array = np.asarray(indices.cpu() if hasattr(indices, "cpu") else indices)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D index array or boolean mask, got shape {array.shape}")
+    if array.dtype == bool:
+        if len(array) != count:
+            raise ValueError(f"{name} is a boolean mask of length {len(array)} but there are {count} images; "
+                             f"give one True/False per image, or an array of indices")
+        return np.flatnonzero(array)
+    if len(array) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if array.dtype.kind not in "iuf" or (array.dtype.kind == "f" and not np.all(array == np.round(array))):
+        raise ValueError(f"{name} must hold integer image indices (or be a boolean mask), got {array.dtype} "
+                         f"values such as {array[:3].tolist()}")
+    array = array.astype(np.int64)
+    if array.min() < -count or array.max() >= count:
+        raise ValueError(f"{name} holds index {int(array.max() if array.max() >= count else array.min())}, "
+                         f"out of range for {count} images")
+    return array % count
+
+
 def shared_patients(patient_ids, indices_a, indices_b) -> np.ndarray:
-    """The patient IDs that have images in both index sets (empty for a correct patient-level split)."""
+    """The patient IDs that have images in both index sets (empty for a correct patient-level split).
+
+    ``indices_a`` / ``indices_b``: integer indices into ``patient_ids`` or boolean masks of the same length.
+    """
     ids = _as_id_array(patient_ids)
-    return np.intersect1d(ids[np.asarray(indices_a, dtype=np.int64)], ids[np.asarray(indices_b, dtype=np.int64)])
+    return np.intersect1d(ids[_as_indices(indices_a, len(ids), "indices_a")],
+                          ids[_as_indices(indices_b, len(ids), "indices_b")])
 
 
 def leakage_report(patient_ids, train_indices, test_indices) -> dict[str, float]:
@@ -126,11 +157,12 @@ def leakage_report(patient_ids, train_indices, test_indices) -> dict[str, float]
 
     Returns a dict with ``shared_patients`` (count), ``test_patients_seen_in_train`` (fraction of test
     patients that also have a training image) and ``test_images_with_patient_in_train`` (fraction of
-    test images whose patient has a training image).
+    test images whose patient has a training image). ``train_indices`` / ``test_indices`` are integer
+    indices into ``patient_ids`` or boolean masks of the same length.
     """
     ids = _as_id_array(patient_ids)
-    train_ids = ids[np.asarray(train_indices, dtype=np.int64)]
-    test_ids = ids[np.asarray(test_indices, dtype=np.int64)]
+    train_ids = ids[_as_indices(train_indices, len(ids), "train_indices")]
+    test_ids = ids[_as_indices(test_indices, len(ids), "test_indices")]
     shared = np.intersect1d(train_ids, test_ids)
     test_unique = np.unique(test_ids)
     return {

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from meddiff_lab.metrics.features import PhantomEncoder, save_phantom_encoder
+from meddiff_lab.training.schema import Field, check_fields, read_yaml_mapping
 
 
 @dataclass
@@ -77,6 +78,30 @@ class EncoderConfig:
     threads: int | None = 1
     log_every: int = 50
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the type and range of every key (see ``_ENCODER_FIELDS``); raises ``ValueError`` naming each bad key."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in check_fields(values, _ENCODER_FIELDS).items():
+            setattr(self, name, value)
+        channels = self.channels
+        if (isinstance(channels, (str, bytes)) or not hasattr(channels, "__len__") or not channels
+                or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)):
+            raise ValueError(f"channels: expected a list of positive integers, got {channels!r}")
+        self.channels = tuple(channels)
+        weights = self.loss_weights
+        known = ("labels", "ctr", "view_sex", "quality", "contrastive")
+        unknown = sorted(set(weights) - set(known))
+        if unknown:
+            raise ValueError(f"loss_weights: unknown key(s) {unknown}; known: {list(known)}")
+        for key, value in weights.items():
+            try:
+                weights[key] = Field("float", low=0.0).coerce(value)
+            except (ValueError, TypeError):
+                raise ValueError(f"loss_weights.{key}: expected a number >= 0, got {value!r}") from None
+
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "EncoderConfig":
         """Build from a (possibly sectioned) mapping; unknown keys raise with the list of known ones."""
@@ -90,18 +115,32 @@ class EncoderConfig:
         unknown = sorted(set(flat) - known)
         if unknown:
             raise ValueError(f"unknown encoder config keys {unknown}; known: {sorted(known)}")
-        if "channels" in flat:
-            flat["channels"] = tuple(int(c) for c in flat["channels"])
         return cls(**flat)
 
     @classmethod
     def from_yaml(cls, path) -> "EncoderConfig":
-        import yaml
-
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"encoder config {path} does not exist")
-        return cls.from_mapping(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        data = read_yaml_mapping(path, "encoder config")
+        try:
+            return cls.from_mapping(data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"encoder config {path}: {exc}") from None
+
+
+#: type and range of every EncoderConfig key (checked by EncoderConfig.validate)
+_ENCODER_FIELDS: dict[str, Field] = {
+    "image_size": Field("int", low=8), "train_images": Field("int", low=2), "val_images": Field("int", low=2),
+    "data_seed": Field("int", low=0), "feature_dim": Field("int", low=1), "projection_dim": Field("int", low=1),
+    "steps": Field("int", low=1), "batch_size": Field("int", low=2),
+    "learning_rate": Field("float", low=0.0, high=1.0, low_open=True), "weight_decay": Field("float", low=0.0),
+    "warmup_steps": Field("int", low=0), "temperature": Field("float", low=0.0, low_open=True),
+    "loss_weights": Field("mapping"),
+    "degrade_probability": Field("float", low=0.0, high=1.0), "max_noise_std": Field("float", low=0.0),
+    "max_blur_sigma": Field("float", low=0.0), "shift_pixels": Field("int", low=0),
+    "contrast_jitter": Field("float", low=0.0, high=1.0), "brightness_jitter": Field("float", low=0.0),
+    "noise_std": Field("float", low=0.0), "low_res_probability": Field("float", low=0.0, high=1.0),
+    "seed": Field("int", low=0), "threads": Field("int", low=1, optional=True), "log_every": Field("int", low=1),
+}
 
 
 # ---------------------------------------------------------------------------------------------- data

@@ -17,10 +17,14 @@ updates done) and ``"config"`` (the training config as plain data); the trainer 
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import pickletools
 import random
+import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -28,6 +32,11 @@ import numpy as np
 import torch
 
 REQUIRED_KEYS = ("model", "step", "config")
+#: what a checkpoint needs to continue a run (``Trainer.load``), beyond the weights
+RESUME_KEYS = ("model", "ema", "optimizer", "lr_scheduler", "rng", "step", "config")
+#: pickle opcodes that import or call something: a file using them asks the loader to run code
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD", "EXT1", "EXT2",
+                 "EXT4"}
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -51,6 +60,7 @@ def atomic_write(path: str | Path, write_fn) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
@@ -68,6 +78,36 @@ def atomic_write(path: str | Path, write_fn) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the temporary files (``.NAME.*.tmp``) that a killed :func:`atomic_write` of ``path`` left.
+
+    Called before each write, so the next run (or the next save) cleans up after a kill -9 mid-save.
+    Returns the files removed.
+    """
+    path = Path(path)
+    removed = []
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            stale.unlink()
+            removed.append(stale)
+        except OSError:  # already gone, or not ours to remove
+            pass
+    return removed
+
+
+def _write_error(path: Path, exc: BaseException) -> OSError:
+    """An ``OSError`` naming ``path`` and the free space, for a failed write (e.g. a full disk)."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free on that disk"
+    except OSError:
+        free = "free space unknown"
+    code = getattr(exc, "errno", None) or errno.EIO
+    reason = getattr(exc, "strerror", None) or _first_line(exc)
+    hint = "; the disk may be full" if code in (errno.ENOSPC, errno.EIO, errno.EDQUOT) else ""
+    return OSError(code, f"could not write checkpoint {path}: {reason} ({free}{hint}); "
+                         f"the previous checkpoint, if any, is untouched", str(path))
 
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any] | None = None, **entries: Any) -> Path:
@@ -88,7 +128,11 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any] | None = None, **
     if missing:
         raise ValueError(f"checkpoint for {path} is missing {missing}; expected at least {list(REQUIRED_KEYS)}")
     payload["step"] = int(payload["step"])
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    path = Path(path)
+    try:
+        return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError from inline_container.cc
+        raise _write_error(path, exc) from None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -105,22 +149,90 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             refused, nothing in it runs), is not a checkpoint, or lacks the required keys.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a folder; expected a .pt file (e.g. {path / 'last.pt'})")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {path} is empty (0 bytes): not a checkpoint (a write that never finished?)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(f"refusing to load checkpoint {path}: it contains pickled objects other than "
-                         f"tensors and plain data, which could run code. ({str(exc).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(f"checkpoint {path} is not a readable PyTorch checkpoint "
-                         f"(truncated or another format?): {exc}") from None
+    except PermissionError:
+        raise
+    except Exception as exc:  # torch.load raises many types for a file that is not a checkpoint
+        if _carries_code(path, exc):
+            raise ValueError(f"refusing to load checkpoint {path}: it contains pickled objects other than "
+                             f"tensors and plain data, which could run code; nothing in it was run") from None
+        raise ValueError(f"checkpoint {path} is corrupt or not a PyTorch checkpoint: {_what_is_wrong(path)}; "
+                         f"expected a file written by torch.save / meddiff-lab train") from None
     if not isinstance(payload, dict):
         raise ValueError(f"checkpoint {path} holds a {type(payload).__name__}, expected a dict")
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise ValueError(f"checkpoint {path} is missing {missing}; expected at least {list(REQUIRED_KEYS)}")
+    if not isinstance(payload["model"], Mapping) or not all(isinstance(v, torch.Tensor)
+                                                             for v in payload["model"].values()):
+        raise ValueError(f"checkpoint {path}: 'model' must be a state dict (names -> tensors)")
+    if isinstance(payload["step"], bool) or not isinstance(payload["step"], int) or payload["step"] < 0:
+        raise ValueError(f"checkpoint {path}: 'step' must be a non-negative integer, got {payload['step']!r}")
+    if not isinstance(payload["config"], Mapping):
+        raise ValueError(f"checkpoint {path}: 'config' must be a mapping, got {type(payload['config']).__name__}")
     return payload
+
+
+def check_resumable(state: Mapping[str, Any], path: str | Path) -> None:
+    """Raise ``ValueError`` naming ``path`` unless ``state`` holds everything a resume needs."""
+    missing = [key for key in RESUME_KEYS if key not in state]
+    if missing:
+        raise ValueError(f"checkpoint {path} cannot be resumed: it lacks {missing} (it holds weights only?); "
+                         f"a resumable checkpoint has {list(RESUME_KEYS)}. Start a new run in another folder, "
+                         f"or sample/export from it instead")
+
+
+def nonfinite_tensors(state_dict: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in ``state_dict`` that hold NaN or inf (empty when all are finite)."""
+    return [name for name, value in state_dict.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _what_is_wrong(path: Path) -> str:
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head == b"PK\x03\x04":
+        return ("a zip archive (the PyTorch format) that is incomplete: truncated, or damaged"
+                if not zipfile.is_zipfile(path) else "a zip archive without readable PyTorch data")
+    if head[:1] == b"\x80":
+        return "a damaged or truncated pickle"
+    return "neither a PyTorch zip archive nor a pickle"
+
+
+def _carries_code(path: Path, exc: BaseException) -> bool:
+    """Whether a file torch refused holds a pickle that imports or calls something (vs. being corrupt).
+
+    Reads the pickle's opcodes with :mod:`pickletools` (which never executes anything).
+    """
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and ("GLOBAL" in text and "blocked" in text
+                                                     or "Unsupported global" in text):
+        return True
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.endswith("data.pkl")]
+                if not names:
+                    return False
+                data = archive.read(names[0])
+        else:
+            data = path.read_bytes()
+        opcodes = {op.name for op, _, _ in pickletools.genops(data)}
+    except Exception:  # not a parsable pickle at all: corrupt, truncated or another format
+        return False
+    return bool(opcodes & _CODE_OPCODES)
 
 
 # ------------------------------------------------------------------------------ random number state
@@ -142,7 +254,24 @@ def capture_rng_state(data_generator: torch.Generator | None = None) -> dict[str
 
 
 def restore_rng_state(state: Mapping[str, Any], data_generator: torch.Generator | None = None) -> None:
-    """Undo :func:`capture_rng_state`: put every generator back where it was."""
+    """Undo :func:`capture_rng_state`: put every generator back where it was.
+
+    Raises:
+        ValueError: naming the generator whose saved state is malformed.
+    """
+    if not isinstance(state, Mapping):
+        raise ValueError(f"the saved random number state must be a mapping, got {type(state).__name__}")
+    for name in ("python", "numpy", "torch", "cuda", "data"):
+        if name in state:
+            try:
+                _restore_one(name, state[name], data_generator)
+            except (TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
+                raise ValueError(f"the saved {name!r} random number state is malformed "
+                                 f"({_first_line(exc)})") from None
+
+
+def _restore_one(name: str, saved: Any, data_generator: torch.Generator | None) -> None:
+    state = {name: saved}
     if "python" in state:
         version, mt_state, gauss = state["python"]
         random.setstate((int(version), tuple(int(v) for v in mt_state.tolist()), gauss))

@@ -45,8 +45,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from meddiff_lab.training.checkpoint import (capture_rng_state, load_checkpoint, restore_rng_state,
-                                             save_checkpoint)
+from meddiff_lab.training.checkpoint import (capture_rng_state, check_resumable, load_checkpoint,
+                                             restore_rng_state, save_checkpoint)
+from meddiff_lab.training.schema import Field, check_fields, read_yaml_mapping
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 LOSS_TYPES = ("mse", "hybrid")
@@ -115,28 +116,40 @@ class TrainConfig:
     checkpoint_every: int = 500          # 0: only at the end
 
     def __post_init__(self) -> None:
-        self.adam_betas = tuple(float(b) for b in self.adam_betas)
-        self.model = dict(self.model)
         self.validate()
 
     def validate(self) -> None:
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"prediction_type {self.prediction_type!r} is not one of {PREDICTION_TYPES}")
-        if self.loss not in LOSS_TYPES:
-            raise ValueError(f"loss {self.loss!r} is not one of {LOSS_TYPES}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"mixed_precision {self.mixed_precision!r} is not one of {MIXED_PRECISION}")
-        for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "image_size", "num_images"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
-        if self.min_snr_gamma is not None and self.min_snr_gamma <= 0:
-            raise ValueError(f"min_snr_gamma must be > 0 or null, got {self.min_snr_gamma!r}")
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout!r}")
+        """Check the type and range of every key (see ``_CONFIG_FIELDS``) and coerce YAML's values
+        (``100.0`` -> 100, ``"1e-4"`` -> 1e-4); raises ``ValueError`` naming each bad key."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name, value in check_fields(values, _CONFIG_FIELDS).items():
+            setattr(self, name, value)
+        from meddiff_lab.data.sources import DATA_SOURCES  # here: the data readers need not load with the trainer
+
+        if self.data_source not in DATA_SOURCES:
+            raise ValueError(f"data_source: expected one of {', '.join(map(repr, DATA_SOURCES))}, "
+                             f"got {self.data_source!r}")
+        if self.schedule != "cosine" and self.beta_start >= self.beta_end:
+            raise ValueError(f"beta_start ({self.beta_start!r}) must be smaller than beta_end ({self.beta_end!r})")
+        self._check_model_kwargs()
+
+    def _check_model_kwargs(self) -> None:
+        """``model`` must be keyword arguments that build a UNet for ``image_size`` (built on the
+        ``meta`` device: no memory, no time)."""
+        import inspect
+
+        from meddiff_lab.models import UNet
+
+        accepted = [n for n in inspect.signature(UNet.__init__).parameters if n != "self"]
+        unknown = sorted(set(self.model) - set(accepted))
+        if unknown:
+            raise ValueError(f"model: unknown UNet keyword argument(s) {unknown}; allowed: {accepted}")
+        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.model.items()}
+        try:
+            with torch.device("meta"):
+                UNet(**kwargs)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"model: these UNet keyword arguments do not build a model: {exc}") from None
 
     # -------------------------------------------------------------------------------- conversions
     @classmethod
@@ -158,15 +171,8 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        import yaml
-
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"training config {path} does not exist")
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-        if not isinstance(data, Mapping):
-            raise ValueError(f"training config {path} must hold a mapping of keys, got {type(data).__name__}")
+        data = read_yaml_mapping(path, "training config")
         try:
             return cls.from_dict(data)
         except (TypeError, ValueError) as exc:
@@ -180,6 +186,45 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: type and range of every TrainConfig key (checked by TrainConfig.validate)
+_CONFIG_FIELDS: dict[str, Field] = {
+    "data_source": Field("str"),  # one of meddiff_lab.data.sources.DATA_SOURCES (checked in validate)
+    "data_root": Field("path", optional=True),
+    "image_size": Field("int", low=8),
+    "num_images": Field("int", low=1),
+    "data_seed": Field("int", low=0),
+    "model": Field("mapping"),
+    "schedule": Field("choice", choices=("linear", "scaled_linear", "cosine", "sigmoid")),
+    "num_train_timesteps": Field("int", low=2),
+    "beta_start": Field("float", low=0.0, high=1.0, low_open=True, high_open=True),
+    "beta_end": Field("float", low=0.0, high=1.0, low_open=True, high_open=True),
+    "prediction_type": Field("choice", choices=PREDICTION_TYPES),
+    "loss": Field("choice", choices=LOSS_TYPES),
+    "ssim_weight": Field("float", low=0.0, high=1.0),
+    "min_snr_gamma": Field("float", low=0.0, low_open=True, optional=True),
+    "max_steps": Field("int", low=1),
+    "batch_size": Field("int", low=1),
+    "gradient_accumulation_steps": Field("int", low=1),
+    "learning_rate": Field("float", low=0.0, high=1.0, low_open=True),
+    "weight_decay": Field("float", low=0.0),
+    "adam_betas": Field("floats", low=0.0, high=1.0, high_open=True, length=2),
+    "warmup_steps": Field("int", low=0),
+    "min_lr_ratio": Field("float", low=0.0, high=1.0),
+    "max_grad_norm": Field("float", low=0.0, low_open=True, optional=True),
+    "ema_decay": Field("float", low=0.0, high=1.0, high_open=True),
+    "label_dropout": Field("float", low=0.0, high=1.0, high_open=True),
+    "balance_classes": Field("bool"),
+    "mixed_precision": Field("choice", choices=MIXED_PRECISION),
+    "seed": Field("int", low=0),
+    "threads": Field("int", low=1, optional=True),
+    "log_every": Field("int", low=1),
+    "sample_every": Field("int", low=0),
+    "num_samples": Field("int", low=1),
+    "sample_steps": Field("int", low=1),
+    "checkpoint_every": Field("int", low=0),
+}
+
+
 # ------------------------------------------------------------------------------- building blocks
 def build_model(config: TrainConfig) -> torch.nn.Module:
     """The U-Net described by ``config.model`` (one input and one output channel)."""
@@ -189,6 +234,10 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
     kwargs.setdefault("spatial_dims", 2)
     kwargs.setdefault("in_channels", 1)
     kwargs.setdefault("out_channels", 1)
+    levels = len(kwargs.get("channels", (32, 64, 128)))
+    if config.image_size % 2 ** (levels - 1):
+        raise ValueError(f"image_size {config.image_size} must be a multiple of {2 ** (levels - 1)}: a U-Net with "
+                         f"{levels} levels (model.channels) halves it {levels - 1} time(s)")
     return UNet(**kwargs)
 
 
@@ -354,6 +403,21 @@ def generate_samples(model: torch.nn.Module, scheduler, num_samples: int, image_
     return images.to(device).clamp(-1, 1)
 
 
+def _check_training_values(images: torch.Tensor) -> None:
+    """Training images must be finite and in [-1, 1] (give or take an augmentation's overshoot): refuse NaN/inf
+    and 0-255 data up front."""
+    if len(images) == 0:
+        raise ValueError("the training set is empty: expected (N, 1, H, W) images with N >= 1")
+    finite = torch.isfinite(images)
+    if not bool(finite.all()):
+        bad = int((~finite).flatten(1).any(1).sum())
+        raise ValueError(f"{bad} of {len(images)} training images contain NaN or inf; check the data source")
+    low, high = float(images.min()), float(images.max())
+    if low < -1.1 or high > 1.1:  # room for an augmentation's overshoot, none for [0, 255] data
+        raise ValueError(f"training images span [{low:.4g}, {high:.4g}]; expected float32 in [-1, 1] "
+                         f"(map [0, 1] images with x * 2 - 1, 0-255 images with x / 127.5 - 1)")
+
+
 # ---------------------------------------------------------------------------------- accelerator
 class SingleProcess:
     """The few parts of ``accelerate.Accelerator`` the trainer uses, for one process without Accelerate."""
@@ -466,6 +530,7 @@ class Trainer:
         if self.images.shape[-1] != config.image_size or self.images.shape[-2] != config.image_size:
             raise ValueError(f"training images are {tuple(self.images.shape[-2:])} px but the config says "
                              f"image_size={config.image_size}")
+        _check_training_values(self.images)
         self.data_generator = torch.Generator().manual_seed(config.seed * 1000 + self.rank)
         self.conditions = self._check_conditions(conditions or {})
         self.sampling_weights = None
@@ -513,19 +578,28 @@ class Trainer:
     def load(self, path: str | Path) -> int:
         """Restore model, EMA, optimizer, LR schedule, RNG states and step from ``path``; returns the step."""
         state = load_checkpoint(path, map_location="cpu")
-        saved = TrainConfig.from_dict(state["config"])
+        check_resumable(state, path)
+        try:
+            saved = TrainConfig.from_dict(state["config"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"checkpoint {path} holds an invalid training config: {exc}") from None
         for key in ("model", "schedule", "num_train_timesteps", "beta_start", "beta_end", "prediction_type",
                     "image_size"):
             if getattr(saved, key) != getattr(self.config, key):
                 raise ValueError(f"checkpoint {path} was trained with {key}={getattr(saved, key)!r} but the "
                                  f"config asks for {getattr(self.config, key)!r}; use the same config to resume")
-        self.accelerator.unwrap_model(self.wrapped_model).load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        restore_rng_state(state["rng"], self.data_generator)
+        try:  # a checkpoint whose tensors do not fit this model, or a damaged state, is the file's fault
+            self.accelerator.unwrap_model(self.wrapped_model).load_state_dict(state["model"])
+            self.ema.load_state_dict(state["ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+            if self.scaler is not None and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            restore_rng_state(state["rng"], self.data_generator)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            text = " ".join(str(exc).split())
+            raise ValueError(f"checkpoint {path} does not fit this run and cannot be resumed: "
+                             f"{text[:300]}{'...' if len(text) > 300 else ''}") from None
         self.step = int(state["step"])
         self.seconds = float(state.get("seconds", 0.0))
         self._truncate_log(self.step)

@@ -360,3 +360,91 @@ def test_cli_data_commands(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(download.urllib.request, "urlopen", offline)
     assert cli.main(["data", "download", "medmnist", "--root", str(tmp_path)]) == 3
     assert "offline" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ bad input never passes
+@pytest.mark.parametrize("rows, message", [
+    (["00000009_000.png,Mass,0,9,58,F,PA,1,1,1,1,", "00000009_000.png,Mass,0,9,58,F,PA,1,1,1,1,"],
+     r"line 3: image 00000009_000.png is listed twice \(first on line 2\)"),
+    (["00000009_000.png,,0,9,58,F,PA,1,1,1,1,"], "line 2: empty Finding Labels for 00000009_000.png; write 'No Finding'"),
+    (["00000009_000.png,Mass,0,1.7,58,F,PA,1,1,1,1,"], "line 2: Patient ID '1.7' is not a whole number"),
+    (["00000009_000.png,Mass,0,inf,58,F,PA,1,1,1,1,"], "line 2: Patient ID 'inf' is not a whole number"),
+    (["00000009_000.png,Mass,0,-3,58,F,PA,1,1,1,1,"], "line 2: Patient ID '-3' is not a whole number"),
+    ([",Mass,0,9,58,F,PA,1,1,1,1,"], "line 2: empty Image Index"),
+], ids=["duplicate-row", "empty-label", "patient-1.7", "patient-inf", "patient-negative", "empty-image-index"])
+def test_nih_metadata_refuses_rows_that_would_be_read_wrongly(tmp_path, rows, message):
+    path = tmp_path / "Data_Entry_2017.csv"
+    path.write_text(HEADER_2017 + "\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=message) as caught:
+        read_nih_metadata(path)
+    assert str(path) in str(caught.value)
+
+
+def test_nih_metadata_accepts_zero_padded_and_spreadsheet_patient_ids(tmp_path):
+    path = tmp_path / "Data_Entry_2017.csv"
+    path.write_text(HEADER_2017 + "\n00000009_000.png,Mass,0,00009,58,F,PA,1,1,1,1,\n"
+                    "00000010_000.png,No Finding,0,10.0,58,F,PA,1,1,1,1,\n")
+    assert [r["patient_id"] for r in read_nih_metadata(path)] == [9, 10]
+
+
+def test_nih_metadata_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "Data_Entry_2017.csv"
+    path.write_bytes((HEADER_2017 + "\n00000009_000.png,Mass,0,9,58,F,PA,1,1,1,1,\n").encode() + b"\xff\xfe,\n")
+    with pytest.raises(ValueError, match="Data_Entry_2017.csv is not UTF-8 text"):
+        read_nih_metadata(path)
+
+
+def test_official_lists_that_share_a_patient_are_refused(nih_root):
+    # patient 1's third image moves to the test list: patient 1 is then in train_val and test
+    (nih_root / "train_val_list.txt").write_text("\n".join(n for n in TRAIN_VAL if n != "00000001_002.png") + "\n")
+    (nih_root / "test_list.txt").write_text("\n".join(TEST + ["00000001_002.png"]) + "\n")
+    for split in ("train_val", "test", "train", "val"):
+        with pytest.raises(ValueError, match="patient 1 has images in both train_val_list.txt and test_list.txt "
+                                             r"\(e.g. 00000001_002.png"):
+            ChestXray14(nih_root, split, image_size=16)
+    ChestXray14(nih_root, "all", image_size=16)   # without the lists there is nothing to leak
+    (nih_root / "train_val_list.txt").write_text("\n".join(TRAIN_VAL) + "\n")
+    with pytest.raises(ValueError, match="image 00000001_002.png is in both"):
+        ChestXray14(nih_root, "test", image_size=16)
+
+
+def test_medmnist_with_nan_or_a_truncated_file_is_refused(tmp_path):
+    arrays = _write_medmnist(tmp_path / "chestmnist.npz", 14)
+    arrays = {k: v.astype(np.float32) / 255 if k.endswith("images") else v for k, v in arrays.items()}
+    arrays["train_images"][3, 2, 2] = np.nan
+    arrays["train_images"][5, 0, 0] = np.inf
+    np.savez(tmp_path / "chestmnist.npz", **arrays)
+    with pytest.raises(ValueError, match=r"2 image\(s\) of train_images hold NaN or inf \(first: index 3\)"):
+        MedMNIST(tmp_path, "train", 28)
+    MedMNIST(tmp_path, "val", 28)   # the other splits are clean
+    data = (tmp_path / "chestmnist.npz").read_bytes()
+    (tmp_path / "chestmnist.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="chestmnist.npz as a MedMNIST .npz"):
+        MedMNIST(tmp_path, "val", 28)
+
+
+def test_check_source_reads_every_item_and_reports_every_bad_file(nih_root, capsys):
+    from meddiff_lab import cli
+    from meddiff_lab.data.sources import DataCheckError
+
+    assert "train_val" in check_source("chestxray14", nih_root)
+    bad = [nih_root / "images_001" / "images" / "00000001_002.png", nih_root / "images_002" / "images" / "00000004_000.png"]
+    for path in bad:   # two later images, not the first of their split, are truncated
+        path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(DataCheckError) as caught:
+        check_source("chestxray14", nih_root)
+    assert len(caught.value.problems) == 2 and "00000001_002.png" in caught.value.problems[0]
+    assert "00000004_000.png" in caught.value.problems[1]
+    assert cli.main(["data", "check", "--source", "chestxray14", "--root", str(nih_root)]) == 2
+    captured = capsys.readouterr()
+    assert "train_val" in captured.out and "00000001_002.png" in captured.err and "00000004_000.png" in captured.err
+    assert "Traceback" not in captured.err and "2 problem(s) in chestxray14" in captured.err
+
+
+def test_check_source_reports_official_lists_that_leak(nih_root, capsys):
+    from meddiff_lab import cli
+
+    (nih_root / "train_val_list.txt").write_text("\n".join(n for n in TRAIN_VAL if n != "00000001_002.png") + "\n")
+    (nih_root / "test_list.txt").write_text("\n".join(TEST + ["00000001_002.png"]) + "\n")
+    assert cli.main(["data", "check", "--source", "chestxray14", "--root", str(nih_root)]) == 2
+    assert "patient 1 has images in both" in capsys.readouterr().err

@@ -80,3 +80,126 @@ def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
     restore_rng_state(load_checkpoint(tmp_path / "rng.pt")["rng"], generator)
     again = (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=generator).item())
     assert again == expected
+
+
+# ------------------------------------------------------------------ corrupt files vs. refused code
+def _good_bytes(tmp_path):
+    return save_checkpoint(tmp_path / "good.pt", _state()).read_bytes()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda good: good[: len(good) // 2], "corrupt or not a PyTorch checkpoint: a zip archive .* incomplete"),
+    (lambda good: bytes(random.Random(0).getrandbits(8) for _ in range(4000)),
+     "corrupt or not a PyTorch checkpoint: neither a PyTorch zip archive nor a pickle"),
+    (lambda good: b"hello world\n", "corrupt or not a PyTorch checkpoint"),
+    (lambda good: b"", r"is empty \(0 bytes\)"),
+    (lambda good: b"\x80\x02}q\x00(X\x05", "corrupt or not a PyTorch checkpoint: a damaged or truncated pickle"),
+], ids=["truncated", "random-bytes", "text", "empty", "truncated-pickle"])
+def test_a_corrupt_checkpoint_is_reported_as_corrupt_not_as_code(tmp_path, make, message):
+    path = tmp_path / "last.pt"
+    path.write_bytes(make(_good_bytes(tmp_path)))
+    with pytest.raises(ValueError, match=message) as caught:
+        load_checkpoint(path)
+    assert str(path) in str(caught.value) and "could run code" not in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["zip", "legacy", "plain-pickle"])
+def test_every_pickle_carrying_code_is_refused_as_code(tmp_path, kind):
+    import pickle
+
+    marker = tmp_path / "code_ran.txt"
+    evil = tmp_path / "evil.pt"
+    payload = {"model": {}, "step": 0, "config": {}, "payload": _Payload(marker)}
+    if kind == "plain-pickle":
+        evil.write_bytes(pickle.dumps(payload, protocol=4))
+    else:
+        torch.save(payload, evil, _use_new_zipfile_serialization=kind == "zip")
+    with pytest.raises(ValueError, match="refusing to load checkpoint .*could run code; nothing in it was run"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("state, message", [
+    ({"model": [1, 2], "step": 0, "config": {}}, "'model' must be a state dict"),
+    ({"model": {}, "step": -1, "config": {}}, "'step' must be a non-negative integer"),
+    ({"model": {}, "step": 1, "config": "lr=1"}, "'config' must be a mapping"),
+    ([1, 2, 3], "holds a list, expected a dict"),
+])
+def test_a_checkpoint_with_malformed_entries_names_the_entry(tmp_path, state, message):
+    path = tmp_path / "odd.pt"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=message) as caught:
+        load_checkpoint(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_folder_given_as_checkpoint_is_named(tmp_path):
+    with pytest.raises(ValueError, match="is a folder; expected a .pt file"):
+        load_checkpoint(tmp_path)
+
+
+# ------------------------------------------------------------------ writing: full disk, stale files
+def test_a_full_disk_names_the_checkpoint_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+
+    path = save_checkpoint(tmp_path / "last.pt", _state(step=1))
+
+    def disk_full(obj, f, *args, **kwargs):
+        with open(f, "wb") as handle:
+            handle.write(b"PK\x03\x04 partial")
+        # what torch raises when the disk fills up mid-save (no file named, no word of disk space)
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError) as caught:
+        save_checkpoint(path, _state(step=2))
+    message = str(caught.value)
+    assert f"could not write checkpoint {path}" in message and "MB free on that disk" in message
+    assert "disk may be full" in message and caught.value.filename == str(path)
+    assert caught.value.errno == errno.EIO
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert sorted(os.listdir(tmp_path)) == ["last.pt"]
+
+
+def test_temporary_files_left_by_a_kill_are_removed_on_the_next_save(tmp_path):
+    from meddiff_lab.training.checkpoint import remove_stale_temporaries
+
+    path = save_checkpoint(tmp_path / "last.pt", _state(step=1))
+    stale = [tmp_path / ".last.pt.abc123.tmp", tmp_path / ".last.pt.zz_9.tmp"]
+    for file in stale:
+        file.write_bytes(b"half a checkpoint")   # what kill -9 during torch.save leaves
+    other = tmp_path / ".other.pt.x.tmp"
+    other.write_bytes(b"not ours")
+    save_checkpoint(path, _state(step=2))
+    assert not any(file.exists() for file in stale) and other.exists()
+    assert load_checkpoint(path)["step"] == 2
+    assert remove_stale_temporaries(path) == []
+
+
+# ------------------------------------------------------------------ resumable, RNG state, weights
+def test_check_resumable_names_what_is_missing(tmp_path):
+    from meddiff_lab.training.checkpoint import check_resumable
+
+    with pytest.raises(ValueError, match=r"weights.pt cannot be resumed: it lacks \['ema', 'optimizer'"):
+        check_resumable(_state(), tmp_path / "weights.pt")
+
+
+@pytest.mark.parametrize("broken, name", [
+    ({"python": [3, torch.zeros(3, dtype=torch.int64), None]}, "python"),
+    ({"numpy": ["MT19937", "not a tensor", 0, 0, 0.0]}, "numpy"),
+    ({"torch": torch.zeros(5, dtype=torch.uint8)}, "torch"),
+    ({"data": torch.tensor([1.5])}, "data"),
+])
+def test_a_malformed_rng_state_names_the_generator(broken, name):
+    with pytest.raises(ValueError, match=f"the saved '{name}' random number state is malformed"):
+        restore_rng_state(broken, torch.Generator())
+
+
+def test_nonfinite_tensors_lists_the_bad_weights():
+    from meddiff_lab.training.checkpoint import nonfinite_tensors
+
+    weights = {"a": torch.ones(2), "b": torch.tensor([1.0, float("nan")]), "c": torch.tensor([float("inf")]),
+               "steps": torch.tensor([3])}
+    assert nonfinite_tensors(weights) == ["b", "c"]
+    assert nonfinite_tensors({"a": torch.ones(2)}) == []

@@ -68,9 +68,8 @@ def test_existing_checkpoint_without_resume_is_an_error(tmp_path):
 
 
 def test_non_finite_loss_stops_naming_the_step_and_saves_nothing(tmp_path):
-    images = _images()
-    images[:] = float("nan")
-    trainer = Trainer(TrainConfig.from_dict(TINY), tmp_path, images=images, progress=False)
+    trainer = Trainer(TrainConfig.from_dict(TINY), tmp_path, images=_images(), progress=False)
+    trainer.images[:] = float("nan")  # NaN after the checks at construction, as a diverging run would produce
     with pytest.raises(NonFiniteLossError, match="at step 1 "):
         trainer.train()
     assert not (tmp_path / "last.pt").exists()
@@ -164,3 +163,52 @@ def test_conditions_are_checked_against_the_data_and_the_model():
                 progress=False)
     with pytest.raises(ValueError, match="balance_classes=True needs"):
         Trainer(config.replace(balance_classes=True), images=_images(), progress=False)
+
+
+# ----------------------------------------------------------------- bad data, bad checkpoints
+@pytest.mark.parametrize("images, message", [
+    (torch.full((16, 1, 16, 16), float("nan")), "16 of 16 training images contain NaN or inf"),
+    (torch.rand(16, 1, 16, 16) * 255, r"training images span \[.*\]; expected float32 in \[-1, 1\]"),
+    (torch.zeros(0, 1, 16, 16), "the training set is empty"),
+])
+def test_training_images_are_checked_before_training(images, message):
+    with pytest.raises(ValueError, match=message):
+        Trainer(TrainConfig.from_dict(TINY), images=images, progress=False)
+
+
+def _saved_run(tmp_path):
+    config = TrainConfig.from_dict({**TINY, "max_steps": 3})
+    Trainer(config, tmp_path, images=_images(), progress=False).train()
+    return config, tmp_path / "last.pt"
+
+
+def _resume(config, folder):
+    return Trainer(config, folder, images=_images(), progress=False).train(max_steps=4, resume=True)
+
+
+def test_resuming_a_checkpoint_without_optimizer_names_the_file(tmp_path):
+    from meddiff_lab.training import load_checkpoint, save_checkpoint
+
+    config, path = _saved_run(tmp_path)
+    state = load_checkpoint(path)
+    save_checkpoint(path, {key: state[key] for key in ("model", "step", "config", "ema")})
+    with pytest.raises(ValueError, match=rf"checkpoint {path} cannot be resumed: it lacks \['optimizer'"):
+        _resume(config, tmp_path)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s: s["model"].__setitem__(next(iter(s["model"])), torch.zeros(3, 3)), "size mismatch"),
+    (lambda s: s["rng"].__setitem__("torch", torch.zeros(4, dtype=torch.uint8)), "'torch' random number state"),
+    (lambda s: s["optimizer"].__setitem__("param_groups", []), "different number of parameter groups"),
+    (lambda s: s["config"].__setitem__("max_steps", -4), "holds an invalid training config: max_steps"),
+], ids=["wrong-tensor-shape", "bad-rng-state", "bad-optimizer", "bad-config"])
+def test_resuming_a_damaged_checkpoint_names_the_file(tmp_path, damage, message):
+    from meddiff_lab.training import load_checkpoint, save_checkpoint
+
+    config, path = _saved_run(tmp_path)
+    state = load_checkpoint(path)
+    damage(state)
+    save_checkpoint(path, state)
+    with pytest.raises(ValueError, match=message) as caught:
+        _resume(config, tmp_path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
