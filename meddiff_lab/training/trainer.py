@@ -47,11 +47,12 @@ import torch.nn.functional as F
 
 from meddiff_lab.training.checkpoint import (capture_rng_state, check_resumable, load_checkpoint,
                                              restore_rng_state, save_checkpoint)
+from meddiff_lab.training.precision import PRECISIONS, PrecisionChoice, choose_precision, cpu_has_native_bf16
 from meddiff_lab.training.schema import Field, check_fields, read_yaml_mapping
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 LOSS_TYPES = ("mse", "hybrid")
-MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+MIXED_PRECISION = PRECISIONS
 CHECKPOINT_NAME = "last.pt"
 LOG_NAME = "log.csv"
 LOG_COLUMNS = ("step", "loss", "lr", "grad_norm", "images_per_sec", "elapsed_s")
@@ -105,7 +106,7 @@ class TrainConfig:
     # conditions (used only when the Trainer is given conditions=...)
     label_dropout: float = 0.1           # chance a label / metadata vector becomes the null condition
     balance_classes: bool = False        # draw every class equally often
-    mixed_precision: str = "auto"        # "auto": fp16 on CUDA, float32 on CPU; "bf16" autocast on request
+    mixed_precision: str = "auto"        # "auto": fp16 on CUDA; on a CPU bf16 if measured faster, else float32
     # bookkeeping
     seed: int = 0
     threads: int | None = None
@@ -260,29 +261,12 @@ def build_scheduler(config: Mapping[str, Any] | TrainConfig, kind: str = "ddim")
 
 
 def resolve_mixed_precision(setting: str, device: torch.device) -> str:
-    """``"auto"`` → ``"fp16"`` (with gradient scaling) on CUDA, ``"no"`` elsewhere.
+    """The precision a run uses without measuring: ``"auto"`` → ``"fp16"`` on CUDA, ``"no"`` elsewhere.
 
-    On a CPU, bf16 autocast is available (``mixed_precision: bf16``) but was measured *slower* than
-    float32 for this U-Net on an AVX512-BF16 EPYC (1.2 vs 7.8 training images/s at 64 px, one thread):
-    the convolutions spend more time converting than they save. Measure before turning it on.
+    The :class:`Trainer` goes further for ``"auto"`` on a CPU with native bf16: it measures both and
+    keeps the faster (:func:`meddiff_lab.training.precision.choose_precision`).
     """
-    if setting == "auto":
-        return "fp16" if device.type == "cuda" else "no"
-    if setting == "fp16" and device.type != "cuda":
-        raise ValueError(f"mixed_precision 'fp16' needs a CUDA device; use 'bf16' or 'no' on {device.type}")
-    if setting == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        import warnings
-
-        warnings.warn("mixed_precision 'bf16' on a CPU without native bf16 instructions is emulated and slow")
-    return setting
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when oneDNN reports native bf16 instructions (AVX512-BF16 / AMX) on this CPU."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # pragma: no cover - very old or unusual builds
-        return False
+    return choose_precision(setting, device).precision
 
 
 def warmup_cosine(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float = 0.0) -> float:
@@ -507,6 +491,7 @@ class Trainer:
         self.world_size = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
         self.precision = resolve_mixed_precision(config.mixed_precision, self.device)
+        self.precision_choice = PrecisionChoice(config.mixed_precision, self.precision, "not measured")
 
         torch.manual_seed(config.seed)  # same initial weights on every rank
         self.model = (model if model is not None else build_model(config)).to(self.device)
@@ -544,6 +529,28 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.seconds = 0.0
         self._writer = None
+        if config.mixed_precision == "auto" and self.device.type == "cpu":
+            self.precision_choice = self._measure_precision()
+            self.precision = self.precision_choice.precision
+
+    def _measure_precision(self) -> PrecisionChoice:
+        """``mixed_precision: auto`` on a CPU: time real forward/backward passes in float32 and bf16
+        (alternating; no optimizer step, gradients cleared, random state untouched) and keep the faster."""
+        batch = min(self.config.batch_size, len(self.images))
+        x0 = self.images[:batch].to(self.device)
+        conditions = {name: value[:batch].to(self.device) for name, value in self.conditions.items()}
+
+        def step(precision: str) -> None:
+            self.precision = precision
+            self._micro_step_loss(x0, conditions).backward()
+            self.optimizer.zero_grad(set_to_none=True)
+
+        self.wrapped_model.train()
+        with torch.random.fork_rng(devices=[]):
+            choice = choose_precision("auto", self.device, step, images_per_step=batch)
+        if self.is_main and self.progress:
+            print(f"precision {choice.reason}", file=sys.stderr)
+        return choice
 
     # ------------------------------------------------------------------------------ checkpoints
     @property
@@ -564,6 +571,7 @@ class Trainer:
             "loss": self.history[-1]["loss"] if self.history else None,
             "world_size": self.world_size,
             "hardware": hardware_description(),
+            "precision": self.precision_choice.to_dict(),
         }
 
     def save(self, path: str | Path | None = None) -> Path | None:
@@ -600,6 +608,13 @@ class Trainer:
             text = " ".join(str(exc).split())
             raise ValueError(f"checkpoint {path} does not fit this run and cannot be resumed: "
                              f"{text[:300]}{'...' if len(text) > 300 else ''}") from None
+        saved_precision = state.get("precision")
+        if self.config.mixed_precision == "auto" and isinstance(saved_precision, Mapping) \
+                and saved_precision.get("precision") in ("no", "bf16") and self.device.type == "cpu":
+            # keep the arithmetic the run started with, so a resumed run continues the same computation
+            self.precision_choice = PrecisionChoice(**{k: saved_precision.get(k) for k in (
+                "setting", "precision", "reason", "fp32_images_per_sec", "bf16_images_per_sec")})
+            self.precision = self.precision_choice.precision
         self.step = int(state["step"])
         self.seconds = float(state.get("seconds", 0.0))
         self._truncate_log(self.step)
@@ -792,6 +807,10 @@ class Trainer:
             elif ckpt.exists():
                 raise ValueError(f"{self.out_dir} already holds a checkpoint ({ckpt}); pass --resume "
                                  f"(resume=True) to continue it, or choose another output folder")
+            if self.is_main:
+                (self.out_dir / "precision.json").write_text(
+                    json.dumps(dict(self.precision_choice.to_dict(), hardware=hardware_description()), indent=2),
+                    encoding="utf-8")
             if self.is_main and self.step == 0:
                 (self.out_dir / "config.yaml").write_text(_to_yaml(cfg.to_dict()), encoding="utf-8")
                 log = self.out_dir / LOG_NAME
