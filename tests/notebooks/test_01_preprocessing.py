@@ -48,3 +48,9 @@ def test_augmentation_split_deid_and_viewer(metrics):
     assert metrics["deid_pixels_identical"] is True and metrics["deid_series_identical"] is True
     assert metrics["viewer_backend"] == "matplotlib"  # headless: itkwidgets cannot render
     assert is_finite_number(metrics["notebook_seconds"])
+
+
+def test_every_claim_is_supported_by_the_run(run_notebook):
+    claims = run_notebook(NOTEBOOK).claims
+    assert claims, "the notebook states its results as checked claims (meddiff_lab.course.claim)"
+    assert [c["text"] for c in claims if not c["holds"]] == []

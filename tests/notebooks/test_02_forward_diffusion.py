@@ -30,3 +30,9 @@ def test_faint_lesion_drowns_before_the_heart_and_earlier_under_linear(metrics):
 
 def test_pooling_by_two_multiplies_the_snr_by_about_four(metrics):
     assert 3.0 < metrics["snr_ratio_after_pooling"] < 5.3
+
+
+def test_every_claim_is_supported_by_the_run(run_notebook):
+    claims = run_notebook(NOTEBOOK).claims
+    assert claims, "the notebook states its results as checked claims (meddiff_lab.course.claim)"
+    assert [c["text"] for c in claims if not c["holds"]] == []

@@ -37,3 +37,9 @@ def test_ddim_variance_shrinks_at_few_steps(metrics):
 def test_inversion_and_diffusers_agree(metrics):
     assert metrics["inversion_error_fixed_point"] < metrics["inversion_error_plain"]
     assert metrics["diffusers_ddim_max_diff"] < 1e-4
+
+
+def test_every_claim_is_supported_by_the_run(run_notebook):
+    claims = run_notebook(NOTEBOOK).claims
+    assert claims, "the notebook states its results as checked claims (meddiff_lab.course.claim)"
+    assert [c["text"] for c in claims if not c["holds"]] == []

@@ -30,3 +30,9 @@ def test_measured_receptive_field_equals_the_computed_one(metrics):
 def test_speed_comparison_ran(metrics):
     for key in ("train_speed_ratio_vs_monai", "train_speed_ratio_vs_diffusers"):
         assert is_finite_number(metrics[key]) and metrics[key] > 0  # no timed assertion: numbers go in benchmarks/
+
+
+def test_every_claim_is_supported_by_the_run(run_notebook):
+    claims = run_notebook(NOTEBOOK).claims
+    assert claims, "the notebook states its results as checked claims (meddiff_lab.course.claim)"
+    assert [c["text"] for c in claims if not c["holds"]] == []

@@ -21,3 +21,20 @@ def test_05_training_chestxray_runs_and_learns(run_notebook):
     assert metrics["accumulation_max_difference"] < 1e-4  # two half-batches give the whole batch's gradient
     assert metrics["resumed_to_step"] > metrics["train_steps"]
     assert isinstance(metrics["pretrained_available"], bool)
+
+
+@pytest.mark.notebook
+def test_every_claim_is_supported_by_the_run(run_notebook):
+    claims = run_notebook(NAME).claims
+    assert claims, "the notebook states its results as checked claims (meddiff_lab.course.claim)"
+    assert [c["text"] for c in claims if not c["holds"]] == []
+
+
+@pytest.mark.notebook
+def test_the_loss_has_its_floor_and_the_student_meets_the_shipped_model(run_notebook):
+    metrics = run_notebook(NAME).metrics
+    fixed = metrics["loss_fixed_draws"]
+    assert 0 <= metrics["loss_floor_training"] == fixed["exact_training"] < fixed["yours_training"]
+    assert set(fixed) == {"yours_training", "yours_unseen", "exact_training", "exact_unseen"}
+    told = metrics["told_apart"]
+    assert "yours" in told and all(0 <= r["interval"][0] <= r["accuracy"] <= r["interval"][1] <= 1 for r in told.values())

@@ -43,3 +43,16 @@ def test_mask_conditioning_is_scored_and_controlnet_starts_as_the_base(metrics):
         assert 0.0 <= metrics[key] <= 1.0
     for key in ("mask_concat_ctr_error", "mask_controlnet_ctr_error"):
         assert is_finite_number(metrics[key]) and metrics[key] >= 0
+
+
+def test_every_claim_is_supported_by_the_run(run_notebook):
+    claims = run_notebook(NOTEBOOK).claims
+    assert claims, "the notebook states its results as checked claims (meddiff_lab.course.claim)"
+    assert [c["text"] for c in claims if not c["holds"]] == []
+
+
+def test_mask_dice_has_its_floor_and_guidance_its_diversity(metrics):
+    assert 0 <= metrics["mask_floor_dice"] <= 1 and metrics["mask_floor_ctr_error"] >= 0
+    for values in metrics["cfg_diversity"].values():
+        assert values["pairwise RMS"] > 0 and values["contrast"] > 0
+    assert metrics["real_pairwise_rms"] > 0

@@ -30,3 +30,9 @@ def test_scores_are_in_range(metrics):
     assert all(is_finite_number(v) and v >= 0 for v in metrics["seg_hd95_labelled_only_mm"].values())
     assert all(0.0 <= v <= 1.0 for v in metrics["seg_synthetic_fidelity_dice"].values())
     assert is_finite_number(metrics["seg_seconds_total"]) and metrics["seg_seconds_total"] > 0
+
+
+def test_every_claim_is_supported_by_the_run(run_notebook):
+    claims = run_notebook(NOTEBOOK).claims
+    assert claims, "the notebook states its results as checked claims (meddiff_lab.course.claim)"
+    assert [c["text"] for c in claims if not c["holds"]] == []
