@@ -298,7 +298,7 @@ def _existing_file(path: str | os.PathLike, expected: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------------- NIfTI
-def load_nifti(path: str | os.PathLike, allow_nonfinite: bool = False) -> Volume:
+def load_nifti(path: str | os.PathLike) -> Volume:
     """Read a NIfTI volume (``.nii`` or ``.nii.gz``) with nibabel.
 
     The array is as stored, scaled by the header's ``scl_slope`` / ``scl_inter``, float32; ``spacing``
@@ -307,8 +307,7 @@ def load_nifti(path: str | os.PathLike, allow_nonfinite: bool = False) -> Volume
 
     Raises:
         FileNotFoundError: no such file.
-        MedicalFileError: the file is not a readable NIfTI volume (wrong format, truncated, not gzip),
-            its header is invalid (a NaN affine), or voxels are NaN/inf (unless ``allow_nonfinite``).
+        MedicalFileError: the file is not a readable NIfTI volume (wrong format, truncated, not gzip).
     """
     import nibabel as nib
     from nibabel.filebasedimages import ImageFileError
@@ -339,14 +338,7 @@ def load_nifti(path: str | os.PathLike, allow_nonfinite: bool = False) -> Volume
         meta["time_step"] = float(zooms[3]) if len(zooms) > 3 else None
     if array.ndim > 4:
         raise MedicalFileError(f"{p}: a {array.ndim}-D NIfTI image; expected a 2-D, 3-D or 4-D volume")
-    nonfinite = int(array.size - np.count_nonzero(np.isfinite(array)))
-    if nonfinite and not allow_nonfinite:
-        raise MedicalFileError(f"{p}: {nonfinite} of {array.size} voxels are NaN or inf; expected finite "
-                               f"intensities (pass allow_nonfinite=True to read them as they are)")
-    try:
-        return Volume(array, spacing, image.affine, meta)
-    except ValueError as exc:  # a NaN affine, a zero voxel size: the file's header is wrong
-        raise MedicalFileError(f"{p}: invalid NIfTI header: {exc}") from None
+    return Volume(array, spacing, image.affine, meta)
 
 
 def save_nifti(volume: Volume, path: str | os.PathLike) -> Path:
@@ -550,6 +542,9 @@ def _header_window(ds, index: int = 0) -> tuple[float, float] | None:
 def display_pixels(ds, modality_values: np.ndarray | None = None, voi="header", index: int = 0) -> np.ndarray:
     """What a PACS shows: modality LUT, then the VOI LUT or window, then MONOCHROME1 inverted; in [0, 1].
 
+    (A MONOCHROME2 image whose PresentationLUTShape is INVERSE is inverted too; ``meta["display_inverted"]``
+    in :func:`load_radiograph` says whether this image was.)
+
     Args:
         ds: a pydicom ``Dataset`` with pixel data (greyscale).
         modality_values: the pixel data after the modality LUT (e.g. ``load_dicom(..., invert_monochrome1=False)
@@ -587,9 +582,17 @@ def display_pixels(ds, modality_values: np.ndarray | None = None, voi="header", 
     else:
         raise ValueError(f"voi must be 'header', 'minmax' or (center, width), got {voi!r}")
     out = np.clip(out, 0.0, 1.0)
-    if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
+    if _display_inverted(ds):
         out = 1.0 - out
     return out.astype(np.float32)
+
+
+def _display_inverted(ds) -> bool:
+    """MONOCHROME1 is shown inverted; so is MONOCHROME2 whose PresentationLUTShape is INVERSE (for
+    MONOCHROME1 the standard's INVERSE shape *is* that inversion, not a second one)."""
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
+    return photometric == "MONOCHROME1" or (photometric == "MONOCHROME2" and shape == "INVERSE")
 
 
 def _apply_voi_lut_sequence(values: np.ndarray, item) -> np.ndarray:
@@ -722,7 +725,7 @@ def load_radiograph(path: str | os.PathLike, voi="header", index: int = 0) -> Vo
     meta = dict(volume.meta)
     meta.update(display=True, units="display grey level in [0, 1]", voi_source=_voi_source(ds, voi, index),
                 monochrome1_inverted=meta["photometric_interpretation"].strip() == "MONOCHROME1",
-                orientation_known=False)
+                display_inverted=_display_inverted(ds), orientation_known=False)
     if meta["modality"] and meta["modality"] not in RADIOGRAPH_MODALITIES:
         meta["note"] = f"modality {meta['modality']} is not a projection radiograph"
     row_spacing, col_spacing = volume.spacing[-2:]

@@ -59,6 +59,18 @@ def test_monochrome1_and_monochrome2_of_one_film_show_the_same_picture(tmp_path)
                                1 - window(pydicom.dcmread(one).pixel_array.astype(np.float32), 1200, 2000), atol=1e-6)
 
 
+def test_presentation_lut_shape_inverse_inverts_monochrome2_only(tmp_path):
+    image, air, bone = chest()
+    two = pydicom.dcmread(write_dicom_radiograph(1 - image, tmp_path / "m2.dcm"))  # stored as a negative
+    two.PresentationLUTShape = "INVERSE"
+    assert display_pixels(two)[bone].mean() > 0.9 and display_pixels(two)[air].mean() < 0.1
+    one = pydicom.dcmread(write_dicom_radiograph(image, tmp_path / "m1.dcm", photometric="MONOCHROME1"))
+    one.PresentationLUTShape = "INVERSE"  # what the DX IOD requires with MONOCHROME1: one inversion, not two
+    np.testing.assert_allclose(display_pixels(one), display_pixels(two), atol=1e-6)
+    two.save_as(tmp_path / "m2.dcm", enforce_file_format=True)
+    assert load_radiograph(tmp_path / "m2.dcm").meta["display_inverted"]
+
+
 @pytest.mark.parametrize("function", [None, "LINEAR", "LINEAR_EXACT", "SIGMOID"])
 def test_header_window_equals_pydicom_apply_voi_lut(tmp_path, function):
     image, _, _ = chest()
