@@ -298,7 +298,7 @@ def _existing_file(path: str | os.PathLike, expected: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------------- NIfTI
-def load_nifti(path: str | os.PathLike) -> Volume:
+def load_nifti(path: str | os.PathLike, allow_nonfinite: bool = False) -> Volume:
     """Read a NIfTI volume (``.nii`` or ``.nii.gz``) with nibabel.
 
     The array is as stored, scaled by the header's ``scl_slope`` / ``scl_inter``, float32; ``spacing``
@@ -307,7 +307,8 @@ def load_nifti(path: str | os.PathLike) -> Volume:
 
     Raises:
         FileNotFoundError: no such file.
-        MedicalFileError: the file is not a readable NIfTI volume (wrong format, truncated, not gzip).
+        MedicalFileError: the file is not a readable NIfTI volume (wrong format, truncated, not gzip),
+            its header is invalid (a NaN affine), or voxels are NaN/inf (unless ``allow_nonfinite``).
     """
     import nibabel as nib
     from nibabel.filebasedimages import ImageFileError
@@ -338,7 +339,14 @@ def load_nifti(path: str | os.PathLike) -> Volume:
         meta["time_step"] = float(zooms[3]) if len(zooms) > 3 else None
     if array.ndim > 4:
         raise MedicalFileError(f"{p}: a {array.ndim}-D NIfTI image; expected a 2-D, 3-D or 4-D volume")
-    return Volume(array, spacing, image.affine, meta)
+    nonfinite = int(array.size - np.count_nonzero(np.isfinite(array)))
+    if nonfinite and not allow_nonfinite:
+        raise MedicalFileError(f"{p}: {nonfinite} of {array.size} voxels are NaN or inf; expected finite "
+                               f"intensities (pass allow_nonfinite=True to read them as they are)")
+    try:
+        return Volume(array, spacing, image.affine, meta)
+    except ValueError as exc:  # a NaN affine, a zero voxel size: the file's header is wrong
+        raise MedicalFileError(f"{p}: invalid NIfTI header: {exc}") from None
 
 
 def save_nifti(volume: Volume, path: str | os.PathLike) -> Path:
