@@ -103,7 +103,13 @@ def _model_from_config(config: dict, state_dict: dict, device) -> torch.nn.Modul
     from meddiff_lab.models.unet import UNet
 
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config["model"].items()}
-    model = UNet(**kwargs)
+    conditioning = config.get("conditioning", "none")
+    if conditioning == "none":
+        model = UNet(**kwargs)
+    else:  # a zoo model: the ControlNet's file holds its frozen base too, so nothing else is loaded
+        from meddiff_lab.training.zoo import build_zoo_model
+
+        model = build_zoo_model(conditioning, kwargs, base=UNet(**kwargs))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
     model.load_state_dict(state)
     return model.to(device).eval()
@@ -186,6 +192,8 @@ def _config_from_training(train_config: dict) -> dict:
         "diffusion": {key: train_config[key] for key in ("schedule", "num_train_timesteps", "beta_start",
                                                          "beta_end", "prediction_type")},
         "data": {key: train_config[key] for key in ("data_source", "num_images", "data_seed")},
+        "conditioning": train_config.get("conditioning", "none"),
+        "base_model": train_config.get("base_model"),
     }
 
 

@@ -49,6 +49,7 @@ from meddiff_lab.training.checkpoint import (capture_rng_state, check_resumable,
                                              restore_rng_state, save_checkpoint)
 from meddiff_lab.training.precision import PRECISIONS, PrecisionChoice, choose_precision, cpu_has_native_bf16
 from meddiff_lab.training.schema import Field, check_fields, read_yaml_mapping
+from meddiff_lab.training.zoo import CONDITIONINGS
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 LOSS_TYPES = ("mse", "hybrid")
@@ -105,6 +106,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     # conditions (used only when the Trainer is given conditions=...)
     label_dropout: float = 0.1           # chance a label / metadata vector becomes the null condition
+    # zoo jobs (meddiff_lab.training.zoo): phantoms with their conditions, without conditions=...
+    conditioning: str = "none"           # "none" | "findings_metadata" | "mask" | "edges" (the last two: ControlNet)
+    base_model: str | None = None        # the frozen pretrained U-Net a ControlNet steers (e.g. "phantom64")
     balance_classes: bool = False        # draw every class equally often
     mixed_precision: str = "auto"        # "auto": fp16 on CUDA; on a CPU bf16 if measured faster, else float32
     # bookkeeping
@@ -130,6 +134,12 @@ class TrainConfig:
         if self.data_source not in DATA_SOURCES:
             raise ValueError(f"data_source: expected one of {', '.join(map(repr, DATA_SOURCES))}, "
                              f"got {self.data_source!r}")
+        if self.conditioning in ("mask", "edges") and not self.base_model:
+            raise ValueError(f"conditioning {self.conditioning!r} trains a ControlNet on a frozen pretrained U-Net: "
+                             f"set base_model (e.g. base_model: phantom64)")
+        if self.conditioning != "none" and self.data_source != "synthetic":
+            raise ValueError(f"conditioning {self.conditioning!r} needs data_source 'synthetic' (the phantoms carry "
+                             f"the findings, metadata and masks); got {self.data_source!r}")
         if self.schedule != "cosine" and self.beta_start >= self.beta_end:
             raise ValueError(f"beta_start ({self.beta_start!r}) must be smaller than beta_end ({self.beta_end!r})")
         self._check_model_kwargs()
@@ -214,6 +224,8 @@ _CONFIG_FIELDS: dict[str, Field] = {
     "max_grad_norm": Field("float", low=0.0, low_open=True, optional=True),
     "ema_decay": Field("float", low=0.0, high=1.0, high_open=True),
     "label_dropout": Field("float", low=0.0, high=1.0, high_open=True),
+    "conditioning": Field("choice", choices=CONDITIONINGS),
+    "base_model": Field("str", optional=True),
     "balance_classes": Field("bool"),
     "mixed_precision": Field("choice", choices=MIXED_PRECISION),
     "seed": Field("int", low=0),
@@ -240,6 +252,23 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
         raise ValueError(f"image_size {config.image_size} must be a multiple of {2 ** (levels - 1)}: a U-Net with "
                          f"{levels} levels (model.channels) halves it {levels - 1} time(s)")
     return UNet(**kwargs)
+
+
+def build_zoo_or_plain_model(config: TrainConfig) -> torch.nn.Module:
+    """``build_model(config)``, or for a zoo job (``config.conditioning``) its conditional model: a
+    vector-conditioned U-Net, or a ControlNet on the frozen pretrained ``config.base_model``."""
+    if config.conditioning == "none":
+        return build_model(config)
+    from meddiff_lab.training.zoo import build_zoo_model
+
+    base = None
+    if config.conditioning in ("mask", "edges"):
+        from meddiff_lab.models.pretrained import load_model
+
+        base = load_model(config.base_model).model
+        base.train()
+    build_model(config)  # checks image_size against the levels
+    return build_zoo_model(config.conditioning, config.model, base=base)
 
 
 def build_schedule(config: TrainConfig):
@@ -494,7 +523,7 @@ class Trainer:
         self.precision_choice = PrecisionChoice(config.mixed_precision, self.precision, "not measured")
 
         torch.manual_seed(config.seed)  # same initial weights on every rank
-        self.model = (model if model is not None else build_model(config)).to(self.device)
+        self.model = (model if model is not None else build_zoo_or_plain_model(config)).to(self.device)
         self.ema = EMA(self.model, config.ema_decay)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         if not self.trainable:
@@ -509,6 +538,14 @@ class Trainer:
 
         self.schedule = build_schedule(config)
 
+        if images is None and conditions is None and config.conditioning != "none":
+            from meddiff_lab.training.zoo import zoo_training_set
+
+            if self.is_main:
+                print(f"data: {config.num_images} phantoms of {config.image_size} px (seed {config.data_seed}) "
+                      f"with their {config.conditioning} conditions", file=sys.stderr)
+            images, conditions = zoo_training_set(config.conditioning, config.num_images, config.image_size,
+                                                  config.data_seed)
         self.images = images if images is not None else load_training_images(config, verbose=self.is_main)
         if self.images.dim() != 4 or self.images.shape[1] != 1:
             raise ValueError(f"training images must be (N, 1, H, W), got shape {tuple(self.images.shape)}")
