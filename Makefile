@@ -9,7 +9,7 @@ TORCH  := torch==2.13.0
 PROFILE ?= classroom
 COURSE_OUT ?= build/course
 
-.PHONY: setup course test lab data bench clean browser-setup binder-lock binder-sim
+.PHONY: setup course test lab data bench clean browser-setup binder-lock binder-sim zoo
 
 setup: $(STAMP)
 
@@ -65,6 +65,19 @@ ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lab: setup data
 	$(VENV)/bin/jupyter lab $(ROOT_ARGS) $(LAB_ARGS) notebooks/00_welcome.ipynb
+
+# The model zoo: train (or resume, from runs/NAME/last.pt) every shipped 64 px model with the CLI and
+# export its EMA weights to data/pretrained/. Hours on a CPU; on a GPU machine the same configs run
+# there (the trainer picks CUDA and float16 itself). The ControlNets steer the exported phantom64, so
+# it comes first. ZOO="phantom64-cond" trains one. Evaluate with meddiff-lab metrics evaluate --model NAME.
+ZOO ?= phantom64 phantom64-cond phantom64-controlnet-mask phantom64-controlnet-edge
+zoo: setup
+	@for name in $(ZOO); do \
+	  config=configs/pretrained_$$(echo $$name | tr - _).yaml; \
+	  echo "== $$name ($$config)"; \
+	  $(VENV)/bin/meddiff-lab train --config $$config --out runs/$$name --resume || exit $$?; \
+	  $(VENV)/bin/meddiff-lab export --checkpoint runs/$$name/last.pt --out data/pretrained/$$name.safetensors --half || exit $$?; \
+	done
 
 bench: setup
 	$(PY) benchmarks/unet_throughput.py

@@ -35,6 +35,13 @@ PRETRAINED: dict[str, str] = {
                  "EMA weights. Sample it with DDIM (50 steps).",
     "phantom64-v1": "The first phantom64 (phantom version 1, epsilon prediction with min-SNR-5, 27,200 training "
                     "images), replaced by phantom64 and kept for comparison: see MODEL_CARD_phantom64-v1.md.",
+    "phantom64-cond": "64 px model conditioned on the 14 findings and the patient (age, sex, view), condition "
+                      "dropout for classifier-free guidance (training.zoo.VectorGuidance). Not shipped yet: "
+                      "`make zoo ZOO=phantom64-cond` trains and exports it (configs/pretrained_phantom64_cond.yaml).",
+    "phantom64-controlnet-mask": "ControlNet on the frozen phantom64, steered by lung/heart label maps. Not shipped "
+                                 "yet: `make zoo ZOO=phantom64-controlnet-mask`.",
+    "phantom64-controlnet-edge": "ControlNet on the frozen phantom64, steered by automatic Canny edge maps (no "
+                                 "labels). Not shipped yet: `make zoo ZOO=phantom64-controlnet-edge`.",
     "phantom128-ldm": "Latent diffusion at 128 px: MONAI AutoencoderKL (128 px -> 4 x 32 x 32 latents, scale factor "
                       "in the file) + the course's U-Net on the latents, v-prediction, EMA weights; .sample(n, steps, "
                       "seed) decodes. Trained briefly on one CPU thread: see MODEL_CARD_phantom128-ldm.md.",
