@@ -162,7 +162,7 @@ def load_pretrained(name: str, device=None, root: str | Path | None = None) -> P
     if not weights.is_file() or not config.is_file():
         raise FileNotFoundError(
             f"the weights of pretrained model {name!r} are not in {weights.parent} (expected {weights.name} and "
-            f"{config.name}). Train them with `meddiff-lab train --config configs/pretrained_{name}.yaml --out "
+            f"{config.name}). Train them with `meddiff-lab train --config configs/pretrained_{name.replace('-', '_')}.yaml --out "
             f"runs/{name}` and export with `meddiff-lab export --checkpoint runs/{name}/last.pt --out {weights}`.")
     if name in LATENT_PRETRAINED:
         from meddiff_lab.models.autoencoder import load_latent_diffusion
