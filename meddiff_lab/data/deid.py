@@ -336,14 +336,16 @@ def _truncation(path: Path) -> str | None:
             if head[128:132] != b"DICM":
                 return None  # no preamble: nothing to compare against
             tsyntax = _read_file_meta_info(fp).get("TransferSyntaxUID")
-            if tsyntax is None:
-                return None
+            if tsyntax is None or (tsyntax.is_transfer_syntax and tsyntax.is_deflated):
+                return None  # unknown encoding, or deflated bytes that cannot be walked as elements
             last = None
             implicit = tsyntax.is_implicit_VR if tsyntax.is_transfer_syntax else False
             little = tsyntax.is_little_endian if tsyntax.is_transfer_syntax else True
             for last in data_element_generator(fp, implicit, little, defer_size=4096):
-                if last.value is not None and last.length != 0xFFFFFFFF and len(last.value) < last.length:
-                    return (f"truncated: element {last.tag} declares {last.length} bytes, the file holds "
+                length = getattr(last, "length", None)  # None: a sequence of undefined length, parsed whole
+                if (length is not None and length != 0xFFFFFFFF and isinstance(last.value, (bytes, str))
+                        and len(last.value) < length):
+                    return (f"truncated: element {last.tag} declares {length} bytes, the file holds "
                             f"{len(last.value)}")
             if fp.tell() > size:
                 return f"truncated: element {last.tag} runs {fp.tell() - size} bytes past the end of the file"
@@ -364,13 +366,12 @@ def _pixel_problem(ds) -> str | None:
         from .io import compressed_pixel_problem
 
         return compressed_pixel_problem(ds)
+    from pydicom.pixels.utils import get_expected_length
+
     try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        samples, bits = int(ds.get("SamplesPerPixel", 1)), int(ds.BitsAllocated)
-    except (AttributeError, TypeError, ValueError):
+        expected = int(get_expected_length(ds, unit="bytes"))  # YBR_FULL_422 and 1-bit data included
+    except (AttributeError, TypeError, ValueError, KeyError):
         return "pixel data without Rows/Columns/BitsAllocated: its size cannot be checked"
-    expected = (rows * cols * frames * samples * bits + 7) // 8
     if len(data) < expected:
         return f"pixel data truncated: {len(data)} of {expected} bytes"
     return None
@@ -421,6 +422,10 @@ def deidentify_folder(source: str | os.PathLike, destination: str | os.PathLike,
         ds, reason = _read_one(path)
         if ds is None:
             report.skipped.append((path, reason))
+            continue
+        if "DirectoryRecordSequence" in ds:
+            report.skipped.append((path, "a DICOMDIR (an index of the files on a medium, naming patients): "
+                                         "not copied"))
             continue
         if not str(ds.get("SOPInstanceUID", "") or "").strip():
             report.skipped.append((path, "no SOPInstanceUID (0008,0018): not a valid DICOM instance"))

@@ -380,3 +380,35 @@ def test_folder_tool_reports_each_bad_file_and_writes_the_rest(tmp_path):
     with pytest.warns(UserWarning, match="skipped 5"):  # fresh UIDs: new names, nothing overwritten
         again = deidentify_folder(src, tmp_path / "out", uid_map={})
     assert len(list((tmp_path / "out").iterdir())) == 10 and len(again) == 5
+
+
+@pytest.mark.parametrize("name", ["liver_1frame.dcm", "reportsi.dcm", "waveform_ecg.dcm", "JPEG2000.dcm",
+                                  "nested_priv_SQ.dcm", "UN_sequence.dcm", "CT_small.dcm"])
+def test_valid_files_with_undefined_length_sequences_are_not_called_truncated(tmp_path, name):
+    from meddiff_lab.data.deid import _truncation
+
+    path = Path(get_testdata_file(name))
+    assert _truncation(path) is None
+    cut = tmp_path / name
+    cut.write_bytes(path.read_bytes()[: len(path.read_bytes()) - 40])
+    assert _truncation(cut) is not None, "the same file cut short is"
+
+
+@pytest.mark.slow
+def test_folder_tool_on_pydicoms_own_test_files_skips_only_for_real_reasons(tmp_path):
+    """pydicom's test files: valid files of every kind are written; the broken ones are named."""
+    import warnings
+
+    root = Path(get_testdata_file("CT_small.dcm")).parent
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = deidentify_folder(root, tmp_path / "out")
+    reasons = {p.relative_to(root).as_posix(): why for p, why in report.skipped}
+    written = {p.relative_to(root).as_posix() for p, _ in report.written}
+    for name in ("JPEG2000.dcm", "JPEG-lossy.dcm", "examples_jpeg2k.dcm", "liver_1frame.dcm", "reportsi.dcm",
+                 "SC_ybr_full_422_uncompressed.dcm", "image_dfl.dcm", "waveform_ecg.dcm", "MR_small.dcm"):
+        assert name in written or reasons[name].startswith("same SOPInstanceUID as"), (name, reasons.get(name))
+    assert reasons["MR_truncated.dcm"].startswith("truncated") and reasons["rtplan_truncated.dcm"].startswith("truncated")
+    assert reasons["dicomdirtests/DICOMDIR"].startswith("a DICOMDIR")
+    assert reasons["test1.json"] == "not a DICOM file (it looks like a text file)"
+    assert len(written) > 100
