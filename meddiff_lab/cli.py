@@ -401,9 +401,12 @@ def _add_metrics_commands(sub: argparse._SubParsersAction) -> None:
     source = ev.add_mutually_exclusive_group(required=True)
     source.add_argument("--generated", type=Path, help="generated images: .npy/.npz/.pt or a folder of PNGs")
     source.add_argument("--model", help="sample this model instead: a pretrained name (phantom64) or a .safetensors file")
-    ev.add_argument("--num-samples", type=_positive_int, default=128,
-                    help="with --model: how many samples (default: 128)")
-    ev.add_argument("--steps", type=_positive_int, default=50, help="with --model: DDIM steps (default: 50)")
+    ev.add_argument("--num-samples", "--n", dest="num_samples", type=_positive_int, default=128,
+                    help="with --model: how many samples per step count, and real images per set (default: 128)")
+    ev.add_argument("--steps", type=_positive_int, nargs="+", default=[50],
+                    help="with --model: DDIM steps, one or more counts (default: 50), e.g. --steps 50 100")
+    ev.add_argument("--card", type=Path, default=None,
+                    help="with --model: also write the model card's evaluation section (markdown) here")
     ev.add_argument("--real", default="synthetic",
                     help="held-out real images (at least twice as many as generated): a path, or 'synthetic' for "
                          "phantoms of unseen patients (default)")
@@ -472,17 +475,21 @@ def _metrics_evaluate(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         _check_out_file(args.out, suffixes=(".json",))
+    if args.card is not None:
+        if not args.model:
+            raise ValueError("--card needs --model (a model card describes a model, not a folder of images)")
+        _check_out_file(args.card, suffixes=(".md",))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.model:
-        loaded = _load_model(args.model)
-        generated = loaded.sample(args.num_samples, steps=args.steps, seed=args.seed, progress=True)
-    else:
-        images, (low, high) = load_image_set(args.generated)
-        if images.shape[-1] != images.shape[-2]:
-            raise ValueError(f"--generated {args.generated} holds {tuple(images.shape[-2:])} px images; expected "
-                             f"square images")
-        generated = (images - low) / (high - low) * 2 - 1
+        return _evaluate_model(args)
+    if args.steps != [50]:
+        raise ValueError("--steps applies to --model only (images given with --generated are already sampled)")
+    images, (low, high) = load_image_set(args.generated)
+    if images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"--generated {args.generated} holds {tuple(images.shape[-2:])} px images; expected "
+                         f"square images")
+    generated = (images - low) / (high - low) * 2 - 1
     size = generated.shape[-1]
     # seed 1: patients the shipped model (trained on seed 0) never saw; beyond the 2 N of the floor,
     # up to 192 more calibrate the copy threshold of the memorisation check
@@ -495,6 +502,39 @@ def _metrics_evaluate(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.out}")
+    return 0
+
+
+def _evaluate_model(args: argparse.Namespace) -> int:
+    """``metrics evaluate --model``: sample at each step count, then every number beside its floor, the
+    noisy-real reference, KID's spread and the readers (metrics.model_evaluation)."""
+    import json
+
+    from meddiff_lab.metrics.model_evaluation import evaluate_model, format_model_card
+
+    if args.extractor != "phantom":
+        raise ValueError("--model evaluation uses the phantom domain features; pass --generated to use "
+                         f"--extractor {args.extractor}")
+    loaded = _load_model(args.model)
+    size = int(loaded.config["image_size"])
+    n = args.num_samples
+    real = _metrics_image_set(args.real, 2 * n + 64, size, seed=1, option="--real")
+    train = _metrics_image_set(args.train, 0, size, seed=0, option="--train") if args.train else None
+    results = evaluate_model(loaded, n, steps=args.steps, seed=args.seed, train=train, real=real)
+    results["model"] = args.model
+    card = format_model_card(results)
+    print(card)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+    if args.card:
+        args.card.parent.mkdir(parents=True, exist_ok=True)
+        command = (f"meddiff-lab metrics evaluate --model {args.model} --n {n} --steps "
+                   f"{' '.join(map(str, args.steps))} --seed {args.seed} --real {args.real}"
+                   + (f" --train {args.train}" if args.train else ""))
+        args.card.write_text(f"<!-- {command} -->\n{card}\n", encoding="utf-8")
+        print(f"wrote {args.card}")
     return 0
 
 
