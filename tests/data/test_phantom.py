@@ -181,19 +181,25 @@ def test_pneumothorax_is_free_air_without_vessels():
     assert image[0][gap].mean() < image[0][lung].mean() + 0.05
 
 
-def test_breast_shadows_brighten_the_lower_zones_of_female_patients():
+def _breast_shadow(size):
+    """The line integral a healthy female case's breast shadows add (the same case made male), and its masks."""
     def make_male(c):
         c["sex"], c["female"], c["breast"] = "M", 0.0, 0.0
 
     female, male = _cases_with_and_without(lambda c: c["sex"] == "F" and not any(c["findings"].values()), make_male)
-    L_f, masks = phantom._attenuation(phantom._stack_cases([female]), 64)
-    L_m, _ = phantom._attenuation(phantom._stack_cases([male]), 64)
+    L_f, masks = phantom._attenuation(phantom._stack_cases([female]), size)
+    L_m, _ = phantom._attenuation(phantom._stack_cases([male]), size)
+    return L_f - L_m, masks
+
+
+def test_breast_shadows_brighten_the_lower_zones_of_female_patients():
+    shadow, masks = _breast_shadow(64)
     lower = (masks["left_lung"][0] | masks["right_lung"][0]).copy()
     lower[:40] = False
     upper = (masks["left_lung"][0] | masks["right_lung"][0]).copy()
     upper[26:] = False
-    assert (L_f - L_m)[0][lower].mean() > 0.2
-    assert np.abs(L_f - L_m)[0][upper].mean() < 0.05
+    assert shadow[0][lower].mean() > 0.2
+    assert np.abs(shadow)[0][upper].mean() < 0.05
 
 
 def test_ap_view_enlarges_the_heart_of_the_same_patient():
@@ -347,12 +353,6 @@ def test_effusion_has_a_meniscus_not_a_straight_level():
 
 def test_breast_shadow_tapers_at_its_rim():
     """Soft tissue thickness falls to zero smoothly at the rim: no step in the line integral."""
-    def make_male(c):
-        c["sex"], c["female"], c["breast"] = "M", 0.0, 0.0
-
-    female, male = _cases_with_and_without(lambda c: c["sex"] == "F" and not any(c["findings"].values()), make_male)
-    L_f, _ = phantom._attenuation(phantom._stack_cases([female]), 128)
-    L_m, _ = phantom._attenuation(phantom._stack_cases([male]), 128)
-    shadow = (L_f - L_m)[0]
+    shadow = _breast_shadow(128)[0][0]
     step = max(np.abs(np.diff(shadow, axis=0)).max(), np.abs(np.diff(shadow, axis=1)).max())
     assert step < 0.1 * shadow.max(), "no pixel-to-pixel jump larger than 10 % of the shadow's peak"
