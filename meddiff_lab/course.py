@@ -36,6 +36,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "06_conditioning",
     "07_segmentation_augmentation",
     "08_evaluation",
+    "10_latent_diffusion",
 )
 
 #: where a notebook's recorded numbers go while the course runner executes it

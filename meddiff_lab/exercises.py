@@ -649,3 +649,43 @@ def check_hd95(student_fn: Callable[..., float]) -> CheckResult:
 
     return run_check("HD95 from boundary points", student_fn, _reference_hd95, make_inputs, trials=5,
                      rtol=1e-6, atol=1e-6)
+
+
+# --- 10_latent_diffusion ---
+def _reference_flow_interpolate(x0: torch.Tensor, noise: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return (1 - s.reshape(-1, 1, 1, 1)) * x0 + s.reshape(-1, 1, 1, 1) * noise
+
+
+def check_flow_interpolate(student_fn: Callable[..., torch.Tensor]) -> CheckResult:
+    """Exercise 10.1: the rectified-flow path ``x_s = (1 - s)·x0 + s·noise``, one ``s`` in [0, 1] per image.
+
+    ``student_fn(x0, noise, s)``: x0 and noise (B, C, H, W), s (B,). Returns (B, C, H, W).
+    """
+    def make_inputs(g: torch.Generator) -> dict[str, Any]:
+        batch, channels = int(torch.randint(1, 5, (1,), generator=g)), int(torch.randint(1, 5, (1,), generator=g))
+        size = int(torch.randint(4, 13, (1,), generator=g))
+        return {"x0": torch.randn(batch, channels, size, size, generator=g),
+                "noise": torch.randn(batch, channels, size, size, generator=g), "s": torch.rand(batch, generator=g)}
+
+    return run_check("the rectified-flow interpolation", student_fn, _reference_flow_interpolate, make_inputs,
+                     rtol=1e-5, atol=1e-6)
+
+
+def _reference_euler_step(x: torch.Tensor, velocity: torch.Tensor, s: float, s_next: float) -> torch.Tensor:
+    return x + (s_next - s) * velocity
+
+
+def check_euler_step(student_fn: Callable[..., torch.Tensor]) -> CheckResult:
+    """Exercise 10.2: one Euler step of the flow ODE from time ``s`` down to ``s_next`` with the predicted
+    velocity ``v = noise - x0``: ``x + (s_next - s)·v``.
+
+    ``student_fn(x, velocity, s, s_next)`` with floats 0 <= s_next < s <= 1.
+    """
+    def make_inputs(g: torch.Generator) -> dict[str, Any]:
+        size = int(torch.randint(4, 13, (1,), generator=g))
+        s = float(torch.empty(1).uniform_(0.05, 1.0, generator=g))
+        s_next = 0.0 if float(torch.rand(1, generator=g)) < 0.2 else float(torch.empty(1).uniform_(0.0, s, generator=g))
+        return {"x": torch.randn(2, 4, size, size, generator=g), "velocity": torch.randn(2, 4, size, size, generator=g),
+                "s": s, "s_next": s_next}
+
+    return run_check("one Euler step of the flow", student_fn, _reference_euler_step, make_inputs, rtol=1e-5, atol=1e-6)

@@ -133,6 +133,12 @@ _SIZES: dict[str, dict[str, Any]] = {
         "eval_sampling_steps": 5, "eval_sweep_images": 8, "eval_train_search": 128,
         "eval_noise_levels": (100, 400), "eval_restoration_images": 3, "eval_restoration_steps": 3,
         "eval_seg_images": 4, "eval_ms_ssim_pairs": 100, "eval_copy_calibration": 64,
+        # latent diffusion (10): live tiny autoencoders and latent models; equal-compute arms
+        "ldm_image_size": 32, "ldm_train_images": 32, "ldm_eval_images": 8, "ldm_batch_size": 4,
+        "ldm_plain_channels": (8, 16, 16), "ldm_ae_channels": (8, 16, 16), "ldm_ae_f8_channels": (8, 16, 16, 16),
+        "ldm_ae_steps": 3, "ldm_ae_seconds": 10.0, "ldm_unet_channels": (16, 32), "ldm_pixel_channels": (8, 16, 16),
+        "ldm_arm_steps": 3, "ldm_arm_seconds": 10.0, "ldm_sampling_steps": 3, "ldm_step_sweep": (2, 3),
+        "ldm_dpm_steps": (2, 3), "ldm_reference_steps": 4, "ldm_pretrained_samples": 4, "ldm_pretrained_steps": 3,
     },
     "classroom": {
         "image_size": 64, "num_images": 256, "gallery_images": 8,
@@ -153,6 +159,12 @@ _SIZES: dict[str, dict[str, Any]] = {
         "eval_sampling_steps": 50, "eval_sweep_images": 12, "eval_train_search": 512,
         "eval_noise_levels": (50, 150, 300, 500), "eval_restoration_images": 6, "eval_restoration_steps": 10,
         "eval_seg_images": 8, "eval_ms_ssim_pairs": 300, "eval_copy_calibration": 192,
+        "ldm_image_size": 128, "ldm_train_images": 384, "ldm_eval_images": 32, "ldm_batch_size": 8,
+        "ldm_plain_channels": (8, 16, 32), "ldm_ae_channels": (8, 16, 32), "ldm_ae_f8_channels": (8, 16, 32, 32),
+        "ldm_ae_steps": 10_000, "ldm_ae_seconds": 20.0, "ldm_unet_channels": (16, 32, 64),
+        "ldm_pixel_channels": (16, 32, 64, 64), "ldm_arm_steps": 10_000, "ldm_arm_seconds": 15.0,
+        "ldm_sampling_steps": 20, "ldm_step_sweep": (5, 10, 20), "ldm_dpm_steps": (5, 10, 20),
+        "ldm_reference_steps": 50, "ldm_pretrained_samples": 32, "ldm_pretrained_steps": 50,
     },
     "full": {
         "image_size": 128, "num_images": 2000, "gallery_images": 16,
@@ -174,6 +186,12 @@ _SIZES: dict[str, dict[str, Any]] = {
         "eval_noise_levels": (50, 100, 200, 300, 500, 700), "eval_restoration_images": 64,
         "eval_restoration_steps": 20, "eval_seg_images": 32, "eval_ms_ssim_pairs": 2000,
         "eval_copy_calibration": 1000,
+        "ldm_image_size": 128, "ldm_train_images": 2000, "ldm_eval_images": 500, "ldm_batch_size": 32,
+        "ldm_plain_channels": (16, 32, 64), "ldm_ae_channels": (16, 32, 64), "ldm_ae_f8_channels": (16, 32, 64, 64),
+        "ldm_ae_steps": 3000, "ldm_ae_seconds": None, "ldm_unet_channels": (32, 64, 128),
+        "ldm_pixel_channels": (32, 64, 128, 128), "ldm_arm_steps": 5000, "ldm_arm_seconds": 1800.0,
+        "ldm_sampling_steps": 50, "ldm_step_sweep": (5, 10, 20, 50, 100), "ldm_dpm_steps": (5, 10, 20, 50),
+        "ldm_reference_steps": 50, "ldm_pretrained_samples": 500, "ldm_pretrained_steps": 50,
     },
 }
 _THREADS = {"ci": 1, "classroom": 1, "full": None}
