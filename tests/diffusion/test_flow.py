@@ -177,3 +177,13 @@ def test_dpm_solver_through_sample_solves_the_ode_better_than_ddim():
     error_ddim = float((x_ddim - ode_end_point(999)).abs().mean())
     assert error_dpm < 0.03 and error_dpm < error_ddim / 3
     assert abs(float(x_dpm.mean()) - mean) < 0.03 and abs(float(x_dpm.std()) - std) < 0.03
+
+
+def test_exercise_checks_of_notebook_10():
+    from meddiff_lab import exercises
+
+    package = lambda x0, noise, s: flow_interpolate(x0, noise, s * T)  # noqa: E731
+    assert exercises.check_flow_interpolate(package)
+    assert not exercises.check_flow_interpolate(lambda x0, noise, s: s.reshape(-1, 1, 1, 1) * x0 + noise)
+    assert exercises.check_euler_step(lambda x, velocity, s, s_next: x + (s_next - s) * velocity)
+    assert not exercises.check_euler_step(lambda x, velocity, s, s_next: x - (s_next - s) * velocity)
