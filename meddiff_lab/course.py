@@ -36,6 +36,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "06_conditioning",
     "07_segmentation_augmentation",
     "08_evaluation",
+    "09_applications",
     "10_latent_diffusion",
 )
 

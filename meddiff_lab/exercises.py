@@ -651,6 +651,49 @@ def check_hd95(student_fn: Callable[..., float]) -> CheckResult:
                      rtol=1e-6, atol=1e-6)
 
 
+# --- 09_applications ---
+def _reference_matched_timestep(alphas_cumprod: torch.Tensor, sigma: float) -> int:
+    from meddiff_lab.diffusion.restoration import matched_timestep
+
+    return matched_timestep(type("Schedule", (), {"alphas_cumprod": alphas_cumprod})(), sigma)
+
+
+def check_matched_timestep(student_fn: Callable[..., int]) -> CheckResult:
+    """Exercise 09.1: the smallest timestep t with (1 - ᾱ_t)/ᾱ_t >= sigma² (T - 1 if there is none).
+
+    ``student_fn(alphas_cumprod, sigma)``: alphas_cumprod (T,) float32, sigma a float. Returns an int.
+    """
+    def make_inputs(g: torch.Generator) -> dict[str, Any]:
+        return {"alphas_cumprod": _random_alphas_cumprod(g, 1000),
+                "sigma": float(torch.empty(1).uniform_(0.005, 0.8, generator=g))}
+
+    return run_check("the noise-matched timestep", student_fn, _reference_matched_timestep, make_inputs, trials=5,
+                     rtol=0, atol=0)
+
+
+def _reference_null_space_correction(x0: torch.Tensor, y: torch.Tensor, factor: int) -> torch.Tensor:
+    from meddiff_lab.diffusion.restoration import AveragePoolOperator
+
+    operator = AveragePoolOperator(factor)
+    return x0 - operator.pinv(operator(x0) - y)
+
+
+def check_null_space_correction(student_fn: Callable[..., torch.Tensor]) -> CheckResult:
+    """Exercise 09.2: DDNM's correction for super-resolution, ``x0 - A⁺(A x0 - y)`` with A = average pooling
+    by ``factor`` and A⁺ = nearest-neighbour upsampling.
+
+    ``student_fn(x0, y, factor)``: x0 (B, 1, H, W), y (B, 1, H/factor, W/factor). Returns (B, 1, H, W).
+    """
+    def make_inputs(g: torch.Generator) -> dict[str, Any]:
+        factor = int(torch.randint(2, 5, (1,), generator=g))
+        batch, low = int(torch.randint(1, 4, (1,), generator=g)), int(torch.randint(2, 9, (1,), generator=g))
+        return {"x0": torch.rand(batch, 1, low * factor, low * factor, generator=g) * 2 - 1,
+                "y": torch.rand(batch, 1, low, low, generator=g) * 2 - 1, "factor": factor}
+
+    return run_check("DDNM's null-space correction (super-resolution)", student_fn, _reference_null_space_correction,
+                     make_inputs, rtol=1e-5, atol=1e-6)
+
+
 # --- 10_latent_diffusion ---
 def _reference_flow_interpolate(x0: torch.Tensor, noise: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return (1 - s.reshape(-1, 1, 1, 1)) * x0 + s.reshape(-1, 1, 1, 1) * noise

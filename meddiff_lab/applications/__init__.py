@@ -24,6 +24,7 @@ _PUBLIC = {
     "bicubic_upsample": "classical",
     "biharmonic_inpaint": "classical",
     "RestorationCNN": "supervised",
+    "random_crops": "supervised",
     "train_restoration_net": "supervised",
     "apply_net": "supervised",
     "anomaly_map": "anomaly",
@@ -31,6 +32,14 @@ _PUBLIC = {
     "ConvAutoencoder": "anomaly",
     "train_autoencoder": "anomaly",
     "pseudo_healthy": "anomaly",
+    "hole_around": "inpainting",
+    "heart_border_holes": "inpainting",
+    "lesion_holes": "inpainting",
+    "ctr_after_fill": "inpainting",
+    "to_display": "report",
+    "score_restoration": "report",
+    "markdown_table": "report",
+    "show_table": "report",
 }
 
 __all__ = sorted(_PUBLIC)

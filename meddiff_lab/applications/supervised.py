@@ -47,14 +47,28 @@ class RestorationCNN(nn.Module):
         return y + self.body(y)
 
 
+def random_crops(inputs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, crop: int | None,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pairs at ``index``, each cut to the same random ``crop × crop`` window (``None``: whole images)."""
+    x, y = inputs[index], targets[index]
+    if crop is None or crop >= min(x.shape[-2:]):
+        return x, y
+    rows = torch.randint(0, x.shape[-2] - crop + 1, (len(index),), generator=generator).tolist()
+    cols = torch.randint(0, x.shape[-1] - crop + 1, (len(index),), generator=generator).tolist()
+    cut = lambda t: torch.stack([t[k, :, r:r + crop, c:c + crop] for k, (r, c) in enumerate(zip(rows, cols))])  # noqa: E731
+    return cut(x), cut(y)
+
+
 def train_restoration_net(inputs: torch.Tensor, targets: torch.Tensor, *, steps: int, batch_size: int = 16,
-                          lr: float = 2e-3, channels: int = 32, depth: int = 5, seed: int = 0,
-                          progress: bool = False) -> tuple[RestorationCNN, list[float]]:
+                          crop: int | None = None, lr: float = 1e-3, channels: int = 32, depth: int = 5,
+                          seed: int = 0, progress: bool = False) -> tuple[RestorationCNN, list[float]]:
     """Train a :class:`RestorationCNN` to map ``inputs`` to ``targets`` (MSE, Adam, cosine learning rate).
 
     Args:
         inputs, targets: (N, 1, H, W) float32, paired (e.g. low-dose and noiseless images in [-1, 1]).
         steps: optimiser steps; each draws ``batch_size`` random pairs.
+        crop: train on random ``crop × crop`` windows (the network is convolutional, so it still applies to
+            whole images): at the same cost, four times more steps at half the side.
 
     Returns:
         (the network in eval mode, the loss of every step).
@@ -77,7 +91,8 @@ def train_restoration_net(inputs: torch.Tensor, targets: torch.Tensor, *, steps:
     net.train()
     for _ in iterator:
         index = torch.randint(0, len(inputs), (batch_size,), generator=generator)
-        loss = F.mse_loss(net(inputs[index]), targets[index])
+        x, y = random_crops(inputs, targets, index, crop, generator)
+        loss = F.mse_loss(net(x), y)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -94,4 +109,4 @@ def apply_net(net: nn.Module, inputs: torch.Tensor, batch_size: int = 64) -> tor
     return torch.cat([net(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)])
 
 
-__all__ = ["RestorationCNN", "train_restoration_net", "apply_net"]
+__all__ = ["RestorationCNN", "random_crops", "train_restoration_net", "apply_net"]
