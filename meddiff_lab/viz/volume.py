@@ -110,11 +110,21 @@ def _show_in(output, obj) -> None:
     slider callback or a timer alike, whatever cell the kernel last ran.
     """
     from IPython import get_ipython
+    from matplotlib.figure import Figure
 
     shell = get_ipython()
     if shell is None:
         return
-    data, metadata = shell.display_formatter.format(obj)
+    if isinstance(obj, Figure):  # as a PNG, whether or not the inline backend is active yet
+        import base64
+        import io
+
+        buffer = io.BytesIO()
+        obj.savefig(buffer, format="png", bbox_inches="tight")
+        data = {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"), "text/plain": repr(obj)}
+        metadata = {}
+    else:
+        data, metadata = shell.display_formatter.format(obj)
     output.outputs = ({"output_type": "display_data", "data": data, "metadata": metadata},)
 
 
@@ -312,8 +322,8 @@ def _view_with_itkwidgets(volume, view: VolumeView, timeout: float, window, titl
         status.value = f"3-D viewer: itkwidgets ({view.reason}); ready."
 
     def on_timeout() -> None:
-        view.reason = (f"itkwidgets did not report ready within {timeout:.0f} s: its JavaScript comes from a CDN "
-                       f"and IPFS (offline, or blocked here?)")
+        view.reason = (f"itkwidgets did not report ready within {timeout:.0f} s; its JavaScript comes from a CDN "
+                       f"and IPFS: offline, or blocked here?")
         slices = SliceViewer(volume, window=window, title=title)
         view.backend, view.viewer = "matplotlib", slices
         status.value = (f"3-D viewer: matplotlib three-plane slices instead ({view.reason}). The cells held back "
