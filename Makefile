@@ -9,7 +9,7 @@ TORCH  := torch==2.13.0
 PROFILE ?= classroom
 COURSE_OUT ?= build/course
 
-.PHONY: setup course test lab data bench clean browser-setup binder-lock binder-sim zoo
+.PHONY: setup course test lab data bench clean browser-setup test-browser binder-lock binder-sim zoo
 
 setup: $(STAMP)
 
@@ -35,6 +35,10 @@ test: setup browser-setup
 
 # The browser tests (tests/browser) drive Debian's Chromium with Playwright (never a downloaded browser).
 # As root it is installed here; otherwise those tests fail with the command that installs it.
+# make test runs the quick ones; make test-browser all of them (Run All of 00-08 and every widget).
+test-browser: setup browser-setup
+	MEDDIFF_PROFILE=ci MEDDIFF_BROWSER_ALL=1 $(PY) -m pytest -q tests/browser
+
 CHROMIUM ?= /usr/bin/chromium
 browser-setup:
 	@test -x $(CHROMIUM) || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
