@@ -13,8 +13,9 @@ Two reconstructions are compared:
 * **autoencoder** (the classical baseline): a convolutional autoencoder with an 8 × 8 bottleneck,
   trained on normal images, whose reconstruction drops what it did not learn.
 
-Both fail where a finding changes *global* shape (cardiomegaly: a larger heart is still a heart) and
-succeed best on local, high-contrast findings (a nodule, a mass).
+A map of reconstruction errors can only point at findings with a local footprint; a finding that
+changes *global* shape (cardiomegaly: a larger heart is still a heart) has no lesion to point at, and
+whether an image-level score still catches it is measured, finding by finding, in notebook 09.
 """
 
 from __future__ import annotations

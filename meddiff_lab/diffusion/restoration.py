@@ -32,8 +32,9 @@ The samplers, with the paper's names
   otherwise, and lowers the step's noise to :math:`\sigma_t^2 - (a_t\lambda_t\sigma_y)^2` so the noise
   ``y`` brings in is not added twice. Here :math:`a_t = \sqrt{\bar\alpha_{t'}}\beta_t/(1-\bar\alpha_t)` is
   the posterior mean's coefficient of :math:`x_0` and :math:`\sigma_t^2 = \tilde\beta_t` the posterior
-  variance (:mod:`meddiff_lab.diffusion.process`). Each run is one posterior sample: runs with
-  different generators give the spread.
+  variance (:mod:`meddiff_lab.diffusion.process`). Each run is one (approximate) posterior sample:
+  runs with different generators give the spread. DDNM+ is an approximation for noisy measurements:
+  with a Gaussian prior its output lies between the measurement and the exact posterior mean (tested).
 * **RePaint** (Lugmayr et al., CVPR 2022), eq. 8-9: at every step the known pixels come from the
   forward process applied to ``y`` and the unknown pixels from the model's reverse step,
   :math:`x_{t'} = m \odot q(x_{t'}\mid y) + (1-m) \odot p_\theta(x_{t'}\mid x_t)`, and each step is
