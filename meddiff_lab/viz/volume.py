@@ -66,7 +66,8 @@ def frontend_status() -> tuple[bool, str]:
         import psutil
 
         parent = psutil.Process().parent()
-        command = " ".join(parent.cmdline()) if parent is not None else ""
+        # the program, not its arguments: a JupyterLab serving /tmp/pytest-of-.../ is not pytest
+        command = " ".join(parent.cmdline()[:3]) if parent is not None else ""
     except Exception:  # no permission to look: assume a browser is there
         command = ""
     for marker in _HEADLESS_MARKERS:

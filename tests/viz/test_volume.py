@@ -67,6 +67,27 @@ def test_itkwidgets_timeout_is_checked(monkeypatch, brain):
     assert ITK_TIMEOUT > 0
 
 
+def test_the_program_that_started_the_kernel_decides_headless_not_its_arguments(monkeypatch):
+    import types
+
+    import IPython
+    import psutil
+
+    monkeypatch.delenv("MEDDIFF_HEADLESS", raising=False)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: types.SimpleNamespace(kernel=object()))
+
+    def started_by(*command):
+        parent = types.SimpleNamespace(cmdline=lambda: list(command))
+        monkeypatch.setattr(psutil, "Process", lambda *args: types.SimpleNamespace(parent=lambda: parent))
+
+    started_by("python", "-m", "jupyter", "lab", "--ServerApp.root_dir=/tmp/pytest-of-root/pytest-3/lab0")
+    assert frontend_status()[0] is True
+    started_by("python", "-m", "pytest", "-q", "tests")
+    assert frontend_status()[0] is False and "pytest" in frontend_status()[1]
+    started_by("/env/bin/python", "/env/bin/papermill", "in.ipynb", "out.ipynb")
+    assert frontend_status()[0] is False
+
+
 def test_forcing_matplotlib_by_environment(monkeypatch, brain):
     monkeypatch.setenv("MEDDIFF_VIEWER", "matplotlib")
     assert itkwidgets_status() == (False, "MEDDIFF_VIEWER=matplotlib")
