@@ -7,7 +7,7 @@ the page (drag, keyboard, typed values, dropdowns, buttons) and checks that what
 Screenshots go to each test's temporary folder (``pytest --basetemp DIR`` keeps them in DIR).
 
 `make test` runs the quick ones: 00's Run All, itkwidgets with its CDN blocked followed by a cell that
-must run, and the quiz widget. The ``browser_all`` ones (Run All of 01-08 with 01's window/level and
+must run, and the quiz widget. The ``browser_all`` ones (Run All of 01-10 with 01's window/level and
 slice viewer, 02's schedule explorer, 03's trajectory scrubber and 08's quiz operated in place) run with
 ``MEDDIFF_BROWSER_ALL=1`` (`make test-browser`): minutes each on a loaded 2-core machine.
 """
@@ -19,7 +19,7 @@ import re
 
 import pytest
 
-RUN_ALL_TIMEOUT = 300  # seconds; ci notebooks take 10-60 s headless on a quiet machine
+RUN_ALL_TIMEOUT = 600  # seconds; ci notebooks take 10-60 s headless on a quiet machine, 5x that at load 10
 UPDATE_TIMEOUT = 30  # seconds for a widget's figure to follow a control (under 1 s on a quiet machine)
 
 
@@ -218,6 +218,6 @@ def test_08_quiz_in_place(page, lab, driver):
 
 @pytest.mark.browser_all
 @pytest.mark.parametrize("name", ["04_building_the_unet", "05_training_chestxray", "06_conditioning",
-                                  "07_segmentation_augmentation"])
+                                  "07_segmentation_augmentation", "09_applications", "10_latent_diffusion"])
 def test_run_all(page, lab, driver, name):
     run_notebook(page, lab, driver, name)
