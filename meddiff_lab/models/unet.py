@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from meddiff_lab.models.blocks import Downsample, ResBlock, SelfAttention, Upsample, conv_nd, zero_init
+from meddiff_lab.models.blocks import Downsample, ResBlock, SelfAttention, Upsample, conv_nd, group_norm, zero_init
 from meddiff_lab.models.embeddings import ClassEmbedding, ConditionEmbedding, TimestepEmbedding
 
 
@@ -264,7 +264,7 @@ class UNet(nn.Module):
             h = h + mid_block_additional_residual
         for level in self.up_levels:
             h = level(h, emb, skips)
-        return self.conv_out(nn.functional.silu(self.norm_out(h))).contiguous()
+        return self.conv_out(nn.functional.silu(group_norm(self.norm_out, h))).contiguous()
 
     def encode(self, h: torch.Tensor, emb: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The encoder half: down levels, then the middle block.

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from meddiff_lab.models.blocks import Downsample, ResBlock, SelfAttention, Upsample, conv_nd
+from meddiff_lab.models.blocks import Downsample, ResBlock, SelfAttention, Upsample, attention, conv_nd, group_norm
 
 
 @pytest.mark.parametrize("spatial", [(8, 8), (4, 4, 4)])
@@ -55,3 +55,38 @@ def test_conv_nd_rejects_other_dims():
     with pytest.raises(ValueError, match="spatial_dims"):
         conv_nd(1, 1, 1)
     assert isinstance(conv_nd(3, 1, 2), torch.nn.Conv3d)
+
+
+@pytest.mark.parametrize("spatial", [(8, 8), (4, 4, 4)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_group_norm_gives_the_plain_modules_numbers_and_gradients_in_the_input_layout(spatial, channels_last):
+    torch.manual_seed(0)
+    norm = torch.nn.GroupNorm(8, 32)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = torch.randn(3, 32, *spatial)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last if len(spatial) == 2 else torch.channels_last_3d)
+    scale, shift = torch.randn(3, 32), torch.randn(3, 32)
+    bcast = (slice(None), slice(None)) + (None,) * len(spatial)
+    for args, reference in [((), lambda v: norm(v)),
+                            ((scale, shift), lambda v: norm(v) * (1 + scale[bcast]) + shift[bcast])]:
+        ours_x, ref_x = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ours, expected = group_norm(norm, ours_x, *args), reference(ref_x)
+        torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+        assert ours.stride() == x.stride()  # same layout out as in
+        grad = torch.randn_like(expected)
+        ours.backward(grad)
+        expected.backward(grad)
+        torch.testing.assert_close(ours_x.grad, ref_x.grad, rtol=1e-4, atol=1e-4)
+        assert ours_x.grad.stride() == x.stride()
+
+
+def test_attention_matches_scaled_dot_product_attention_in_every_precision():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 2, 4, 64, 32).unbind(0)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(attention(q, k, v), expected)
+    low = attention(q.bfloat16(), k.bfloat16(), v.bfloat16())  # the explicit CPU path
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), expected, rtol=0.05, atol=0.05)
