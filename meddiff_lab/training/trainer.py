@@ -586,7 +586,7 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             choice = choose_precision("auto", self.device, step, images_per_step=batch)
         if self.is_main and self.progress:
-            print(f"precision {choice.reason}", file=sys.stderr)
+            print(f"precision {choice.reason}", file=_progress_stream())
         return choice
 
     # ------------------------------------------------------------------------------ checkpoints
