@@ -14,12 +14,18 @@ the CPU with ``--threads`` threads, and on the GPU when there is one.
 
 Model variants: ``+cl`` (weights and inputs channels-last; the kit's 2D U-Net already runs so),
 ``+bf16`` (bfloat16 autocast), ``kit+nchw`` (the kit with ``channels_last=False``), for example
-``--models kit kit+nchw monai monai+cl``.
+``--models kit kit+nchw monai monai+cl``. By default every peer runs in all four settings (memory
+format x precision) and the kit in its default layout, fp32 and bf16, all in one alternating run;
+after each table a summary compares the kit with each peer's *fastest* setting per precision, and
+gives each model's bf16 speed-up over fp32 (its best bf16 setting over its best fp32 setting, paired).
+``--auto-precision`` adds what ``precision: auto`` (``meddiff_lab.training.precision``) measures and
+chooses for the kit's training step.
 
 Usage::
 
     python benchmarks/unet_throughput.py                 # full run (several minutes on 2 cores)
     python benchmarks/unet_throughput.py --quick         # 32 px, training only, fewer rounds
+    python benchmarks/unet_throughput.py --sizes 32 --modes train --threads 1 --clock process --auto-precision
     python benchmarks/unet_throughput.py --models kit kit+bf16 --sizes 32 --modes train
     meddiff-lab bench unet --quick                       # the same, through the CLI
 """
@@ -43,6 +49,9 @@ CHANNELS = (32, 64, 128)
 ATTENTION_LEVELS = (False, False, True)
 HEAD_CHANNELS = 32
 DEFAULT_BATCH = {32: 32, 64: 16}
+#: Every setting of every model: the peers in both memory formats and both precisions, the kit in its default.
+ALL_SETTINGS = ["kit", "kit+bf16", "monai", "monai+cl", "monai+bf16", "monai+cl+bf16",
+                "diffusers", "diffusers+cl", "diffusers+bf16", "diffusers+cl+bf16"]
 VARIANTS = {"cl": "channels-last weights and inputs", "bf16": "bfloat16 autocast",
             "nchw": "the kit's UNet with channels_last=False (feature maps in the default layout)"}
 
@@ -99,6 +108,8 @@ class Runner:
         model, self.call = build_model(base, self.image_size, kit_channels_last="nchw" not in flags)
         self.parameters = sum(p.numel() for p in model.parameters())
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        if base == "kit" and not self.channels_last:
+            memory_format = model.memory_format  # its own layout (channels-last weights unless +nchw)
         self.model = model.to(self.device, memory_format=memory_format).train(self.mode == "train")
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4) if self.mode == "train" else None
         shape = (self.batch_size, 1, self.image_size, self.image_size)
@@ -197,7 +208,70 @@ def run(models: list[str], devices: list[str], sizes: list[int], modes: list[str
                     print(f"{size:>5} {batch_size:>5} {mode:>8} {label:>16} {row['parameters'] / 1e6:>8.2f}M "
                           f"{medians[label]:>13.1f} {min(values):>7.1f}..{max(values):<7.1f} "
                           f"{_ratio(row, 'vs_monai'):>9} {_ratio(row, 'vs_diffusers'):>13}", file=out, flush=True)
+                summary = fastest_settings_summary(speeds)
+                for line in summary["lines"]:
+                    print(f"   {line}", file=out, flush=True)
+                rows.append(dict(device=device_name, image_size=size, batch_size=batch_size, mode=mode,
+                                 summary=summary["ratios"], load_average=load, threads=threads, clock=clock))
     return rows
+
+
+def _paired(a: list[float], b: list[float]) -> float:
+    """Median over rounds of ``a``'s round divided by ``b``'s same round."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def fastest_settings_summary(speeds: dict[str, list[float]]) -> dict:
+    """The kit against each peer's fastest setting, per precision, and each model's bf16 speed-up.
+
+    A model's fastest setting in a precision is the variant (memory format) with the highest median
+    images/s; ratios are medians of paired per-round ratios. Returns ``{"lines": [...], "ratios": {...}}``.
+    """
+    best: dict[tuple[str, str], str] = {}
+    for label, values in speeds.items():
+        base, *flags = label.split("+")
+        key = (base, "bf16" if "bf16" in flags else "fp32")
+        if key not in best or statistics.median(values) > statistics.median(speeds[best[key]]):
+            best[key] = label
+    lines, ratios = [], {}
+    for precision in ("fp32", "bf16"):
+        kit = best.get(("kit", precision))
+        if kit is None:
+            continue
+        parts = []
+        for peer in ("monai", "diffusers"):
+            reference = best.get((peer, precision))
+            if reference is not None:
+                ratio = _paired(speeds[kit], speeds[reference])
+                ratios[f"{precision}_kit_vs_{peer}"] = dict(kit=kit, peer=reference, ratio=ratio)
+                parts.append(f"{ratio:.2f}x {peer}'s fastest ({reference}, {statistics.median(speeds[reference]):.1f})")
+        lines.append(f"{precision}: {kit} {statistics.median(speeds[kit]):.1f} img/s = " + ", ".join(parts))
+    speedups = []
+    for base in ("kit", "monai", "diffusers"):
+        fp32, bf16 = best.get((base, "fp32")), best.get((base, "bf16"))
+        if fp32 and bf16:
+            ratio = _paired(speeds[bf16], speeds[fp32])
+            ratios[f"bf16_speedup_{base}"] = dict(fp32=fp32, bf16=bf16, ratio=ratio)
+            speedups.append(f"{base} {ratio:.2f}x ({bf16} / {fp32})")
+    if speedups:
+        lines.append("bf16 speed-up over fp32 (best setting each): " + ", ".join(speedups))
+    return dict(lines=lines, ratios=ratios)
+
+
+def auto_precision_report(device: torch.device, image_size: int, batch_size: int, out=sys.stdout) -> dict:
+    """What ``precision: auto`` measures and picks for the kit's training step (its own alternating timing)."""
+    from meddiff_lab.training.precision import choose_precision
+
+    runners = {"no": Runner("kit", device, image_size, batch_size, "train"),
+               "bf16": Runner("kit+bf16", device, image_size, batch_size, "train")}
+    choice = choose_precision("auto", device, lambda precision: runners[precision].step(),
+                              images_per_step=batch_size)
+    speedup = f"{choice.speedup:.2f}x" if choice.speedup else "not measured"
+    print(f"precision auto ({image_size} px, batch {batch_size}, kit training step): {choice.precision}; "
+          f"fp32 {choice.fp32_images_per_sec or float('nan'):.1f} img/s, bf16 "
+          f"{choice.bf16_images_per_sec or float('nan'):.1f} img/s, bf16 speed-up {speedup}; {choice.reason}",
+          file=out, flush=True)
+    return choice.to_dict()
 
 
 def _load_average() -> float:
@@ -223,8 +297,9 @@ def _ratio(row: dict, key: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="32 px, training only, 3 rounds of 2 steps")
-    parser.add_argument("--models", nargs="+", default=["kit", "monai", "diffusers"],
-                        help="kit, monai, diffusers, optionally with +cl, +bf16, +nchw (default: the three)")
+    parser.add_argument("--models", nargs="+", default=ALL_SETTINGS,
+                        help="kit, monai, diffusers, optionally with +cl, +bf16, +nchw (default: the peers in "
+                             "both memory formats and both precisions, the kit in fp32 and bf16)")
     parser.add_argument("--sizes", nargs="+", type=int, default=None, help="image sizes (default: 32 64)")
     parser.add_argument("--modes", nargs="+", choices=("train", "forward"), default=None,
                         help="train and/or forward (default: both)")
@@ -236,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                         help="wall (default) or process: CPU seconds of this process, which other jobs on a "
                              "shared machine barely disturb (use with --threads 1)")
+    parser.add_argument("--auto-precision", action="store_true",
+                        help="also run precision 'auto' on the kit's training step and print its measured speed-up")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     return parser
 
@@ -249,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or (2 if args.quick else 3)
     started = time.perf_counter()
     rows = run(args.models, devices, sizes, modes, rounds, steps, args.threads, args.batch, args.clock)
+    if args.auto_precision:
+        size = sizes[0]
+        rows.append(dict(auto_precision=auto_precision_report(torch.device("cpu"), size,
+                                                              args.batch or DEFAULT_BATCH.get(size, 16))))
     print(f"\n{len(rows)} rows in {time.perf_counter() - started:.0f} s (median over {rounds} rounds of {steps} "
           f"steps, models alternating; ratios: median of per-round ratios)")
     if args.json:

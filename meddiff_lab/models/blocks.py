@@ -5,11 +5,13 @@
   (adaptive group norm, "AdaGN", Dhariwal & Nichol 2021):
   :math:`h \\leftarrow \\mathrm{GroupNorm}(h)\\,(1 + \\gamma(e)) + \\beta(e)`.
 * :class:`SelfAttention`: multi-head self-attention over all positions, through
-  :func:`torch.nn.functional.scaled_dot_product_attention` (which picks a fused kernel).
+  :func:`torch.nn.functional.scaled_dot_product_attention` (which picks a fused kernel), or two matrix
+  products where that is faster (:func:`attention`).
 * :class:`Downsample` (stride-2 convolution) and :class:`Upsample` (nearest-neighbour x2, then a
   convolution), as in MONAI's ``DiffusionModelUNet`` and diffusers' ``UNet2DModel``.
 
-Feature maps are ``(B, C, H, W)`` or ``(B, C, D, H, W)``; embeddings are ``(B, E)``.
+Feature maps are ``(B, C, H, W)`` or ``(B, C, D, H, W)``; embeddings are ``(B, E)``. The norms go through
+:func:`group_norm`, which gives ``nn.GroupNorm``'s numbers faster on channels-last CPU feature maps.
 """
 
 from __future__ import annotations
