@@ -565,6 +565,7 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.seconds = 0.0
+        self._log_window = [0.0, 0]          # loss sum and step count since the last log row
         self._writer = None
         if config.mixed_precision == "auto" and self.device.type == "cpu":
             self.precision_choice = self._measure_precision()
@@ -609,6 +610,7 @@ class Trainer:
             "world_size": self.world_size,
             "hardware": hardware_description(),
             "precision": self.precision_choice.to_dict(),
+            "log_window": list(self._log_window),
         }
 
     def save(self, path: str | Path | None = None) -> Path | None:
@@ -654,6 +656,9 @@ class Trainer:
             self.precision = self.precision_choice.precision
         self.step = int(state["step"])
         self.seconds = float(state.get("seconds", 0.0))
+        window = state.get("log_window")
+        self._log_window = [float(window[0]), int(window[1])] if isinstance(window, (list, tuple)) \
+            and len(window) == 2 else [0.0, 0]
         self._truncate_log(self.step)
         return self.step
 
@@ -867,31 +872,35 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="training", unit="step",
                    disable=not (self.progress and self.is_main), mininterval=0.5 if interactive else 30.0,
                    dynamic_ncols=True)
-        window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+        # the loss window survives a resume (it is in the checkpoint), so every log row is the exact mean
+        # of the steps since the previous row; the speed counts only steps timed in this process
+        speed_steps, window_start = 0, time.perf_counter()
         run_start = time.perf_counter()
         seconds_before = self.seconds
         try:
             while self.step < cfg.max_steps:
                 loss, grad_norm = self.train_step()
-                window_loss += loss
-                window_steps += 1
+                self._log_window[0] += loss
+                self._log_window[1] += 1
+                speed_steps += 1
                 self.seconds = seconds_before + time.perf_counter() - run_start
                 if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                     elapsed = time.perf_counter() - window_start
-                    row = {"step": self.step, "loss": window_loss / window_steps,
+                    row = {"step": self.step, "loss": self._log_window[0] / self._log_window[1],
                            "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
-                           "images_per_sec": window_steps * images_per_step / max(elapsed, 1e-9),
+                           "images_per_sec": speed_steps * images_per_step / max(elapsed, 1e-9),
                            "elapsed_s": self.seconds}
                     self._log(row)
                     bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_sec']:.1f}", refresh=False)
-                    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+                    self._log_window = [0.0, 0]
+                    speed_steps, window_start = 0, time.perf_counter()
                 bar.update(1)
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < cfg.max_steps:
                     self._write_samples()
-                    window_start = time.perf_counter()
+                    speed_steps, window_start = 0, time.perf_counter()
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.max_steps:
                     self.save()
-                    window_start = time.perf_counter()
+                    speed_steps, window_start = 0, time.perf_counter()
         finally:
             bar.close()
         self.save()

@@ -60,6 +60,27 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert steps == list(range(1, 7))
 
 
+def test_log_rows_after_a_resume_are_exact_means_of_their_steps(tmp_path):
+    """A checkpoint in the middle of a log window carries the window: the row after the resume averages
+    the same steps as in an uninterrupted run (log every 2 steps, checkpoint at step 3, kill after 4)."""
+    config = TrainConfig.from_dict(dict(TINY, log_every=2))
+    straight = Trainer(config, tmp_path / "straight", images=_images(), progress=False).train()
+
+    def crash_after_step_4(row):
+        if row["step"] == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, tmp_path / "split", images=_images(), progress=False, on_log=crash_after_step_4).train()
+    Trainer(config, tmp_path / "split", images=_images(), progress=False).train(resume=True)
+    rows = {name: [(int(r["step"]), float(r["loss"])) for r in _read_log(tmp_path / name / "log.csv")]
+            for name in ("straight", "split")}
+    assert [step for step, _ in rows["split"]] == [2, 4, 6]
+    for (step, expected), (_, got) in zip(rows["straight"], rows["split"]):
+        assert got == pytest.approx(expected, rel=1e-6), step
+    assert straight.step == 6
+
+
 def test_existing_checkpoint_without_resume_is_an_error(tmp_path):
     config = TrainConfig.from_dict({**TINY, "max_steps": 1})
     Trainer(config, tmp_path, images=_images(), progress=False).train()
