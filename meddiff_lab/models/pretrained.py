@@ -106,6 +106,16 @@ def _scheduler_from_config(config: dict):
     return build_scheduler(config["diffusion"])
 
 
+def _require_finite(state_dict: dict, what: str) -> None:
+    """Weights with NaN or inf make every image garbage: refuse them, naming the file."""
+    from meddiff_lab.training.checkpoint import nonfinite_tensors
+
+    bad = nonfinite_tensors(state_dict)
+    if bad:
+        raise ValueError(f"{what}: {len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]}); the run "
+                         f"diverged? use an earlier checkpoint")
+
+
 def _model_from_config(config: dict, state_dict: dict, device) -> torch.nn.Module:
     from meddiff_lab.models.unet import UNet
 
@@ -137,7 +147,9 @@ def load_safetensors_model(weights: str | Path, config_path: str | Path | None =
         if key not in config:
             raise ValueError(f"pretrained config {config_path} lacks {key!r}")
     device = torch.device(device) if device is not None else torch.device("cpu")
-    model = _model_from_config(config, load_file(str(weights)), device)
+    state = load_file(str(weights))
+    _require_finite(state, f"pretrained weights {weights}")
+    model = _model_from_config(config, state, device)
     return PretrainedModel(model=model, scheduler=_scheduler_from_config(config), config=config,
                            name=name or weights.stem)
 
@@ -185,6 +197,7 @@ def load_model(spec: str | Path, device=None) -> PretrainedModel:
         state = load_checkpoint(path)
         config = _config_from_training(state["config"])
         weights = state["ema"]["model"] if "ema" in state else state["model"]
+        _require_finite(weights, f"checkpoint {path}")
         device = torch.device(device) if device is not None else torch.device("cpu")
         return PretrainedModel(model=_model_from_config(config, weights, device),
                                scheduler=_scheduler_from_config(config), config=config, name=path.name)
@@ -230,6 +243,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, command: str | No
         raise ValueError(f"export destination {out} must end in .safetensors")
     state = load_checkpoint(checkpoint)
     weights = state["ema"]["model"] if "ema" in state else state["model"]
+    _require_finite(weights, f"checkpoint {checkpoint}")
     dtype = torch.float16 if half else torch.float32
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous().clone() for k, v in weights.items()}
     log = _read_log(checkpoint.parent / "log.csv")

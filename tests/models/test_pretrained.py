@@ -72,3 +72,20 @@ def test_shipped_unconditional_models_load_and_denoise_a_batch(name):
         out = loaded.model(torch.randn(2, 1, size, size), torch.tensor([999, 10]))
     assert out.shape == (2, 1, size, size) and torch.isfinite(out).all()
     assert loaded.config["training"]["steps"] > 0 and loaded.config["training"]["command"].startswith("meddiff-lab")
+
+
+def test_nan_weights_are_refused_by_the_python_api_naming_the_file(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from meddiff_lab.models.pretrained import load_safetensors_model, pretrained_files
+
+    weights, config = pretrained_files("phantom64")
+    state = load_file(str(weights))
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = state[name].clone()
+    state[name].view(-1)[0] = float("nan")
+    broken = tmp_path / "broken.safetensors"
+    save_file(state, str(broken))
+    (tmp_path / "broken.json").write_text(config.read_text())
+    with pytest.raises(ValueError, match=r"broken\.safetensors.*NaN"):
+        load_safetensors_model(broken)
