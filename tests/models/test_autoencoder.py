@@ -138,3 +138,17 @@ def test_latent_pipeline_files_round_trip(tmp_path):
     assert json.loads((tmp_path / "ae.json").read_text())["scale_factor"] == pytest.approx(float(ae.scale_factor))
     with pytest.raises(FileNotFoundError, match="not found"):
         load_latent_diffusion(tmp_path / "missing.safetensors")
+
+
+def test_shipped_phantom128_ldm_loads_and_samples():
+    from meddiff_lab.models import load_pretrained
+    from meddiff_lab.models.pretrained import is_available
+
+    if not is_available("phantom128-ldm"):
+        pytest.skip("phantom128-ldm weights are not in data/pretrained")
+    pipe = load_pretrained("phantom128-ldm")
+    assert pipe.config["image_size"] == 128 and pipe.config["latent_shape"] == [4, 32, 32]
+    assert float(pipe.autoencoder.scale_factor) == pytest.approx(pipe.config["scale_factor"])
+    assert not pipe.model.training and not pipe.autoencoder.training
+    images = pipe.sample(n=2, steps=2, seed=0)
+    assert images.shape == (2, 1, 128, 128) and bool(torch.isfinite(images).all()) and images.abs().max() <= 1
