@@ -90,3 +90,14 @@ def test_attention_matches_scaled_dot_product_attention_in_every_precision():
     low = attention(q.bfloat16(), k.bfloat16(), v.bfloat16())  # the explicit CPU path
     assert low.dtype == torch.bfloat16
     torch.testing.assert_close(low.float(), expected, rtol=0.05, atol=0.05)
+
+
+def test_a_norm_replaced_by_identity_gives_the_plain_adagn_formula():
+    """Notebook 04 removes the GroupNorms (nn.Identity) to see what the convolutions alone reach."""
+    from torch import nn
+
+    x = torch.randn(2, 4, 5, 5)
+    scale, shift = torch.randn(2, 4), torch.randn(2, 4)
+    out = group_norm(nn.Identity(), x, scale, shift)
+    assert torch.allclose(out, x * (1 + scale[:, :, None, None]) + shift[:, :, None, None])
+    assert torch.equal(group_norm(nn.Identity(), x), x)
