@@ -252,6 +252,8 @@ def _load_model(spec: str):
     except SafetensorError as exc:
         raise ValueError(f"--model {spec}: not a readable .safetensors file (truncated, or another format): "
                          f"{exc}") from None
+    except ValueError as exc:  # the loader's own checks (e.g. NaN weights) name the file; say which option
+        raise ValueError(f"--model {spec}: {exc}") from None
     except (RuntimeError, TypeError, AttributeError) as exc:
         text = " ".join(str(exc).split())
         raise ValueError(f"--model {spec}: its weights and config do not make a model: "
