@@ -42,6 +42,19 @@ def _int_at_least(low: int):
 _positive_int, _nonnegative_int = _int_at_least(1), _int_at_least(0)
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {value}")
+    return value
+
+
+_positive_float.__name__ = "positive number"
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -165,6 +178,9 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--checkpoint-every", type=_nonnegative_int, default=None,
                        help="save DIR/last.pt every N steps (0: only at the end)")
     train.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: the config's)")
+    train.add_argument("--time-budget", type=_positive_float, default=None, metavar="SECONDS",
+                       help="stop about SECONDS after start: max_steps is fitted to the speed measured in the "
+                            "first steps, so the learning-rate schedule ends with the run (written to config.yaml)")
     train.set_defaults(func=_train)
 
     sample = sub.add_parser("sample", help="draw DDIM samples from a shipped model or a checkpoint into a PNG grid")
@@ -193,7 +209,8 @@ def _train(args: argparse.Namespace) -> int:
     TrainConfig.from_yaml(args.config)  # a bad config is reported before anything is written
     try:
         train_from_config(args.config, args.out, resume=args.resume, max_steps=args.max_steps,
-                          checkpoint_every=args.checkpoint_every, threads=args.threads)
+                          checkpoint_every=args.checkpoint_every, threads=args.threads,
+                          time_budget_s=args.time_budget)
     except NonFiniteLossError as exc:
         print(f"meddiff-lab train: {exc}", file=sys.stderr)
         return 3
@@ -420,6 +437,23 @@ def _add_metrics_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--threads", type=_positive_int, default=None)
     ev.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ev.set_defaults(func=_metrics_evaluate)
+    ce = msub.add_parser("evaluate-conditional",
+                         help="check a conditional zoo model (findings/metadata, mask or edge ControlNet) with "
+                              "instruments trained on real phantoms, every number beside the real images'")
+    ce.add_argument("--model", required=True,
+                    help="a conditional model: a pretrained name (phantom64-cond) or a .safetensors file")
+    ce.add_argument("--guidance", type=_positive_float, default=2.0,
+                    help="classifier-free guidance scale for a findings/metadata model (default: 2)")
+    ce.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (default: 50)")
+    ce.add_argument("--n-per-finding", type=_positive_int, default=50,
+                    help="samples per finding, conditioned on real images with it (default: 50)")
+    ce.add_argument("--n", dest="num_samples", type=_positive_int, default=100,
+                    help="samples for the CTR check (per arm), sex/view pairs, or ControlNet controls (default: 100)")
+    ce.add_argument("--seed", type=_nonnegative_int, default=0)
+    ce.add_argument("--threads", type=_positive_int, default=None)
+    ce.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    ce.add_argument("--card", type=Path, default=None, help="write the model card's section (markdown) here")
+    ce.set_defaults(func=_metrics_evaluate_conditional)
 
 
 def _metrics_train_encoder(args: argparse.Namespace) -> int:
@@ -537,6 +571,49 @@ def _evaluate_model(args: argparse.Namespace) -> int:
                    + (f" --train {args.train}" if args.train else ""))
         args.card.write_text(f"<!-- {command} -->\n{card}\n", encoding="utf-8")
         print(f"wrote {args.card}")
+    return 0
+
+
+def _metrics_evaluate_conditional(args: argparse.Namespace) -> int:
+    """``metrics evaluate-conditional``: the conditional model card's checks (metrics.conditional_evaluation)."""
+    import json
+
+    import torch
+
+    from meddiff_lab.metrics.conditional_evaluation import (build_instruments, evaluate_controlnet,
+                                                            evaluate_findings_model, format_conditional_card)
+
+    for path, suffix in ((args.out, ".json"), (args.card, ".md")):
+        if path is not None:
+            _check_out_file(path, suffixes=(suffix,))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaded = _load_model(args.model)
+    kind = loaded.config.get("conditioning", "none")
+    if kind not in ("findings_metadata", "mask", "edges"):
+        raise ValueError(f"--model {args.model} is not a conditional zoo model (its conditioning is {kind!r}); "
+                         f"evaluate an unconditional model with `meddiff-lab metrics evaluate`")
+    instruments = build_instruments(int(loaded.config["image_size"]), progress=True)
+    if kind == "findings_metadata":
+        results = evaluate_findings_model(loaded, instruments, guidance=args.guidance, steps=args.steps,
+                                          n_per_finding=args.n_per_finding, n_ctr=args.num_samples,
+                                          n_pairs=args.num_samples, seed=args.seed)
+    else:
+        results = evaluate_controlnet(loaded, instruments, n=args.num_samples, steps=args.steps, seed=args.seed)
+    results["model"] = args.model
+    card = format_conditional_card(results)
+    print(card)
+    command = (f"meddiff-lab metrics evaluate-conditional --model {args.model} --steps {args.steps} "
+               f"--n {args.num_samples} --seed {args.seed}"
+               + (f" --guidance {args.guidance:g} --n-per-finding {args.n_per_finding}"
+                  if kind == "findings_metadata" else ""))
+    results["command"] = command
+    for path, text in ((args.out, json.dumps(results, indent=2, default=float) + "\n"),
+                       (args.card, f"<!-- {command} -->\n{card}")):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
     return 0
 
 

@@ -5,8 +5,8 @@ bf16 autocast halves the bytes each convolution moves, but only CPUs with native
 (0.30× was measured on a Xeon without them). Even with them, the gain depends on the model and the
 batch (1.25–1.37× for the course's 64 px U-Net on one Sapphire Rapids machine). So ``"auto"`` on a
 CPU does not guess: where the CPU has native bf16 it times a few real training steps both ways,
-alternating, and keeps bf16 only if it is measurably faster. On CUDA ``"auto"`` is float16 with a
-gradient scaler, the standard choice there.
+alternating, and keeps bf16 only if it is measurably faster. On CUDA ``"auto"`` is bf16 autocast where
+the GPU has it (no gradient scaler needed), else float16 with a gradient scaler.
 
 Example:
     >>> choice = choose_precision("auto", torch.device("cpu"), step_fn, images_per_step=32)
@@ -101,7 +101,7 @@ def choose_precision(setting: str, device: torch.device, step_fn: Callable[[str]
                      images_per_step: int = 1, min_speedup: float = MIN_SPEEDUP, **measure_kwargs) -> PrecisionChoice:
     """Resolve a config's precision ``setting`` for ``device``.
 
-    ``"auto"``: float16 on CUDA; on a CPU with native bf16 and a ``step_fn`` to time, bf16 if it
+    ``"auto"``: bf16 on a CUDA GPU that has it (Ampere and newer), else float16; on a CPU with native bf16 and a ``step_fn`` to time, bf16 if it
     trains at least ``min_speedup`` × faster than float32 (measured with :func:`measure_step_speed`),
     float32 otherwise. Explicit settings are kept (``"fp16"`` needs CUDA).
     """
@@ -115,6 +115,9 @@ def choose_precision(setting: str, device: torch.device, step_fn: Callable[[str]
             reason += " (this CPU has no native bf16 instructions: emulated, probably slower than float32)"
         return PrecisionChoice(setting, setting, reason)
     if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return PrecisionChoice(setting, "bf16", "auto on CUDA: this GPU has bf16, so bf16 autocast "
+                                                    "(float32's range: no gradient scaling)")
         return PrecisionChoice(setting, "fp16", "auto on CUDA: float16 autocast with gradient scaling")
     if device.type != "cpu":
         return PrecisionChoice(setting, "no", f"auto on {device.type}: float32")

@@ -55,6 +55,8 @@ PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 LOSS_TYPES = ("mse", "hybrid")
 MIXED_PRECISION = PRECISIONS
 CHECKPOINT_NAME = "last.pt"
+#: ``time_budget_s``: steps left untimed at the start of a run, then steps timed to fit ``max_steps``.
+BUDGET_WARMUP_STEPS, BUDGET_PROBE_STEPS = 5, 20
 LOG_NAME = "log.csv"
 LOG_COLUMNS = ("step", "loss", "lr", "grad_norm", "images_per_sec", "elapsed_s")
 
@@ -502,6 +504,7 @@ class Trainer:
                  on_log: Callable[[dict], None] | None = None,
                  on_sample: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True,
                  accelerator=None, conditions: Mapping[str, torch.Tensor] | None = None):
+        self._created = time.perf_counter()   # a time budget counts from here (data making included)
         if isinstance(config, (str, Path)):
             config = TrainConfig.from_yaml(config)
         elif isinstance(config, Mapping):
@@ -519,6 +522,8 @@ class Trainer:
         self.rank = self.accelerator.process_index
         self.world_size = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick its fastest convolutions
         self.precision = resolve_mixed_precision(config.mixed_precision, self.device)
         self.precision_choice = PrecisionChoice(config.mixed_precision, self.precision, "not measured")
 
@@ -567,6 +572,8 @@ class Trainer:
         self.seconds = 0.0
         self._log_window = [0.0, 0]          # loss sum and step count since the last log row
         self._writer = None
+        self._budget_fitted = False          # max_steps fitted to a time budget (train(time_budget_s=...))
+        self._saved_budget_max_steps = None
         if config.mixed_precision == "auto" and self.device.type == "cpu":
             self.precision_choice = self._measure_precision()
             self.precision = self.precision_choice.precision
@@ -611,6 +618,7 @@ class Trainer:
             "hardware": hardware_description(),
             "precision": self.precision_choice.to_dict(),
             "log_window": list(self._log_window),
+            "budget_max_steps": self.config.max_steps if self._budget_fitted else None,
         }
 
     def save(self, path: str | Path | None = None) -> Path | None:
@@ -656,6 +664,7 @@ class Trainer:
             self.precision = self.precision_choice.precision
         self.step = int(state["step"])
         self.seconds = float(state.get("seconds", 0.0))
+        self._saved_budget_max_steps = state.get("budget_max_steps")
         window = state.get("log_window")
         self._log_window = [float(window[0]), int(window[1])] if isinstance(window, (list, tuple)) \
             and len(window) == 2 else [0.0, 0]
@@ -828,15 +837,24 @@ class Trainer:
             self.on_sample(self.step, images)
 
     # ----------------------------------------------------------------------------------- train
-    def train(self, max_steps: int | None = None, resume: bool = False) -> "Trainer":
+    def train(self, max_steps: int | None = None, resume: bool = False,
+              time_budget_s: float | None = None) -> "Trainer":
         """Run until ``max_steps`` optimizer steps in total (default: ``config.max_steps``).
 
         With ``resume=True`` and a checkpoint in ``out_dir``, continue from its step.
+        ``time_budget_s``: stop about this many seconds after the Trainer was made (making the
+        data included) instead: after
+        ``BUDGET_PROBE_STEPS`` timed steps, ``max_steps`` is set to the step this machine reaches in
+        the budget (never above the config's), so the learning-rate schedule still ends where the run
+        ends. The value is written to ``config.yaml`` and to the checkpoint; resuming with a time
+        budget again finishes that fitted schedule.
         Raises :class:`NonFiniteLossError` if the loss stops being finite.
         """
         cfg = self.config
         if max_steps is not None:
             self.config = cfg = cfg.replace(max_steps=int(max_steps))
+        if time_budget_s is not None and not time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be a positive number of seconds, got {time_budget_s!r}")
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             ckpt = self.checkpoint_path
@@ -844,6 +862,10 @@ class Trainer:
                 self.load(ckpt)
                 if self.is_main:
                     print(f"resumed from {ckpt} at step {self.step}", file=_progress_stream())
+                if time_budget_s is not None and self._saved_budget_max_steps:
+                    # the budget was fitted once: finish that schedule rather than start a new budget
+                    self.config = cfg = cfg.replace(max_steps=int(self._saved_budget_max_steps))
+                    self._budget_fitted = True
             elif resume and self.is_main:
                 print(f"no checkpoint in {self.out_dir}; starting from step 0", file=_progress_stream())
             elif ckpt.exists():
@@ -875,8 +897,8 @@ class Trainer:
         # the loss window survives a resume (it is in the checkpoint), so every log row is the exact mean
         # of the steps since the previous row; the speed counts only steps timed in this process
         speed_steps, window_start = 0, time.perf_counter()
-        run_start = time.perf_counter()
-        seconds_before = self.seconds
+        run_start = probe_start = time.perf_counter()
+        seconds_before, steps_here = self.seconds, 0
         try:
             while self.step < cfg.max_steps:
                 loss, grad_norm = self.train_step()
@@ -895,6 +917,13 @@ class Trainer:
                     self._log_window = [0.0, 0]
                     speed_steps, window_start = 0, time.perf_counter()
                 bar.update(1)
+                steps_here += 1
+                if steps_here == BUDGET_WARMUP_STEPS:      # first steps (allocation, autotuning) not timed
+                    probe_start = time.perf_counter()
+                if time_budget_s is not None and not self._budget_fitted and self.step < cfg.max_steps \
+                        and steps_here == BUDGET_WARMUP_STEPS + BUDGET_PROBE_STEPS:
+                    cfg = self._fit_steps_to_budget(time_budget_s, self._created, probe_start, BUDGET_PROBE_STEPS)
+                    bar.total = cfg.max_steps
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < cfg.max_steps:
                     self._write_samples()
                     speed_steps, window_start = 0, time.perf_counter()
@@ -916,6 +945,23 @@ class Trainer:
         return self
 
 
+    def _fit_steps_to_budget(self, budget_s: float, budget_start: float, probe_start: float,
+                             probe_steps: int) -> TrainConfig:
+        """Set ``max_steps`` to the step reached ``budget_s`` seconds after ``budget_start`` at the speed just measured."""
+        now = time.perf_counter()
+        steps_per_s = probe_steps / max(now - probe_start, 1e-9)
+        reachable = self.step + int(max(budget_s - (now - budget_start), 0.0) * steps_per_s)
+        max_steps = max(self.step + 1, min(self.config.max_steps, reachable))
+        self.config = self.config.replace(max_steps=max_steps)
+        self._budget_fitted = True
+        if self.is_main:
+            print(f"time budget {budget_s:.0f} s at {steps_per_s:.2f} steps/s: max_steps set to {max_steps}",
+                  file=_progress_stream())
+            if self.out_dir is not None:
+                (self.out_dir / "config.yaml").write_text(_to_yaml(self.config.to_dict()), encoding="utf-8")
+        return self.config
+
+
 def _progress_stream():
     """Where progress messages go: stdout in a notebook (JupyterLab shows stderr as if an error), else stderr."""
     return sys.stdout if "ipykernel" in sys.modules else sys.stderr
@@ -929,10 +975,12 @@ def _to_yaml(data: Mapping[str, Any]) -> str:
 
 def train_from_config(config: TrainConfig | Mapping[str, Any] | str | Path, out_dir: str | Path | None,
                       resume: bool = False, max_steps: int | None = None, checkpoint_every: int | None = None,
-                      threads: int | None = None, **trainer_kwargs: Any) -> Trainer:
+                      threads: int | None = None, time_budget_s: float | None = None,
+                      **trainer_kwargs: Any) -> Trainer:
     """Build a :class:`Trainer` from a config (object, dict or YAML path) and train it; returns the trainer.
 
-    ``max_steps`` is the total step count of the run, resumed or not.
+    ``max_steps`` is the total step count of the run, resumed or not; ``time_budget_s`` fits it to a
+    wall-clock budget (:meth:`Trainer.train`).
     """
     if isinstance(config, (str, Path)):
         config = TrainConfig.from_yaml(config)
@@ -949,7 +997,7 @@ def train_from_config(config: TrainConfig | Mapping[str, Any] | str | Path, out_
         config = config.replace(**changes)
         config.validate()
     trainer = Trainer(config, out_dir=out_dir, **trainer_kwargs)
-    return trainer.train(resume=resume)
+    return trainer.train(resume=resume, time_budget_s=time_budget_s)
 
 
 def hardware_description(threads: int | None = None) -> str:

@@ -87,3 +87,10 @@ def test_trainer_records_its_choice_and_resume_keeps_it(tmp_path, monkeypatch):
     resumed = Trainer(config, out_dir=tmp_path, images=images, progress=False)
     resumed.train(max_steps=3, resume=True)
     assert resumed.precision == trainer.precision
+
+
+def test_auto_on_cuda_is_bf16_where_the_gpu_has_it_else_float16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert choose_precision("auto", torch.device("cuda")).precision == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert choose_precision("auto", torch.device("cuda")).precision == "fp16"

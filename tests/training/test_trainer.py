@@ -233,3 +233,23 @@ def test_resuming_a_damaged_checkpoint_names_the_file(tmp_path, damage, message)
     with pytest.raises(ValueError, match=message) as caught:
         _resume(config, tmp_path)
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_time_budget_fits_max_steps_to_the_measured_speed_and_a_resume_keeps_it(tmp_path, monkeypatch):
+    import yaml
+
+    from meddiff_lab.training import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "BUDGET_WARMUP_STEPS", 1)
+    monkeypatch.setattr(trainer_module, "BUDGET_PROBE_STEPS", 2)
+    config = TrainConfig.from_dict(dict(TINY, max_steps=100000, checkpoint_every=0))
+    run = Trainer(config, tmp_path, images=_images(), progress=False)
+    run.train(time_budget_s=4.0)
+    fitted = run.config.max_steps
+    assert 3 < fitted < 100000 and run.step == fitted        # the schedule ends where the run ends
+    assert run.history[-1]["lr"] == pytest.approx(TINY["learning_rate"] * config.min_lr_ratio, rel=1e-3)
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["max_steps"] == fitted
+    again = Trainer(config, tmp_path, images=_images(), progress=False).train(resume=True, time_budget_s=1.5)
+    assert again.step == fitted                               # finished, not a second budget
+    with pytest.raises(ValueError, match="time_budget_s"):
+        Trainer(config, tmp_path / "other", images=_images(), progress=False).train(time_budget_s=0)
