@@ -45,13 +45,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from meddiff_lab.diffusion.process import PREDICTION_TYPES
 from meddiff_lab.training.checkpoint import (capture_rng_state, check_resumable, load_checkpoint,
                                              restore_rng_state, save_checkpoint)
 from meddiff_lab.training.precision import PRECISIONS, PrecisionChoice, choose_precision, cpu_has_native_bf16
 from meddiff_lab.training.schema import Field, check_fields, read_yaml_mapping
 from meddiff_lab.training.zoo import CONDITIONINGS
 
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 LOSS_TYPES = ("mse", "hybrid")
 MIXED_PRECISION = PRECISIONS
 CHECKPOINT_NAME = "last.pt"

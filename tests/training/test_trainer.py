@@ -113,6 +113,13 @@ def test_warmup_then_cosine_learning_rate():
     assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
 
 
+def test_prediction_types_are_the_diffusion_process_ones():
+    from meddiff_lab.diffusion import process
+    from meddiff_lab.training import trainer
+
+    assert trainer.PREDICTION_TYPES is process.PREDICTION_TYPES
+
+
 def test_ema_moves_towards_the_weights_with_warmed_up_decay():
     model = torch.nn.Linear(2, 1, bias=False)
     torch.nn.init.zeros_(model.weight)
