@@ -27,7 +27,6 @@ to noise and blur) written into the model card beside the weights.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,7 +37,11 @@ import torch
 import torch.nn.functional as F
 
 from meddiff_lab.metrics.features import PhantomEncoder, save_phantom_encoder
+from meddiff_lab.training.lr_schedule import warmup_cosine
 from meddiff_lab.training.schema import Field, check_fields, read_yaml_mapping
+
+#: the learning rate decays to this fraction of ``learning_rate`` by the last step
+MIN_LR_RATIO = 0.05
 
 
 @dataclass
@@ -249,7 +252,8 @@ def train_encoder(config: EncoderConfig | Mapping[str, Any] | str | Path, out_di
                              config.projection_dim, ctr_mean=float(train["ctr"].mean()),
                              ctr_std=float(train["ctr"].std()))
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _warmup_cosine(step, config))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, config.warmup_steps, config.steps, MIN_LR_RATIO))
     weights = config.loss_weights
     history = []
     encoder.train()
@@ -295,13 +299,6 @@ def train_encoder(config: EncoderConfig | Mapping[str, Any] | str | Path, out_di
         card["files"] = {"weights": path.name, "bytes": path.stat().st_size}
         save_phantom_encoder(encoder, out_dir, card)
     return encoder, card
-
-
-def _warmup_cosine(step: int, config: EncoderConfig) -> float:
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _jsonable(value):

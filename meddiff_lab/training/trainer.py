@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from meddiff_lab.diffusion.process import PREDICTION_TYPES
 from meddiff_lab.training.checkpoint import (capture_rng_state, check_resumable, load_checkpoint,
                                              restore_rng_state, save_checkpoint)
+from meddiff_lab.training.lr_schedule import warmup_cosine
 from meddiff_lab.training.precision import PRECISIONS, PrecisionChoice, choose_precision, cpu_has_native_bf16
 from meddiff_lab.training.schema import Field, check_fields, read_yaml_mapping
 from meddiff_lab.training.zoo import CONDITIONINGS
@@ -298,18 +299,6 @@ def resolve_mixed_precision(setting: str, device: torch.device) -> str:
     keeps the faster (:func:`meddiff_lab.training.precision.choose_precision`).
     """
     return choose_precision(setting, device).precision
-
-
-def warmup_cosine(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float = 0.0) -> float:
-    """Learning-rate multiplier: linear warm-up from 0 to 1 over ``warmup_steps``, then a cosine
-    from 1 down to ``min_lr_ratio`` at ``max_steps``:
-    :math:`r + (1-r)\\,\\tfrac12\\,(1 + \\cos(\\pi\\,p))`, :math:`p` the fraction of post-warm-up steps done.
-    """
-    if warmup_steps > 0 and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    decay_steps = max(1, max_steps - warmup_steps)
-    progress = min(1.0, max(0.0, (step - warmup_steps) / decay_steps))
-    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class EMA:
