@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from meddiff_lab._json import to_jsonable as _jsonable
+
 NOTEBOOKS: tuple[str, ...] = (
     "00_welcome",
     "01_preprocessing",
@@ -59,21 +61,6 @@ def available_notebooks(folder: Path | None = None) -> list[str]:
     """Names from :data:`NOTEBOOKS` whose ``.ipynb`` file exists, in course order."""
     folder = folder or notebooks_dir()
     return [name for name in NOTEBOOKS if (folder / f"{name}.ipynb").exists()]
-
-
-def _jsonable(value: Any) -> Any:
-    """Turn numbers, tensors and arrays into plain JSON values."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 def record(name: str, value: Any) -> Any:

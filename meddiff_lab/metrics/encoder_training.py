@@ -26,7 +26,6 @@ to noise and blur) written into the model card beside the weights.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from meddiff_lab._json import to_jsonable
 from meddiff_lab.metrics.features import PhantomEncoder, save_phantom_encoder
 from meddiff_lab.training.lr_schedule import warmup_cosine
 from meddiff_lab.training.schema import Field, check_fields, read_yaml_mapping
@@ -289,8 +289,8 @@ def train_encoder(config: EncoderConfig | Mapping[str, Any] | str | Path, out_di
         "description": "Domain feature encoder for FID/KID/precision-recall and copy detection on 64 px phantom "
                        "chest radiographs (features: 32-d). Trained on phantom labels, cardiothoracic ratio, "
                        "view/sex, noise/blur level and instance discrimination.",
-        "training": {"command": command, "config": _jsonable(asdict(config)), "data_seconds": round(data_seconds, 1),
-                     "train_seconds": round(train_seconds, 1), "hardware": hardware_description(),
+        "training": {"command": command, "config": to_jsonable(asdict(config)),
+                     "data_seconds": round(data_seconds, 1), "train_seconds": round(train_seconds, 1), "hardware": hardware_description(),
                      "parameters": sum(p.numel() for p in encoder.parameters()), "history": history},
         "evaluation": evaluation,
     }
@@ -299,10 +299,6 @@ def train_encoder(config: EncoderConfig | Mapping[str, Any] | str | Path, out_di
         card["files"] = {"weights": path.name, "bytes": path.stat().st_size}
         save_phantom_encoder(encoder, out_dir, card)
     return encoder, card
-
-
-def _jsonable(value):
-    return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
 
 
 # ------------------------------------------------------------------------------------------ evaluation
