@@ -58,6 +58,8 @@ MIXED_PRECISION = PRECISIONS
 CHECKPOINT_NAME = "last.pt"
 #: ``time_budget_s``: steps left untimed at the start of a run, then steps timed to fit ``max_steps``.
 BUDGET_WARMUP_STEPS, BUDGET_PROBE_STEPS = 5, 20
+#: ...and the shares of the budget at which ``max_steps`` is fitted again to the speed since the last fit.
+BUDGET_REFIT_AT = (0.25, 0.5, 0.75, 0.9)
 LOG_NAME = "log.csv"
 LOG_COLUMNS = ("step", "loss", "lr", "grad_norm", "images_per_sec", "elapsed_s")
 
@@ -152,13 +154,13 @@ class TrainConfig:
         ``meta`` device: no memory, no time)."""
         import inspect
 
-        from meddiff_lab.models import UNet
+        from meddiff_lab.models.unet import UNet, unet_kwargs
 
         accepted = [n for n in inspect.signature(UNet.__init__).parameters if n != "self"]
         unknown = sorted(set(self.model) - set(accepted))
         if unknown:
             raise ValueError(f"model: unknown UNet keyword argument(s) {unknown}; allowed: {accepted}")
-        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.model.items()}
+        kwargs = unet_kwargs(self.model)
         try:
             with torch.device("meta"):
                 UNet(**kwargs)
@@ -244,9 +246,9 @@ _CONFIG_FIELDS: dict[str, Field] = {
 # ------------------------------------------------------------------------------- building blocks
 def build_model(config: TrainConfig) -> torch.nn.Module:
     """The U-Net described by ``config.model`` (one input and one output channel)."""
-    from meddiff_lab.models import UNet
+    from meddiff_lab.models.unet import UNet, unet_kwargs
 
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.model.items()}
+    kwargs = unet_kwargs(config.model)
     kwargs.setdefault("spatial_dims", 2)
     kwargs.setdefault("in_channels", 1)
     kwargs.setdefault("out_channels", 1)
@@ -835,8 +837,10 @@ class Trainer:
         data included) instead: after
         ``BUDGET_PROBE_STEPS`` timed steps, ``max_steps`` is set to the step this machine reaches in
         the budget (never above the config's), so the learning-rate schedule still ends where the run
-        ends. The value is written to ``config.yaml`` and to the checkpoint; resuming with a time
-        budget again finishes that fitted schedule.
+        ends. It is fitted again at the shares ``BUDGET_REFIT_AT`` of the budget to the speed since
+        the last fit (a GPU shared with other jobs changes speed as they start and end). The value is
+        written to ``config.yaml`` and to the checkpoint; resuming with a time budget again finishes
+        that fitted schedule.
         Raises :class:`NonFiniteLossError` if the loss stops being finite.
         """
         cfg = self.config
@@ -887,7 +891,8 @@ class Trainer:
         # of the steps since the previous row; the speed counts only steps timed in this process
         speed_steps, window_start = 0, time.perf_counter()
         run_start = probe_start = time.perf_counter()
-        seconds_before, steps_here = self.seconds, 0
+        seconds_before, steps_here, refits = self.seconds, 0, []
+        self._config_max_steps = cfg.max_steps
         try:
             while self.step < cfg.max_steps:
                 loss, grad_norm = self.train_step()
@@ -913,6 +918,16 @@ class Trainer:
                         and steps_here == BUDGET_WARMUP_STEPS + BUDGET_PROBE_STEPS:
                     cfg = self._fit_steps_to_budget(time_budget_s, self._created, probe_start, BUDGET_PROBE_STEPS)
                     bar.total = cfg.max_steps
+                    refits = [self._created + time_budget_s * share for share in BUDGET_REFIT_AT]
+                    refit_from = (time.perf_counter(), steps_here)
+                elif time_budget_s is not None and refits and time.perf_counter() >= refits[0] \
+                        and self.step < cfg.max_steps:
+                    # the speed can change (other jobs starting or ending on a shared GPU): fit again
+                    refits.pop(0)
+                    cfg = self._fit_steps_to_budget(time_budget_s, self._created, refit_from[0],
+                                                    steps_here - refit_from[1], cap=self._config_max_steps)
+                    bar.total = cfg.max_steps
+                    refit_from = (time.perf_counter(), steps_here)
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < cfg.max_steps:
                     self._write_samples()
                     speed_steps, window_start = 0, time.perf_counter()
@@ -935,12 +950,14 @@ class Trainer:
 
 
     def _fit_steps_to_budget(self, budget_s: float, budget_start: float, probe_start: float,
-                             probe_steps: int) -> TrainConfig:
-        """Set ``max_steps`` to the step reached ``budget_s`` seconds after ``budget_start`` at the speed just measured."""
+                             probe_steps: int, cap: int | None = None) -> TrainConfig:
+        """Set ``max_steps`` to the step reached ``budget_s`` seconds after ``budget_start`` at the speed
+        measured since ``probe_start`` (never above ``cap``, default the current ``max_steps``)."""
         now = time.perf_counter()
         steps_per_s = probe_steps / max(now - probe_start, 1e-9)
         reachable = self.step + int(max(budget_s - (now - budget_start), 0.0) * steps_per_s)
-        max_steps = max(self.step + 1, min(self.config.max_steps, reachable))
+        cap = self.config.max_steps if cap is None else cap
+        max_steps = max(self.step + 1, min(cap, reachable))
         self.config = self.config.replace(max_steps=max_steps)
         self._budget_fitted = True
         if self.is_main:

@@ -260,3 +260,27 @@ def test_time_budget_fits_max_steps_to_the_measured_speed_and_a_resume_keeps_it(
     assert again.step == fitted                               # finished, not a second budget
     with pytest.raises(ValueError, match="time_budget_s"):
         Trainer(config, tmp_path / "other", images=_images(), progress=False).train(time_budget_s=0)
+
+
+def test_time_budget_refits_when_the_speed_drops(tmp_path, monkeypatch):
+    """A fake clock: 10 ms a step, then 40 ms from step 40 on (say, other jobs start on a shared GPU)."""
+    import types
+
+    from meddiff_lab.training import trainer as trainer_module
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
+    config = TrainConfig.from_dict(dict(TINY, max_steps=100000, checkpoint_every=0, log_every=1000))
+    run = Trainer(config, tmp_path, images=_images(), progress=False)
+    real_step = run.train_step
+
+    def timed_step():
+        result = real_step()
+        clock["now"] += 0.01 if run.step < 40 else 0.04
+        return result
+
+    monkeypatch.setattr(run, "train_step", timed_step)
+    run.train(time_budget_s=2.0)
+    first_fit = 25 + int((2.0 - 0.25) / 0.01)              # what the first 20 timed steps predicted
+    assert run.step < first_fit                             # fitted again when the speed dropped
+    assert 1.8 <= clock["now"] <= 2.1                       # and the run ended with its budget
