@@ -40,8 +40,14 @@ Timesteps: the network sees :math:`t = s\,T` with ``T = num_train_timesteps`` (1
 :class:`RectifiedFlowScheduler` below uses whole-number timesteps
 (:math:`t_i = \operatorname{round}(T\,(1 - i/n))`, as MONAI's ``use_discrete_timesteps``), so the course's
 :func:`~meddiff_lab.diffusion.sample` (which passes ``int(t)`` to the model and to ``step``) drives it
-exactly. diffusers' ``FlowMatchEulerDiscreteScheduler`` has fractional timesteps and rejects integer
-ones in ``step``: drive it with its own loop (the tests do).
+exactly. diffusers' ``FlowMatchEulerDiscreteScheduler`` has fractional timesteps
+(:math:`t_i = T\,s_i`, by default :math:`s_i` evenly spaced from 1 to :math:`1/T`) and rejects integer
+ones in ``step``; :func:`~meddiff_lab.diffusion.sample` sees that its timesteps are floating-point and
+passes them on unrounded (to ``step`` as they are, to the model as float32), so the same call drives it::
+
+    flow = diffusers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000)
+    x = sample(model, flow, shape, noise=noise, num_inference_steps=20)
+    # the same numbers as euler_sample(model, noise, sigmas=flow.sigmas[:-1])
 """
 
 from __future__ import annotations
@@ -231,17 +237,41 @@ class RectifiedFlowScheduler:
                 f"steps={self.num_inference_steps})")
 
 
-def euler_sample(model, noise: torch.Tensor, num_steps: int, num_train_timesteps: int = 1000,
-                 shift: float = 1.0) -> torch.Tensor:
+def euler_sample(model, noise: torch.Tensor, num_steps: int | None = None, num_train_timesteps: int = 1000,
+                 shift: float = 1.0, *, sigmas=None) -> torch.Tensor:
     r"""The whole sampler in a few lines (the same numbers as :class:`RectifiedFlowScheduler` with
-    :func:`~meddiff_lab.diffusion.sample`): Euler steps of (4) from ``noise`` (:math:`s = 1`) to :math:`s = 0`."""
-    scheduler = RectifiedFlowScheduler(num_train_timesteps, shift)
-    scheduler.set_timesteps(num_steps)
+    :func:`~meddiff_lab.diffusion.sample`): Euler steps of (4) from ``noise`` (:math:`s = 1`) to :math:`s = 0`.
+
+    Args:
+        model: called as ``model(x, t)`` with ``t`` (B,) :math:`= s\,T`: long on the whole-number grid of
+            ``num_steps``, float32 with ``sigmas``.
+        noise: :math:`x_1` (B, C, ...) float32.
+        num_steps: :math:`n` steps on :class:`RectifiedFlowScheduler`'s grid
+            :math:`t_i = \operatorname{round}(T\,s'(1 - i/n))`.
+        sigmas: instead of ``num_steps``, the times :math:`s_0 > s_1 > \dots > s_{n-1}` in (0, 1] to step
+            through (0 is appended), e.g. diffusers' ``FlowMatchEulerDiscreteScheduler.sigmas[:-1]``;
+            ``shift`` is not applied to them.
+
+    Returns:
+        :math:`x_0`, shaped like ``noise``, float32.
+    """
+    if (num_steps is None) == (sigmas is None):
+        raise ValueError("give either num_steps (the whole-number grid) or sigmas (the times s to step through)")
+    if sigmas is None:
+        scheduler = RectifiedFlowScheduler(num_train_timesteps, shift)
+        scheduler.set_timesteps(num_steps)
+        grid, timestep_dtype = scheduler.sigmas, torch.long
+        model_timesteps = scheduler.timesteps.tolist()
+    else:
+        s = torch.as_tensor(sigmas, dtype=torch.float32).detach().cpu().flatten()
+        if len(s) == 0 or not bool((s[1:] < s[:-1]).all()) or not (0 < float(s[-1]) and float(s[0]) <= 1):
+            raise ValueError(f"sigmas must decrease within (0, 1], got {s.tolist()[:6]}")
+        grid, timestep_dtype = torch.cat([s, torch.zeros(1)]), torch.float32
+        model_timesteps = (s * num_train_timesteps).tolist()
     x = noise.to(torch.float32)
     with torch.no_grad():
-        for i, t in enumerate(scheduler.timesteps):
-            t_batch = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
+        for i, t in enumerate(model_timesteps):
+            t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=timestep_dtype)
             v = model(x, t_batch)
-            x = x + float(scheduler.sigmas[i + 1] - scheduler.sigmas[i]) * v
+            x = x + float(grid[i + 1] - grid[i]) * v
     return x
-

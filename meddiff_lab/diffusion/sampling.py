@@ -10,6 +10,12 @@ What differs between libraries is handled here: diffusers' ``step`` returns an o
 ``.prev_sample``, MONAI's a tuple ``(prev_sample, pred_original_sample)``; diffusers' models return an
 object with ``.sample``; MONAI's DDIM takes ``eta`` in ``step``.
 
+**Timesteps.** A scheduler with whole-number timesteps (ours, MONAI's, diffusers' DDPM/DDIM/DPM-Solver)
+gets ``int(t)`` in ``step`` and the model a long ``t``. A scheduler with fractional (floating-point)
+timesteps (diffusers' ``FlowMatchEulerDiscreteScheduler`` and its Euler family) gets its own timestep
+``t``, a 0-d tensor from ``scheduler.timesteps``, unrounded (its ``step`` rejects integers), and the model
+a float32 ``t``.
+
 Classifier-free guidance (Ho & Salimans 2022)
 ---------------------------------------------
 With ``guidance_scale = w`` the model is called on the labels and on the *null* labels, and
@@ -127,9 +133,10 @@ def sample(model, scheduler, shape, *, generator: torch.Generator | None = None,
 
     Args:
         model: called as ``model(x, t)`` (plus ``class_labels=`` when given) with ``x`` (B, C, ...) and
-            ``t`` a (B,) long tensor; returns the prediction as a tensor or an object with ``.sample``
-            (diffusers' UNet2DModel).
-        scheduler: ours, diffusers' or MONAI's DDPM/DDIM scheduler.
+            ``t`` a (B,) long tensor (float32 for a scheduler with fractional timesteps); returns the
+            prediction as a tensor or an object with ``.sample`` (diffusers' UNet2DModel).
+        scheduler: ours, diffusers' or MONAI's DDPM/DDIM scheduler, our ``RectifiedFlowScheduler``, diffusers'
+            ``DPMSolverMultistepScheduler`` or ``FlowMatchEulerDiscreteScheduler``.
         shape: (B, C, H, W) (or (B, C, D, H, W)) of the images to generate.
         generator: seeds the initial noise and every step's noise (a CPU generator works on any device).
         class_labels: (B,) int labels (or (B, K) float), passed to the model.
@@ -162,6 +169,9 @@ def sample(model, scheduler, shape, *, generator: torch.Generator | None = None,
     if num_inference_steps is not None:
         scheduler.set_timesteps(num_inference_steps)
     timesteps = torch.as_tensor(scheduler.timesteps).cpu()
+    # fractional timesteps (diffusers' flow-matching / Euler schedulers) are passed on as they are
+    fractional = timesteps.is_floating_point()
+    timestep_dtype = torch.float32 if fractional else torch.long
 
     if noise is None:
         gen_device = generator.device if generator is not None else device
@@ -188,15 +198,17 @@ def sample(model, scheduler, shape, *, generator: torch.Generator | None = None,
         model_input = x
         if hasattr(scheduler, "scale_model_input"):
             model_input = scheduler.scale_model_input(x, t)
+        step_timestep = t if fractional else int(t)
+        model_timestep = float(t) if fractional else int(t)
         if guidance_scale is None:
-            t_batch = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
+            t_batch = torch.full((shape[0],), model_timestep, device=device, dtype=timestep_dtype)
             model_output = _call_model(model, model_input, t_batch, labels)
         else:
-            t_batch = torch.full((2 * shape[0],), int(t), device=device, dtype=torch.long)
+            t_batch = torch.full((2 * shape[0],), model_timestep, device=device, dtype=timestep_dtype)
             both = _call_model(model, torch.cat([model_input, model_input]), t_batch, labels)
             conditional, unconditional = both.chunk(2)
             model_output = unconditional + guidance_scale * (conditional - unconditional)
-        prev, pred_x0 = _split_step_output(scheduler.step(model_output, int(t), x, **step_kwargs))
+        prev, pred_x0 = _split_step_output(scheduler.step(model_output, step_timestep, x, **step_kwargs))
         if return_trajectory and (step_index % trajectory_every == 0 or step_index == len(timesteps) - 1):
             kept.append(step_index)
             xs.append(x.detach().cpu())

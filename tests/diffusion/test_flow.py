@@ -96,6 +96,63 @@ def test_euler_run_matches_monai_and_diffusers(steps):
     torch.testing.assert_close(x_ours, euler_sample(toy_velocity, noise, steps), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("shift, steps", [(1.0, 20), (3.0, 7)])
+def test_sample_drives_diffusers_flow_match_scheduler(shift, steps):
+    """diffusers' FlowMatchEulerDiscreteScheduler through the course's sample(), on diffusers' own grid of
+    fractional timesteps: step and the model get the scheduler's timesteps unrounded, and the run equals
+    the hand-written Euler sampler on the same times s."""
+    noise = torch.randn(3, 1, 6, 6, generator=torch.Generator().manual_seed(2))
+    flow = diffusers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=T, shift=shift)
+    seen = []
+
+    def recording_velocity(x, t):
+        seen.append(t.clone())
+        return toy_velocity(x, t)
+
+    x_diffusers = sample(recording_velocity, flow, noise.shape, noise=noise.clone(), num_inference_steps=steps,
+                         progress=False)
+    assert flow.timesteps.is_floating_point() and bool((flow.timesteps != flow.timesteps.round()).any())
+    assert all(t.dtype == torch.float32 and t.shape == (3,) for t in seen)
+    torch.testing.assert_close(torch.stack([t[0] for t in seen]), flow.timesteps, rtol=0, atol=0)
+    x_course = euler_sample(toy_velocity, noise, sigmas=flow.sigmas[:-1])
+    torch.testing.assert_close(x_diffusers, x_course, rtol=0, atol=1e-5)
+    assert float((x_diffusers - noise).abs().max()) > 0.1   # the run went somewhere
+
+
+@pytest.mark.parametrize("steps", [5, 20])
+def test_sample_with_diffusers_flow_match_equals_the_course_scheduler(steps):
+    """On the course's whole-number grid, sample() gives the same images with diffusers' scheduler as with
+    RectifiedFlowScheduler (same velocity model, same noise)."""
+    noise = torch.randn(3, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    ours = RectifiedFlowScheduler(T)
+    ours.set_timesteps(steps)
+    x_ours = sample(toy_velocity, ours, noise.shape, noise=noise.clone(), progress=False)
+    flow = diffusers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=T)
+    flow.set_timesteps(sigmas=ours.sigmas[:-1].tolist())
+    x_diffusers = sample(toy_velocity, flow, noise.shape, noise=noise.clone(), progress=False)
+    torch.testing.assert_close(x_diffusers, x_ours, rtol=0, atol=1e-5)
+    torch.testing.assert_close(x_diffusers, euler_sample(toy_velocity, noise, steps), rtol=0, atol=1e-5)
+
+
+def test_diffusers_flow_match_through_sample_draws_the_data_distribution():
+    mean, std = 0.3, 0.5
+    flow = diffusers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=T)
+    x = sample(GaussianVelocity(mean, std), flow, (2048, 1, 4, 4), generator=torch.Generator().manual_seed(0),
+               num_inference_steps=50, progress=False)
+    assert abs(float(x.mean()) - mean) < 0.02
+    assert abs(float(x.std()) - std) < 0.02
+
+
+def test_euler_sample_checks_its_grid():
+    noise = torch.zeros(1, 1, 2, 2)
+    with pytest.raises(ValueError, match="either num_steps"):
+        euler_sample(toy_velocity, noise)
+    with pytest.raises(ValueError, match="either num_steps"):
+        euler_sample(toy_velocity, noise, 5, sigmas=[1.0, 0.5])
+    with pytest.raises(ValueError, match="decrease"):
+        euler_sample(toy_velocity, noise, sigmas=[0.5, 1.0])
+
+
 def test_shift_matches_diffusers():
     ours = RectifiedFlowScheduler(T, shift=3.0)
     ours.set_timesteps(10)
