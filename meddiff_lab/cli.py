@@ -667,12 +667,49 @@ def _bench_unet(args: argparse.Namespace) -> int:
     return module.main(argv)
 
 
+# ------------------------------------------------------------------------------------- experiment
+def _add_experiment_commands(sub: argparse._SubParsersAction) -> None:
+    experiment = sub.add_parser("experiment", help="run an experiment grid and write results.json + results.md")
+    esub = experiment.add_subparsers(dest="experiment_command", required=True)
+    seg = esub.add_parser("seg-augmentation", help="notebook 07's grid: segmentation with few labels, augmented by "
+                                                   "the edge ControlNet, against classical, pseudo-labels, more labels")
+    seg.add_argument("--profile", default="ci", help="ci (about a minute on one CPU thread) or full (hours on a CPU)")
+    seg.add_argument("--out", required=True, type=Path, help="output folder (results.json, results.md)")
+    seg.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: PyTorch's)")
+    seg.add_argument("--segmenter-steps", type=_int_at_least(2), default=None,
+                     help="override the profile's steps of every arm (to check them on the validation scores)")
+    seg.set_defaults(func=_experiment_seg_augmentation)
+
+
+def _experiment_seg_augmentation(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from meddiff_lab.experiments.segmentation_augmentation import (get_seg_augmentation_profile,
+                                                                   run_seg_augmentation,
+                                                                   write_seg_augmentation_results)
+    from meddiff_lab.runtime import set_threads
+
+    profile = get_seg_augmentation_profile(args.profile)
+    if args.segmenter_steps is not None:
+        profile = dataclasses.replace(profile, segmenter_steps=args.segmenter_steps)
+    _check_out_dir(args.out)
+    set_threads(args.threads)
+    results = run_seg_augmentation(profile)
+    results["command"] = " ".join(["meddiff-lab experiment seg-augmentation", f"--profile {args.profile}"]
+                                  + ([f"--segmenter-steps {args.segmenter_steps}"] if args.segmenter_steps else [])
+                                  + ([f"--threads {args.threads}"] if args.threads else []))
+    for path in write_seg_augmentation_results(results, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="meddiff-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_course_commands(sub)
-    for name in ("_add_data_commands", "_add_train_commands", "_add_bench_commands", "_add_metrics_commands"):
+    for name in ("_add_data_commands", "_add_train_commands", "_add_bench_commands", "_add_metrics_commands",
+                 "_add_experiment_commands"):
         adder = globals().get(name)
         if adder is not None:
             adder(sub)

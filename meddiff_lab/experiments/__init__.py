@@ -1,0 +1,29 @@
+"""Experiment harnesses: the grids behind the course's comparisons, runnable from the command line.
+
+Each module runs one experiment at a named profile (``ci`` for tests, ``full`` for the committed
+results) and writes ``results.json`` plus a markdown table; the notebooks show those tables beside
+their own smaller runs. Names are imported lazily from their modules (one experiment per module).
+
+* :mod:`~meddiff_lab.experiments.segmentation_augmentation`: notebook 07, segmentation with few
+  labels augmented by a generator pretrained on unlabelled images (``meddiff-lab experiment
+  seg-augmentation``).
+"""
+
+from __future__ import annotations
+
+from meddiff_lab._lazy import lazy_exports
+
+# public name -> module that defines it. Add a line when you add a public name.
+_PUBLIC = {
+    "SegAugmentationProfile": "segmentation_augmentation",
+    "SEG_AUGMENTATION_PROFILES": "segmentation_augmentation",
+    "SEG_AUGMENTATION_ARMS": "segmentation_augmentation",
+    "get_seg_augmentation_profile": "segmentation_augmentation",
+    "run_seg_augmentation": "segmentation_augmentation",
+    "write_seg_augmentation_results": "segmentation_augmentation",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

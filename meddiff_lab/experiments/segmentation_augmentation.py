@@ -1,0 +1,724 @@
+r"""Segmentation with few labels, augmented the EMIT-Diff way: the harness behind notebook 07.
+
+A hospital has thousands of unlabelled radiographs and a few outlined ones. EMIT-Diff (DiffBoost,
+IEEE TMI 2024) draws new training pairs from a generator that has learnt from the *unlabelled*
+images, conditioned on dense structure of each labelled image (its edges plus the mask boundary)
+and on warped versions of both. This module measures whether that helps a MONAI segmentation
+U-Net, fairly, against the baselines that need no generator.
+
+Data (phantoms, so every mask is true by construction; seeds as in the model cards):
+
+========================  ====  ==========================================================================
+split                     seed  use
+========================  ====  ==========================================================================
+unlabelled pool           0     the generator's own training phantoms (``masks=()``: never their masks);
+                                the pseudo-label arm labels some of them with a segmenter
+labelled pool             1     each *draw* picks n of them at random (and 2n, 4n for "more real labels")
+validation                2     other patients: the validation Dice of every run, the "other phantom"
+                                fidelity floor and the real-image diversity floor; choose settings here
+test                      3     other patients: Dice, heart Dice, HD95 of every run
+reference                 4     plenty of labels for the *reference segmenter*, a measuring instrument
+                                for mask fidelity (it is trained longer than the arms and is no arm)
+========================  ====  ==========================================================================
+
+Generator: the zoo's ``phantom64-controlnet-edge`` (a ControlNet on Canny edge maps, trained on
+16,000 unlabelled seed-0 phantoms). For each labelled pair :math:`(x, m)` it draws ``k`` synthetic
+images; each control is
+
+.. math:: c = \mathrm{edges}(W x) \;\cup\; \partial(W m), \qquad \tilde m = W m,
+
+with :math:`W` a random mild affine warp (as :func:`~meddiff_lab.training.segmentation.random_mask_variants`:
+±10°, zoom 0.9–1.1, shift 5 %) applied to image and mask together, :math:`\partial` the mask
+boundaries, and the synthetic image's mask is the warped mask :math:`\tilde m`.
+
+Arms (:data:`SEG_AUGMENTATION_ARMS`), every one trained for exactly the same number of segmenter steps:
+labelled only; + classical augmentation; + synthetic pairs; + synthetic + classical; pretrain on
+the synthetic pairs, then fine-tune on the real ones (the steps split by ``pretrain_fraction``);
++ pseudo-labels on as many unlabelled-pool images as there are synthetic pairs (the teacher is the
+"labelled only" network of the same draw and seed); more real labels, 2n and 4n (the yardstick: if
+it shows no gain, the harness cannot see gains). Left out for cost: a generator trained on the n
+labelled pairs only (today's notebook 07 arm; see :data:`LEFT_OUT`).
+
+Statistics: every arm is run for the same (draw, seed) pairs, so its difference from "labelled only"
+(and from "+ classical") is *paired*; the 95 % interval is Student's t over those
+:math:`m = \text{draws} \times \text{seeds}` differences,
+:math:`\bar d \pm t_{0.975,\,m-1}\, s_d / \sqrt m` (none when :math:`m = 1`).
+
+Synthetic pairs are judged beside floors: mask fidelity = Dice of the reference segmenter on the
+synthetic image against its intended mask, beside the same segmentation scored against a random
+other phantom's mask and against the unwarped source mask (an image that ignored the warp scores
+as well against the source as against the intended mask); diversity = mean pairwise MS-SSIM of the
+synthetic images beside real images (lower is more diverse), and their MS-SSIM to the warped source
+image (near 1: a copy of the labelled image).
+
+Profiles (:data:`SEG_AUGMENTATION_PROFILES`): ``ci`` runs in about a minute on one CPU thread
+(n = 4, one draw and seed, 20 steps: a smoke test, its numbers mean nothing); ``full`` is the
+committed grid (n ∈ {4, 8, 16, 32}, 3 draws × 3 seeds = 288 segmenter runs of 1,000 steps plus a
+2,000-step reference, 1,440 synthetic images of 25 DDIM steps): **hours on a CPU** (about 10-20 h on
+one thread at 0.1-0.2 s per step), much less on a GPU. Check on the validation scores
+(``--segmenter-steps``) that "more real labels" gains before the committed run.
+
+Example:
+    >>> results = run_seg_augmentation(get_seg_augmentation_profile("ci"))
+    >>> write_seg_augmentation_results(results, "runs/seg-augmentation-ci")   # results.json, results.md
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from scipy import ndimage, stats
+
+from meddiff_lab.data import generate_phantoms
+from meddiff_lab.data.edges import edge_maps, edges_to_condition
+from meddiff_lab.metrics import dice
+from meddiff_lab.metrics.generative import ms_ssim_diversity, ms_ssim_settings
+from meddiff_lab.models.controlnet import BoundCondition
+from meddiff_lab.training.segmentation import (SEG_STRUCTURES, classical_augmentation, phantom_pixel_spacing_mm,
+                                               predict_masks, segmentation_scores, stack_masks, train_segmentation)
+from meddiff_lab.training.trainer import generate_samples, hardware_description
+
+__all__ = [
+    "SegAugmentationProfile", "SEG_AUGMENTATION_PROFILES", "SEG_AUGMENTATION_ARMS", "BASELINES", "LEFT_OUT",
+    "get_seg_augmentation_profile", "Split", "ExperimentData", "make_splits", "labelled_draw",
+    "mask_boundaries", "edge_and_mask_control", "warp_pairs", "SyntheticPairs", "generate_synthetic_pairs",
+    "synthetic_pair_quality", "train_arm", "score_network", "paired_interval", "run_seg_augmentation",
+    "results_markdown", "write_seg_augmentation_results",
+]
+
+#: The arms, in the order they are trained and shown ("labelled only" first: it is the pseudo-label teacher).
+SEG_AUGMENTATION_ARMS: tuple[str, ...] = (
+    "labelled only", "+ classical", "+ synthetic", "+ synthetic + classical", "synthetic pretrain, real fine-tune",
+    "+ pseudo-labels", "more real labels (2n)", "more real labels (4n)",
+)
+#: The arms every other arm is compared with, pair by pair.
+BASELINES: tuple[str, ...] = ("labelled only", "+ classical")
+#: Arms of issue 13 that this harness does not run, and why.
+LEFT_OUT: dict[str, str] = {
+    "+ synthetic from a generator trained on the n pairs only": (
+        "left out for cost: it trains one mask-conditioned generator per (n, draw), 12 of them in the full grid "
+        "(notebook 07's classroom run trains them for 120 steps and measured no gain)"),
+}
+
+UNLABELLED_SEED, LABELLED_SEED, VALIDATION_SEED, TEST_SEED, REFERENCE_SEED = 0, 1, 2, 3, 4
+METRICS: tuple[str, ...] = ("dice", "heart_dice", "hd95_mm")
+
+
+# ------------------------------------------------------------------------------------------ profiles
+@dataclass(frozen=True)
+class SegAugmentationProfile:
+    """Every size of one run of the grid.
+
+    Attributes:
+        name: ``"ci"`` or ``"full"`` (or your own).
+        labelled_sizes: the labelled-set sizes n.
+        draws: how many random choices of which n images are labelled.
+        seeds: network seeds per draw (initial weights, batches, classical augmentation).
+        segmenter_steps: optimizer steps of *every* arm.
+        batch_size: pairs per segmenter step.
+        synthetic_per_image: k, synthetic pairs per labelled image (also the pseudo-labelled images per
+            labelled image).
+        sampling_steps: DDIM steps of the generator.
+        pretrain_fraction: share of the steps spent on synthetic pairs in "synthetic pretrain, real fine-tune".
+        labelled_pool_images, unlabelled_images, validation_images, test_images, reference_images: split sizes.
+        reference_steps: steps of the reference segmenter (the fidelity instrument, not an arm).
+        learning_rate: Adam's learning rate of every segmenter.
+        generator: the zoo model drawing the synthetic images.
+        image_size: pixels (the generator's size).
+    """
+
+    name: str
+    labelled_sizes: tuple[int, ...]
+    draws: int
+    seeds: int
+    segmenter_steps: int
+    batch_size: int
+    synthetic_per_image: int
+    sampling_steps: int
+    pretrain_fraction: float
+    labelled_pool_images: int
+    unlabelled_images: int
+    validation_images: int
+    test_images: int
+    reference_images: int
+    reference_steps: int
+    learning_rate: float = 1e-2
+    generator: str = "phantom64-controlnet-edge"
+    image_size: int = 64
+
+    def __post_init__(self) -> None:
+        positive = ("draws", "seeds", "segmenter_steps", "batch_size", "synthetic_per_image", "sampling_steps",
+                    "reference_steps", "reference_images", "test_images")
+        for field_name in positive:
+            value = getattr(self, field_name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"profile {self.name!r}: {field_name} must be a positive integer, got {value!r}")
+        if not self.labelled_sizes or min(self.labelled_sizes) < 2:
+            raise ValueError(f"profile {self.name!r}: labelled_sizes must be integers >= 2, got {self.labelled_sizes}")
+        if self.segmenter_steps < 2:
+            raise ValueError(f"profile {self.name!r}: segmenter_steps must be >= 2 (the pretrain arm splits them), "
+                             f"got {self.segmenter_steps}")
+        if not 0.0 < self.pretrain_fraction < 1.0:
+            raise ValueError(f"profile {self.name!r}: pretrain_fraction must be in (0, 1), got {self.pretrain_fraction}")
+        most = max(self.labelled_sizes)
+        needs = {"labelled_pool_images": 4 * most, "unlabelled_images": most * self.synthetic_per_image,
+                 "validation_images": 2}
+        for field_name, least in needs.items():
+            if getattr(self, field_name) < least:
+                raise ValueError(f"profile {self.name!r}: {field_name} must be >= {least} for n up to {most} and "
+                                 f"k = {self.synthetic_per_image}, got {getattr(self, field_name)}")
+
+    @property
+    def runs(self) -> int:
+        """Segmenter runs in the grid (the reference segmenter not counted)."""
+        return len(self.labelled_sizes) * self.draws * self.seeds * len(SEG_AUGMENTATION_ARMS)
+
+
+SEG_AUGMENTATION_PROFILES: dict[str, SegAugmentationProfile] = {
+    "ci": SegAugmentationProfile(
+        name="ci", labelled_sizes=(4,), draws=1, seeds=1, segmenter_steps=20, batch_size=8, synthetic_per_image=1,
+        sampling_steps=5, pretrain_fraction=0.5, labelled_pool_images=16, unlabelled_images=8,
+        validation_images=8, test_images=8, reference_images=16, reference_steps=20),
+    "full": SegAugmentationProfile(
+        name="full", labelled_sizes=(4, 8, 16, 32), draws=3, seeds=3, segmenter_steps=1000, batch_size=16,
+        synthetic_per_image=8, sampling_steps=25, pretrain_fraction=0.5, labelled_pool_images=512,
+        unlabelled_images=2048, validation_images=64, test_images=256, reference_images=1024,
+        reference_steps=2000),
+}
+
+
+def get_seg_augmentation_profile(name: str) -> SegAugmentationProfile:
+    """The named profile of :data:`SEG_AUGMENTATION_PROFILES`.
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
+    if name not in SEG_AUGMENTATION_PROFILES:
+        raise ValueError(f"unknown seg-augmentation profile {name!r}; expected one of "
+                         f"{', '.join(SEG_AUGMENTATION_PROFILES)}")
+    return SEG_AUGMENTATION_PROFILES[name]
+
+
+# ---------------------------------------------------------------------------------------------- data
+@dataclass
+class Split:
+    """Images ``(N, 1, H, W)`` float32 in [-1, 1] and masks ``(N, C, H, W)`` float32 0/1 (``None``: unlabelled)."""
+
+    images: torch.Tensor
+    masks: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index) -> "Split":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return Split(self.images[index], None if self.masks is None else self.masks[index])
+
+
+@dataclass
+class ExperimentData:
+    """The five splits of the module docstring's table."""
+
+    unlabelled: Split
+    labelled_pool: Split
+    validation: Split
+    test: Split
+    reference: Split
+
+
+def _phantom_split(n: int, image_size: int, seed: int, labelled: bool = True) -> Split:
+    batch = generate_phantoms(n, image_size, seed=seed, masks=SEG_STRUCTURES if labelled else ())
+    images = torch.from_numpy(batch.images)[:, None] * 2 - 1
+    return Split(images, stack_masks(batch.masks) if labelled else None)
+
+
+def make_splits(profile: SegAugmentationProfile) -> ExperimentData:
+    """Generate the phantoms of every split (seeds in the module docstring); the unlabelled pool has no masks."""
+    size = profile.image_size
+    return ExperimentData(
+        unlabelled=_phantom_split(profile.unlabelled_images, size, UNLABELLED_SEED, labelled=False),
+        labelled_pool=_phantom_split(profile.labelled_pool_images, size, LABELLED_SEED),
+        validation=_phantom_split(profile.validation_images, size, VALIDATION_SEED),
+        test=_phantom_split(profile.test_images, size, TEST_SEED),
+        reference=_phantom_split(profile.reference_images, size, REFERENCE_SEED))
+
+
+def labelled_draw(pool_size: int, count: int, draw: int) -> np.ndarray:
+    """Which pool images draw ``draw`` labels: the first ``count`` of a permutation seeded by the draw.
+
+    Nested on purpose: the first n of a draw are also among its first 2n and 4n, so "more real
+    labels" adds images to the same labelled set.
+    """
+    if count > pool_size:
+        raise ValueError(f"a draw of {count} labelled images needs a pool of at least {count}, got {pool_size}")
+    return np.random.default_rng(int(draw)).permutation(pool_size)[:count]
+
+
+# ----------------------------------------------------------------------------------------- generator
+def mask_boundaries(masks) -> np.ndarray:
+    """The one-pixel inner boundary of every structure, united: ``(N, C, H, W)`` 0/1 → ``(N, H, W)`` bool."""
+    masks = torch.as_tensor(masks).bool().numpy()
+    if masks.ndim != 4:
+        raise ValueError(f"masks must be (N, C, H, W), got shape {masks.shape}")
+    eroded = np.stack([[ndimage.binary_erosion(m) for m in image] for image in masks]) if masks.size else masks
+    return (masks & ~eroded).any(axis=1)
+
+
+def edge_and_mask_control(images, masks) -> torch.Tensor:
+    """The generator's control: Canny edges of ``images`` united with the boundaries of ``masks``.
+
+    Args:
+        images: ``(N, 1, H, W)`` float32 in [-1, 1].
+        masks: ``(N, C, H, W)`` 0/1.
+
+    Returns:
+        ``(N, 1, H, W)`` float32 in {-1, 1}: +1 on an edge (the ControlNet's ``mask`` input).
+    """
+    images = torch.as_tensor(images, dtype=torch.float32)
+    if images.ndim != 4 or images.shape[1] != 1:
+        raise ValueError(f"images must be (N, 1, H, W) in [-1, 1], got shape {tuple(images.shape)}")
+    edges = edge_maps((images[:, 0] + 1) / 2)
+    return edges_to_condition(edges | mask_boundaries(masks))
+
+
+def warp_pairs(images, masks, per_image: int, seed: int, rotate_degrees: float = 10.0,
+               zoom: tuple[float, float] = (0.9, 1.1),
+               translate_fraction: float = 0.05) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``per_image`` random mild affine warps of each (image, mask) pair, the same warp for both.
+
+    The ranges are those of :func:`~meddiff_lab.training.segmentation.random_mask_variants`; the
+    image is resampled bilinearly (border padding), the mask by nearest neighbour (zero padding).
+
+    Args:
+        images: ``(N, 1, H, W)`` float32 in [-1, 1].
+        masks: ``(N, C, H, W)`` 0/1.
+        per_image: warps per pair.
+        seed: seeds the warps.
+
+    Returns:
+        ``(images (N*k, 1, H, W), masks (N*k, C, H, W) 0/1, source (N*k,))``, ``source`` the index of
+        the pair each warp came from.
+    """
+    from monai import transforms as mt
+    from monai.data import get_track_meta, set_track_meta
+
+    images, masks = torch.as_tensor(images, dtype=torch.float32), torch.as_tensor(masks, dtype=torch.float32)
+    if images.ndim != 4 or masks.ndim != 4 or len(images) != len(masks) or images.shape[2:] != masks.shape[2:]:
+        raise ValueError(f"images (N, 1, H, W) and masks (N, C, H, W) must match, got {tuple(images.shape)} "
+                         f"and {tuple(masks.shape)}")
+    side = images.shape[-1]
+    warp = mt.RandAffined(keys=("image", "label"), prob=1.0, rotate_range=(math.radians(rotate_degrees),),
+                          scale_range=((zoom[0] - 1, zoom[1] - 1),) * 2,
+                          translate_range=(translate_fraction * side,) * 2, mode=("bilinear", "nearest"),
+                          padding_mode=("border", "zeros"))
+    warp.set_random_state(seed=int(seed))
+    source = torch.arange(len(images)).repeat_interleave(int(per_image))
+    tracking = get_track_meta()
+    set_track_meta(False)
+    try:
+        pairs = [warp({"image": images[i], "label": masks[i]}) for i in source.tolist()]
+    finally:
+        set_track_meta(tracking)
+    if not pairs:
+        return images[:0], masks[:0], source
+    warped_images = torch.stack([torch.as_tensor(p["image"]) for p in pairs]).float().clamp(-1, 1)
+    warped_masks = torch.stack([torch.as_tensor(p["label"]) for p in pairs]).float().round().clamp(0, 1)
+    return warped_images, warped_masks, source
+
+
+@dataclass
+class SyntheticPairs:
+    """What :func:`generate_synthetic_pairs` returns (M = N * k pairs).
+
+    Attributes:
+        images: ``(M, 1, H, W)`` float32 in [-1, 1], the generated images.
+        masks: ``(M, C, H, W)`` 0/1, their masks (the warped source masks).
+        source_index: ``(M,)`` the labelled pair each came from.
+        source_masks: ``(M, C, H, W)`` the unwarped source masks (a fidelity floor).
+        warped_sources: ``(M, 1, H, W)`` the warped real images whose edges were in the control.
+        controls: ``(M, 1, H, W)`` ±1, the controls.
+    """
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    source_index: torch.Tensor
+    source_masks: torch.Tensor
+    warped_sources: torch.Tensor
+    controls: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def generate_synthetic_pairs(generator, images, masks, per_image: int, sampling_steps: int, seed: int,
+                             batch_size: int = 64) -> SyntheticPairs:
+    """Draw ``per_image`` synthetic (image, mask) pairs for every labelled pair.
+
+    Args:
+        generator: a loaded edge ControlNet (``load_pretrained("phantom64-controlnet-edge")``: ``.model``
+            taking ``mask=`` (B, 1, H, W) ±1, ``.scheduler``).
+        images: ``(N, 1, H, W)`` float32 in [-1, 1], the labelled images.
+        masks: ``(N, C, H, W)`` 0/1, their masks.
+        per_image: k.
+        sampling_steps: DDIM steps.
+        seed: seeds the warps and the sampler's noise.
+        batch_size: images sampled at once.
+    """
+    warped_images, warped_masks, source = warp_pairs(images, masks, per_image, seed)
+    controls = edge_and_mask_control(warped_images, warped_masks)
+    device = next(generator.model.parameters()).device
+    chunks = []
+    for start in range(0, len(controls), batch_size):
+        control = controls[start:start + batch_size].to(device)
+        bound = BoundCondition(generator.model, mask=control)
+        chunks.append(generate_samples(bound, generator.scheduler, len(control), control.shape[-1], sampling_steps,
+                                       seed=int(seed) + start).cpu())
+    generated = torch.cat(chunks) if chunks else warped_images[:0]
+    return SyntheticPairs(images=generated, masks=warped_masks, source_index=source,
+                          source_masks=torch.as_tensor(masks, dtype=torch.float32)[source],
+                          warped_sources=warped_images, controls=controls)
+
+
+# ------------------------------------------------------------------------------- synthetic quality
+def mean_dice(pred, target) -> float:
+    """Dice averaged over images and structures; ``pred``, ``target``: ``(N, C, H, W)`` 0/1."""
+    pred, target = torch.as_tensor(pred).float(), torch.as_tensor(target).float()
+    side = pred.shape[-2:]
+    return float(dice(pred.reshape(-1, 1, *side), target.reshape(-1, 1, *side)))
+
+
+def paired_ms_ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean MS-SSIM between ``a[i]`` and ``b[i]``, both ``(N, 1, H, W)`` in [-1, 1] (1: identical)."""
+    from monai.metrics.regression import compute_ms_ssim
+
+    kernel, weights = ms_ssim_settings(a.shape[-1])
+    values = compute_ms_ssim((a + 1) / 2, (b + 1) / 2, spatial_dims=2, data_range=1.0, kernel_size=kernel,
+                             weights=weights)
+    return float(values.mean())
+
+
+def _same_source_ms_ssim(pairs: SyntheticPairs) -> float | None:
+    """Mean MS-SSIM between synthetic images of the same labelled image (``None`` when k = 1)."""
+    groups = [torch.nonzero(pairs.source_index == s).flatten() for s in pairs.source_index.unique()]
+    index = [(g[i], g[j]) for g in groups for i in range(len(g)) for j in range(i + 1, len(g))]
+    if not index:
+        return None
+    first, second = (torch.stack(side) for side in zip(*index))
+    return paired_ms_ssim(pairs.images[first], pairs.images[second])
+
+
+def synthetic_pair_quality(reference_net: torch.nn.Module, pairs: SyntheticPairs, other: Split,
+                           seed: int = 0) -> dict[str, Any]:
+    """Mask fidelity and diversity of synthetic pairs, each beside its floor.
+
+    Args:
+        reference_net: the reference segmenter (trained on plenty of real labels).
+        pairs: from :func:`generate_synthetic_pairs`.
+        other: real labelled images of other patients (the validation split): their masks are the
+            "random other phantom" floor, their images the real-diversity floor.
+        seed: seeds which other phantoms are drawn.
+
+    Returns:
+        a dict: ``fidelity_dice`` (reference segmentation of the synthetic image vs its intended
+        mask), ``floor_other_phantom`` and ``floor_source_mask`` (the same segmentation vs a random other
+        phantom's mask / the unwarped source mask), ``masks_other_phantom`` and ``masks_source`` (the
+        intended mask itself vs those: what the floors would be for a perfect image and segmenter),
+        ``diversity_synthetic`` and ``diversity_real`` (mean pairwise MS-SSIM, lower = more diverse),
+        ``diversity_same_source`` (among the k images of one labelled image; ``None`` at k = 1) and
+        ``ms_ssim_to_warped_source`` (1 would be a copy of the labelled image).
+    """
+    rng = np.random.default_rng(int(seed))
+    other_masks = other.masks[torch.as_tensor(rng.integers(len(other), size=len(pairs)))]
+    predicted = predict_masks(reference_net, pairs.images)
+    real = other.images[:len(pairs)] if len(other) >= len(pairs) else other.images
+    return {
+        "pairs": len(pairs),
+        "fidelity_dice": mean_dice(predicted, pairs.masks),
+        "floor_other_phantom": mean_dice(predicted, other_masks),
+        "floor_source_mask": mean_dice(predicted, pairs.source_masks),
+        "masks_other_phantom": mean_dice(pairs.masks, other_masks),
+        "masks_source": mean_dice(pairs.masks, pairs.source_masks),
+        "diversity_synthetic": ms_ssim_diversity(pairs.images) if len(pairs) >= 2 else None,
+        "diversity_real": ms_ssim_diversity(real),
+        "diversity_same_source": _same_source_ms_ssim(pairs),
+        "ms_ssim_to_warped_source": paired_ms_ssim(pairs.images, pairs.warped_sources),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- arms
+def _union(*splits: Split) -> Split:
+    return Split(torch.cat([s.images for s in splits]), torch.cat([s.masks for s in splits]))
+
+
+def train_arm(arm: str, labelled: Split, *, synthetic: Split, pseudo: Split | None, more_labels: dict[int, Split],
+              profile: SegAugmentationProfile, seed: int, device=None) -> tuple[torch.nn.Module, int, int]:
+    """Train the segmenter of one arm for ``profile.segmenter_steps`` steps in all.
+
+    Args:
+        arm: one of :data:`SEG_AUGMENTATION_ARMS`.
+        labelled: the n labelled real pairs.
+        synthetic: the n * k synthetic pairs of this draw.
+        pseudo: n * k unlabelled-pool images with the teacher's masks (needed by "+ pseudo-labels").
+        more_labels: ``{2: 2n pairs, 4: 4n pairs}`` of the same draw.
+        seed: the network's seed (initial weights, batches, classical augmentation).
+
+    Returns:
+        ``(network, steps, training_pairs)``: the trained network (eval mode), its optimizer steps and
+        how many distinct pairs it trained on.
+    """
+    options = dict(batch_size=profile.batch_size, learning_rate=profile.learning_rate, device=device)
+    steps = profile.segmenter_steps
+    if arm == "synthetic pretrain, real fine-tune":
+        pretrain = min(steps - 1, max(1, round(profile.pretrain_fraction * steps)))
+        first = train_segmentation(synthetic.images, synthetic.masks, steps=pretrain, seed=seed, **options)
+        second = train_segmentation(labelled.images, labelled.masks, steps=steps - pretrain, seed=seed,
+                                    net=first.net, **options)
+        return second.net, first.steps + second.steps, len(synthetic) + len(labelled)
+    sets = {"labelled only": labelled, "+ classical": labelled, "+ synthetic": _union(labelled, synthetic),
+            "+ synthetic + classical": _union(labelled, synthetic),
+            "more real labels (2n)": more_labels.get(2), "more real labels (4n)": more_labels.get(4),
+            "+ pseudo-labels": _union(labelled, pseudo) if pseudo is not None else None}
+    if arm not in sets:
+        raise ValueError(f"unknown arm {arm!r}; expected one of {SEG_AUGMENTATION_ARMS}")
+    if sets[arm] is None:
+        raise ValueError(f"arm {arm!r} needs its training pairs (pseudo-labels or more labels), got None")
+    augmentation = classical_augmentation(seed=seed) if "classical" in arm else None
+    run = train_segmentation(sets[arm].images, sets[arm].masks, steps=steps, seed=seed, augmentation=augmentation,
+                             **options)
+    return run.net, run.steps, len(sets[arm])
+
+
+def score_network(net: torch.nn.Module, split: Split, spacing_mm: float) -> dict[str, float]:
+    """Dice (mean of the structures), heart Dice and HD95 (mm, mean of the structures) on ``split``."""
+    scores = segmentation_scores(predict_masks(net, split.images), split.masks, spacing_mm=spacing_mm)
+    return {"dice": scores.mean_dice, "heart_dice": scores.per_structure()["heart"]["dice"],
+            "hd95_mm": scores.mean_hd95}
+
+
+# ---------------------------------------------------------------------------------------- statistics
+def paired_interval(differences, confidence: float = 0.95) -> dict[str, float | int | None]:
+    r"""Mean of paired differences and its Student-t interval, :math:`\bar d \pm t_{(1+c)/2,\,m-1}\, s_d/\sqrt m`.
+
+    Returns:
+        ``{"mean", "low", "high", "count"}``; ``low``/``high`` are ``None`` when fewer than two differences.
+    """
+    values = np.asarray(differences, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0 or not np.isfinite(values).all():
+        raise ValueError(f"differences must be a non-empty 1-D list of finite numbers, got {differences!r}")
+    mean = float(values.mean())
+    if len(values) < 2:
+        return {"mean": mean, "low": None, "high": None, "count": 1}
+    half = float(stats.t.ppf((1 + confidence) / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "count": len(values)}
+
+
+def _summaries(rows: list[dict]) -> list[dict]:
+    out = []
+    for n in sorted({r["n"] for r in rows}):
+        for arm in SEG_AUGMENTATION_ARMS:
+            chosen = [r for r in rows if r["n"] == n and r["arm"] == arm]
+            if chosen:
+                means = {key: float(np.mean([r[key] for r in chosen])) for key in (*METRICS, "val_dice")}
+                out.append({"n": n, "arm": arm, "runs": len(chosen), "steps": sorted({r["steps"] for r in chosen}),
+                            "training_pairs": int(np.mean([r["training_pairs"] for r in chosen])), **means})
+    return out
+
+
+def _differences(rows: list[dict]) -> list[dict]:
+    by_key = {(r["n"], r["arm"], r["draw"], r["seed"]): r for r in rows}
+    out = []
+    for n in sorted({r["n"] for r in rows}):
+        for baseline in BASELINES:
+            for arm in SEG_AUGMENTATION_ARMS:
+                if arm == baseline:
+                    continue
+                pairs = [(r, by_key[(n, baseline, r["draw"], r["seed"])]) for r in rows
+                         if r["n"] == n and r["arm"] == arm and (n, baseline, r["draw"], r["seed"]) in by_key]
+                for metric in METRICS:
+                    if pairs:
+                        interval = paired_interval([a[metric] - b[metric] for a, b in pairs])
+                        out.append({"n": n, "arm": arm, "baseline": baseline, "metric": metric, **interval})
+    return out
+
+
+# -------------------------------------------------------------------------------------------- runner
+def _draw_inputs(data: ExperimentData, generator, profile: SegAugmentationProfile, n: int, draw: int):
+    """The labelled set, its 2n/4n supersets, the synthetic pairs and the unlabelled images of one (n, draw)."""
+    order = labelled_draw(len(data.labelled_pool), 4 * n, draw)
+    labelled = data.labelled_pool.subset(order[:n])
+    more = {factor: data.labelled_pool.subset(order[:factor * n]) for factor in (2, 4)}
+    pairs = generate_synthetic_pairs(generator, labelled.images, labelled.masks, profile.synthetic_per_image,
+                                     profile.sampling_steps, seed=10_000 * draw + n)
+    count = n * profile.synthetic_per_image
+    unlabelled = data.unlabelled.subset(np.random.default_rng(1000 + draw).permutation(len(data.unlabelled))[:count])
+    return labelled, more, pairs, unlabelled
+
+
+def run_seg_augmentation(profile: SegAugmentationProfile, *, generator=None, device=None, progress: bool = True,
+                         log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the whole grid of ``profile`` and return everything measured (JSON-ready).
+
+    Args:
+        profile: from :func:`get_seg_augmentation_profile` (or ``dataclasses.replace`` of one).
+        generator: a loaded edge ControlNet (default: ``load_pretrained(profile.generator)``).
+        device: where the segmenters train (default: CPU); the generator stays where it is.
+        progress: a progress bar over the segmenter runs.
+        log: where progress lines go.
+
+    Returns:
+        a dict with ``profile``, ``runs`` (one row per (n, draw, seed, arm): test ``dice``,
+        ``heart_dice``, ``hd95_mm``, validation ``val_dice``, ``steps``, ``training_pairs``,
+        ``seconds``), ``summary`` (means per (n, arm)), ``differences`` (paired, per baseline and
+        metric, with 95 % intervals), ``synthetic`` (one quality row per (n, draw)), ``reference``,
+        ``left_out``, ``hardware``, ``threads`` and ``seconds``.
+    """
+    from tqdm.auto import tqdm
+
+    from meddiff_lab.models import load_pretrained
+
+    started = time.perf_counter()
+    generator = generator if generator is not None else load_pretrained(profile.generator)
+    if int(generator.config["image_size"]) != profile.image_size:
+        raise ValueError(f"generator {profile.generator!r} draws {generator.config['image_size']} px images but "
+                         f"profile {profile.name!r} has image_size {profile.image_size}")
+    data = make_splits(profile)
+    spacing = phantom_pixel_spacing_mm(profile.image_size)
+    log(f"splits: {len(data.unlabelled)} unlabelled, {len(data.labelled_pool)} labelled pool, "
+        f"{len(data.validation)} validation, {len(data.test)} test, {len(data.reference)} reference")
+    reference = train_segmentation(data.reference.images, data.reference.masks, steps=profile.reference_steps,
+                                   batch_size=profile.batch_size, learning_rate=profile.learning_rate, seed=0,
+                                   device=device)
+    reference_scores = score_network(reference.net, data.test, spacing)
+    rows, synthetic_rows = [], []
+    bar = tqdm(total=profile.runs, desc="segmenter runs", unit="run", disable=not progress)
+    for n in profile.labelled_sizes:
+        for draw in range(profile.draws):
+            labelled, more, pairs, unlabelled = _draw_inputs(data, generator, profile, n, draw)
+            quality = synthetic_pair_quality(reference.net, pairs, data.validation, seed=draw)
+            synthetic_rows.append({"n": n, "draw": draw, **quality})
+            synthetic = Split(pairs.images, pairs.masks)
+            for seed in range(profile.seeds):
+                pseudo = None
+                for arm in SEG_AUGMENTATION_ARMS:
+                    arm_started = time.perf_counter()
+                    net, steps, count = train_arm(arm, labelled, synthetic=synthetic, pseudo=pseudo, more_labels=more,
+                                                  profile=profile, seed=seed, device=device)
+                    if arm == "labelled only":  # the teacher of the pseudo-label arm
+                        pseudo = Split(unlabelled.images, predict_masks(net, unlabelled.images).float())
+                    rows.append({"n": n, "draw": draw, "seed": seed, "arm": arm, "steps": steps,
+                                 "training_pairs": count, **score_network(net, data.test, spacing),
+                                 "val_dice": score_network(net, data.validation, spacing)["dice"],
+                                 "seconds": time.perf_counter() - arm_started})
+                    bar.update(1)
+    bar.close()
+    seconds = time.perf_counter() - started
+    log(f"{len(rows)} segmenter runs in {seconds:.0f} s")
+    return {
+        "experiment": "seg-augmentation", "profile": dataclasses.asdict(profile), "arms": list(SEG_AUGMENTATION_ARMS),
+        "baselines": list(BASELINES), "runs": rows, "summary": _summaries(rows), "differences": _differences(rows),
+        "synthetic": synthetic_rows,
+        "reference": {"images": profile.reference_images, "steps": profile.reference_steps,
+                      "test": reference_scores},
+        "left_out": dict(LEFT_OUT), "hardware": hardware_description(), "threads": torch.get_num_threads(),
+        "device": str(device or "cpu"), "seconds": seconds,
+    }
+
+
+# -------------------------------------------------------------------------------------------- output
+def _number(value, digits: int = 3, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _interval(row: dict | None, digits: int = 3) -> str:
+    if row is None:
+        return "—"
+    if row["low"] is None:
+        return f"{_number(row['mean'], digits, True)} (one pair: no interval)"
+    return f"{_number(row['mean'], digits, True)} [{_number(row['low'], digits, True)}, " \
+           f"{_number(row['high'], digits, True)}]"
+
+
+def _find(rows: list[dict], **keys) -> dict | None:
+    return next((r for r in rows if all(r[k] == v for k, v in keys.items())), None)
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """The results as markdown: what ran where, test scores, paired differences, synthetic pairs, notes."""
+    p = results["profile"]
+    lines = [
+        f"# Segmentation with few labels: augmentation arms (profile `{p['name']}`)", "",
+        f"Took {results['seconds']:.0f} s on {results['hardware']} (segmenters on {results['device']}). "
+        f"Grid: n ∈ {{{', '.join(map(str, p['labelled_sizes']))}}}, {p['draws']} draw(s) × {p['seeds']} seed(s); "
+        f"every arm {p['segmenter_steps']} segmenter steps of {p['batch_size']} pairs; k = {p['synthetic_per_image']} "
+        f"synthetic pair(s) per labelled image from `{p['generator']}` (DDIM-{p['sampling_steps']}); "
+        f"{p['test_images']} test and {p['validation_images']} validation images.", "",
+        "## Test scores (means over draws × seeds) and paired Dice differences, 95 % t intervals", "",
+        "| n | arm | steps | pairs | Dice | heart Dice | HD95 (mm) | val Dice | Δ Dice vs labelled only | "
+        "Δ Dice vs + classical |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in results["summary"]:
+        versus = [_interval(_find(results["differences"], n=s["n"], arm=s["arm"], baseline=b, metric="dice"))
+                  for b in BASELINES]
+        lines.append(f"| {s['n']} | {s['arm']} | {'/'.join(map(str, s['steps']))} | {s['training_pairs']} | "
+                     f"{_number(s['dice'])} | {_number(s['heart_dice'])} | {_number(s['hd95_mm'], 1)} | "
+                     f"{_number(s['val_dice'])} | {versus[0]} | {versus[1]} |")
+    lines += ["", "## Paired differences vs labelled only: heart Dice and HD95 (mm)", "",
+              "| n | arm | Δ heart Dice | Δ HD95 (mm) |", "|---|---|---|---|"]
+    for s in results["summary"]:
+        if s["arm"] != "labelled only":
+            cells = [_interval(_find(results["differences"], n=s["n"], arm=s["arm"], baseline="labelled only",
+                                     metric=m), 3 if m != "hd95_mm" else 1) for m in ("heart_dice", "hd95_mm")]
+            lines.append(f"| {s['n']} | {s['arm']} | {cells[0]} | {cells[1]} |")
+    lines += _synthetic_table(results)
+    ref = results["reference"]
+    lines += ["", "## Notes", "",
+              f"- Reference segmenter (the fidelity instrument, not an arm): {ref['images']} real labelled images, "
+              f"{ref['steps']} steps; on the real test images Dice {_number(ref['test']['dice'])}, heart Dice "
+              f"{_number(ref['test']['heart_dice'])}, HD95 {_number(ref['test']['hd95_mm'], 1)} mm (the fidelity "
+              "ceiling).",
+              "- Fidelity floors: an image that ignored its control scores about the 'other phantom' floor; one "
+              "that ignored the warp scores as well against the source mask as against the intended one.",
+              "- Diversity is mean pairwise MS-SSIM (lower = more diverse); 'real' is the same number of real "
+              "validation images."]
+    lines += [f"- Left out: {arm}: {why}." for arm, why in results["left_out"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _synthetic_table(results: dict[str, Any]) -> list[str]:
+    lines = ["", "## Synthetic pairs: mask fidelity and diversity beside their floors (means over draws)", "",
+             "| n | pairs | fidelity Dice | floor: other phantom | floor: source mask | masks alone: other / source "
+             "| MS-SSIM synthetic | MS-SSIM real | MS-SSIM same source | MS-SSIM to warped source |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def mean(rows, key):
+        values = [r[key] for r in rows if r[key] is not None]
+        return float(np.mean(values)) if values else None
+
+    for n in sorted({r["n"] for r in results["synthetic"]}):
+        rows = [r for r in results["synthetic"] if r["n"] == n]
+        lines.append(f"| {n} | {rows[0]['pairs']} | {_number(mean(rows, 'fidelity_dice'))} | "
+                     f"{_number(mean(rows, 'floor_other_phantom'))} | {_number(mean(rows, 'floor_source_mask'))} | "
+                     f"{_number(mean(rows, 'masks_other_phantom'))} / {_number(mean(rows, 'masks_source'))} | "
+                     f"{_number(mean(rows, 'diversity_synthetic'))} | {_number(mean(rows, 'diversity_real'))} | "
+                     f"{_number(mean(rows, 'diversity_same_source'))} | "
+                     f"{_number(mean(rows, 'ms_ssim_to_warped_source'))} |")
+    return lines
+
+
+def write_seg_augmentation_results(results: dict[str, Any], out) -> tuple[Path, Path]:
+    """Write ``results.json`` and ``results.md`` into the folder ``out`` (created); returns their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, markdown_path = out / "results.json", out / "results.md"
+    json_path.write_text(json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8")
+    markdown_path.write_text(results_markdown(results), encoding="utf-8")
+    return json_path, markdown_path
