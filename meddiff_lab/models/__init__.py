@@ -11,6 +11,7 @@ from meddiff_lab._lazy import lazy_exports
 # public name -> module that defines it. Add a line when you add a public name.
 _PUBLIC = {
     "UNet": "unet",
+    "unet_kwargs": "unet",
     "timestep_embedding": "embeddings",
     "TimestepEmbedding": "embeddings",
     "ClassEmbedding": "embeddings",

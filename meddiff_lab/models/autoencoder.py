@@ -393,7 +393,7 @@ def load_latent_diffusion(weights: str | Path, config_path: str | Path | None = 
     """Load a latent diffusion model written by ``meddiff_lab.training.latent.export_latent_diffusion``."""
     from safetensors.torch import load_file
 
-    from meddiff_lab.models.unet import UNet
+    from meddiff_lab.models.unet import UNet, unet_kwargs
 
     weights = Path(weights)
     config_path = Path(config_path) if config_path is not None else weights.with_suffix(".json")
@@ -407,8 +407,7 @@ def load_latent_diffusion(weights: str | Path, config_path: str | Path | None = 
     state = load_file(str(weights))
     autoencoder = autoencoder_from_state(
         config["autoencoder"], {k[len("autoencoder."):]: v for k, v in state.items() if k.startswith("autoencoder.")})
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config["model"].items()}
-    unet = UNet(**kwargs)
+    unet = UNet(**unet_kwargs(config["model"]))
     unet.load_state_dict({k[len("unet."):]: v.float() for k, v in state.items() if k.startswith("unet.")})
     device = torch.device(device) if device is not None else torch.device("cpu")
     return LatentDiffusionPipeline(model=unet.to(device).eval(), scheduler=scheduler_for(config["diffusion"]),

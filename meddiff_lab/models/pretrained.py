@@ -117,9 +117,9 @@ def _require_finite(state_dict: dict, what: str) -> None:
 
 
 def _model_from_config(config: dict, state_dict: dict, device) -> torch.nn.Module:
-    from meddiff_lab.models.unet import UNet
+    from meddiff_lab.models.unet import UNet, unet_kwargs
 
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config["model"].items()}
+    kwargs = unet_kwargs(config["model"])
     conditioning = config.get("conditioning", "none")
     if conditioning == "none":
         model = UNet(**kwargs)

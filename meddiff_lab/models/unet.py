@@ -27,7 +27,8 @@ Conditioning:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -293,3 +294,13 @@ class UNet(nn.Module):
         if any(size % factor for size in x.shape[2:]):
             raise ValueError(f"x's spatial sizes {tuple(x.shape[2:])} must be divisible by {factor} "
                              f"(2 ** (number of levels - 1))")
+
+
+def unet_kwargs(model_config: Mapping[str, Any]) -> dict[str, Any]:
+    """``UNet`` keyword arguments from a config's ``model`` section as YAML or JSON gives it back.
+
+    Lists become tuples (``channels: [32, 64, 128]`` → ``(32, 64, 128)``), so that the built U-Net's
+    attributes (``.channels``) compare equal to the ones written in code; other values are kept.
+    ``UNet(**unet_kwargs(config["model"]))`` builds the network a training config or a model file describes.
+    """
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in model_config.items()}

@@ -230,9 +230,9 @@ def _load_yaml(path: str | Path) -> dict:
 
 def build_latent_unet(latent_config: dict, latent_channels: int) -> torch.nn.Module:
     """The course's UNet on latents: in/out channels = the autoencoder's latent channels."""
-    from meddiff_lab.models import UNet
+    from meddiff_lab.models.unet import UNet, unet_kwargs
 
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in latent_config["model"].items()}
+    kwargs = unet_kwargs(latent_config["model"])
     return UNet(spatial_dims=2, in_channels=latent_channels, out_channels=latent_channels, **kwargs)
 
 

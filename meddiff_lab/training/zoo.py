@@ -103,12 +103,12 @@ def build_zoo_model(conditioning: str, model_kwargs: Mapping, base: nn.Module | 
     :class:`~meddiff_lab.models.controlnet.ControlledUNet` on the frozen ``base`` U-Net (required);
     ``"none"``: ``UNet(**model_kwargs)``.
     """
-    from meddiff_lab.models import UNet
     from meddiff_lab.models.controlnet import ControlledUNet
+    from meddiff_lab.models.unet import UNet, unet_kwargs
 
     if conditioning not in CONDITIONINGS:
         raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in model_kwargs.items()}
+    kwargs = unet_kwargs(model_kwargs)
     if conditioning in ("mask", "edges"):
         if not isinstance(base, UNet):
             raise ValueError(f"conditioning {conditioning!r} trains a ControlNet on a frozen base U-Net; pass "

@@ -153,3 +153,17 @@ def test_additional_residuals_reach_the_decoder_like_monais_controlnet_interface
     assert not torch.allclose(model(x, t, mid_block_additional_residual=torch.ones_like(h)), plain)
     with pytest.raises(ValueError, match="down_block_additional_residuals: expected"):
         model(x, t, down_block_additional_residuals=zeros[:-1])
+
+
+def test_unet_kwargs_turns_a_config_model_section_into_unet_arguments():
+    import json
+
+    from meddiff_lab.models.unet import unet_kwargs
+
+    section = json.loads(json.dumps({"channels": (8, 16), "attention_levels": (False, True),
+                                     "num_head_channels": 8, "norm_num_groups": 4}))
+    kwargs = unet_kwargs(section)
+    assert kwargs == {"channels": (8, 16), "attention_levels": (False, True), "num_head_channels": 8,
+                      "norm_num_groups": 4}
+    assert section["channels"] == [8, 16]  # the config is left as it was
+    assert UNet(**kwargs).channels == (8, 16)
