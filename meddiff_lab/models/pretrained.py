@@ -30,18 +30,22 @@ import torch
 
 # name -> description. Each name has NAME.safetensors and NAME.json in the pretrained folder.
 PRETRAINED: dict[str, str] = {
-    "phantom64": "Unconditional 64 px synthetic chest radiograph (phantom) model: 2.75 M-parameter U-Net "
-                 "(channels 16-32-64-128, attention at 8 px), epsilon prediction, linear schedule, "
-                 "EMA weights. Sample it with DDIM (50 steps).",
+    "phantom64": "Unconditional 64 px synthetic chest radiograph (phantom) model, version 3: 2.75 M-parameter U-Net "
+                 "(channels 16-32-64-128, attention at 8 px), v-prediction, linear schedule, EMA weights, trained "
+                 "on one GPU (896,000 images). Sample it with DDIM (50 steps): see MODEL_CARD_phantom64.md.",
+    "phantom64-v2": "phantom64 version 2: the same network trained on one CPU thread (128,000 images), replaced by "
+                    "version 3 and kept as the frozen base of the zoo's ControlNets: see MODEL_CARD_phantom64-v2.md.",
     "phantom64-v1": "The first phantom64 (phantom version 1, epsilon prediction with min-SNR-5, 27,200 training "
                     "images), replaced by phantom64 and kept for comparison: see MODEL_CARD_phantom64-v1.md.",
     "phantom64-cond": "64 px model conditioned on the 14 findings and the patient (age, sex, view), condition "
-                      "dropout for classifier-free guidance (training.zoo.VectorGuidance). Not shipped yet: "
-                      "`make zoo ZOO=phantom64-cond` trains and exports it (configs/pretrained_phantom64_cond.yaml).",
-    "phantom64-controlnet-mask": "ControlNet on the frozen phantom64, steered by lung/heart label maps. Not shipped "
-                                 "yet: `make zoo ZOO=phantom64-controlnet-mask`.",
-    "phantom64-controlnet-edge": "ControlNet on the frozen phantom64, steered by automatic Canny edge maps (no "
-                                 "labels). Not shipped yet: `make zoo ZOO=phantom64-controlnet-edge`.",
+                      "dropout for classifier-free guidance (training.zoo.VectorGuidance); the phantom64 network "
+                      "plus an 18-d condition vector, trained on one GPU: see MODEL_CARD_phantom64-cond.md.",
+    "phantom64-controlnet-mask": "ControlNet on a frozen phantom64-v2 (its weights are in the file), steered by "
+                                 "lung/heart label maps (training.segmentation.masks_to_condition): see "
+                                 "MODEL_CARD_phantom64-controlnet-mask.md.",
+    "phantom64-controlnet-edge": "ControlNet on a frozen phantom64-v2 (its weights are in the file), steered by "
+                                 "automatic Canny edge maps (data.edges; no labels needed): see "
+                                 "MODEL_CARD_phantom64-controlnet-edge.md.",
     "phantom128-ldm": "Latent diffusion at 128 px: MONAI AutoencoderKL (128 px -> 4 x 32 x 32 latents, scale factor "
                       "in the file) + the course's U-Net on the latents, v-prediction, EMA weights; .sample(n, steps, "
                       "seed) decodes. Trained briefly on one CPU thread: see MODEL_CARD_phantom128-ldm.md.",
