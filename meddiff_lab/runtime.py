@@ -122,10 +122,11 @@ _SIZES: dict[str, dict[str, Any]] = {
         "sample_every": 10, "num_samples": 4, "train_channels": (16, 32), "train_sampling_steps": 10,
         "resume_steps": 4, "pretrained_samples": 4, "pretrained_sampling_steps": 10, "train_threads": 1,
         # segmentation augmentation (07)
-        # conditioning (06) and segmentation augmentation (07)
+        # conditioning (06) and segmentation augmentation (07); zoo_*: 06 samples the pretrained conditional models
         "cond_image_size": 32, "cond_train_images": 64, "cond_unet_channels": (16, 32, 32), "cond_batch_size": 8,
         "cond_train_steps": 12, "mask_train_steps": 8, "cond_guidance_scales": (0.0, 1.0, 3.0),
         "cond_samples_per_class": 4, "cond_sampling_steps": 8, "seg_instrument_steps": 20, "seg_test_images": 16,
+        "zoo_samples_per_arm": 2, "zoo_sampling_steps": 4, "zoo_guidance_scales": (0.0, 2.0),
         "seg_labelled_sizes": (4,), "seg_seeds": (0,), "seg_epochs": 3, "synthetic_per_image": 1,
         "seg_generator_steps": 10, "seg_reference_images": 32, "seg_combined_arm": False,
         # evaluation (08)
@@ -159,6 +160,7 @@ _SIZES: dict[str, dict[str, Any]] = {
         "cond_image_size": 32, "cond_train_images": 512, "cond_unet_channels": (16, 32, 32), "cond_batch_size": 16,
         "cond_train_steps": 400, "mask_train_steps": 150, "cond_guidance_scales": (0.0, 1.0, 3.0),
         "cond_samples_per_class": 16, "cond_sampling_steps": 20, "seg_instrument_steps": 300, "seg_test_images": 64,
+        "zoo_samples_per_arm": 8, "zoo_sampling_steps": 20, "zoo_guidance_scales": (0.0, 1.0, 2.0),
         "seg_labelled_sizes": (8, 32), "seg_seeds": (0, 1), "seg_epochs": 20, "synthetic_per_image": 2,
         "seg_generator_steps": 120, "seg_reference_images": 256, "seg_combined_arm": False,
         "eval_images": 64, "eval_ddim_steps": (10, 20, 50, 100), "quiz_questions": 10,
@@ -190,6 +192,7 @@ _SIZES: dict[str, dict[str, Any]] = {
         "cond_image_size": 64, "cond_train_images": 8000, "cond_unet_channels": (64, 128, 256), "cond_batch_size": 64,
         "cond_train_steps": 20000, "mask_train_steps": 5000, "cond_guidance_scales": (0.0, 1.0, 2.0, 3.0, 5.0),
         "cond_samples_per_class": 128, "cond_sampling_steps": 50, "seg_instrument_steps": 2000, "seg_test_images": 500,
+        "zoo_samples_per_arm": 128, "zoo_sampling_steps": 50, "zoo_guidance_scales": (0.0, 1.0, 2.0, 3.0, 5.0),
         "seg_labelled_sizes": (8, 32, 128), "seg_seeds": (0, 1, 2), "seg_epochs": 100, "synthetic_per_image": 4,
         "seg_generator_steps": 5000, "seg_reference_images": 2000, "seg_combined_arm": True,
         "eval_images": 1000, "eval_ddim_steps": (10, 20, 50, 100, 1000), "quiz_questions": 20,

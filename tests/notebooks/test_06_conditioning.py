@@ -56,3 +56,26 @@ def test_mask_dice_has_its_floor_and_guidance_its_diversity(metrics):
     for values in metrics["cfg_diversity"].values():
         assert values["pairwise RMS"] > 0 and values["contrast"] > 0
     assert metrics["real_pairwise_rms"] > 0
+
+
+def test_zoo_models_are_checked_with_the_same_instruments(metrics):
+    from meddiff_lab.models.pretrained import is_available, pretrained_dir
+
+    names = ("phantom64-cond", "phantom64-controlnet-mask")
+    assert metrics["zoo_models_loaded"] == sorted(n for n in names if is_available(n))
+    assert metrics["zoo_cards_found"] == sorted(n for n in names if (pretrained_dir() / f"{n}_evaluation.json").is_file())
+    assert is_finite_number(metrics["zoo_instrument_mae"]) and metrics["zoo_instrument_mae"] >= 0
+    assert is_finite_number(metrics["zoo_sex_effect_real"])
+    if "phantom64-cond" in metrics["zoo_models_loaded"]:
+        scales = list(get_profile("ci").zoo_guidance_scales)
+        assert metrics["zoo_cfg_guidance_scales"] == scales
+        shares = metrics["zoo_cfg_share_ctr_above_half"]
+        assert sorted(shares) == ["Cardiomegaly", "No Finding"]
+        assert all(len(v) == len(scales) and all(0.0 <= x <= 1.0 for x in v) for v in shares.values())
+        at_zero = scales.index(0.0)   # w = 0 ignores the condition: one batch serves both arms
+        assert shares["Cardiomegaly"][at_zero] == shares["No Finding"][at_zero]
+        assert metrics["zoo_cfg_paired_ctr_difference"][at_zero] == 0.0
+        assert is_finite_number(metrics["zoo_sex_effect_generated"])
+    if "phantom64-controlnet-mask" in metrics["zoo_models_loaded"]:
+        assert 0.0 <= metrics["zoo_mask_dice"] <= 1.0 and 0.0 <= metrics["zoo_mask_real_dice"] <= 1.0
+        assert is_finite_number(metrics["zoo_mask_ctr_error"]) and metrics["zoo_mask_ctr_error"] >= 0
