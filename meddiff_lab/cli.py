@@ -675,7 +675,8 @@ def _add_experiment_commands(sub: argparse._SubParsersAction) -> None:
                                                    "the edge ControlNet, against classical, pseudo-labels, more labels")
     seg.add_argument("--profile", default="ci", help="ci (about a minute on one CPU thread) or full (hours on a CPU)")
     seg.add_argument("--out", required=True, type=Path, help="output folder (results.json, results.md)")
-    seg.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: PyTorch's)")
+    seg.add_argument("--threads", type=_positive_int, default=None,
+                     help="CPU threads (default: PyTorch's); $MEDDIFF_DEVICE picks the device (default: cuda if present)")
     seg.add_argument("--segmenter-steps", type=_int_at_least(2), default=None,
                      help="override the profile's steps of every arm (to check them on the validation scores)")
     seg.set_defaults(func=_experiment_seg_augmentation)
@@ -687,14 +688,14 @@ def _experiment_seg_augmentation(args: argparse.Namespace) -> int:
     from meddiff_lab.experiments.segmentation_augmentation import (get_seg_augmentation_profile,
                                                                    run_seg_augmentation,
                                                                    write_seg_augmentation_results)
-    from meddiff_lab.runtime import set_threads
+    from meddiff_lab.runtime import get_device, set_threads
 
     profile = get_seg_augmentation_profile(args.profile)
     if args.segmenter_steps is not None:
         profile = dataclasses.replace(profile, segmenter_steps=args.segmenter_steps)
     _check_out_dir(args.out)
     set_threads(args.threads)
-    results = run_seg_augmentation(profile)
+    results = run_seg_augmentation(profile, device=get_device())
     results["command"] = " ".join(["meddiff-lab experiment seg-augmentation", f"--profile {args.profile}"]
                                   + ([f"--segmenter-steps {args.segmenter_steps}"] if args.segmenter_steps else [])
                                   + ([f"--threads {args.threads}"] if args.threads else []))

@@ -54,7 +54,7 @@ image (near 1: a copy of the labelled image).
 Profiles (:data:`SEG_AUGMENTATION_PROFILES`): ``ci`` runs in about a minute on one CPU thread
 (n = 4, one draw and seed, 20 steps: a smoke test, its numbers mean nothing); ``full`` is the
 committed grid (n ∈ {4, 8, 16, 32}, 3 draws × 3 seeds = 288 segmenter runs of 1,000 steps plus a
-2,000-step reference, 1,440 synthetic images of 25 DDIM steps): **hours on a CPU** (about 10-20 h on
+2,000-step reference, 1,440 synthetic images of 25 DDIM steps): **hours on a CPU** (about 8-16 h on
 one thread at 0.1-0.2 s per step), much less on a GPU. Check on the validation scores
 (``--segmenter-steps``) that "more real labels" gains before the committed run.
 
@@ -569,7 +569,8 @@ def run_seg_augmentation(profile: SegAugmentationProfile, *, generator=None, dev
     Args:
         profile: from :func:`get_seg_augmentation_profile` (or ``dataclasses.replace`` of one).
         generator: a loaded edge ControlNet (default: ``load_pretrained(profile.generator)``).
-        device: where the segmenters train (default: CPU); the generator stays where it is.
+        device: where the segmenters train and the generator samples (default: CPU; classical
+            augmentation always runs on the CPU).
         progress: a progress bar over the segmenter runs.
         log: where progress lines go.
 
@@ -586,6 +587,8 @@ def run_seg_augmentation(profile: SegAugmentationProfile, *, generator=None, dev
 
     started = time.perf_counter()
     generator = generator if generator is not None else load_pretrained(profile.generator)
+    if device is not None:
+        generator.model.to(device)
     if int(generator.config["image_size"]) != profile.image_size:
         raise ValueError(f"generator {profile.generator!r} draws {generator.config['image_size']} px images but "
                          f"profile {profile.name!r} has image_size {profile.image_size}")

@@ -1,0 +1,200 @@
+"""meddiff_lab/experiments/segmentation_augmentation.py: notebook 07's grid, run end to end on tiny sizes."""
+
+import dataclasses
+import importlib
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from meddiff_lab import cli
+from meddiff_lab.experiments import segmentation_augmentation as sa
+from meddiff_lab.models.pretrained import is_available
+
+GENERATOR = "phantom64-controlnet-edge"
+needs_generator = pytest.mark.skipif(not is_available(GENERATOR), reason=f"{GENERATOR} weights are not shipped here")
+
+# the ci profile cut further: two draws so that every paired difference has an interval
+TINY = dataclasses.replace(sa.SEG_AUGMENTATION_PROFILES["ci"], draws=2, segmenter_steps=4, batch_size=4,
+                           sampling_steps=2, validation_images=4, test_images=4, reference_images=8,
+                           reference_steps=4)
+
+
+# ------------------------------------------------------------------------------------ names, profiles
+def test_every_public_name_resolves_from_its_module():
+    package = importlib.import_module("meddiff_lab.experiments")
+    assert package.__all__ == sorted(package._PUBLIC)
+    for name, module in package._PUBLIC.items():
+        assert getattr(package, name) is getattr(importlib.import_module(f"meddiff_lab.experiments.{module}"), name)
+
+
+def test_profiles_hold_the_grids_the_issue_asks_for():
+    ci, full = sa.get_seg_augmentation_profile("ci"), sa.get_seg_augmentation_profile("full")
+    assert ci.labelled_sizes == (4,) and ci.draws == ci.seeds == ci.synthetic_per_image == 1
+    assert full.labelled_sizes == (4, 8, 16, 32) and full.draws >= 3 and full.seeds >= 3
+    assert full.segmenter_steps > ci.segmenter_steps and full.runs == 4 * 9 * len(sa.SEG_AUGMENTATION_ARMS)
+
+
+def test_an_unknown_profile_names_the_known_ones():
+    with pytest.raises(ValueError, match="'classroom'.*ci, full"):
+        sa.get_seg_augmentation_profile("classroom")
+
+
+def test_a_profile_too_small_for_its_draws_is_refused_naming_the_field():
+    with pytest.raises(ValueError, match="labelled_pool_images must be >= 128"):
+        dataclasses.replace(sa.SEG_AUGMENTATION_PROFILES["full"], labelled_pool_images=100)
+    with pytest.raises(ValueError, match="segmenter_steps must be >= 2"):
+        dataclasses.replace(TINY, segmenter_steps=1)
+
+
+# ------------------------------------------------------------------------------------------ statistics
+def test_paired_interval_is_the_student_t_interval():
+    result = sa.paired_interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * s / sqrt(m), s = 1
+    assert result["count"] == 3 and result["mean"] == pytest.approx(2.0)
+    assert (result["low"], result["high"]) == pytest.approx((2.0 - half, 2.0 + half))
+    assert sa.paired_interval([0.5]) == {"mean": 0.5, "low": None, "high": None, "count": 1}
+    with pytest.raises(ValueError, match="finite"):
+        sa.paired_interval([1.0, float("nan")])
+
+
+# ------------------------------------------------------------------------------------ data, generator
+def test_labelled_draws_are_nested_and_differ_between_draws():
+    first, second = sa.labelled_draw(64, 16, draw=0), sa.labelled_draw(64, 16, draw=1)
+    assert len(set(first)) == 16 and not np.array_equal(first, second)
+    assert np.array_equal(sa.labelled_draw(64, 8, draw=0), first[:8])
+    with pytest.raises(ValueError, match="pool of at least 65"):
+        sa.labelled_draw(64, 65, draw=0)
+
+
+def test_mask_boundaries_outline_each_structure():
+    masks = torch.zeros(1, 2, 16, 16)
+    masks[0, 0, 2:7, 2:7] = 1    # a 5 x 5 square: 16 boundary pixels
+    masks[0, 1, 9:12, 9:12] = 1  # a 3 x 3 square: 8
+    assert sa.mask_boundaries(masks).sum() == 16 + 8
+
+
+def test_the_control_holds_the_mask_boundaries_and_is_plus_minus_one():
+    split = sa._phantom_split(3, 64, seed=5)
+    control = sa.edge_and_mask_control(split.images, split.masks)
+    assert control.shape == (3, 1, 64, 64) and set(control.unique().tolist()) == {-1.0, 1.0}
+    assert bool((control[:, 0] > 0)[torch.from_numpy(sa.mask_boundaries(split.masks))].all())
+
+
+def test_warp_moves_image_and_mask_together():
+    split = sa._phantom_split(2, 64, seed=5)
+    heart_as_image = split.masks[:, 2:3] * 2 - 1  # an image whose content is the heart mask
+    images, masks, source = sa.warp_pairs(heart_as_image, split.masks, per_image=3, seed=0)
+    assert images.shape == (6, 1, 64, 64) and masks.shape == (6, 3, 64, 64) and source.tolist() == [0, 0, 0, 1, 1, 1]
+    assert not torch.equal(masks, split.masks[source])  # warped
+    agreement = sa.mean_dice((images[:, 0:1] > 0).float(), masks[:, 2:3])
+    assert agreement > 0.95
+
+
+def test_the_unlabelled_pool_is_the_generators_seed_0_phantoms_without_masks():
+    data = sa.make_splits(dataclasses.replace(TINY, unlabelled_images=4))
+    assert data.unlabelled.masks is None
+    from meddiff_lab.data import generate_phantoms
+
+    expected = torch.from_numpy(generate_phantoms(4, 64, seed=0, masks=()).images)[:, None] * 2 - 1
+    assert torch.equal(data.unlabelled.images, expected)
+    assert not torch.equal(data.test.images[:4], data.labelled_pool.images[:4])
+
+
+@needs_generator
+def test_synthetic_masks_are_the_warped_masks_of_the_control():
+    from meddiff_lab.models import load_pretrained
+
+    split = sa._phantom_split(2, 64, seed=1)
+    pairs = sa.generate_synthetic_pairs(load_pretrained(GENERATOR), split.images, split.masks, per_image=2,
+                                        sampling_steps=2, seed=0)
+    assert pairs.images.shape == (4, 1, 64, 64) and pairs.images.min() >= -1 and pairs.images.max() <= 1
+    assert torch.equal(pairs.source_masks, split.masks[pairs.source_index])
+    boundary = torch.from_numpy(sa.mask_boundaries(pairs.masks))
+    assert bool((pairs.controls[:, 0] > 0)[boundary].all())
+
+
+# ------------------------------------------------------------------------------------------ end to end
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory):
+    """The CLI's ci profile, cut to TINY, run once for the tests below."""
+    if not is_available(GENERATOR):
+        pytest.skip(f"{GENERATOR} weights are not shipped here")
+    out = tmp_path_factory.mktemp("seg-augmentation")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sa.SEG_AUGMENTATION_PROFILES, "ci", TINY)
+        assert cli.main(["experiment", "seg-augmentation", "--profile", "ci", "--out", str(out)]) == 0
+    return out, json.loads((out / "results.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.slow
+def test_every_arm_runs_for_every_draw_and_seed_with_the_same_steps(ci_run):
+    _, results = ci_run
+    runs = results["runs"]
+    assert len(runs) == TINY.runs
+    for draw in range(TINY.draws):
+        arms = [r["arm"] for r in runs if r["draw"] == draw]
+        assert arms == list(sa.SEG_AUGMENTATION_ARMS)
+    assert {r["steps"] for r in runs} == {TINY.segmenter_steps}
+    pairs = {r["arm"]: r["training_pairs"] for r in runs if r["draw"] == 0}
+    n, k = TINY.labelled_sizes[0], TINY.synthetic_per_image
+    assert pairs["labelled only"] == n and pairs["+ synthetic"] == pairs["+ pseudo-labels"] == n * (1 + k)
+    assert pairs["more real labels (2n)"] == 2 * n and pairs["more real labels (4n)"] == 4 * n
+    for r in runs:
+        assert 0 <= r["dice"] <= 1 and 0 <= r["heart_dice"] <= 1 and r["hd95_mm"] >= 0 and 0 <= r["val_dice"] <= 1
+
+
+@pytest.mark.slow
+def test_paired_intervals_contain_their_mean_and_match_the_runs(ci_run):
+    _, results = ci_run
+    runs, differences = results["runs"], results["differences"]
+    assert len(differences) == len(sa.BASELINES) * (len(sa.SEG_AUGMENTATION_ARMS) - 1) * len(sa.METRICS)
+    for d in differences:
+        assert d["count"] == TINY.draws * TINY.seeds and d["low"] <= d["mean"] <= d["high"]
+    score = {(r["arm"], r["draw"]): r["dice"] for r in runs}
+    row = next(d for d in differences if d["arm"] == "+ synthetic" and d["baseline"] == "labelled only"
+               and d["metric"] == "dice")
+    expected = np.mean([score[("+ synthetic", draw)] - score[("labelled only", draw)] for draw in range(TINY.draws)])
+    assert row["mean"] == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_synthetic_quality_stands_beside_sensible_floors(ci_run):
+    _, results = ci_run
+    assert len(results["synthetic"]) == TINY.draws
+    for q in results["synthetic"]:
+        # the intended mask is a mild warp of its source: closer to it than to another patient's mask
+        assert q["masks_other_phantom"] < q["masks_source"] < 1.0
+        for key in ("fidelity_dice", "floor_other_phantom", "floor_source_mask", "diversity_synthetic",
+                    "diversity_real", "ms_ssim_to_warped_source"):
+            assert 0.0 <= q[key] <= 1.0, key
+        assert q["diversity_same_source"] is None  # k = 1
+
+
+@pytest.mark.slow
+def test_results_md_shows_every_arm_time_and_hardware(ci_run):
+    out, results = ci_run
+    text = (out / "results.md").read_text(encoding="utf-8")
+    for arm in sa.SEG_AUGMENTATION_ARMS:
+        assert f"| {arm} |" in text
+    assert results["hardware"] in text and f"Took {results['seconds']:.0f} s" in text
+    assert "fidelity Dice" in text and "Left out" in text
+    assert results["command"].startswith("meddiff-lab experiment seg-augmentation --profile ci")
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_refuses_an_unknown_profile_in_one_line_before_writing(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert cli.main(["experiment", "seg-augmentation", "--profile", "huge", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown seg-augmentation profile 'huge'; expected one of ci, full" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_cli_refuses_an_out_that_is_a_file(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert cli.main(["experiment", "seg-augmentation", "--profile", "ci", "--out", str(blocker)]) == 2
+    assert "is a file; expected a folder" in capsys.readouterr().err
