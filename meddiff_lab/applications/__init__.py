@@ -25,6 +25,7 @@ _PUBLIC = {
     "biharmonic_inpaint": "classical",
     "RestorationCNN": "supervised",
     "random_crops": "supervised",
+    "fit_pairs": "supervised",
     "train_restoration_net": "supervised",
     "apply_net": "supervised",
     "anomaly_map": "anomaly",

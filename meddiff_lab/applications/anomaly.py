@@ -20,14 +20,12 @@ whether an image-level score still catches it is measured, finding by finding, i
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 from scipy import ndimage
 from torch import nn
-from torch.nn import functional as F
 
+from meddiff_lab.applications.supervised import fit_pairs
 from meddiff_lab.diffusion.restoration import sdedit
 
 
@@ -79,7 +77,8 @@ class ConvAutoencoder(nn.Module):
 
 def train_autoencoder(images: torch.Tensor, *, steps: int, batch_size: int = 16, lr: float = 2e-3,
                       channels: int = 16, latent_channels: int = 4, seed: int = 0) -> tuple[ConvAutoencoder, list[float]]:
-    """Train a :class:`ConvAutoencoder` on ``images`` (N, 1, H, W) in [-1, 1] (normal images only); MSE, Adam.
+    """Train a :class:`ConvAutoencoder` on ``images`` (N, 1, H, W) in [-1, 1] (normal images only); MSE, Adam
+    with a cosine learning rate (:func:`~meddiff_lab.applications.supervised.fit_pairs`).
 
     Returns:
         (the autoencoder in eval mode, the loss of every step).
@@ -89,20 +88,7 @@ def train_autoencoder(images: torch.Tensor, *, steps: int, batch_size: int = 16,
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     ae = ConvAutoencoder(channels, latent_channels)
-    optimiser = torch.optim.Adam(ae.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(1, steps))
-    losses = []
-    started = time.perf_counter()
-    for _ in range(int(steps)):
-        batch = images[torch.randint(0, len(images), (batch_size,), generator=generator)]
-        loss = F.mse_loss(ae(batch), batch)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        losses.append(loss.item())
-    ae.eval()
-    ae.seconds = time.perf_counter() - started
+    losses = fit_pairs(ae, images, images, steps=steps, batch_size=batch_size, lr=lr, generator=generator)
     return ae, losses
 
 

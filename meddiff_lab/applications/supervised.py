@@ -59,6 +59,46 @@ def random_crops(inputs: torch.Tensor, targets: torch.Tensor, index: torch.Tenso
     return cut(x), cut(y)
 
 
+def fit_pairs(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, steps: int, batch_size: int,
+              lr: float, generator: torch.Generator, crop: int | None = None, progress: bool = False,
+              desc: str = "training") -> list[float]:
+    """The training loop of the applications' networks: ``net(input)`` ≈ ``target`` under the mean
+    squared error, Adam at ``lr`` with a cosine decay to 0 over ``steps``.
+
+    Each step draws ``batch_size`` random pairs with ``generator`` (cut to one random ``crop × crop``
+    window each, see :func:`random_crops`). For an autoencoder pass the images as both ``inputs`` and
+    ``targets``.
+
+    Args:
+        inputs, targets: (N, C, H, W) float32, paired.
+
+    Returns:
+        The loss of every step. ``net`` is left in eval mode, with ``net.seconds`` the training time.
+    """
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(1, steps))
+    losses: list[float] = []
+    iterator = range(int(steps))
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc=desc, leave=False)
+    started = time.perf_counter()
+    net.train()
+    for _ in iterator:
+        index = torch.randint(0, len(inputs), (batch_size,), generator=generator)
+        x, y = random_crops(inputs, targets, index, crop, generator)
+        loss = F.mse_loss(net(x), y)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        losses.append(loss.item())
+    net.eval()
+    net.seconds = time.perf_counter() - started
+    return losses
+
+
 def train_restoration_net(inputs: torch.Tensor, targets: torch.Tensor, *, steps: int, batch_size: int = 16,
                           crop: int | None = None, lr: float = 1e-3, channels: int = 32, depth: int = 5,
                           seed: int = 0, progress: bool = False) -> tuple[RestorationCNN, list[float]]:
@@ -79,27 +119,8 @@ def train_restoration_net(inputs: torch.Tensor, targets: torch.Tensor, *, steps:
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = RestorationCNN(channels, depth)
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(1, steps))
-    losses: list[float] = []
-    iterator = range(int(steps))
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, desc="supervised", leave=False)
-    started = time.perf_counter()
-    net.train()
-    for _ in iterator:
-        index = torch.randint(0, len(inputs), (batch_size,), generator=generator)
-        x, y = random_crops(inputs, targets, index, crop, generator)
-        loss = F.mse_loss(net(x), y)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        losses.append(loss.item())
-    net.eval()
-    net.seconds = time.perf_counter() - started
+    losses = fit_pairs(net, inputs, targets, steps=steps, batch_size=batch_size, lr=lr, generator=generator,
+                       crop=crop, progress=progress, desc="supervised")
     return net, losses
 
 
@@ -109,4 +130,4 @@ def apply_net(net: nn.Module, inputs: torch.Tensor, batch_size: int = 64) -> tor
     return torch.cat([net(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)])
 
 
-__all__ = ["RestorationCNN", "random_crops", "train_restoration_net", "apply_net"]
+__all__ = ["RestorationCNN", "random_crops", "fit_pairs", "train_restoration_net", "apply_net"]

@@ -48,3 +48,17 @@ def test_training_on_crops_still_restores_whole_images():
     noisy = clean + 0.2 * torch.randn(clean.shape, generator=g)
     net, _ = train_restoration_net(noisy, clean, steps=80, batch_size=8, crop=8, channels=8, depth=3, seed=1)
     assert float(((apply_net(net, noisy) - clean) ** 2).mean()) < 0.5 * float(((noisy - clean) ** 2).mean())
+
+
+def test_one_loop_trains_the_restoration_net_and_the_anomaly_autoencoder():
+    from meddiff_lab.applications import ConvAutoencoder, fit_pairs, train_autoencoder
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(12, 1, 16, 16, generator=g) * 2 - 1
+    ae, losses = train_autoencoder(images, steps=4, batch_size=4, channels=4, seed=3)
+    torch.manual_seed(3)
+    same = ConvAutoencoder(4, 4)
+    same_losses = fit_pairs(same, images, images, steps=4, batch_size=4, lr=2e-3,
+                            generator=torch.Generator().manual_seed(3))
+    assert losses == same_losses and not same.training and same.seconds >= 0
+    torch.testing.assert_close(ae(images), same(images), rtol=0, atol=0)
