@@ -165,7 +165,33 @@ def _display_window(array: np.ndarray, window: tuple[float, float] | None) -> tu
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
-class SliceViewer:
+class _FigureWidget:
+    """What :class:`SliceViewer` and :class:`WindowLevelViewer` share: a matplotlib ``figure`` drawn into
+    the ``output`` widget of ``widget``, redrawn only once shown in a browser (headless: a static figure)."""
+
+    figure: Any
+    widget: Any
+    output: Any
+    _shown: bool
+
+    def _refresh(self) -> None:
+        """Redraw ``figure`` into ``output`` (only after display, and only with a browser attached)."""
+        if not self._shown or not frontend_status()[0]:  # headless: nothing listens to the Output widget
+            return
+        _show_in(self.output, self.figure)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        self._shown = True
+        if not frontend_status()[0]:
+            display(self.figure)  # headless: a static picture for the saved notebook, no widget messages
+            return
+        display(self.widget)
+        self._refresh()
+
+
+class SliceViewer(_FigureWidget):
     """Axial, coronal and sagittal slices of a 3-D volume with one ipywidgets slider per plane.
 
     Args:
@@ -246,21 +272,6 @@ class SliceViewer:
         for plane, value in (("axial", axial), ("coronal", coronal), ("sagittal", sagittal)):
             if value is not None:
                 self.sliders[plane].value = int(value)
-
-    def _refresh(self) -> None:
-        if not self._shown or not frontend_status()[0]:  # headless: nothing listens to the Output widget
-            return
-        _show_in(self.output, self.figure)
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        self._shown = True
-        if not frontend_status()[0]:
-            display(self.figure)  # headless: a static picture for the saved notebook, no widget messages
-            return
-        display(self.widget)
-        self._refresh()
 
 
 def release_when_not_ready(viewer_name: str, timeout: float, on_ready: Callable[[], None] | None = None,
@@ -383,7 +394,7 @@ def view_volume(volume, backend: str = "auto", window: tuple[float, float] | Non
     return VolumeView("matplotlib", reason, viewer.widget, viewer)
 
 
-class WindowLevelViewer:
+class WindowLevelViewer(_FigureWidget):
     """A CT slice under an adjustable window: centre and width sliders, presets, and the HU histogram.
 
     Args:
@@ -496,20 +507,9 @@ class WindowLevelViewer:
         self._band.remove()
         self._band = self.figure.axes[1].axvspan(c - w / 2, c + w / 2, color="tab:orange", alpha=0.3)
         self._update_title()
-        if self._shown and frontend_status()[0]:
-            _show_in(self.output, self.figure)
+        self._refresh()
 
     def _update_title(self) -> None:
         c, w = float(self.center.value), float(self.width.value)
         self._ax_img.set_title(f"window: center {c:.0f} HU, width {w:.0f} HU\n"
                                f"black ≤ {c - w / 2:.0f} HU, white ≥ {c + w / 2:.0f} HU", fontsize=9)
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        self._shown = True
-        if not frontend_status()[0]:
-            display(self.figure)  # headless: a static picture for the saved notebook, no widget messages
-            return
-        display(self.widget)
-        _show_in(self.output, self.figure)
