@@ -46,6 +46,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from meddiff_lab.data.splits import patient_split
+
 __all__ = [
     "CXR_LABELS",
     "PHANTOM_VERSION",
@@ -1150,7 +1152,7 @@ def write_synthetic_cxr(root, n: int = 2000, image_size: int = 128, seed: int = 
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["Image Index", "Cardiothoracic Ratio", "Scanner", "Patient Sex", "Patient Age", "View Position"])
         w.writerows(truth)
-    train_idx, test_idx = _patient_split(patient_ids, (1.0 - test_fraction, test_fraction), seed)
+    train_idx, test_idx = patient_split(patient_ids, (1.0 - test_fraction, test_fraction), seed)
     (root / "train_val_list.txt").write_text("".join(names[i] + "\n" for i in sorted(train_idx)))
     (root / "test_list.txt").write_text("".join(names[i] + "\n" for i in sorted(test_idx)))
     (root / "README.txt").write_text(
@@ -1180,22 +1182,6 @@ def _prepare_output_folder(root: Path) -> None:
     elif any(root.iterdir()):
         raise ValueError(f"{root} is not empty and does not hold a synthetic set written here; refusing to write "
                          f"over it (a real ChestX-ray14 folder?). Choose an empty or new folder.")
-
-
-def _patient_split(patient_ids, fractions, seed):
-    try:
-        from meddiff_lab.data.splits import patient_split
-    except ImportError:  # pragma: no cover - the splits module ships with the package
-        patient_split = None
-    if patient_split is not None:
-        return patient_split(patient_ids, fractions, seed)
-    ids = np.asarray(patient_ids)
-    unique = np.unique(ids)
-    order = np.random.default_rng(seed).permutation(len(unique))
-    n_first = int(round(fractions[0] * len(unique)))
-    first = set(unique[order[:n_first]].tolist())
-    mask = np.asarray([i in first for i in ids])
-    return np.nonzero(mask)[0], np.nonzero(~mask)[0]
 
 
 def load_phantom_masks(root, image_index: str, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
