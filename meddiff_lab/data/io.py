@@ -915,6 +915,36 @@ def dicom_series_to_nifti(folder: str | os.PathLike, out_path: str | os.PathLike
     return Volume(volume.array, volume.spacing, volume.affine, meta)
 
 
+def _new_dicom_image(sop_class: str, stored: np.ndarray, *, photometric: str = "MONOCHROME2",
+                     bits_stored: int = 16):
+    """A pydicom ``Dataset`` holding one greyscale frame: the file meta (Explicit VR Little Endian), a
+    new SOP Instance UID of ``sop_class``, the Image Pixel module and ``PixelData``.
+
+    Args:
+        stored: (rows, columns) stored values, int16 (signed pixel representation) or uint16.
+        photometric: ``"MONOCHROME2"`` or ``"MONOCHROME1"``.
+        bits_stored: BitsStored (16 bits allocated; HighBit = bits_stored - 1).
+
+    The caller adds the patient, study, series and geometry attributes.
+    """
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = int(stored.shape[0]), int(stored.shape[1])
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, int(bits_stored), int(bits_stored) - 1
+    ds.PixelRepresentation = 1 if stored.dtype == np.int16 else 0
+    ds.PixelData = np.ascontiguousarray(stored).tobytes()
+    return ds
+
+
 def write_dicom_series(volume: Volume, folder: str | os.PathLike, *, modality: str = "CT",
                        shuffle: bool = False, seed: int = 0, series_description: str = "meddiff-lab synthetic",
                        patient_name: str = "Synthetic^Phantom", patient_id: str = "SYNTH0001") -> list[Path]:
@@ -930,9 +960,7 @@ def write_dicom_series(volume: Volume, folder: str | os.PathLike, *, modality: s
     Returns:
         The written paths, in slice order.
     """
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import CTImageStorage, MRImageStorage, SecondaryCaptureImageStorage, generate_uid
 
     if volume.ndim != 3:
         raise ValueError(f"write_dicom_series needs a 3-D volume (slices, rows, columns), got shape {volume.shape}")
@@ -964,12 +992,7 @@ def write_dicom_series(volume: Volume, folder: str | os.PathLike, *, modality: s
     numbers = rng.permutation(len(data)) + 1 if shuffle else np.arange(1, len(data) + 1)
     paths = []
     for k in range(len(data)):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = pydicom.Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+        ds = _new_dicom_image(sop_class, stored[k])
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
         ds.Modality, ds.SeriesDescription, ds.PatientName, ds.PatientID = modality, series_description, patient_name, patient_id
         ds.StudyDate, ds.SeriesNumber, ds.InstanceNumber = "20000101", 1, int(numbers[k])
@@ -977,14 +1000,9 @@ def write_dicom_series(volume: Volume, folder: str | os.PathLike, *, modality: s
         ds.ImagePositionPatient = [f"{v:.4f}" for v in origin + k * step]
         ds.PixelSpacing = [f"{row_spacing:.6f}", f"{col_spacing:.6f}"]
         ds.SliceThickness = f"{volume.spacing[0]:.4f}"
-        ds.Rows, ds.Columns = int(data.shape[1]), int(data.shape[2])
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-        ds.PixelRepresentation = 1 if stored.dtype == np.int16 else 0
         ds.RescaleSlope, ds.RescaleIntercept = f"{slope:.10g}", f"{intercept:.10g}"
         if modality == "CT":
             ds.RescaleType = "HU"
-        ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
         name = f"IM_{uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | k).hex[:12]}.dcm" if shuffle else f"slice_{k:04d}.dcm"
         path = out / name
         ds.save_as(path, enforce_file_format=True)
@@ -1013,10 +1031,7 @@ def write_dicom_radiograph(image: np.ndarray, path: str | os.PathLike, *, photom
     Returns:
         The written path.
     """
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import (ComputedRadiographyImageStorage, DigitalXRayImageStorageForPresentation,
-                             ExplicitVRLittleEndian, generate_uid)
+    from pydicom.uid import ComputedRadiographyImageStorage, DigitalXRayImageStorageForPresentation, generate_uid
 
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 2 or not np.all(np.isfinite(image)) or image.min() < 0 or image.max() > 1:
@@ -1026,18 +1041,10 @@ def write_dicom_radiograph(image: np.ndarray, path: str | os.PathLike, *, photom
     top = 2 ** int(bits_stored) - 1
     stored = np.rint((1.0 - image if photometric == "MONOCHROME1" else image) * top).astype(np.uint16)
     sop_class = ComputedRadiographyImageStorage if modality == "CR" else DigitalXRayImageStorageForPresentation
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    ds = _new_dicom_image(sop_class, stored, photometric=photometric, bits_stored=int(bits_stored))
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.PatientName, ds.PatientID, ds.Modality = patient_name, patient_id, modality
     ds.ViewPosition, ds.BodyPartExamined, ds.StudyDate = view, "CHEST", "20000101"
-    ds.Rows, ds.Columns = stored.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, int(bits_stored), int(bits_stored) - 1, 0
     ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = "1", "0", "US"
     if imager_pixel_spacing is not None:
         ds.ImagerPixelSpacing = [f"{float(v):.6g}" for v in imager_pixel_spacing]
@@ -1047,7 +1054,6 @@ def write_dicom_radiograph(image: np.ndarray, path: str | os.PathLike, *, photom
         ds.EstimatedRadiographicMagnificationFactor = f"{float(magnification):.6g}"
     if window is not None:
         ds.WindowCenter, ds.WindowWidth = f"{float(window[0]):.6g}", f"{float(window[1]):.6g}"
-    ds.PixelData = np.ascontiguousarray(stored).tobytes()
     if transfer_syntax is not None:
         ds.compress(transfer_syntax, stored)
     out = Path(path)

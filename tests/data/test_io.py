@@ -351,3 +351,20 @@ def test_volume_checks_its_geometry(tmp_path):
     with pytest.raises(ValueError, match=r"\.nii"):
         save_nifti(vol, tmp_path / "x.png")
     assert np.allclose(LPS_TO_RAS @ LPS_TO_RAS, np.eye(4))
+
+
+def test_one_dicom_image_header_for_the_series_and_radiograph_writers():
+    import numpy as np
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+
+    from meddiff_lab.data.io import _new_dicom_image
+
+    signed = _new_dicom_image(SecondaryCaptureImageStorage, np.array([[-5, 7]], dtype=np.int16))
+    assert (signed.Rows, signed.Columns) == (1, 2)
+    assert (signed.PixelRepresentation, signed.BitsStored, signed.HighBit) == (1, 16, 15)
+    assert signed.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert signed.SOPInstanceUID == signed.file_meta.MediaStorageSOPInstanceUID
+    unsigned = _new_dicom_image(SecondaryCaptureImageStorage, np.zeros((3, 4), np.uint16),
+                                photometric="MONOCHROME1", bits_stored=12)
+    assert (unsigned.PixelRepresentation, unsigned.BitsStored, unsigned.HighBit) == (0, 12, 11)
+    assert unsigned.PhotometricInterpretation == "MONOCHROME1" and len(unsigned.PixelData) == 3 * 4 * 2
