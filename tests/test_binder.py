@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -29,13 +31,13 @@ FIX = "regenerate the lock: make binder-lock (after make setup)"
 def _pyproject_requirements() -> list[Requirement]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     requirements = [Requirement(r) for r in project["dependencies"]]
-    for extra in lock.EXTRAS:
+    for extra in lock.EXTRAS + lock.TEST_ONLY_EXTRAS:
         requirements += [Requirement(r) for r in project["optional-dependencies"][extra]]
     return requirements
 
 
 def test_every_pyproject_requirement_is_pinned_at_a_version_it_accepts():
-    pins = lock.read_pins()
+    pins = {**lock.read_pins(), **lock.read_test_only_pins()}
     problems = []
     for requirement in _pyproject_requirements():
         if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
@@ -50,12 +52,23 @@ def test_every_pyproject_requirement_is_pinned_at_a_version_it_accepts():
 
 def test_the_lock_is_the_tested_environment():
     expected, _ = lock.locked_packages()
-    pins = lock.read_pins()
+    test_only = lock.test_only_packages(expected)
     expected = {name: version + ("+cpu" if name == "torch" and "+" not in version else "")
                 for name, version in expected.items()}
-    differ = sorted(f"{n}: lock {pins.get(n)}, tested {expected.get(n)}" for n in set(pins) | set(expected)
-                    if pins.get(n) != expected.get(n))
-    assert not differ, f"binder/environment.yml is not the tested environment ({FIX}): {differ}"
+    for pins, tested, what in ((lock.read_pins(), expected, "Binder's pins"),
+                               (lock.read_test_only_pins(), test_only, "the test-only pins")):
+        differ = sorted(f"{n}: lock {pins.get(n)}, tested {tested.get(n)}" for n in set(pins) | set(tested)
+                        if pins.get(n) != tested.get(n))
+        assert not differ, f"binder/environment.yml ({what}) is not the tested environment ({FIX}): {differ}"
+
+
+def test_the_browser_tests_driver_is_pinned_but_not_installed_on_binder():
+    """Playwright is pinned for `make setup` (test-only comment lines) and stays out of Binder's pip section."""
+    assert "playwright" in lock.read_test_only_pins() and "playwright" not in lock.read_pins()
+    constraints = subprocess.run([sys.executable, str(BINDER / "lock.py"), "constraints"], check=True,
+                                 capture_output=True, text=True).stdout.split()
+    assert f"playwright=={lock.read_test_only_pins()['playwright']}" in constraints
+    assert f"torch=={lock.read_pins()['torch']}" in constraints
 
 
 def test_torch_is_the_cpu_build_from_the_cpu_index():
