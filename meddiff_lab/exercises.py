@@ -19,6 +19,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from meddiff_lab.training.lr_schedule import warmup_cosine
+
 
 @dataclass
 class CheckResult:
@@ -522,8 +524,6 @@ def check_ema_update(student_fn: Callable[..., torch.Tensor]) -> CheckResult:
 
 
 def _reference_warmup_cosine_lr(step: int, base_lr: float, warmup_steps: int, max_steps: int) -> float:
-    from meddiff_lab.training.trainer import warmup_cosine
-
     return base_lr * warmup_cosine(step, warmup_steps, max_steps, min_lr_ratio=0.0)
 
 

@@ -19,6 +19,7 @@ a device (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
 from __future__ import annotations
 
 import os
+import platform
 import random
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -300,6 +301,27 @@ DATASET_TODO = {
     "mednist": "meddiff-lab data download mednist --root data/downloads",
     "folder": "see data/README.md (a folder of PNGs per class, e.g. the Kermany pneumonia set)",
 }
+
+
+def hardware_description(threads: int | None = None) -> str:
+    """One line saying where this process runs, for model cards and run records.
+
+    On a GPU: its name and the torch version; on a CPU: the processor's model name, ``threads`` (the
+    run's CPU threads; default ``torch.get_num_threads()``) of the machine's cores, and the torch version.
+    """
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA), torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    threads = threads if threads is not None else torch.get_num_threads()
+    return f"{cpu}, {threads} thread(s) of {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def _package_version(name: str) -> str | None:

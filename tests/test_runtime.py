@@ -71,3 +71,13 @@ def test_environment_check_reports_packages_and_datasets(tmp_path):
     (tmp_path / "synthetic_cxr" / "Data_Entry_2017.csv").write_text("Image Index\n")
     rows = {r["item"]: r for r in runtime.environment_check(tmp_path)}
     assert rows["dataset: synthetic"]["status"] == "ok"
+
+
+def test_hardware_description_names_the_threads_and_torch():
+    line = runtime.hardware_description(threads=3)
+    assert f"torch {torch.__version__}" in line and "\n" not in line
+    if not torch.cuda.is_available():
+        assert "3 thread(s) of" in line
+    from meddiff_lab.training.trainer import hardware_description
+
+    assert hardware_description is runtime.hardware_description

@@ -266,3 +266,27 @@ def ddim_invert(model, scheduler, x0: torch.Tensor, *, num_inference_steps: int 
             x_next = scheduler.inversion_step(_call_model(model, x_next, t_batch, labels), current, x, t_next)
         x, current = x_next, t_next
     return x
+
+
+@torch.no_grad()
+def generate_samples(model: torch.nn.Module, scheduler, num_samples: int, image_size: int, steps: int,
+                     seed: int = 0, progress: bool = False) -> torch.Tensor:
+    """``num_samples`` images from ``model``, reproducibly: :func:`sample` with ``steps`` steps of ``scheduler``.
+
+    The starting noise comes from a CPU generator seeded with ``seed`` (the same images on any device);
+    the model is put in eval mode for the call and back in its former mode after.
+
+    Returns:
+        ``(num_samples, 1, image_size, image_size)`` float32 in [-1, 1], on the model's device.
+    """
+    was_training = model.training
+    model.eval()
+    device = _model_device(model)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    scheduler.set_timesteps(steps)
+    try:
+        images = sample(model, scheduler, (num_samples, 1, image_size, image_size), generator=generator,
+                        progress=progress)
+    finally:
+        model.train(was_training)
+    return images.to(device).clamp(-1, 1)

@@ -413,3 +413,28 @@ class DDIMScheduler(_SchedulerBase):
         alpha_prod_next = self.alphas_cumprod[t_next]
         pred_original_sample, pred_epsilon = self._predict_x0_and_eps(model_output, sample, alpha_prod_t)
         return alpha_prod_next ** 0.5 * pred_original_sample + (1 - alpha_prod_next) ** 0.5 * pred_epsilon
+
+
+#: the schedulers :func:`scheduler_from_config` builds, by ``kind``
+SCHEDULER_KINDS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
+
+
+def scheduler_from_config(config, kind: str = "ddim") -> DDIMScheduler | DDPMScheduler:
+    """A DDIM (or DDPM) scheduler with a training run's schedule and prediction type.
+
+    Args:
+        config: a mapping with ``num_train_timesteps``, ``beta_start``, ``beta_end``, ``schedule`` and
+            ``prediction_type`` (a training config, or the ``diffusion`` section of a shipped model's
+            JSON), or an object with ``to_dict()`` giving one (a ``TrainConfig``).
+        kind: ``"ddim"`` or ``"ddpm"``.
+    """
+    if kind not in SCHEDULER_KINDS:
+        raise ValueError(f"scheduler kind must be one of {', '.join(SCHEDULER_KINDS)}, got {kind!r}")
+    cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    missing = [k for k in ("num_train_timesteps", "beta_start", "beta_end", "schedule", "prediction_type")
+               if k not in cfg]
+    if missing:
+        raise ValueError(f"a scheduler config needs {missing}; got the keys {sorted(cfg)}")
+    return SCHEDULER_KINDS[kind](num_train_timesteps=int(cfg["num_train_timesteps"]),
+                                 beta_start=float(cfg["beta_start"]), beta_end=float(cfg["beta_end"]),
+                                 beta_schedule=cfg["schedule"], prediction_type=cfg["prediction_type"])

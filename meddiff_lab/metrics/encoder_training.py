@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from meddiff_lab._json import to_jsonable
 from meddiff_lab.metrics.features import PhantomEncoder, save_phantom_encoder
+from meddiff_lab.runtime import hardware_description
 from meddiff_lab.training.lr_schedule import warmup_cosine
 from meddiff_lab.training.schema import Field, check_fields, read_yaml_mapping
 
@@ -233,8 +234,6 @@ def train_encoder(config: EncoderConfig | Mapping[str, Any] | str | Path, out_di
         ``(encoder, card)``: the encoder in eval mode and the card dict (config, timing, hardware,
         held-out numbers) that is written as ``phantom_encoder.json`` beside the weights.
     """
-    from meddiff_lab.training.trainer import hardware_description
-
     if isinstance(config, (str, Path)):
         config = EncoderConfig.from_yaml(config)
     elif not isinstance(config, EncoderConfig):

@@ -28,6 +28,13 @@ from typing import Any
 
 import torch
 
+from meddiff_lab.checkpoint import atomic_write, load_checkpoint, nonfinite_tensors
+from meddiff_lab.diffusion.sampling import generate_samples
+from meddiff_lab.diffusion.schedulers import scheduler_from_config
+from meddiff_lab.models.conditioning import build_zoo_model
+from meddiff_lab.models.unet import UNet
+from meddiff_lab.runtime import hardware_description
+
 # name -> description. Each name has NAME.safetensors and NAME.json in the pretrained folder.
 PRETRAINED: dict[str, str] = {
     "phantom64": "Unconditional 64 px synthetic chest radiograph (phantom) model, version 3: 2.75 M-parameter U-Net "
@@ -73,8 +80,6 @@ class PretrainedModel:
 
     def sample(self, n: int = 16, steps: int = 50, seed: int = 0, progress: bool = False) -> torch.Tensor:
         """``n`` DDIM samples, (n, 1, H, W) float32 in [-1, 1]."""
-        from meddiff_lab.training.trainer import generate_samples
-
         return generate_samples(self.model, self.scheduler, n, self.config["image_size"], steps, seed=seed,
                                 progress=progress)
 
@@ -105,15 +110,11 @@ def is_available(name: str, root: str | Path | None = None) -> bool:
 
 
 def _scheduler_from_config(config: dict):
-    from meddiff_lab.training.trainer import build_scheduler
-
-    return build_scheduler(config["diffusion"])
+    return scheduler_from_config(config["diffusion"])
 
 
 def _require_finite(state_dict: dict, what: str) -> None:
     """Weights with NaN or inf make every image garbage: refuse them, naming the file."""
-    from meddiff_lab.training.checkpoint import nonfinite_tensors
-
     bad = nonfinite_tensors(state_dict)
     if bad:
         raise ValueError(f"{what}: {len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]}); the run "
@@ -121,16 +122,11 @@ def _require_finite(state_dict: dict, what: str) -> None:
 
 
 def _model_from_config(config: dict, state_dict: dict, device) -> torch.nn.Module:
-    from meddiff_lab.models.unet import UNet, unet_kwargs
-
-    kwargs = unet_kwargs(config["model"])
     conditioning = config.get("conditioning", "none")
     if conditioning == "none":
-        model = UNet(**kwargs)
+        model = UNet.from_config(config["model"])
     else:  # a zoo model: the ControlNet's file holds its frozen base too, so nothing else is loaded
-        from meddiff_lab.training.zoo import build_zoo_model
-
-        model = build_zoo_model(conditioning, kwargs, base=UNet(**kwargs))
+        model = build_zoo_model(conditioning, config["model"], base=UNet.from_config(config["model"]))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
     model.load_state_dict(state)
     return model.to(device).eval()
@@ -196,8 +192,6 @@ def load_model(spec: str | Path, device=None) -> PretrainedModel:
     if path.suffix == ".safetensors":
         return load_safetensors_model(path, device=device)
     if path.suffix in (".pt", ".pth") or path.is_file():
-        from meddiff_lab.training.checkpoint import load_checkpoint
-
         state = load_checkpoint(path)
         config = _config_from_training(state["config"])
         weights = state["ema"]["model"] if "ema" in state else state["model"]
@@ -237,9 +231,6 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, command: str | No
     (read from ``log.csv`` beside the checkpoint when present).
     """
     from safetensors.torch import save_file
-
-    from meddiff_lab.training.checkpoint import atomic_write, load_checkpoint
-    from meddiff_lab.training.trainer import hardware_description
 
     checkpoint = Path(checkpoint)
     out = Path(out)

@@ -207,6 +207,27 @@ class UNet(nn.Module):
         self.conv_out = zero_init(conv_nd(spatial_dims, channels[0], out_channels))
         self.to(memory_format=self.memory_format)  # convolution weights in the layout of the feature maps
 
+    @classmethod
+    def from_config(cls, model_config: Mapping[str, Any], image_size: int | None = None) -> "UNet":
+        """The U-Net a config's ``model`` section describes (a training YAML, a shipped model's JSON).
+
+        Args:
+            model_config: ``UNet`` keyword arguments as YAML or JSON gives them back (lists are
+                turned into tuples by :func:`unet_kwargs`).
+            image_size: when given, checked: each of the ``len(channels) - 1`` downsamplings halves
+                it, so it must be a multiple of ``2 ** (len(channels) - 1)``.
+
+        Raises:
+            ValueError: naming ``image_size`` and the number of levels when they do not fit.
+        """
+        kwargs = unet_kwargs(model_config)
+        if image_size is not None:
+            levels = len(kwargs.get("channels", (32, 64, 128)))
+            if image_size % 2 ** (levels - 1):
+                raise ValueError(f"image_size {image_size} must be a multiple of {2 ** (levels - 1)}: a U-Net with "
+                                 f"{levels} levels (model.channels) halves it {levels - 1} time(s)")
+        return cls(**kwargs)
+
     @property
     def null_class(self) -> int | None:
         """The class index meaning "no label" (classifier-free guidance), or ``None`` if unconditional."""

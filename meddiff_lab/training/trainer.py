@@ -31,27 +31,35 @@ import contextlib
 import copy
 import csv
 import dataclasses
+import inspect
 import json
-import math
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from meddiff_lab.diffusion.process import PREDICTION_TYPES
-from meddiff_lab.training.checkpoint import (capture_rng_state, check_resumable, load_checkpoint,
-                                             restore_rng_state, save_checkpoint)
+from meddiff_lab.checkpoint import (capture_rng_state, check_resumable, load_checkpoint, restore_rng_state,
+                                    save_checkpoint)
+from meddiff_lab.data.phantom import generate_phantoms
+from meddiff_lab.data.sources import DATA_SOURCES, load_dataset
+from meddiff_lab.diffusion.losses import diffusion_loss
+from meddiff_lab.diffusion.process import PREDICTION_TYPES, add_noise
+from meddiff_lab.diffusion.sampling import generate_samples  # also imported from here by older code
+from meddiff_lab.diffusion.schedulers import scheduler_from_config
+from meddiff_lab.diffusion.schedules import NoiseSchedule
+from meddiff_lab.models.conditioning import CONDITIONINGS, build_zoo_model
+from meddiff_lab.models.pretrained import load_model
+from meddiff_lab.models.unet import UNet
+from meddiff_lab.runtime import get_device, hardware_description  # hardware_description: as generate_samples
 from meddiff_lab.training.lr_schedule import warmup_cosine
 from meddiff_lab.training.precision import PRECISIONS, PrecisionChoice, choose_precision, cpu_has_native_bf16
 from meddiff_lab.training.schema import Field, check_fields, read_yaml_mapping
-from meddiff_lab.training.zoo import CONDITIONINGS
+from meddiff_lab.training.zoo import zoo_training_set
+from meddiff_lab.viz.grids import save_image_grid  # as generate_samples
 
 LOSS_TYPES = ("mse", "hybrid")
 MIXED_PRECISION = PRECISIONS
@@ -134,8 +142,6 @@ class TrainConfig:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for name, value in check_fields(values, _CONFIG_FIELDS).items():
             setattr(self, name, value)
-        from meddiff_lab.data.sources import DATA_SOURCES  # here: the data readers need not load with the trainer
-
         if self.data_source not in DATA_SOURCES:
             raise ValueError(f"data_source: expected one of {', '.join(map(repr, DATA_SOURCES))}, "
                              f"got {self.data_source!r}")
@@ -152,18 +158,13 @@ class TrainConfig:
     def _check_model_kwargs(self) -> None:
         """``model`` must be keyword arguments that build a UNet for ``image_size`` (built on the
         ``meta`` device: no memory, no time)."""
-        import inspect
-
-        from meddiff_lab.models.unet import UNet, unet_kwargs
-
         accepted = [n for n in inspect.signature(UNet.__init__).parameters if n != "self"]
         unknown = sorted(set(self.model) - set(accepted))
         if unknown:
             raise ValueError(f"model: unknown UNet keyword argument(s) {unknown}; allowed: {accepted}")
-        kwargs = unet_kwargs(self.model)
         try:
             with torch.device("meta"):
-                UNet(**kwargs)
+                UNet.from_config(self.model)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise ValueError(f"model: these UNet keyword arguments do not build a model: {exc}") from None
 
@@ -245,18 +246,8 @@ _CONFIG_FIELDS: dict[str, Field] = {
 
 # ------------------------------------------------------------------------------- building blocks
 def build_model(config: TrainConfig) -> torch.nn.Module:
-    """The U-Net described by ``config.model`` (one input and one output channel)."""
-    from meddiff_lab.models.unet import UNet, unet_kwargs
-
-    kwargs = unet_kwargs(config.model)
-    kwargs.setdefault("spatial_dims", 2)
-    kwargs.setdefault("in_channels", 1)
-    kwargs.setdefault("out_channels", 1)
-    levels = len(kwargs.get("channels", (32, 64, 128)))
-    if config.image_size % 2 ** (levels - 1):
-        raise ValueError(f"image_size {config.image_size} must be a multiple of {2 ** (levels - 1)}: a U-Net with "
-                         f"{levels} levels (model.channels) halves it {levels - 1} time(s)")
-    return UNet(**kwargs)
+    """The U-Net described by ``config.model`` (:meth:`UNet.from_config`), checked against ``config.image_size``."""
+    return UNet.from_config(config.model, image_size=config.image_size)
 
 
 def build_zoo_or_plain_model(config: TrainConfig) -> torch.nn.Module:
@@ -264,34 +255,24 @@ def build_zoo_or_plain_model(config: TrainConfig) -> torch.nn.Module:
     vector-conditioned U-Net, or a ControlNet on the frozen pretrained ``config.base_model``."""
     if config.conditioning == "none":
         return build_model(config)
-    from meddiff_lab.training.zoo import build_zoo_model
-
     base = None
     if config.conditioning in ("mask", "edges"):
-        from meddiff_lab.models.pretrained import load_model
-
         base = load_model(config.base_model).model
         base.train()
     build_model(config)  # checks image_size against the levels
     return build_zoo_model(config.conditioning, config.model, base=base)
 
 
-def build_schedule(config: TrainConfig):
-    from meddiff_lab.diffusion import NoiseSchedule
-
+def build_schedule(config: TrainConfig) -> NoiseSchedule:
+    """The noise schedule of a training run."""
     return NoiseSchedule.from_name(config.schedule, num_train_timesteps=config.num_train_timesteps,
                                    beta_start=config.beta_start, beta_end=config.beta_end)
 
 
 def build_scheduler(config: Mapping[str, Any] | TrainConfig, kind: str = "ddim"):
-    """A DDIM (or DDPM) scheduler with the training run's schedule and prediction type."""
-    from meddiff_lab import diffusion
-
-    cfg = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
-    cls = diffusion.DDIMScheduler if kind == "ddim" else diffusion.DDPMScheduler
-    return cls(num_train_timesteps=int(cfg["num_train_timesteps"]), beta_start=float(cfg["beta_start"]),
-               beta_end=float(cfg["beta_end"]), beta_schedule=cfg["schedule"],
-               prediction_type=cfg["prediction_type"])
+    """A DDIM (or DDPM) scheduler with the training run's schedule and prediction type
+    (:func:`meddiff_lab.diffusion.schedulers.scheduler_from_config`)."""
+    return scheduler_from_config(config, kind)
 
 
 def resolve_mixed_precision(setting: str, device: torch.device) -> str:
@@ -348,8 +329,6 @@ def load_training_images(config: TrainConfig, verbose: bool = True) -> torch.Ten
     """
     root = config.data_root
     if config.data_source == "synthetic" and (root is None or not Path(root).exists()):
-        from meddiff_lab.data import generate_phantoms
-
         if verbose:
             where = "no data_root" if root is None else f"{root} does not exist"
             print(f"data: {where}; generating {config.num_images} synthetic phantoms of "
@@ -359,8 +338,6 @@ def load_training_images(config: TrainConfig, verbose: bool = True) -> torch.Ten
         return images * 2 - 1
     if root is None:
         raise ValueError(f"data_source {config.data_source!r} needs data_root (a folder), got None")
-    from meddiff_lab.data import load_dataset
-
     dataset = load_dataset(config.data_source, root, "train", config.image_size)
     count = min(len(dataset), config.num_images)
     if count == 0:
@@ -370,43 +347,6 @@ def load_training_images(config: TrainConfig, verbose: bool = True) -> torch.Ten
               file=sys.stderr)
     images = torch.stack([torch.as_tensor(dataset[i]["image"], dtype=torch.float32) for i in range(count)])
     return images
-
-
-# -------------------------------------------------------------------------------------- sampling
-def save_image_grid(images: torch.Tensor, path: str | Path, ncols: int | None = None) -> Path:
-    """Write (N, 1, H, W) images in [-1, 1] as one grey PNG grid (2 px black gutters)."""
-    from PIL import Image
-
-    arr = images.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).numpy()[:, 0]
-    n, h, w = arr.shape
-    ncols = ncols or int(math.ceil(math.sqrt(n)))
-    nrows = int(math.ceil(n / ncols))
-    pad = 2
-    grid = np.zeros((nrows * (h + pad) + pad, ncols * (w + pad) + pad), dtype=np.uint8)
-    for i in range(n):
-        r, c = divmod(i, ncols)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = arr[i]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
-    return path
-
-
-@torch.no_grad()
-def generate_samples(model: torch.nn.Module, scheduler, num_samples: int, image_size: int, steps: int,
-                     seed: int = 0, progress: bool = False) -> torch.Tensor:
-    """DDIM samples (num_samples, 1, image_size, image_size) in [-1, 1] from ``model`` (eval mode)."""
-    from meddiff_lab.diffusion import sample
-
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    scheduler.set_timesteps(steps)
-    images = sample(model, scheduler, (num_samples, 1, image_size, image_size), generator=generator,
-                    progress=progress)
-    model.train(was_training)
-    return images.to(device).clamp(-1, 1)
 
 
 def _check_training_values(images: torch.Tensor) -> None:
@@ -431,8 +371,6 @@ class SingleProcess:
     process_index, num_processes, is_main_process = 0, 1, True
 
     def __init__(self, device: torch.device | str | None = None) -> None:
-        from meddiff_lab.runtime import get_device
-
         self.device = torch.device(device) if device is not None else get_device()
 
     def prepare_model(self, model):
@@ -535,8 +473,6 @@ class Trainer:
         self.schedule = build_schedule(config)
 
         if images is None and conditions is None and config.conditioning != "none":
-            from meddiff_lab.training.zoo import zoo_training_set
-
             if self.is_main:
                 print(f"data: {config.num_images} phantoms of {config.image_size} px (seed {config.data_seed}) "
                       f"with their {config.conditioning} conditions", file=sys.stderr)
@@ -728,9 +664,6 @@ class Trainer:
         return self.images[index].to(self.device, non_blocking=True), kwargs
 
     def _micro_step_loss(self, x0: torch.Tensor, conditions: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        from meddiff_lab.diffusion import add_noise
-        from meddiff_lab.diffusion.losses import diffusion_loss
-
         cfg = self.config
         noise = torch.randn_like(x0)
         t = torch.randint(0, self.config.num_train_timesteps, (x0.shape[0],), device=self.device)
@@ -1005,19 +938,3 @@ def train_from_config(config: TrainConfig | Mapping[str, Any] | str | Path, out_
     trainer = Trainer(config, out_dir=out_dir, **trainer_kwargs)
     return trainer.train(resume=resume, time_budget_s=time_budget_s)
 
-
-def hardware_description(threads: int | None = None) -> str:
-    """A one-line description of where this process runs (for model cards); ``threads``: the run's CPU threads."""
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA), torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    threads = threads if threads is not None else torch.get_num_threads()
-    return f"{cpu}, {threads} thread(s) of {os.cpu_count()} cores, torch {torch.__version__}"

@@ -141,3 +141,24 @@ def test_trajectory_every_keeps_the_last_step():
                      return_trajectory=True, trajectory_every=4)
     assert traj.timesteps.tolist() == [scheduler.timesteps[i].item() for i in (0, 4, 8, 9)]
     assert traj.x_t.shape[0] == 4 and torch.equal(traj.final, x)
+
+
+def test_generate_samples_is_reproducible_and_restores_the_model_mode():
+    from meddiff_lab.diffusion.sampling import generate_samples
+    from meddiff_lab.models import UNet
+
+    model = UNet(channels=(8, 16), attention_levels=(False, False), num_head_channels=8, norm_num_groups=8).train()
+    scheduler = DDIMScheduler(prediction_type="v_prediction")
+    first = generate_samples(model, scheduler, 2, 16, steps=3, seed=5)
+    assert first.shape == (2, 1, 16, 16) and first.dtype == torch.float32
+    assert float(first.min()) >= -1 and float(first.max()) <= 1
+    assert model.training, "the model goes back to training mode"
+    assert torch.equal(first, generate_samples(model, scheduler, 2, 16, steps=3, seed=5))
+    assert not torch.equal(first, generate_samples(model, scheduler, 2, 16, steps=3, seed=6))
+
+
+def test_generate_samples_is_still_importable_from_the_trainer():
+    from meddiff_lab.diffusion.sampling import generate_samples
+    from meddiff_lab.training.trainer import generate_samples as old
+
+    assert old is generate_samples

@@ -120,3 +120,21 @@ def test_bad_arguments_raise_clear_errors():
         DDIMScheduler().step(torch.zeros(1, 1, 4, 4), 10, torch.zeros(1, 1, 4, 5))
     with pytest.raises(ValueError, match="eta"):
         DDIMScheduler(eta=-1)
+
+
+def test_scheduler_from_config_reads_a_training_config_or_a_model_file_section():
+    from meddiff_lab.diffusion.schedulers import scheduler_from_config
+    from meddiff_lab.training import TrainConfig
+
+    section = {"schedule": "cosine", "num_train_timesteps": 500, "beta_start": 1e-4, "beta_end": 0.02,
+               "prediction_type": "v_prediction"}
+    ddim = scheduler_from_config(section)
+    assert isinstance(ddim, DDIMScheduler) and ddim.config.num_train_timesteps == 500
+    assert ddim.config.beta_schedule == "cosine" and ddim.config.prediction_type == "v_prediction"
+    assert isinstance(scheduler_from_config(section, "ddpm"), DDPMScheduler)
+    from_object = scheduler_from_config(TrainConfig(schedule="linear", num_train_timesteps=100))
+    assert from_object.config.num_train_timesteps == 100 and from_object.config.beta_schedule == "linear"
+    with pytest.raises(ValueError, match="kind"):
+        scheduler_from_config(section, "euler")
+    with pytest.raises(ValueError, match="prediction_type"):
+        scheduler_from_config({k: v for k, v in section.items() if k != "prediction_type"})

@@ -167,3 +167,13 @@ def test_unet_kwargs_turns_a_config_model_section_into_unet_arguments():
                       "norm_num_groups": 4}
     assert section["channels"] == [8, 16]  # the config is left as it was
     assert UNet(**kwargs).channels == (8, 16)
+
+
+def test_from_config_builds_from_yaml_lists_and_checks_the_image_size():
+    section = {"channels": [8, 16, 32], "attention_levels": [False, False, True], "num_head_channels": 8,
+               "norm_num_groups": 8}
+    model = UNet.from_config(section, image_size=32)
+    assert model.channels == (8, 16, 32) and model.config["attention_levels"] == (False, False, True)
+    assert UNet.from_config(section).channels == (8, 16, 32)
+    with pytest.raises(ValueError, match="image_size 30 must be a multiple of 4"):
+        UNet.from_config(section, image_size=30)

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, exact round trips, and refusal of files that carry code."""
+"""meddiff_lab/checkpoint.py: atomic saves, safe loads, random number state, resume checks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from meddiff_lab.training import load_checkpoint, save_checkpoint
-from meddiff_lab.training.checkpoint import atomic_write, capture_rng_state, restore_rng_state
+from meddiff_lab.checkpoint import atomic_write, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 
 
 def _state(step=3):
@@ -163,7 +162,7 @@ def test_a_full_disk_names_the_checkpoint_and_keeps_the_old_one(tmp_path, monkey
 
 
 def test_temporary_files_left_by_a_kill_are_removed_on_the_next_save(tmp_path):
-    from meddiff_lab.training.checkpoint import remove_stale_temporaries
+    from meddiff_lab.checkpoint import remove_stale_temporaries
 
     path = save_checkpoint(tmp_path / "last.pt", _state(step=1))
     stale = [tmp_path / ".last.pt.abc123.tmp", tmp_path / ".last.pt.zz_9.tmp"]
@@ -179,7 +178,7 @@ def test_temporary_files_left_by_a_kill_are_removed_on_the_next_save(tmp_path):
 
 # ------------------------------------------------------------------ resumable, RNG state, weights
 def test_check_resumable_names_what_is_missing(tmp_path):
-    from meddiff_lab.training.checkpoint import check_resumable
+    from meddiff_lab.checkpoint import check_resumable
 
     with pytest.raises(ValueError, match=r"weights.pt cannot be resumed: it lacks \['ema', 'optimizer'"):
         check_resumable(_state(), tmp_path / "weights.pt")
@@ -197,9 +196,20 @@ def test_a_malformed_rng_state_names_the_generator(broken, name):
 
 
 def test_nonfinite_tensors_lists_the_bad_weights():
-    from meddiff_lab.training.checkpoint import nonfinite_tensors
+    from meddiff_lab.checkpoint import nonfinite_tensors
 
     weights = {"a": torch.ones(2), "b": torch.tensor([1.0, float("nan")]), "c": torch.tensor([float("inf")]),
                "steps": torch.tensor([3])}
     assert nonfinite_tensors(weights) == ["b", "c"]
     assert nonfinite_tensors({"a": torch.ones(2)}) == []
+
+
+def test_the_training_names_are_the_same_functions():
+    """``meddiff_lab.training`` keeps its public checkpoint names (and the old module path) after the move."""
+    import meddiff_lab.checkpoint as files
+    import meddiff_lab.training.checkpoint as old
+    from meddiff_lab import training
+
+    assert training.save_checkpoint is files.save_checkpoint and training.load_checkpoint is files.load_checkpoint
+    for name in old.__all__:
+        assert getattr(old, name) is getattr(files, name)
