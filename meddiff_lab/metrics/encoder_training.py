@@ -39,7 +39,7 @@ from meddiff_lab._json import to_jsonable
 from meddiff_lab.metrics.features import PhantomEncoder, save_phantom_encoder
 from meddiff_lab.runtime import hardware_description
 from meddiff_lab.training.lr_schedule import warmup_cosine
-from meddiff_lab.training.schema import Field, check_fields, read_yaml_mapping
+from meddiff_lab.training.schema import Field, as_config, check_fields
 
 #: the learning rate decays to this fraction of ``learning_rate`` by the last step
 MIN_LR_RATIO = 0.05
@@ -123,12 +123,13 @@ class EncoderConfig:
 
     @classmethod
     def from_yaml(cls, path) -> "EncoderConfig":
-        path = Path(path)
-        data = read_yaml_mapping(path, "encoder config")
-        try:
-            return cls.from_mapping(data)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"encoder config {path}: {exc}") from None
+        """Read a YAML encoder config (flat or sectioned); every error names the file."""
+        return as_config(Path(path), cls, cls.from_mapping, "encoder config")
+
+    @classmethod
+    def coerce(cls, config: "EncoderConfig | Mapping[str, Any] | str | Path") -> "EncoderConfig":
+        """``config`` as an :class:`EncoderConfig`: given one, a dict (:meth:`from_mapping`) or a YAML path."""
+        return as_config(config, cls, cls.from_mapping, "encoder config")
 
 
 #: type and range of every EncoderConfig key (checked by EncoderConfig.validate)
@@ -234,10 +235,7 @@ def train_encoder(config: EncoderConfig | Mapping[str, Any] | str | Path, out_di
         ``(encoder, card)``: the encoder in eval mode and the card dict (config, timing, hardware,
         held-out numbers) that is written as ``phantom_encoder.json`` beside the weights.
     """
-    if isinstance(config, (str, Path)):
-        config = EncoderConfig.from_yaml(config)
-    elif not isinstance(config, EncoderConfig):
-        config = EncoderConfig.from_mapping(config)
+    config = EncoderConfig.coerce(config)
     if config.threads:
         torch.set_num_threads(int(config.threads))
     torch.manual_seed(config.seed)

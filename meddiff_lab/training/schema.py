@@ -18,9 +18,11 @@ import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
-__all__ = ["Field", "ConfigError", "check_fields", "read_yaml_mapping"]
+__all__ = ["Field", "ConfigError", "check_fields", "read_yaml_mapping", "as_config"]
+
+ConfigT = TypeVar("ConfigT")
 
 
 class ConfigError(ValueError):
@@ -187,3 +189,33 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise ValueError(f"{what} {path} must hold a mapping of keys, got a {type(data).__name__}")
     return dict(data)
+
+
+def as_config(config: Any, cls: type[ConfigT], from_mapping: Callable[[Mapping[str, Any]], ConfigT],
+              what: str) -> ConfigT:
+    """``config`` as a ``cls`` (a config dataclass): given one, a mapping, or the path of a YAML file.
+
+    Args:
+        config: a ``cls`` (returned as is), a mapping (built with ``from_mapping``) or a ``str`` /
+            path-like naming a YAML file (read with :func:`read_yaml_mapping`, then built).
+        cls: the config class, e.g. ``TrainConfig``.
+        from_mapping: builds a ``cls`` from a mapping, e.g. ``TrainConfig.from_dict``.
+        what: the config's name in messages, e.g. ``"training config"``.
+
+    Raises:
+        ValueError: a bad key or value; for a file the message starts with ``what`` and the path.
+        TypeError: ``config`` is none of the three.
+    """
+    if isinstance(config, cls):
+        return config
+    if isinstance(config, Mapping):
+        return from_mapping(config)
+    if isinstance(config, (str, os.PathLike)):
+        path = Path(config)
+        data = read_yaml_mapping(path, what)
+        try:
+            return from_mapping(data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{what} {path}: {exc}") from None
+    raise TypeError(f"{what}: expected a {cls.__name__}, a mapping or the path of a YAML file, "
+                    f"got {type(config).__name__}")

@@ -57,7 +57,7 @@ from meddiff_lab.models.unet import UNet
 from meddiff_lab.runtime import get_device, hardware_description  # hardware_description: as generate_samples
 from meddiff_lab.training.lr_schedule import warmup_cosine
 from meddiff_lab.training.precision import PRECISIONS, PrecisionChoice, choose_precision, cpu_has_native_bf16
-from meddiff_lab.training.schema import Field, check_fields, read_yaml_mapping
+from meddiff_lab.training.schema import Field, as_config, check_fields
 from meddiff_lab.training.zoo import zoo_training_set
 from meddiff_lab.viz.grids import save_image_grid  # as generate_samples
 
@@ -188,12 +188,13 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        path = Path(path)
-        data = read_yaml_mapping(path, "training config")
-        try:
-            return cls.from_dict(data)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"training config {path}: {exc}") from None
+        """Read a YAML training config (flat or sectioned); every error names the file."""
+        return as_config(Path(path), cls, cls.from_dict, "training config")
+
+    @classmethod
+    def coerce(cls, config: "TrainConfig | Mapping[str, Any] | str | Path") -> "TrainConfig":
+        """``config`` as a :class:`TrainConfig`: given one, a dict (:meth:`from_dict`) or a YAML path."""
+        return as_config(config, cls, cls.from_dict, "training config")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data only (lists instead of tuples), safe to store in a checkpoint or JSON."""
@@ -434,10 +435,7 @@ class Trainer:
                  on_sample: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True,
                  accelerator=None, conditions: Mapping[str, torch.Tensor] | None = None):
         self._created = time.perf_counter()   # a time budget counts from here (data making included)
-        if isinstance(config, (str, Path)):
-            config = TrainConfig.from_yaml(config)
-        elif isinstance(config, Mapping):
-            config = TrainConfig.from_dict(config)
+        config = TrainConfig.coerce(config)
         self.config: TrainConfig = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.on_log, self.on_sample, self.progress = on_log, on_sample, progress
@@ -921,10 +919,7 @@ def train_from_config(config: TrainConfig | Mapping[str, Any] | str | Path, out_
     ``max_steps`` is the total step count of the run, resumed or not; ``time_budget_s`` fits it to a
     wall-clock budget (:meth:`Trainer.train`).
     """
-    if isinstance(config, (str, Path)):
-        config = TrainConfig.from_yaml(config)
-    elif isinstance(config, Mapping):
-        config = TrainConfig.from_dict(config)
+    config = TrainConfig.coerce(config)
     changes: dict[str, Any] = {}
     if max_steps is not None:
         changes["max_steps"] = int(max_steps)

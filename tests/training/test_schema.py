@@ -180,3 +180,25 @@ def test_read_yaml_mapping_names_the_file(tmp_path):
     path.write_text("a: [\n")
     with pytest.raises(ValueError, match=f"some config {path} is not valid YAML"):
         read_yaml_mapping(path, "some config")
+
+
+@pytest.mark.parametrize("cls, from_mapping, what, key", [
+    (TrainConfig, TrainConfig.from_dict, "training config", "max_steps"),
+    (EncoderConfig, EncoderConfig.from_mapping, "encoder config", "steps"),
+])
+def test_as_config_takes_the_config_a_mapping_or_a_yaml_path(tmp_path, cls, from_mapping, what, key):
+    from meddiff_lab.training.schema import as_config
+
+    config = cls(**{key: 7})
+    assert as_config(config, cls, from_mapping, what) is config
+    assert getattr(as_config({key: 7}, cls, from_mapping, what), key) == 7
+    path = tmp_path / "c.yaml"
+    path.write_text(f"{key}: 7\n", encoding="utf-8")
+    for given in (path, str(path)):
+        assert getattr(as_config(given, cls, from_mapping, what), key) == 7
+    assert getattr(cls.coerce(path), key) == 7 and cls.coerce(config) is config
+    path.write_text(f"{key}: -1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{what} {path}: {key}"):
+        cls.coerce(path)
+    with pytest.raises(TypeError, match=f"{what}: expected a {cls.__name__}, a mapping or the path"):
+        cls.coerce(3)
