@@ -56,6 +56,11 @@ _PUBLIC = {
     "LesionChanges": "lesion",
     "lesion_changes": "lesion",
     "default_threshold": "lesion",
+    "Difference": "differences",
+    "paired_difference": "differences",
+    "unpaired_difference": "differences",
+    "chance_verdict": "differences",
+    "spread_verdict": "differences",
 }
 
 __all__ = sorted(_PUBLIC)
