@@ -17,12 +17,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from meddiff_lab.data.intensity import to_model_batch
 from meddiff_lab.data.phantom import generate_phantoms
 
-
-def to_model_range(images) -> torch.Tensor:
-    """Phantom images (N, H, W) in [0, 1] → (N, 1, H, W) float32 in [-1, 1] (the diffusion code's range)."""
-    return torch.as_tensor(np.asarray(images, np.float32))[:, None] * 2 - 1
+#: Phantom images (N, H, W) in [0, 1] → (N, 1, H, W) float32 in [-1, 1]: :func:`meddiff_lab.data.to_model_batch`
+#: under the name this module has always exported.
+to_model_range = to_model_batch
 
 
 @dataclass

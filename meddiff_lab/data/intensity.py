@@ -9,7 +9,8 @@ r"""What the numbers in a medical image mean, and how they become network inputs
 * MRI intensities have no physical unit and vary between scanners and sequences: normalise each
   sequence on its own, by percentiles (:func:`percentile_normalize`) or to zero mean and unit
   variance inside the body (:func:`zscore_normalize`).
-* Diffusion models want [-1, 1]: :func:`normalize_to_unit` then :func:`to_minus_one_one`.
+* Diffusion models want [-1, 1]: :func:`normalize_to_unit` then :func:`to_minus_one_one`;
+  :func:`to_model_batch` also adds the channel axis and makes a tensor of (N, H, W) images.
 
 Every function accepts a NumPy array or a torch tensor and returns the same kind, float32.
 """
@@ -23,7 +24,7 @@ import torch
 
 __all__ = [
     "CT_WINDOWS", "hu_from_pixels", "hu_from_dicom", "window", "normalize_to_unit", "to_minus_one_one",
-    "from_minus_one_one", "percentile_normalize", "zscore_normalize",
+    "from_minus_one_one", "to_model_batch", "percentile_normalize", "zscore_normalize",
 ]
 
 #: (centre, width) in HU of the windows radiologists use
@@ -129,6 +130,19 @@ def to_minus_one_one(array_in_unit):
     """[0, 1] -> [-1, 1] (``2 x - 1``), the range the diffusion code works in."""
     arr, _ = _to_float(array_in_unit)
     return arr * 2.0 - 1.0
+
+
+def to_model_batch(images_in_unit) -> torch.Tensor:
+    """(N, H, W) images in [0, 1] (e.g. a ``PhantomBatch``'s ``.images``) -> the batch the diffusion code
+    takes: an (N, 1, H, W) float32 tensor in [-1, 1] (:func:`to_minus_one_one` plus a channel axis).
+
+    Accepts a NumPy array or a tensor; a NumPy array's memory is shared until the ``2 x - 1``.
+    """
+    images, is_torch = _to_float(images_in_unit, "images")
+    if images.ndim != 3:
+        raise ValueError(f"images must be (N, H, W) in [0, 1], got shape {tuple(images.shape)}; "
+                         f"a single image is images[None]")
+    return to_minus_one_one((images if is_torch else torch.from_numpy(images))[:, None])
 
 
 def from_minus_one_one(array):

@@ -43,7 +43,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from meddiff_lab.data.phantom import CXR_LABELS, labels_from_string
+from meddiff_lab.data.intensity import to_model_batch
+from meddiff_lab.data.phantom import CXR_LABELS, generate_phantoms, labels_from_string
 
 __all__ = [
     "DATA_SOURCES",
@@ -53,6 +54,7 @@ __all__ = [
     "ImageFolderDataset",
     "SyntheticCXR",
     "load_dataset",
+    "load_images",
     "read_nih_metadata",
     "find_source_root",
     "check_source",
@@ -831,6 +833,30 @@ def load_dataset(source: str = "synthetic", root="../data", split: str = "train"
 
         return DicomRadiographs(folder, split, image_size, **kwargs)
     return ImageFolderDataset(folder, split, image_size, **kwargs)
+
+
+def load_images(source: str = "synthetic", root="../data", n: int = 64, image_size: int = 64,
+                split: str = "train", seed: int = 0) -> torch.Tensor:
+    """Up to ``n`` images of a data source as one batch: (N, 1, image_size, image_size) float32 in [-1, 1].
+
+    What the notebooks' ``DATA_SOURCE`` / ``DATA_DIR`` parameters load.
+
+    Args:
+        source: ``"synthetic"``: ``n`` phantoms generated in memory (``generate_phantoms(n, image_size,
+            seed)``; ``root`` and ``split`` are not used, so the images do not depend on what is on disk);
+            any other source of :func:`load_dataset`: its first ``n`` items of ``split`` under ``root``.
+        seed: the phantoms' seed (synthetic only).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_dataset`; ValueError when the split is empty.
+    """
+    if _source_name(source) == "synthetic":
+        return to_model_batch(generate_phantoms(n, image_size, seed, masks=()).images)
+    dataset = load_dataset(source, root, split, image_size)
+    count = min(len(dataset), n)
+    if count == 0:
+        raise ValueError(f"DATA_SOURCE={source!r}: the {split!r} split under {root} holds no images")
+    return torch.stack([torch.as_tensor(dataset[i]["image"], dtype=torch.float32) for i in range(count)])
 
 
 class DataCheckError(ValueError):

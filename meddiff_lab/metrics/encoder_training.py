@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from meddiff_lab._json import to_jsonable
+from meddiff_lab.data.intensity import to_model_batch
+from meddiff_lab.data.phantom import generate_phantoms
 from meddiff_lab.metrics.features import PhantomEncoder, save_phantom_encoder
 from meddiff_lab.runtime import hardware_description
 from meddiff_lab.training.lr_schedule import warmup_cosine
@@ -152,11 +154,9 @@ _ENCODER_FIELDS: dict[str, Field] = {
 def phantom_tensors(n: int, image_size: int, seed: int) -> dict[str, torch.Tensor]:
     """Phantoms as training tensors: ``images`` (N, 1, H, W) in [-1, 1], ``labels`` (N, 14),
     ``ctr`` (N,), ``view_sex`` (N, 2) (1 = AP, 1 = female)."""
-    from meddiff_lab.data.phantom import generate_phantoms
-
     batch = generate_phantoms(n, image_size, seed, masks=())
     return {
-        "images": torch.from_numpy(batch.images)[:, None] * 2 - 1,
+        "images": to_model_batch(batch.images),
         "labels": torch.from_numpy(batch.labels).float(),
         "ctr": torch.from_numpy(batch.cardiothoracic_ratio).float(),
         "view_sex": torch.tensor([[m["view"] == "AP", m["sex"] == "F"] for m in batch.metadata], dtype=torch.float32),

@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import numpy as np
 import torch
 
 from meddiff_lab.checkpoint import (capture_rng_state, check_resumable, load_checkpoint, restore_rng_state,
                                     save_checkpoint)
+from meddiff_lab.data.intensity import to_model_batch
 from meddiff_lab.data.phantom import generate_phantoms
 from meddiff_lab.data.sources import DATA_SOURCES, load_dataset
 from meddiff_lab.diffusion.losses import diffusion_loss
@@ -335,8 +335,7 @@ def load_training_images(config: TrainConfig, verbose: bool = True) -> torch.Ten
             print(f"data: {where}; generating {config.num_images} synthetic phantoms of "
                   f"{config.image_size} px in memory (seed {config.data_seed})", file=sys.stderr)
         phantoms = generate_phantoms(config.num_images, config.image_size, config.data_seed, masks=())
-        images = torch.as_tensor(np.asarray(phantoms.images, dtype=np.float32))[:, None]
-        return images * 2 - 1
+        return to_model_batch(phantoms.images)
     if root is None:
         raise ValueError(f"data_source {config.data_source!r} needs data_root (a folder), got None")
     dataset = load_dataset(config.data_source, root, "train", config.image_size)

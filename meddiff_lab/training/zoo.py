@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from meddiff_lab.data.edges import edge_maps, edges_to_condition
+from meddiff_lab.data.intensity import to_model_batch
 from meddiff_lab.data.phantom import generate_phantoms
 from meddiff_lab.models.conditioning import (CONDITIONINGS, FINDINGS_METADATA_FIELDS, VectorGuidance,
                                              build_zoo_model, findings_metadata_to_cond)
@@ -40,7 +41,7 @@ def zoo_training_set(conditioning: str, n: int, image_size: int, seed: int = 0) 
         raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
     wanted = ("right_lung", "left_lung", "heart") if conditioning == "mask" else ()
     batch = generate_phantoms(n, image_size, seed, masks=wanted)
-    images = torch.from_numpy(batch.images)[:, None] * 2 - 1
+    images = to_model_batch(batch.images)
     if conditioning == "findings_metadata":
         return images, {"cond": findings_metadata_to_cond(batch.labels, batch.metadata)}
     if conditioning == "mask":

@@ -124,3 +124,16 @@ def test_masks_must_fit_and_select_something():
         zscore_normalize(vol, mask=head[:10])
     with pytest.raises(ValueError, match="selects no voxels"):
         percentile_normalize(vol, mask=np.zeros_like(head))
+
+
+def test_to_model_batch_adds_the_channel_and_maps_to_minus_one_one():
+    from meddiff_lab.data import generate_phantoms, to_model_batch
+
+    phantoms = generate_phantoms(3, 16, seed=0, masks=())
+    batch = to_model_batch(phantoms.images)
+    assert isinstance(batch, torch.Tensor) and batch.shape == (3, 1, 16, 16) and batch.dtype == torch.float32
+    assert torch.equal(batch, torch.from_numpy(phantoms.images)[:, None] * 2 - 1)   # what notebooks typed
+    assert torch.equal(to_model_batch(torch.from_numpy(phantoms.images)), batch)
+    assert to_model_batch(np.zeros((1, 2, 2), np.uint8)).flatten().tolist() == [-1.0] * 4
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        to_model_batch(phantoms.images[0])

@@ -448,3 +448,18 @@ def test_check_source_reports_official_lists_that_leak(nih_root, capsys):
     (nih_root / "test_list.txt").write_text("\n".join(TEST + ["00000001_002.png"]) + "\n")
     assert cli.main(["data", "check", "--source", "chestxray14", "--root", str(nih_root)]) == 2
     assert "patient 1 has images in both" in capsys.readouterr().err
+
+
+def test_load_images_gives_one_batch_in_minus_one_one(tmp_path):
+    from meddiff_lab.data import load_images
+
+    synthetic = load_images("synthetic", tmp_path / "ignored", n=4, image_size=16, seed=3)
+    expected = torch.from_numpy(generate_phantoms(4, 16, seed=3, masks=()).images)[:, None] * 2 - 1
+    assert torch.equal(synthetic, expected), "synthetic: the seed's phantoms, whatever is on disk"
+    _write_medmnist(tmp_path / "medmnist" / "chestmnist.npz", 14)
+    test = load_images("medmnist", tmp_path, n=100, image_size=16, split="test")
+    assert test.shape == (6, 1, 16, 16) and test.dtype == torch.float32, "at most what the split holds"
+    assert float(test.min()) >= -1 and float(test.max()) <= 1
+    assert torch.equal(test[0], load_dataset("medmnist", tmp_path, "test", 16)[0]["image"])
+    with pytest.raises(FileNotFoundError):
+        load_images("chestxray14", tmp_path / "empty", n=2, image_size=16)
