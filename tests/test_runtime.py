@@ -81,3 +81,25 @@ def test_hardware_description_names_the_threads_and_torch():
     from meddiff_lab.training.trainer import hardware_description
 
     assert hardware_description is runtime.hardware_description
+
+
+def test_profile_sizes_are_typed_and_every_field_says_what_it_sizes():
+    import dataclasses
+    import inspect
+
+    fields = [f.name for f in dataclasses.fields(runtime.ProfileSizes)]
+    source = inspect.getsource(runtime.ProfileSizes)
+    for name in fields:
+        line = next(line for line in source.splitlines() if line.strip().startswith(f"{name}:"))
+        assert "#" in line and len(line.split("#", 1)[1].strip()) > 10, f"{name} needs a comment"
+    ci = runtime.get_profile("ci")
+    assert isinstance(ci.sizes, runtime.ProfileSizes) and list(ci.sizes) == fields
+    assert ci.sizes.image_size == ci.image_size == ci["image_size"] == ci.sizes["image_size"]
+    with pytest.raises(TypeError, match="profile size seg_seeds"):
+        dataclasses.replace(ci.sizes, seg_seeds=[0, 1])           # a list where a tuple of ints is declared
+    with pytest.raises(TypeError, match="profile size image_size"):
+        dataclasses.replace(ci.sizes, image_size=32.0)
+    assert dataclasses.replace(ci.sizes, ldm_ae_seconds=None).ldm_ae_seconds is None
+    with pytest.raises(KeyError):
+        ci.sizes["nope"]
+    assert "image_size" in dir(ci)
