@@ -32,6 +32,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 GIB = 1024**3
+#: beside the environment: the binder/environment.yml it was built from (``--reuse`` compares it with HEAD's)
+BUILT_FROM = "binder-environment.yml"
 
 
 def log(message: str) -> None:
@@ -130,10 +132,11 @@ def memory_limit(name: str, limit_bytes: int):
 
 
 # ---- the steps -------------------------------------------------------------------------------------
-def pip_requirements(environment_yml: Path) -> list[str]:
-    """The pip section of environment.yml (a list of strings), without the index line (offline here)."""
+def pip_requirements(environment_yml: Path | str) -> list[str]:
+    """The pip section of environment.yml (a path, or its text), without the index line (offline here)."""
+    text = environment_yml.read_text(encoding="utf-8") if isinstance(environment_yml, Path) else environment_yml
     lines, inside = [], False
-    for raw in environment_yml.read_text(encoding="utf-8").splitlines():
+    for raw in text.splitlines():
         if re.match(r"^\s+- pip:\s*$", raw):
             inside = True
             continue
@@ -147,16 +150,31 @@ def pip_requirements(environment_yml: Path) -> list[str]:
     return [line for line in lines if not line.startswith("--extra-index-url")]
 
 
-def build(out: Path, python: str) -> tuple[Path, Path]:
-    repo, venv = out / "repo", out / "venv"
-    for path in (repo, venv):
-        if path.exists():
-            shutil.rmtree(path)
+def copy_repository(out: Path) -> Path:
+    """The committed repository (``git archive HEAD``: what Binder clones) in OUT/repo, replacing an older copy."""
+    repo = out / "repo"
+    if repo.exists():
+        shutil.rmtree(repo)
     repo.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(repo)], input=archive, check=True)
     head = subprocess.check_output(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], text=True).strip()
     log(f"repository at HEAD ({head}) copied to {repo}")
+    (out / "repo-commit.txt").write_text(head + "\n")
+    return repo
+
+
+def post_build(repo: Path, venv: Path) -> None:
+    started = time.perf_counter()
+    run(["bash", "binder/postBuild"], cwd=repo, env=binder_env(venv))
+    log(f"postBuild done in {time.perf_counter() - started:.0f} s")
+
+
+def build(out: Path, python: str) -> tuple[Path, Path]:
+    venv = out / "venv"
+    if venv.exists():
+        shutil.rmtree(venv)
+    repo = copy_repository(out)
     started = time.perf_counter()
     run([python, "-m", "venv", str(venv)])
     requirements = pip_requirements(repo / "binder" / "environment.yml")
@@ -166,11 +184,20 @@ def build(out: Path, python: str) -> tuple[Path, Path]:
          "-r", handle.name])
     os.unlink(handle.name)
     log(f"{len(requirements)} pinned packages installed in {time.perf_counter() - started:.0f} s")
-    env = binder_env(venv)
-    started = time.perf_counter()
-    run(["bash", "binder/postBuild"], cwd=repo, env=env)
-    log(f"postBuild done in {time.perf_counter() - started:.0f} s")
+    shutil.copyfile(repo / "binder" / "environment.yml", venv / BUILT_FROM)
+    post_build(repo, venv)
     return repo, venv
+
+
+def reusable(out: Path) -> bool:
+    """OUT's environment was built from the same pins as HEAD's binder/environment.yml (reusing it changes no
+    package; comments may differ)."""
+    built_from = out / "venv" / BUILT_FROM
+    if not (out / "venv" / "bin" / "python").exists() or not built_from.exists():
+        return False
+    head = subprocess.run(["git", "-C", str(REPO), "show", "HEAD:binder/environment.yml"], capture_output=True,
+                          text=True)
+    return head.returncode == 0 and pip_requirements(head.stdout) == pip_requirements(built_from)
 
 
 def binder_env(venv: Path) -> dict[str, str]:
@@ -227,7 +254,8 @@ def write_report(rows: list[dict], out: Path, cpu: int, limit_bytes: int, build_
         "Binder), "
         "OMP_NUM_THREADS=1 and MEDDIFF_PROFILE=classroom from binder/start."
         + (f" Environment built (pip install of the pins + postBuild) in {build_seconds:.0f} s."
-           if build_seconds else ""),
+           if build_seconds else " Environment reused (built earlier from the same pins; postBuild rerun).")
+        + (f" Commit {commit.read_text().strip()}." if (commit := out / "repo-commit.txt").exists() else ""),
         "",
         "| notebook | status | wall s | notebook s | peak MB (cgroup, incl. page cache) | kernel peak RSS MB | OOM kills "
         "| over the classroom budget |",
@@ -249,16 +277,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu", type=int, default=int(os.environ.get("BINDER_SIM_CPU", "0")))
     parser.add_argument("--memory-gb", type=float, default=2.0)
     parser.add_argument("--python", default=shutil.which("python3.11") or sys.executable)
-    parser.add_argument("--reuse", action="store_true", help="reuse OUT's environment instead of rebuilding it")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep OUT's environment when HEAD's binder/environment.yml is the one it was built "
+                             "from; the repository is copied from HEAD again and postBuild rerun")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     limit_bytes = int(args.memory_gb * GIB)
     memory_limit(f"meddiff-binder-sim-probe-{os.getpid()}", limit_bytes).remove()  # fail early, before building
     started = time.perf_counter()
-    if args.reuse and (out / "venv" / "bin" / "meddiff-lab").exists():
-        repo, venv, build_seconds = out / "repo", out / "venv", None
+    if args.reuse and reusable(out):
+        log("reusing the environment (built from the same pins as HEAD's binder/environment.yml)")
+        repo, venv, build_seconds = copy_repository(out), out / "venv", None
+        post_build(repo, venv)
     else:
+        if args.reuse:
+            log("cannot reuse the environment (none, or built from other pins than HEAD's): building")
         repo, venv = build(out, args.python)
         build_seconds = time.perf_counter() - started
     names = args.only or notebooks(repo)

@@ -90,3 +90,14 @@ def test_binder_scripts_fail_loudly_and_install_nothing_unpinned():
 @pytest.mark.parametrize("target", ["binder-lock", "binder-sim"])
 def test_makefile_has_the_binder_targets(target):
     assert re.search(rf"^{target}:", (REPO / "Makefile").read_text(encoding="utf-8"), re.M)
+
+
+def test_binder_sim_installs_exactly_binders_pins():
+    """binder/simulate.py installs the pip section as Binder does: every pin, no test-only line, no index line."""
+    spec = importlib.util.spec_from_file_location("binder_simulate", BINDER / "simulate.py")
+    simulate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(simulate)
+    requirements = simulate.pip_requirements(BINDER / "environment.yml")
+    assert {lock.canonical(r.split("==")[0]): r.split("==")[1] for r in requirements} == lock.read_pins()
+    text = (BINDER / "environment.yml").read_text(encoding="utf-8")
+    assert simulate.pip_requirements(text + "# a comment changes no pin\n") == requirements
