@@ -35,7 +35,7 @@ test: setup browser-setup
 
 # The browser tests (tests/browser) drive Debian's Chromium with Playwright (never a downloaded browser).
 # As root it is installed here; otherwise those tests fail with the command that installs it.
-# make test runs the quick ones; make test-browser all of them (Run All of 00-08 and every widget).
+# make test runs Run All of 00-08 and every widget; make test-browser adds Run All of 09 and 10.
 test-browser: setup browser-setup
 	MEDDIFF_PROFILE=ci MEDDIFF_BROWSER_ALL=1 $(PY) -m pytest -q tests/browser
 

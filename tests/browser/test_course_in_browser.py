@@ -6,10 +6,11 @@ no console error beyond the blocked external requests; then it operates the note
 the page (drag, keyboard, typed values, dropdowns, buttons) and checks that what they draw changes.
 Screenshots go to each test's temporary folder (``pytest --basetemp DIR`` keeps them in DIR).
 
-`make test` runs the quick ones: 00's Run All, itkwidgets with its CDN blocked followed by a cell that
-must run, and the quiz widget. The ``browser_all`` ones (Run All of 01-10 with 01's window/level and
-slice viewer, 02's schedule explorer, 03's trajectory scrubber and 08's quiz operated in place) run with
-``MEDDIFF_BROWSER_ALL=1`` (`make test-browser`): minutes each on a loaded 2-core machine.
+`make test` (so CI) runs Run All of 00-08 with every widget operated: 01's window/level and slice viewer,
+02's schedule explorer, 03's trajectory scrubber, 08's quiz in place (and a small quiz alone), and
+itkwidgets with its CDN blocked followed by a cell that must run: about 5 minutes on the 2-core machine.
+The ``browser_all`` ones (Run All of 09 and 10, the longest notebooks, which the course's headless
+tests run too) are added with ``MEDDIFF_BROWSER_ALL=1`` (`make test-browser`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ def test_00_welcome_runs_all(page, lab, driver):
     run_notebook(page, lab, driver, "00_welcome")
 
 
-@pytest.mark.browser_all
 def test_01_window_level_and_the_3d_viewer(page, lab, driver):
     run_notebook(page, lab, driver, "01_preprocessing")
     # the 3-D viewer cell said which viewer and why, and (Run All finished) did not hold the cells after it
@@ -113,7 +113,6 @@ def test_itkwidgets_offline_falls_back_and_releases_the_next_cell(page, lab, dri
     print(f"\nitkwidgets offline: Run All {seconds:.0f} s; blocked: {sorted(set(page.log.blocked))[:5]}")
 
 
-@pytest.mark.browser_all
 def test_02_schedule_explorer(page, lab, driver):
     run_notebook(page, lab, driver, "02_forward_diffusion")
     cell = driver.cell_containing(page, "schedule_explorer(images[0]")
@@ -141,7 +140,6 @@ def test_02_schedule_explorer(page, lab, driver):
     page.screenshot(path=str(page.screenshots / "02-schedule-explorer.png"))
 
 
-@pytest.mark.browser_all
 def test_03_trajectory_scrubber(page, lab, driver):
     run_notebook(page, lab, driver, "03_reverse_diffusion")
     cell = driver.cell_containing(page, "trajectory_scrubber(trajectory)")
@@ -209,15 +207,15 @@ def test_quiz_widget(page, lab, driver):
     page.screenshot(path=str(page.screenshots / "quiz.png"))
 
 
-@pytest.mark.browser_all
 def test_08_quiz_in_place(page, lab, driver):
     run_notebook(page, lab, driver, "08_evaluation")
     operate_quiz(page, driver, driver.cell_containing(page, "quiz.widget()"))
     page.screenshot(path=str(page.screenshots / "08-quiz.png"))
 
 
-@pytest.mark.browser_all
 @pytest.mark.parametrize("name", ["04_building_the_unet", "05_training_chestxray", "06_conditioning",
-                                  "07_segmentation_augmentation", "09_applications", "10_latent_diffusion"])
+                                  "07_segmentation_augmentation",
+                                  pytest.param("09_applications", marks=pytest.mark.browser_all),
+                                  pytest.param("10_latent_diffusion", marks=pytest.mark.browser_all)])
 def test_run_all(page, lab, driver, name):
     run_notebook(page, lab, driver, name)
