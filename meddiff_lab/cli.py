@@ -254,13 +254,14 @@ def _load_model(spec: str):
     import json
 
     from meddiff_lab.models.pretrained import load_model
+    from meddiff_lab.runtime import get_device
 
     try:
         from safetensors import SafetensorError
     except ImportError:  # pragma: no cover
         SafetensorError = RuntimeError
     try:
-        loaded = load_model(spec)
+        loaded = load_model(spec, device=get_device())  # $MEDDIFF_DEVICE, else CUDA when present
     except json.JSONDecodeError as exc:
         raise ValueError(f"--model {spec}: its JSON config is not valid JSON ({exc})") from None
     except KeyError as exc:
@@ -679,7 +680,20 @@ def _add_experiment_commands(sub: argparse._SubParsersAction) -> None:
                      help="CPU threads (default: PyTorch's); $MEDDIFF_DEVICE picks the device (default: cuda if present)")
     seg.add_argument("--segmenter-steps", type=_int_at_least(2), default=None,
                      help="override the profile's steps of every arm (to check them on the validation scores)")
+    seg.add_argument("--workers", type=_positive_int, default=1,
+                     help="processes sharing the grid (one CPU thread each, one shared device), e.g. 12 on a GPU machine")
+    seg.add_argument("--max-seconds", type=float, default=None,
+                     help="start no new (n, draw, seed) group after this many seconds; rerun with the same --out to resume")
     seg.set_defaults(func=_experiment_seg_augmentation)
+    lat = esub.add_parser("latent-comparison", help="notebook 10's table: pixel vs latent, ε/v vs rectified flow at "
+                                                    "equal training FLOPs, FID/KID/precision/recall and steps to a KID")
+    lat.add_argument("--profile", default="ci", help="ci (seconds) or full (128 px, N = 500: minutes on a GPU)")
+    lat.add_argument("--out", required=True, type=Path, help="output folder (results.json, results.md, arms/)")
+    lat.add_argument("--autoencoder", default="phantom128-ldm",
+                     help="a shipped latent model's name or .safetensors (its autoencoder is used), or a config run's "
+                          "autoencoder.pt (default: phantom128-ldm)")
+    lat.add_argument("--threads", type=_positive_int, default=None)
+    lat.set_defaults(func=_experiment_latent_comparison)
 
 
 def _experiment_seg_augmentation(args: argparse.Namespace) -> int:
@@ -695,11 +709,41 @@ def _experiment_seg_augmentation(args: argparse.Namespace) -> int:
         profile = dataclasses.replace(profile, segmenter_steps=args.segmenter_steps)
     _check_out_dir(args.out)
     set_threads(args.threads)
-    results = run_seg_augmentation(profile, device=get_device())
+    if args.max_seconds is not None and args.max_seconds <= 0:
+        raise ValueError(f"--max-seconds must be positive, got {args.max_seconds}")
+    results = run_seg_augmentation(profile, device=get_device(), out=args.out, workers=args.workers,
+                                   max_seconds=args.max_seconds)
     results["command"] = " ".join(["meddiff-lab experiment seg-augmentation", f"--profile {args.profile}"]
                                   + ([f"--segmenter-steps {args.segmenter_steps}"] if args.segmenter_steps else [])
-                                  + ([f"--threads {args.threads}"] if args.threads else []))
+                                  + ([f"--threads {args.threads}"] if args.threads else [])
+                                  + ([f"--workers {args.workers}"] if args.workers > 1 else [])
+                                  + ([f"--max-seconds {args.max_seconds:g}"] if args.max_seconds else []))
     for path in write_seg_augmentation_results(results, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def _experiment_latent_comparison(args: argparse.Namespace) -> int:
+    from meddiff_lab.experiments.latent_comparison import (get_latent_comparison_profile, run_latent_comparison,
+                                                           write_latent_comparison_results)
+    from meddiff_lab.runtime import get_device, set_threads
+
+    profile = get_latent_comparison_profile(args.profile)
+    _check_out_dir(args.out)
+    set_threads(args.threads)
+    if str(args.autoencoder).endswith(".pt"):
+        from meddiff_lab.training.latent import load_trained_autoencoder
+
+        if not Path(args.autoencoder).is_file():
+            raise FileNotFoundError(f"--autoencoder {args.autoencoder} does not exist")
+        autoencoder = load_trained_autoencoder(args.autoencoder)
+    else:
+        from meddiff_lab.models import load_pretrained
+
+        autoencoder = load_pretrained(args.autoencoder).autoencoder
+    results = run_latent_comparison(profile, autoencoder, device=get_device(), out=args.out)
+    results["command"] = f"meddiff-lab experiment latent-comparison --profile {args.profile} --autoencoder {args.autoencoder}"
+    for path in write_latent_comparison_results(results, args.out):
         print(f"wrote {path}")
     return 0
 

@@ -7,6 +7,8 @@ their own smaller runs. Names are imported lazily from their modules (one experi
 * :mod:`~meddiff_lab.experiments.segmentation_augmentation`: notebook 07, segmentation with few
   labels augmented by a generator pretrained on unlabelled images (``meddiff-lab experiment
   seg-augmentation``).
+* :mod:`~meddiff_lab.experiments.latent_comparison`: notebook 10, pixel vs latent diffusion and
+  ε / v vs rectified flow at equal training FLOPs (``meddiff-lab experiment latent-comparison``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ _PUBLIC = {
     "get_seg_augmentation_profile": "segmentation_augmentation",
     "run_seg_augmentation": "segmentation_augmentation",
     "write_seg_augmentation_results": "segmentation_augmentation",
+    "LatentComparisonProfile": "latent_comparison",
+    "LATENT_COMPARISON_PROFILES": "latent_comparison",
+    "LATENT_ARMS": "latent_comparison",
+    "get_latent_comparison_profile": "latent_comparison",
+    "run_latent_comparison": "latent_comparison",
+    "write_latent_comparison_results": "latent_comparison",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -90,7 +90,8 @@ __all__ = [
     "SegAugmentationProfile", "SEG_AUGMENTATION_PROFILES", "SEG_AUGMENTATION_ARMS", "BASELINES", "LEFT_OUT",
     "get_seg_augmentation_profile", "Split", "ExperimentData", "make_splits", "labelled_draw",
     "mask_boundaries", "edge_and_mask_control", "warp_pairs", "SyntheticPairs", "generate_synthetic_pairs",
-    "synthetic_pair_quality", "train_arm", "score_network", "paired_interval", "run_seg_augmentation",
+    "synthetic_pair_quality", "train_arm", "score_network", "paired_interval", "grid_cells", "GroupStore",
+    "run_seg_augmentation",
     "results_markdown", "write_seg_augmentation_results",
 ]
 
@@ -562,76 +563,278 @@ def _draw_inputs(data: ExperimentData, generator, profile: SegAugmentationProfil
     return labelled, more, pairs, unlabelled
 
 
+def grid_cells(profile: SegAugmentationProfile) -> list[tuple[int, int]]:
+    """The (n, draw) cells of the grid, smallest n first (the cells the question is about come first)."""
+    return [(n, draw) for n in profile.labelled_sizes for draw in range(profile.draws)]
+
+
+class GroupStore:
+    """Finished work of a grid run, one JSON line per (n, draw, seed) group, so a killed run resumes.
+
+    Each worker appends to its own file ``parts/worker-<w>.jsonl`` in the output folder; a line is a
+    ``{"kind": "group", "n", "draw", "seed", "rows": [8 rows]}`` (all arms of one seed: the pseudo-label
+    arm needs the "labelled only" network of the same seed, so a group is the unit that resumes) or a
+    ``{"kind": "synthetic", "n", "draw", ...quality}`` row. Lines are flushed and synced one by one.
+    """
+
+    def __init__(self, out, worker: int = 0) -> None:
+        self.folder = Path(out) / "parts"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / f"worker-{worker}.jsonl"
+
+    def append(self, record: dict) -> None:
+        import os
+
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=float) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    @staticmethod
+    def read(out) -> list[dict]:
+        """Every complete line of every worker's file (a half-written last line of a killed worker is dropped)."""
+        records = []
+        for path in sorted((Path(out) / "parts").glob("worker-*.jsonl")):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return records
+
+
+def _done(records: list[dict]) -> tuple[set, set]:
+    groups = {(r["n"], r["draw"], r["seed"]) for r in records if r.get("kind") == "group"}
+    synthetic = {(r["n"], r["draw"]) for r in records if r.get("kind") == "synthetic"}
+    return groups, synthetic
+
+
+def _run_cells(data: ExperimentData, generator, reference_net, profile: SegAugmentationProfile,
+               cells: list[tuple[int, int]], *, device, store: GroupStore | None, done_groups: set,
+               done_synthetic: set, deadline: float | None, progress_bar=None) -> tuple[list[dict], list[dict]]:
+    """Train every arm of every (n, draw) cell for every seed not yet done; returns (rows, synthetic rows)."""
+    spacing = phantom_pixel_spacing_mm(profile.image_size)
+    rows, synthetic_rows = [], []
+    for n, draw in cells:
+        seeds = [seed for seed in range(profile.seeds) if (n, draw, seed) not in done_groups]
+        if not seeds and (n, draw) in done_synthetic:
+            continue
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        labelled, more, pairs, unlabelled = _draw_inputs(data, generator, profile, n, draw)
+        if (n, draw) not in done_synthetic:
+            quality = {"n": n, "draw": draw, **synthetic_pair_quality(reference_net, pairs, data.validation, seed=draw)}
+            synthetic_rows.append(quality)
+            if store is not None:
+                store.append({"kind": "synthetic", **quality})
+        synthetic = Split(pairs.images, pairs.masks)
+        for seed in seeds:
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            group, pseudo = [], None
+            for arm in SEG_AUGMENTATION_ARMS:
+                arm_started = time.perf_counter()
+                net, steps, count = train_arm(arm, labelled, synthetic=synthetic, pseudo=pseudo, more_labels=more,
+                                              profile=profile, seed=seed, device=device)
+                if arm == "labelled only":  # the teacher of the pseudo-label arm
+                    pseudo = Split(unlabelled.images, predict_masks(net, unlabelled.images).float())
+                group.append({"n": n, "draw": draw, "seed": seed, "arm": arm, "steps": steps,
+                              "training_pairs": count, **score_network(net, data.test, spacing),
+                              "val_dice": score_network(net, data.validation, spacing)["dice"],
+                              "seconds": time.perf_counter() - arm_started})
+                if progress_bar is not None:
+                    progress_bar.update(1)
+            rows += group
+            if store is not None:
+                store.append({"kind": "group", "n": n, "draw": draw, "seed": seed, "rows": group})
+    return rows, synthetic_rows
+
+
+def _save_shared(out: Path, data: ExperimentData, reference_net) -> None:
+    """Splits and the reference segmenter, for the workers (written atomically)."""
+    from meddiff_lab.training.checkpoint import save_checkpoint
+
+    splits = {name: {"images": getattr(data, name).images,
+                     "masks": None if getattr(data, name).masks is None else getattr(data, name).masks.bool()}
+              for name in ("unlabelled", "labelled_pool", "validation", "test", "reference")}
+    save_checkpoint(out / "shared.pt", {"model": {k: v.cpu() for k, v in reference_net.state_dict().items()},
+                                        "step": 0, "config": {"what": "seg-augmentation splits and reference"},
+                                        "splits": splits})
+
+
+def _load_shared(out: Path) -> tuple[ExperimentData, dict]:
+    from meddiff_lab.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(out / "shared.pt")
+    splits = {name: Split(part["images"], None if part["masks"] is None else part["masks"].float())
+              for name, part in state["splits"].items()}
+    return ExperimentData(**splits), state["model"]
+
+
+def _worker(worker: int, workers: int, profile: SegAugmentationProfile, out: str, device: str | None,
+            threads: int, deadline_seconds: float | None, started_wall: float) -> None:
+    """One worker process: every ``workers``-th cell of the grid, from the shared splits and reference."""
+    from meddiff_lab.models import load_pretrained
+    from meddiff_lab.training.segmentation import make_segmentation_net
+
+    torch.set_num_threads(threads)
+    out_path = Path(out)
+    data, reference_state = _load_shared(out_path)
+    reference_net = make_segmentation_net(out_channels=data.reference.masks.shape[1])
+    reference_net.load_state_dict(reference_state)
+    reference_net = reference_net.to(device or "cpu").eval()
+    generator = load_pretrained(profile.generator)
+    generator.model.to(device or "cpu")
+    done_groups, done_synthetic = _done(GroupStore.read(out_path))
+    cells = grid_cells(profile)[worker::workers]
+    remaining = None if deadline_seconds is None else deadline_seconds - (time.time() - started_wall)
+    deadline = None if remaining is None else time.perf_counter() + remaining
+    _run_cells(data, generator, reference_net, profile, cells, device=device, store=GroupStore(out_path, worker),
+               done_groups=done_groups, done_synthetic=done_synthetic, deadline=deadline)
+
+
 def run_seg_augmentation(profile: SegAugmentationProfile, *, generator=None, device=None, progress: bool = True,
-                         log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the whole grid of ``profile`` and return everything measured (JSON-ready).
+                         log: Callable[[str], None] = print, out=None, workers: int = 1,
+                         max_seconds: float | None = None) -> dict[str, Any]:
+    """Run the grid of ``profile`` (or what is left of it) and return everything measured (JSON-ready).
 
     Args:
         profile: from :func:`get_seg_augmentation_profile` (or ``dataclasses.replace`` of one).
         generator: a loaded edge ControlNet (default: ``load_pretrained(profile.generator)``).
         device: where the segmenters train and the generator samples (default: CPU; classical
             augmentation always runs on the CPU).
-        progress: a progress bar over the segmenter runs.
+        progress: a progress bar over the segmenter runs (single process only).
         log: where progress lines go.
+        out: a folder that keeps finished (n, draw, seed) groups (:class:`GroupStore`), the splits and
+            the reference segmenter; a second call with the same ``out`` and profile resumes, skipping
+            finished groups. ``None``: keep nothing.
+        workers: processes sharing the grid's cells (each with one CPU thread; they share ``device``);
+            more than one needs ``out``.
+        max_seconds: start no new group after this wall time (the groups started finish); the results
+            then say which groups are missing (``complete`` is False) and a later call resumes.
 
     Returns:
         a dict with ``profile``, ``runs`` (one row per (n, draw, seed, arm): test ``dice``,
         ``heart_dice``, ``hd95_mm``, validation ``val_dice``, ``steps``, ``training_pairs``,
         ``seconds``), ``summary`` (means per (n, arm)), ``differences`` (paired, per baseline and
         metric, with 95 % intervals), ``synthetic`` (one quality row per (n, draw)), ``reference``,
-        ``left_out``, ``hardware``, ``threads`` and ``seconds``.
+        ``groups_done``/``groups_total``/``complete``, ``left_out``, ``hardware``, ``threads``,
+        ``workers`` and ``seconds`` (this call's wall time).
     """
     from tqdm.auto import tqdm
 
     from meddiff_lab.models import load_pretrained
 
-    started = time.perf_counter()
+    if workers < 1 or (workers > 1 and out is None):
+        raise ValueError(f"workers must be >= 1, and more than one needs an out folder; got workers={workers}, "
+                         f"out={out!r}")
+    started, started_wall = time.perf_counter(), time.time()
+    deadline = None if max_seconds is None else started + float(max_seconds)
+    out_path = None if out is None else Path(out)
+    if out_path is not None:
+        _check_same_profile(out_path, profile)
     generator = generator if generator is not None else load_pretrained(profile.generator)
-    if device is not None:
-        generator.model.to(device)
     if int(generator.config["image_size"]) != profile.image_size:
         raise ValueError(f"generator {profile.generator!r} draws {generator.config['image_size']} px images but "
                          f"profile {profile.name!r} has image_size {profile.image_size}")
-    data = make_splits(profile)
+    if device is not None:
+        generator.model.to(device)
     spacing = phantom_pixel_spacing_mm(profile.image_size)
+    if out_path is not None and (out_path / "shared.pt").exists():
+        data, reference_state = _load_shared(out_path)
+        from meddiff_lab.training.segmentation import make_segmentation_net
+
+        reference_net = make_segmentation_net(out_channels=data.reference.masks.shape[1])
+        reference_net.load_state_dict(reference_state)
+        reference_net = reference_net.to(device or "cpu").eval()
+        log(f"resuming from {out_path}: splits and reference segmenter loaded")
+    else:
+        data = make_splits(profile)
+        reference_net = train_segmentation(data.reference.images, data.reference.masks, steps=profile.reference_steps,
+                                           batch_size=profile.batch_size, learning_rate=profile.learning_rate, seed=0,
+                                           device=device).net
+        if out_path is not None:
+            _save_shared(out_path, data, reference_net)
     log(f"splits: {len(data.unlabelled)} unlabelled, {len(data.labelled_pool)} labelled pool, "
         f"{len(data.validation)} validation, {len(data.test)} test, {len(data.reference)} reference")
-    reference = train_segmentation(data.reference.images, data.reference.masks, steps=profile.reference_steps,
-                                   batch_size=profile.batch_size, learning_rate=profile.learning_rate, seed=0,
-                                   device=device)
-    reference_scores = score_network(reference.net, data.test, spacing)
-    rows, synthetic_rows = [], []
-    bar = tqdm(total=profile.runs, desc="segmenter runs", unit="run", disable=not progress)
-    for n in profile.labelled_sizes:
-        for draw in range(profile.draws):
-            labelled, more, pairs, unlabelled = _draw_inputs(data, generator, profile, n, draw)
-            quality = synthetic_pair_quality(reference.net, pairs, data.validation, seed=draw)
-            synthetic_rows.append({"n": n, "draw": draw, **quality})
-            synthetic = Split(pairs.images, pairs.masks)
-            for seed in range(profile.seeds):
-                pseudo = None
-                for arm in SEG_AUGMENTATION_ARMS:
-                    arm_started = time.perf_counter()
-                    net, steps, count = train_arm(arm, labelled, synthetic=synthetic, pseudo=pseudo, more_labels=more,
-                                                  profile=profile, seed=seed, device=device)
-                    if arm == "labelled only":  # the teacher of the pseudo-label arm
-                        pseudo = Split(unlabelled.images, predict_masks(net, unlabelled.images).float())
-                    rows.append({"n": n, "draw": draw, "seed": seed, "arm": arm, "steps": steps,
-                                 "training_pairs": count, **score_network(net, data.test, spacing),
-                                 "val_dice": score_network(net, data.validation, spacing)["dice"],
-                                 "seconds": time.perf_counter() - arm_started})
-                    bar.update(1)
-    bar.close()
-    seconds = time.perf_counter() - started
-    log(f"{len(rows)} segmenter runs in {seconds:.0f} s")
+    reference_scores = score_network(reference_net, data.test, spacing)
+    records = GroupStore.read(out_path) if out_path is not None else []
+    done_groups, done_synthetic = _done(records)
+    if done_groups:
+        log(f"{len(done_groups)} of {len(grid_cells(profile)) * profile.seeds} groups already done")
+    if workers == 1:
+        bar = tqdm(total=profile.runs, initial=len(done_groups) * len(SEG_AUGMENTATION_ARMS), desc="segmenter runs",
+                   unit="run", disable=not progress)
+        rows, synthetic_rows = _run_cells(data, generator, reference_net, profile, grid_cells(profile), device=device,
+                                          store=GroupStore(out_path) if out_path is not None else None,
+                                          done_groups=done_groups, done_synthetic=done_synthetic, deadline=deadline,
+                                          progress_bar=bar)
+        bar.close()
+    else:
+        import torch.multiprocessing as mp
+
+        context = mp.get_context("spawn")
+        processes = [context.Process(target=_worker, args=(w, workers, profile, str(out_path),
+                                                           None if device is None else str(device), 1, max_seconds,
+                                                           started_wall)) for w in range(workers)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        failed = [w for w, process in enumerate(processes) if process.exitcode != 0]
+        if failed:
+            log(f"workers {failed} stopped with an error; their finished groups are kept (rerun to resume)")
+    if out_path is not None:  # everything finished in this folder, by this call or earlier ones
+        rows, synthetic_rows = _rows_from(GroupStore.read(out_path))
+    log(f"{len(rows)} segmenter runs in the results; this call took {time.perf_counter() - started:.0f} s")
+    return _assemble(profile, rows, synthetic_rows, reference_scores, device, workers,
+                     time.perf_counter() - started)
+
+
+def _rows_from(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    seen, rows, synthetic_rows, seen_synthetic = set(), [], [], set()
+    for record in records:
+        if record.get("kind") == "group" and (record["n"], record["draw"], record["seed"]) not in seen:
+            seen.add((record["n"], record["draw"], record["seed"]))
+            rows += record["rows"]
+        elif record.get("kind") == "synthetic" and (record["n"], record["draw"]) not in seen_synthetic:
+            seen_synthetic.add((record["n"], record["draw"]))
+            synthetic_rows.append({k: v for k, v in record.items() if k != "kind"})
+    order = {arm: i for i, arm in enumerate(SEG_AUGMENTATION_ARMS)}
+    rows.sort(key=lambda r: (r["n"], r["draw"], r["seed"], order[r["arm"]]))
+    synthetic_rows.sort(key=lambda r: (r["n"], r["draw"]))
+    return rows, synthetic_rows
+
+
+def _check_same_profile(out: Path, profile: SegAugmentationProfile) -> None:
+    """Keep ``out/profile.json``; refuse to resume a folder that holds another profile's groups."""
+    out.mkdir(parents=True, exist_ok=True)
+    path, mine = out / "profile.json", dataclasses.asdict(profile)
+    mine = json.loads(json.dumps(mine))
+    if path.exists():
+        theirs = json.loads(path.read_text(encoding="utf-8"))
+        if theirs != mine:
+            changed = sorted(k for k in mine if theirs.get(k) != mine[k])
+            raise ValueError(f"{out} holds a run of another profile (differs in {', '.join(changed)}); "
+                             "use a new --out folder")
+    else:
+        path.write_text(json.dumps(mine, indent=2) + "\n", encoding="utf-8")
+
+
+def _assemble(profile: SegAugmentationProfile, rows: list[dict], synthetic_rows: list[dict], reference_scores: dict,
+              device, workers: int, seconds: float) -> dict[str, Any]:
+    groups_total = len(grid_cells(profile)) * profile.seeds
+    groups_done = len({(r["n"], r["draw"], r["seed"]) for r in rows})
     return {
         "experiment": "seg-augmentation", "profile": dataclasses.asdict(profile), "arms": list(SEG_AUGMENTATION_ARMS),
         "baselines": list(BASELINES), "runs": rows, "summary": _summaries(rows), "differences": _differences(rows),
         "synthetic": synthetic_rows,
         "reference": {"images": profile.reference_images, "steps": profile.reference_steps,
                       "test": reference_scores},
+        "groups_done": groups_done, "groups_total": groups_total, "complete": groups_done == groups_total,
+        "segmenter_seconds": float(sum(r["seconds"] for r in rows)),
         "left_out": dict(LEFT_OUT), "hardware": hardware_description(), "threads": torch.get_num_threads(),
-        "device": str(device or "cpu"), "seconds": seconds,
+        "workers": workers, "device": str(device or "cpu"), "seconds": seconds,
     }
 
 
@@ -665,6 +868,10 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"every arm {p['segmenter_steps']} segmenter steps of {p['batch_size']} pairs; k = {p['synthetic_per_image']} "
         f"synthetic pair(s) per labelled image from `{p['generator']}` (DDIM-{p['sampling_steps']}); "
         f"{p['test_images']} test and {p['validation_images']} validation images.", "",
+        (f"All {results['groups_total']} (n, draw, seed) groups ran." if results.get("complete", True) else
+         f"**Incomplete:** {results['groups_done']} of {results['groups_total']} (n, draw, seed) groups ran (the run "
+         "stopped at its time limit; rerunning the same command with the same --out resumes); the 'runs' column "
+         "says how many each mean has."), "",
         "## Test scores (means over draws × seeds) and paired Dice differences, 95 % t intervals", "",
         "| n | arm | steps | pairs | Dice | heart Dice | HD95 (mm) | val Dice | Δ Dice vs labelled only | "
         "Δ Dice vs + classical |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -78,7 +78,7 @@ def evaluate_model(loaded, n: int, steps: Sequence[int] = (50,), seed: int = 0, 
     first = None
     for count in steps:
         start = time.perf_counter()
-        samples = loaded.sample(n, steps=int(count), seed=seed, progress=progress)
+        samples = loaded.sample(n, steps=int(count), seed=seed, progress=progress).cpu()
         seconds = time.perf_counter() - start
         row = evaluate_generated(samples, real, train if first is None else None, extractor=encoder, seed=seed)
         row["kid_spread"] = _kid_with_spread(real_a_features, extract_features(samples, encoder), seed)

@@ -139,7 +139,7 @@ class LatentAutoencoder(nn.Module):
         generator = torch.Generator().manual_seed(0)
         latents = []
         for start in range(0, len(images), batch_size):
-            z_mu, z_sigma = self.encode_distribution(images[start:start + batch_size])
+            z_mu, z_sigma = self.encode_distribution(images[start:start + batch_size].to(self.scale_factor.device))
             latents.append(z_mu + z_sigma * torch.randn(z_mu.shape, generator=generator).to(z_mu))
         std = float(torch.cat(latents).std())
         self.train(was_training)
@@ -248,6 +248,7 @@ def train_autoencoder(model: nn.Module, images: torch.Tensor, steps: int, batch_
         reconstruction = "l1" if isinstance(model, LatentAutoencoder) else "mse"
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed + start_step)
+    device = next(model.parameters()).device  # batches are drawn on the CPU and moved to the model
     run = AutoencoderRun(steps=start_step)
     model.train()
     started = window_start = time.perf_counter()
@@ -256,7 +257,7 @@ def train_autoencoder(model: nn.Module, images: torch.Tensor, steps: int, batch_
                mininterval=1.0)
     for step in range(start_step, steps):
         index = torch.randint(len(images), (batch_size,), generator=generator)
-        loss, parts = autoencoder_loss(model, images[index], kl_weight, reconstruction)
+        loss, parts = autoencoder_loss(model, images[index].to(device), kl_weight, reconstruction)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"autoencoder loss became {float(loss)} at step {step + 1}; lower learning_rate")
         optimizer.zero_grad(set_to_none=True)
@@ -302,9 +303,9 @@ def encode_dataset(autoencoder: LatentAutoencoder, images: torch.Tensor, batch_s
     autoencoder.eval()
     mus, sigmas = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="encoding", disable=not progress, leave=False):
-        z_mu, z_sigma = autoencoder.encode_distribution(images[start:start + batch_size])
-        mus.append(z_mu * autoencoder.scale_factor)
-        sigmas.append(z_sigma * autoencoder.scale_factor)
+        z_mu, z_sigma = autoencoder.encode_distribution(images[start:start + batch_size].to(autoencoder.scale_factor.device))
+        mus.append((z_mu * autoencoder.scale_factor).cpu())
+        sigmas.append((z_sigma * autoencoder.scale_factor).cpu())
     return torch.cat(mus), torch.cat(sigmas)
 
 

@@ -141,13 +141,14 @@ def train_denoiser(model: torch.nn.Module, data: torch.Tensor | Callable[[torch.
     start_step, started = run.steps, time.perf_counter()
     seconds_before = run.seconds
     window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+    device = next(model.parameters()).device  # batches are drawn on the CPU and moved to the model
     model.train()
     bar = tqdm(total=steps, initial=start_step, desc=f"training ({objective})", unit="step",
                disable=not progress, mininterval=1.0)
     while run.steps < steps:
         for group in run.optimizer.param_groups:
             group["lr"] = learning_rate * lr_lambda(run.steps)
-        x0 = draw(torch.randint(num_items, (batch_size,), generator=generator))
+        x0 = draw(torch.randint(num_items, (batch_size,), generator=generator)).to(device)
         loss = objective_loss(model, x0, objective, schedule, generator, num_train_timesteps)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {float(loss)} at step {run.steps + 1}; lower learning_rate")
@@ -243,10 +244,13 @@ def train_latent_diffusion_from_config(config_path: str | Path, out_dir: str | P
     from meddiff_lab.models.autoencoder import LatentAutoencoder, encode_dataset, train_autoencoder
     from meddiff_lab.training.checkpoint import load_checkpoint, save_checkpoint
 
+    from meddiff_lab.runtime import get_device
+
     config = _load_yaml(config_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(config.get("threads", 1)))
+    device = get_device()  # $MEDDIFF_DEVICE, else cuda when present, else the CPU
     data_cfg, ae_cfg, lat_cfg = config["data"], config["autoencoder"], config["latent"]
     started = time.perf_counter()
     phantoms = generate_phantoms(int(data_cfg["num_images"]), int(data_cfg["image_size"]), int(data_cfg["data_seed"]),
@@ -257,20 +261,22 @@ def train_latent_diffusion_from_config(config_path: str | Path, out_dir: str | P
 
     # stage 1: the autoencoder, in chunks of checkpoint_every steps
     torch.manual_seed(int(config.get("seed", 0)))
-    autoencoder = LatentAutoencoder(image_size=int(data_cfg["image_size"]), **ae_cfg["model"])
+    autoencoder = LatentAutoencoder(image_size=int(data_cfg["image_size"]), **ae_cfg["model"]).to(device)
     optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=float(ae_cfg["learning_rate"]), weight_decay=0.0)
     ae_path, step, seconds, history = out / "autoencoder.pt", 0, 0.0, []
     if resume and ae_path.exists():
-        state = load_checkpoint(ae_path)
+        state = load_checkpoint(ae_path, map_location=device)
         autoencoder.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, seconds, history = int(state["step"]), float(state["seconds"]), list(state["history"])
         print(f"autoencoder: resumed at step {step}", file=sys.stderr)
     total, every = int(ae_cfg["steps"]), int(ae_cfg.get("checkpoint_every", 100))
-    while step < total and stage in ("all", "autoencoder"):
+    budget = float(ae_cfg.get("max_seconds", float("inf")))  # training seconds in all, across resumes
+    while step < total and seconds < budget and stage in ("all", "autoencoder"):
         run = train_autoencoder(autoencoder, images, min(total, step + every), int(ae_cfg["batch_size"]),
                                 float(ae_cfg["learning_rate"]), float(ae_cfg["kl_weight"]), seed=int(config.get("seed", 0)),
-                                progress=progress, start_step=step, optimizer=optimizer, log_every=10)
+                                progress=progress, start_step=step, optimizer=optimizer, log_every=10,
+                                max_seconds=budget - seconds)
         step, seconds, history = run.steps, seconds + run.seconds, history + run.history
         save_checkpoint(ae_path, {"model": autoencoder.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                                   "seconds": seconds, "history": history, "config": config})
@@ -283,7 +289,7 @@ def train_latent_diffusion_from_config(config_path: str | Path, out_dir: str | P
     mu, sigma = encode_dataset(autoencoder, images, progress=progress)
     draw = lambda index: mu[index] + sigma[index] * torch.randn(mu[index].shape)  # noqa: E731
     torch.manual_seed(int(config.get("seed", 0)))
-    unet = build_latent_unet(lat_cfg, autoencoder.config["latent_channels"])
+    unet = build_latent_unet(lat_cfg, autoencoder.config["latent_channels"]).to(device)
     lat_path, run = out / "latent.pt", None
     from meddiff_lab.diffusion import NoiseSchedule
 
@@ -292,7 +298,7 @@ def train_latent_diffusion_from_config(config_path: str | Path, out_dir: str | P
                                        beta_start=float(diffusion["beta_start"]), beta_end=float(diffusion["beta_end"]))
     objective = diffusion["prediction_type"]
     if resume and lat_path.exists():
-        state = load_checkpoint(lat_path)
+        state = load_checkpoint(lat_path, map_location=device)
         unet.load_state_dict(state["model"])
         ema = copy.deepcopy(unet)
         ema.load_state_dict(state["ema"])
@@ -303,16 +309,36 @@ def train_latent_diffusion_from_config(config_path: str | Path, out_dir: str | P
                           images=int(state["images"]), optimizer=optimizer, ema_updates=int(state["ema_updates"]))
         print(f"latent: resumed at step {run.steps}", file=sys.stderr)
     total, every = int(lat_cfg["steps"]), int(lat_cfg.get("checkpoint_every", 200))
-    while run is None or run.steps < total:
+    budget = float(lat_cfg.get("max_seconds", float("inf")))  # training seconds in all, across resumes
+    while run is None or (run.steps < total and run.seconds < budget):
         target = min(total, (run.steps if run else 0) + every)
         run = train_denoiser(unet, draw, objective, target, int(lat_cfg["batch_size"]), float(lat_cfg["learning_rate"]),
                              float(lat_cfg["ema_decay"]), int(lat_cfg.get("warmup_steps", 50)), schedule=schedule,
-                             seed=int(config.get("seed", 0)), progress=progress, resume=run, num_items=len(mu))
+                             seed=int(config.get("seed", 0)), progress=progress, resume=run, num_items=len(mu),
+                             max_seconds=budget - (run.seconds if run else 0.0))
         save_checkpoint(lat_path, {"model": unet.state_dict(), "ema": run.ema_model.state_dict(),
                                    "optimizer": run.optimizer.state_dict(), "step": run.steps, "seconds": run.seconds,
                                    "images": run.images, "ema_updates": run.ema_updates, "history": run.history,
                                    "config": config, "scale_factor": scale})
     return out
+
+
+def load_trained_autoencoder(path: str | Path, fit_images: int = 512):
+    """The stage-1 autoencoder of a config run (``<out>/autoencoder.pt``), with its latent scale factor
+    fitted as stage 2 fits it (1 / std of the sampled latents of the first ``fit_images`` training phantoms)."""
+    from meddiff_lab.data import generate_phantoms
+    from meddiff_lab.models.autoencoder import LatentAutoencoder
+    from meddiff_lab.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    config = state["config"]
+    size = int(config["data"]["image_size"])
+    autoencoder = LatentAutoencoder(image_size=size, **config["autoencoder"]["model"])
+    autoencoder.load_state_dict(state["model"])
+    count = min(int(fit_images), int(config["data"]["num_images"]))
+    images = torch.as_tensor(generate_phantoms(count, size, int(config["data"]["data_seed"]), masks=()).images)[:, None]
+    autoencoder.fit_scale_factor(images * 2 - 1)
+    return autoencoder.eval()
 
 
 def export_latent_diffusion(out_dir: str | Path, destination: str | Path, config_path: str | Path,

@@ -198,3 +198,54 @@ def test_cli_refuses_an_out_that_is_a_file(tmp_path, capsys):
     blocker.write_text("x")
     assert cli.main(["experiment", "seg-augmentation", "--profile", "ci", "--out", str(blocker)]) == 2
     assert "is a file; expected a folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- resume and workers
+def _groups(out):
+    return sorted((r["n"], r["draw"], r["seed"]) for r in sa.GroupStore.read(out) if r["kind"] == "group")
+
+
+@pytest.mark.slow
+@needs_generator
+def test_a_stopped_grid_resumes_where_it_stopped_and_says_what_is_missing(tmp_path):
+    out = tmp_path / "grid"
+    first = sa.run_seg_augmentation(TINY, out=out, progress=False, max_seconds=1e-9, log=lambda line: None)
+    # the deadline passed before the first group: nothing ran, and the results say so
+    assert first["groups_done"] == 0 and not first["complete"] and first["groups_total"] == TINY.draws
+    assert "**Incomplete:** 0 of 2" in sa.results_markdown(first)
+    second = sa.run_seg_augmentation(TINY, out=out, progress=False, log=lambda line: None)
+    assert second["complete"] and _groups(out) == [(4, 0, 0), (4, 1, 0)]
+    stored = (out / "parts" / "worker-0.jsonl").read_text(encoding="utf-8")
+    third = sa.run_seg_augmentation(TINY, out=out, progress=False, log=lambda line: None)  # all done: trains nothing
+    assert (out / "parts" / "worker-0.jsonl").read_text(encoding="utf-8") == stored
+    assert third["runs"] == second["runs"] and third["complete"]
+
+
+@pytest.mark.slow
+@needs_generator
+def test_two_workers_share_the_cells_and_a_torn_last_line_is_ignored(tmp_path):
+    out = tmp_path / "grid"
+    results = sa.run_seg_augmentation(TINY, out=out, workers=2, progress=False, log=lambda line: None)
+    assert results["complete"] and results["workers"] == 2 and len(results["runs"]) == TINY.runs
+    assert sorted(p.name for p in (out / "parts").iterdir()) == ["worker-0.jsonl", "worker-1.jsonl"]
+    with open(out / "parts" / "worker-1.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"kind": "group", "n": 4, "dr')  # a worker killed mid-line
+    assert _groups(out) == [(4, 0, 0), (4, 1, 0)]
+
+
+def test_a_folder_of_another_profile_is_refused_naming_what_differs(tmp_path):
+    out = tmp_path / "grid"
+    sa._check_same_profile(out, TINY)
+    with pytest.raises(ValueError, match="differs in segmenter_steps"):
+        sa._check_same_profile(out, dataclasses.replace(TINY, segmenter_steps=5))
+
+
+def test_more_workers_than_one_need_an_out_folder():
+    with pytest.raises(ValueError, match="more than one needs an out folder"):
+        sa.run_seg_augmentation(TINY, workers=2)
+
+
+def test_grid_cells_put_the_smallest_labelled_sets_first():
+    full = sa.SEG_AUGMENTATION_PROFILES["full"]
+    cells = sa.grid_cells(full)
+    assert cells[:3] == [(4, 0), (4, 1), (4, 2)] and len(cells) == 12 and cells[-1] == (32, 2)

@@ -8,8 +8,8 @@ import torch
 import yaml
 
 from meddiff_lab.models import UNet, load_pretrained
-from meddiff_lab.training.latent import (OBJECTIVES, export_latent_diffusion, main, objective_loss,
-                                         train_denoiser, training_memory_mb)
+from meddiff_lab.training.latent import (OBJECTIVES, export_latent_diffusion, load_trained_autoencoder, main,
+                                         objective_loss, train_denoiser, training_memory_mb)
 
 
 def tiny_unet(channels: int = 2) -> UNet:
@@ -97,3 +97,34 @@ def test_two_stage_run_resumes_exports_and_loads(tmp_path):
     export_latent_diffusion(out, tmp_path / "again.safetensors", path)   # export is repeatable
     with pytest.raises(FileNotFoundError, match="meddiff_lab.training.latent"):
         load_pretrained("phantom128-ldm", root=tmp_path / "empty")
+
+
+def test_a_stage_capped_by_seconds_stays_done_on_resume_and_its_autoencoder_loads(tmp_path, monkeypatch):
+    from meddiff_lab.training import checkpoint
+
+    config = {
+        "seed": 0, "threads": 1,
+        "data": {"image_size": 32, "num_images": 16, "data_seed": 0},
+        "autoencoder": {"model": {"channels": [8, 16], "latent_channels": 2, "num_res_blocks": 1,
+                                  "norm_num_groups": 8},
+                        "steps": 10_000, "max_seconds": 1e-6, "batch_size": 4, "learning_rate": 1e-3,
+                        "kl_weight": 1e-6, "checkpoint_every": 5},
+        "latent": {"model": {"channels": [8, 16], "attention_levels": [False, True], "num_res_blocks": 1,
+                             "num_head_channels": 8, "norm_num_groups": 8},
+                   "diffusion": {"schedule": "linear", "num_train_timesteps": 1000, "beta_start": 1e-4,
+                                 "beta_end": 0.02, "prediction_type": "rectified_flow"},
+                   "steps": 10_000, "max_seconds": 1e-6, "batch_size": 4, "learning_rate": 1e-3, "ema_decay": 0.9,
+                   "checkpoint_every": 5},
+    }
+    path = tmp_path / "ldm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    assert main(["--config", str(path), "--out", str(out), "--stage", "autoencoder"]) == 0
+    first = checkpoint.load_checkpoint(out / "autoencoder.pt")
+    assert first["step"] == 1 and first["seconds"] >= 1e-6  # one step, then the time was up
+    assert main(["--config", str(path), "--out", str(out), "--resume"]) == 0
+    assert checkpoint.load_checkpoint(out / "autoencoder.pt")["step"] == 1  # its budget was spent: not trained again
+    assert checkpoint.load_checkpoint(out / "latent.pt")["step"] == 1
+    autoencoder = load_trained_autoencoder(out / "autoencoder.pt")
+    stored = checkpoint.load_checkpoint(out / "latent.pt")["scale_factor"]
+    assert float(autoencoder.scale_factor) == pytest.approx(stored) and autoencoder.latent_shape == (2, 16, 16)

@@ -1,0 +1,309 @@
+r"""Pixel vs latent, ε / v vs rectified flow, at equal training compute: the harness behind notebook 10's table.
+
+Four arms share one training loop (:func:`~meddiff_lab.training.latent.train_denoiser`), one optimizer
+and one training-compute budget; only the data (pixels or an autoencoder's latents) and the objective
+differ:
+
+=========================  =========================  ====================================================
+arm                        data                       objective, sampler
+=========================  =========================  ====================================================
+latent ε                   latents (4 × h × w)        ε-prediction, DDIM
+latent v                   latents                    v-prediction, DDIM
+latent rectified flow      latents                    rectified flow (flow matching), Euler
+pixel ε                    pixels (1 × 128 × 128)     ε-prediction, DDIM
+=========================  =========================  ====================================================
+
+**Equal training compute** is counted in floating-point operations, not seconds, so that it does not
+depend on the machine or on what else runs on it: PyTorch's ``FlopCounterMode`` counts one training
+step (forward and backward) of each arm, and each arm gets ``ceil(budget / FLOPs per step)`` steps.
+Seconds and images per second are reported too (on a shared machine they vary; FLOPs do not). The
+latent arms' one-time cost of encoding the training set is reported beside the budget (it is not in
+it: the autoencoder is shared by every latent model and trained once).
+
+Quality is measured on ``N`` samples per arm against ``N`` unseen phantoms with the course's domain
+features (FID, KID, precision, recall), beside the **floor** (``N`` other unseen phantoms against the
+same ``N``), at every step count of ``step_sweep``; **steps to a fixed KID** is the fewest swept steps
+at which an arm's KID is at most ``target_kid`` (the KID of the latent v arm, the shipped recipe, at
+``reference_steps`` steps), ``None`` when no swept count reaches it.
+
+Example:
+    >>> results = run_latent_comparison(get_latent_comparison_profile("ci"), autoencoder)
+    >>> write_latent_comparison_results(results, "runs/latent-comparison-ci")   # results.json, results.md
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["LatentComparisonProfile", "LATENT_COMPARISON_PROFILES", "LATENT_ARMS", "get_latent_comparison_profile",
+           "training_flops_per_step", "run_latent_comparison", "latent_comparison_markdown",
+           "write_latent_comparison_results"]
+
+#: arm -> (objective, space)
+LATENT_ARMS: dict[str, tuple[str, str]] = {
+    "latent ε": ("epsilon", "latent"), "latent v": ("v_prediction", "latent"),
+    "latent rectified flow": ("rectified_flow", "latent"), "pixel ε": ("epsilon", "pixel"),
+}
+LINEAR = {"schedule": "linear", "num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02}
+
+
+@dataclass(frozen=True)
+class LatentComparisonProfile:
+    """Every size of one comparison.
+
+    Attributes:
+        budget_gflops: training compute of *every* arm, in GFLOPs (forward + backward, counted).
+        max_seconds: a safety cap per arm; an arm stopped by it is marked ``capped`` (then compute was
+            not equal and the table says so).
+        latent_channels / pixel_channels: the course's ``UNet`` levels in latent and in pixel space
+            (attention at the lowest level of each).
+        step_sweep: sampling steps tried for every arm; reference_steps: the step count of the table.
+    """
+
+    name: str
+    image_size: int
+    train_images: int
+    eval_images: int
+    budget_gflops: float
+    max_seconds: float
+    latent_batch: int
+    pixel_batch: int
+    latent_channels: tuple[int, ...]
+    pixel_channels: tuple[int, ...]
+    step_sweep: tuple[int, ...]
+    reference_steps: int
+    learning_rate: float = 1e-3
+    ema_decay: float = 0.999
+    warmup_steps: int = 100
+
+    def __post_init__(self) -> None:
+        if self.reference_steps not in self.step_sweep:
+            raise ValueError(f"profile {self.name!r}: reference_steps {self.reference_steps} must be one of "
+                             f"step_sweep {self.step_sweep}")
+        for field_name in ("train_images", "eval_images", "latent_batch", "pixel_batch"):
+            if getattr(self, field_name) < 2:
+                raise ValueError(f"profile {self.name!r}: {field_name} must be >= 2, got {getattr(self, field_name)}")
+        if not self.budget_gflops > 0 or not self.max_seconds > 0:
+            raise ValueError(f"profile {self.name!r}: budget_gflops and max_seconds must be positive")
+
+
+LATENT_COMPARISON_PROFILES: dict[str, LatentComparisonProfile] = {
+    "ci": LatentComparisonProfile(
+        name="ci", image_size=32, train_images=32, eval_images=16, budget_gflops=2.0, max_seconds=30,
+        latent_batch=8, pixel_batch=4, latent_channels=(16, 16), pixel_channels=(16, 16, 16), step_sweep=(2, 4),
+        reference_steps=4, warmup_steps=2),
+    "full": LatentComparisonProfile(
+        name="full", image_size=128, train_images=4000, eval_images=500, budget_gflops=2.5e5, max_seconds=90,
+        latent_batch=128, pixel_batch=32, latent_channels=(32, 64, 64), pixel_channels=(32, 64, 64, 64),
+        step_sweep=(10, 25, 50, 100), reference_steps=50),
+}
+
+
+def get_latent_comparison_profile(name: str) -> LatentComparisonProfile:
+    """The named profile; ``ValueError`` naming the known ones otherwise."""
+    if name not in LATENT_COMPARISON_PROFILES:
+        raise ValueError(f"unknown latent-comparison profile {name!r}; expected one of "
+                         f"{', '.join(LATENT_COMPARISON_PROFILES)}")
+    return LATENT_COMPARISON_PROFILES[name]
+
+
+def training_flops_per_step(model: torch.nn.Module, example: torch.Tensor, objective: str) -> float:
+    """FLOPs of one training step (forward and backward) of ``model`` on the batch ``example``, counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products; the optimizer's
+    elementwise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from meddiff_lab.diffusion import NoiseSchedule
+    from meddiff_lab.training.latent import objective_loss
+
+    schedule = None if objective == "rectified_flow" else NoiseSchedule.from_name("linear")
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss = objective_loss(model, example, objective, schedule, torch.Generator().manual_seed(0))
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def _unet(channels: tuple[int, ...], in_channels: int) -> torch.nn.Module:
+    from meddiff_lab.models import UNet
+
+    torch.manual_seed(0)
+    return UNet(in_channels=in_channels, out_channels=in_channels, channels=channels, num_head_channels=16,
+                attention_levels=(False,) * (len(channels) - 1) + (True,), norm_num_groups=8)
+
+
+def run_latent_comparison(profile: LatentComparisonProfile, autoencoder, *, device=None, out=None,
+                          log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train the four arms at equal FLOPs, sample them at every swept step count and measure each.
+
+    Args:
+        profile: from :func:`get_latent_comparison_profile`.
+        autoencoder: a trained :class:`~meddiff_lab.models.LatentAutoencoder` for ``profile.image_size``
+            with its scale factor fitted.
+        device: where everything runs (default: CPU).
+        out: a folder for each arm's EMA weights (``arms/<arm>.safetensors``); ``None``: not kept.
+
+    Returns:
+        JSON-ready: ``profile``, ``floor``, ``ceiling`` (the autoencoder's reconstructions), ``arms``
+        (per arm: steps, images, FLOPs, seconds, images/s, memory, ``capped``, and ``by_steps``: metrics
+        per step count), ``target_kid``, ``steps_to_target``, ``hardware``, ``seconds``.
+    """
+    from meddiff_lab import metrics
+    from meddiff_lab.data import generate_phantoms
+    from meddiff_lab.diffusion import sample
+    from meddiff_lab.models.autoencoder import decode_in_batches, encode_dataset, scheduler_for
+    from meddiff_lab.training.latent import train_denoiser, training_memory_mb
+    from meddiff_lab.training.trainer import hardware_description
+
+    started = time.perf_counter()
+    device = torch.device(device or "cpu")
+    size, n = profile.image_size, profile.eval_images
+    if int(autoencoder.config["image_size"]) != size:
+        raise ValueError(f"the autoencoder is for {autoencoder.config['image_size']} px; profile {profile.name!r} "
+                         f"has image_size {size}")
+    to_range = lambda batch: torch.from_numpy(batch.images)[:, None] * 2 - 1  # noqa: E731
+    train = to_range(generate_phantoms(profile.train_images, size, 0, masks=()))
+    real = to_range(generate_phantoms(2 * n, size, 1, masks=()))
+    real_a, real_b = real[:n], real[n:]
+    encoder = metrics.load_phantom_encoder().to(device)
+    features = lambda images: metrics.extract_features(images, encoder).double().cpu()  # noqa: E731
+    f_real = features(real_a)
+
+    def set_metrics(images):
+        f = features(images)
+        precision, recall = metrics.precision_recall(f_real, f)
+        return {"fid": metrics.fid(f_real, f), "kid": metrics.kid(f_real, f), "precision": precision,
+                "recall": recall}
+
+    floor = set_metrics(real_b)
+    autoencoder = autoencoder.to(device).eval()
+    with torch.no_grad():
+        recon = torch.cat([autoencoder.reconstruct(real_a[i:i + 64].to(device)).cpu() for i in range(0, n, 64)])
+    ceiling = {"psnr_db": metrics.psnr(recon, real_a, data_range=2.0),
+               "ssim": metrics.ssim(recon, real_a, data_range=2.0), **set_metrics(recon)}
+    encode_started = time.perf_counter()
+    mu, sigma = encode_dataset(autoencoder, train)
+    encode_seconds = time.perf_counter() - encode_started
+    latent_shape = tuple(mu.shape[1:])
+    log(f"floor FID {floor['fid']:.3f}; reconstructions FID {ceiling['fid']:.3f}; latents {latent_shape}")
+    with torch.no_grad():
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            autoencoder.encode_distribution(train[:1].to(device))
+        encode_gflops = counter.get_total_flops() * len(train) / 1e9
+
+    arms: dict[str, dict] = {}
+    for name, (objective, space) in LATENT_ARMS.items():
+        pixel = space == "pixel"
+        model = _unet(profile.pixel_channels if pixel else profile.latent_channels, 1 if pixel else latent_shape[0])
+        batch = profile.pixel_batch if pixel else profile.latent_batch
+        example = train[:batch] if pixel else mu[:batch]
+        flops = training_flops_per_step(model, example, objective)
+        memory = training_memory_mb(model, example, objective)["total"]
+        steps = max(1, math.ceil(profile.budget_gflops * 1e9 / flops))
+        model = model.to(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        data = train if pixel else (lambda index: mu[index] + sigma[index] * torch.randn(mu[index].shape))
+        run = train_denoiser(model, data, objective, steps, batch, profile.learning_rate, profile.ema_decay,
+                             profile.warmup_steps, max_seconds=profile.max_seconds, progress=False,
+                             num_items=len(train))
+        arms[name] = {"objective": objective, "space": space, "batch": batch, "planned_steps": steps,
+                      "steps": run.steps, "images": run.images, "gflops_per_step": flops / 1e9,
+                      "training_gflops": run.steps * flops / 1e9, "capped": run.steps < steps,
+                      "seconds": run.seconds, "images_per_sec": run.images_per_sec,
+                      "training_memory_mb": memory, "final_loss": run.history[-1]["loss"] if run.history else None,
+                      "cuda_peak_mb": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+                                       else None)}
+        log(f"{name}: {run.steps}/{steps} steps, {run.images} images, {run.seconds:.0f} s, "
+            f"{run.images_per_sec:.0f} images/s")
+        if out is not None:
+            from safetensors.torch import save_file
+
+            folder = Path(out) / "arms"
+            folder.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.detach().float().cpu().contiguous() for k, v in run.ema_model.state_dict().items()},
+                      str(folder / f"{name.replace(' ', '_')}.safetensors"))
+        by_steps = {}
+        for sampling_steps in profile.step_sweep:
+            sample_started = time.perf_counter()
+            scheduler = scheduler_for({**LINEAR, "prediction_type": objective})
+            shape = (n, 1, size, size) if pixel else (n, *latent_shape)
+            with torch.no_grad():
+                x = sample(run.ema_model, scheduler, shape, generator=torch.Generator().manual_seed(0),
+                           num_inference_steps=sampling_steps, progress=False)
+                images = x.clamp(-1, 1).cpu() if pixel else decode_in_batches(autoencoder.decode, x).cpu()
+            by_steps[str(sampling_steps)] = {**set_metrics(images),
+                                             "seconds_per_sample": (time.perf_counter() - sample_started) / n}
+            if out is not None and sampling_steps == profile.reference_steps:
+                torch.save((images[:64] * 127.5 + 127.5).round().to(torch.uint8),
+                           Path(out) / "arms" / f"{name.replace(' ', '_')}_samples.pt")
+        arms[name]["by_steps"] = by_steps
+        del model, run
+
+    reference = str(profile.reference_steps)
+    target = arms["latent v"]["by_steps"][reference]["kid"]
+    steps_to_target = {name: next((s for s in profile.step_sweep if arm["by_steps"][str(s)]["kid"] <= target), None)
+                       for name, arm in arms.items()}
+    return {"experiment": "latent-comparison", "profile": asdict(profile), "n": n, "floor": floor,
+            "ceiling": ceiling, "latent_shape": list(latent_shape), "encode_seconds": encode_seconds,
+            "encode_gflops": encode_gflops, "arms": arms, "target_kid": target, "steps_to_target": steps_to_target,
+            "hardware": hardware_description(), "device": str(device), "seconds": time.perf_counter() - started}
+
+
+def _f(value, digits=3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def latent_comparison_markdown(results: dict[str, Any]) -> str:
+    """The comparison as markdown tables (what ran where, the table at the reference steps, steps vs KID)."""
+    p, ref = results["profile"], str(results["profile"]["reference_steps"])
+    floor = results["floor"]
+    lines = [f"# Pixel vs latent, ε/v vs rectified flow at equal training compute (profile `{p['name']}`)", "",
+             f"{results['hardware']}; {results['seconds']:.0f} s in all. Every arm: {p['budget_gflops']:g} GFLOPs "
+             f"of training (FlopCounterMode, forward + backward), {p['image_size']} px, {p['train_images']} training "
+             f"phantoms; N = {results['n']} samples vs {results['n']} unseen phantoms (domain features). Latents "
+             f"{tuple(results['latent_shape'])}; encoding the training set once cost {results['encode_gflops']:.0f} "
+             "GFLOPs (not in the budget).", "",
+             f"| arm | steps × batch | images seen | train images/s | training memory (MB) | FID | KID | precision "
+             f"| recall | steps to KID ≤ {results['target_kid']:.3f} |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, arm in results["arms"].items():
+        m = arm["by_steps"][ref]
+        capped = " (capped by time: less compute)" if arm["capped"] else ""
+        lines.append(f"| {name} | {arm['steps']} × {arm['batch']}{capped} | {arm['images']:,} | "
+                     f"{arm['images_per_sec']:.0f} | {arm['training_memory_mb']:.0f} | {m['fid']:.2f} | {m['kid']:.3f} | "
+                     f"{m['precision']:.3f} | {m['recall']:.3f} | "
+                     f"{results['steps_to_target'][name] if results['steps_to_target'][name] else 'not within ' + str(max(p['step_sweep']))} |")
+    lines.append(f"| floor (real vs real) | | | | | {floor['fid']:.2f} | {floor['kid']:.3f} | {floor['precision']:.3f} | "
+                 f"{floor['recall']:.3f} | |")
+    c = results["ceiling"]
+    lines.append(f"| autoencoder reconstructions (the latent arms' ceiling) | | | | | {c['fid']:.2f} | {c['kid']:.3f} | "
+                 f"{c['precision']:.3f} | {c['recall']:.3f} | |")
+    lines += ["", f"Metrics at {ref} sampling steps (DDIM for ε and v, Euler for rectified flow). The KID target is "
+              f"the latent v arm's at {ref} steps.", "", "## KID by sampling steps", "",
+              "| arm | " + " | ".join(f"{s} steps" for s in p["step_sweep"]) + " |",
+              "|---|" + "---|" * len(p["step_sweep"])]
+    for name, arm in results["arms"].items():
+        lines.append(f"| {name} | " + " | ".join(_f(arm["by_steps"][str(s)]["kid"]) for s in p["step_sweep"]) + " |")
+    lines.append(f"| floor | " + " | ".join(_f(floor["kid"]) for _ in p["step_sweep"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_latent_comparison_results(results: dict[str, Any], out) -> tuple[Path, Path]:
+    """Write ``results.json`` and ``results.md`` into ``out`` (created)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, markdown_path = out / "results.json", out / "results.md"
+    json_path.write_text(json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8")
+    markdown_path.write_text(latent_comparison_markdown(results), encoding="utf-8")
+    return json_path, markdown_path
