@@ -674,7 +674,8 @@ def _add_experiment_commands(sub: argparse._SubParsersAction) -> None:
     esub = experiment.add_subparsers(dest="experiment_command", required=True)
     seg = esub.add_parser("seg-augmentation", help="notebook 07's grid: segmentation with few labels, augmented by "
                                                    "the edge ControlNet, against classical, pseudo-labels, more labels")
-    seg.add_argument("--profile", default="ci", help="ci (about a minute on one CPU thread) or full (hours on a CPU)")
+    seg.add_argument("--profile", default="ci", help="ci (about a minute on one CPU thread), classroom, notebook-full, or "
+                                                     "full (hours on a CPU, minutes on a GPU with --workers)")
     seg.add_argument("--out", required=True, type=Path, help="output folder (results.json, results.md)")
     seg.add_argument("--threads", type=_positive_int, default=None,
                      help="CPU threads (default: PyTorch's); $MEDDIFF_DEVICE picks the device (default: cuda if present)")

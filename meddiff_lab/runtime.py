@@ -140,13 +140,7 @@ class ProfileSizes(Mapping[str, Any]):
     zoo_samples_per_arm: int                 # phantom64-cond / ControlNet samples per arm in 06
     zoo_sampling_steps: int                  # DDIM steps of 06's zoo samples
     zoo_guidance_scales: tuple[float, ...]   # guidance scales of 06's zoo sweep
-    seg_labelled_sizes: tuple[int, ...]      # labelled-set sizes n that 07 augments
-    seg_seeds: tuple[int, ...]               # seeds of each of 07's arms
-    seg_epochs: int                          # epochs of 07's segmenters (over the largest augmented set)
-    synthetic_per_image: int                 # synthetic image-mask pairs per labelled image in 07
-    seg_generator_steps: int                 # steps of 07's mask-conditioned generator
-    seg_reference_images: int                # phantoms of 07's reference arm (as many real labelled images)
-    seg_combined_arm: bool                   # whether 07 also runs the synthetic + classical augmentation arm
+    seg_grid: str                            # 07's live grid: a profile of experiments.SEG_AUGMENTATION_PROFILES
     # --- evaluation (08)
     eval_images: int                         # N of 08's real-vs-real floor and generated sets
     eval_ddim_steps: tuple[int, ...]         # step counts 08 sweeps
@@ -291,8 +285,7 @@ _SIZES: dict[str, ProfileSizes] = {
         cond_train_steps=12, mask_train_steps=8, cond_guidance_scales=(0.0, 1.0, 3.0),
         cond_samples_per_class=4, cond_sampling_steps=8, seg_instrument_steps=20, seg_test_images=16,
         zoo_samples_per_arm=2, zoo_sampling_steps=4, zoo_guidance_scales=(0.0, 2.0),
-        seg_labelled_sizes=(4,), seg_seeds=(0,), seg_epochs=3, synthetic_per_image=1,
-        seg_generator_steps=10, seg_reference_images=32, seg_combined_arm=False,
+        seg_grid="ci",
         # evaluation (08)
         eval_images=36, eval_ddim_steps=(2, 5), quiz_questions=4,
         eval_sampling_steps=5, eval_sweep_images=8, eval_train_search=128,
@@ -325,8 +318,7 @@ _SIZES: dict[str, ProfileSizes] = {
         cond_train_steps=400, mask_train_steps=150, cond_guidance_scales=(0.0, 1.0, 3.0),
         cond_samples_per_class=16, cond_sampling_steps=20, seg_instrument_steps=300, seg_test_images=64,
         zoo_samples_per_arm=8, zoo_sampling_steps=20, zoo_guidance_scales=(0.0, 1.0, 2.0),
-        seg_labelled_sizes=(8, 32), seg_seeds=(0, 1), seg_epochs=20, synthetic_per_image=2,
-        seg_generator_steps=120, seg_reference_images=256, seg_combined_arm=False,
+        seg_grid="classroom",
         eval_images=64, eval_ddim_steps=(10, 20, 50, 100), quiz_questions=10,
         eval_sampling_steps=50, eval_sweep_images=12, eval_train_search=512,
         eval_noise_levels=(50, 150, 300, 500), eval_restoration_images=6, eval_restoration_steps=10,
@@ -357,8 +349,7 @@ _SIZES: dict[str, ProfileSizes] = {
         cond_train_steps=20000, mask_train_steps=5000, cond_guidance_scales=(0.0, 1.0, 2.0, 3.0, 5.0),
         cond_samples_per_class=128, cond_sampling_steps=50, seg_instrument_steps=2000, seg_test_images=500,
         zoo_samples_per_arm=128, zoo_sampling_steps=50, zoo_guidance_scales=(0.0, 1.0, 2.0, 3.0, 5.0),
-        seg_labelled_sizes=(8, 32, 128), seg_seeds=(0, 1, 2), seg_epochs=100, synthetic_per_image=4,
-        seg_generator_steps=5000, seg_reference_images=2000, seg_combined_arm=True,
+        seg_grid="notebook-full",
         eval_images=1000, eval_ddim_steps=(10, 20, 50, 100, 1000), quiz_questions=20,
         eval_sampling_steps=50, eval_sweep_images=256, eval_train_search=4000,
         eval_noise_levels=(50, 100, 200, 300, 500, 700), eval_restoration_images=64,

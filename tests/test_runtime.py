@@ -95,8 +95,8 @@ def test_profile_sizes_are_typed_and_every_field_says_what_it_sizes():
     ci = runtime.get_profile("ci")
     assert isinstance(ci.sizes, runtime.ProfileSizes) and list(ci.sizes) == fields
     assert ci.sizes.image_size == ci.image_size == ci["image_size"] == ci.sizes["image_size"]
-    with pytest.raises(TypeError, match="profile size seg_seeds"):
-        dataclasses.replace(ci.sizes, seg_seeds=[0, 1])           # a list where a tuple of ints is declared
+    with pytest.raises(TypeError, match="profile size ddim_step_sweep"):
+        dataclasses.replace(ci.sizes, ddim_step_sweep=[5, 10])    # a list where a tuple of ints is declared
     with pytest.raises(TypeError, match="profile size image_size"):
         dataclasses.replace(ci.sizes, image_size=32.0)
     assert dataclasses.replace(ci.sizes, ldm_ae_seconds=None).ldm_ae_seconds is None

@@ -44,7 +44,7 @@ import torch
 
 __all__ = ["LatentComparisonProfile", "LATENT_COMPARISON_PROFILES", "LATENT_ARMS", "get_latent_comparison_profile",
            "training_flops_per_step", "run_latent_comparison", "latent_comparison_markdown",
-           "write_latent_comparison_results"]
+           "write_latent_comparison_results", "export_arm"]
 
 #: arm -> (objective, space)
 LATENT_ARMS: dict[str, tuple[str, str]] = {
@@ -307,3 +307,55 @@ def write_latent_comparison_results(results: dict[str, Any], out) -> tuple[Path,
     json_path.write_text(json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8")
     markdown_path.write_text(latent_comparison_markdown(results), encoding="utf-8")
     return json_path, markdown_path
+
+
+def export_arm(out, arm: str, autoencoder_model: str, destination, name: str, command: str | None = None) -> Path:
+    """Ship one arm of a finished comparison as a latent zoo model: ``autoencoder_model``'s autoencoder
+    (the one the comparison ran on) plus the arm's EMA U-Net, in one ``.safetensors`` with its JSON config.
+
+    Args:
+        out: the comparison's output folder (``results.json`` and ``arms/<arm>.safetensors``).
+        arm: a latent arm of :data:`LATENT_ARMS`.
+        autoencoder_model: the shipped latent model whose autoencoder the comparison used.
+        destination: the ``.safetensors`` to write (the ``.json`` goes beside it).
+    """
+    from safetensors.torch import load_file, save_file
+
+    from meddiff_lab.models.pretrained import pretrained_dir
+
+    out, destination = Path(out), Path(destination)
+    if arm not in LATENT_ARMS or LATENT_ARMS[arm][1] != "latent":
+        raise ValueError(f"arm {arm!r} is not a latent arm; expected one of "
+                         f"{[a for a, (_, space) in LATENT_ARMS.items() if space == 'latent']}")
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    profile, record = results["profile"], results["arms"][arm]
+    base_weights = pretrained_dir() / f"{autoencoder_model}.safetensors"
+    base_config = json.loads(base_weights.with_suffix(".json").read_text(encoding="utf-8"))
+    tensors = {k: v for k, v in load_file(str(base_weights)).items() if k.startswith("autoencoder.")}
+    unet = load_file(str(out / "arms" / f"{arm.replace(' ', '_')}.safetensors"))
+    tensors.update({f"unet.{k}": v.contiguous() for k, v in unet.items()})
+    channels = list(profile["latent_channels"])
+    latent_channels = int(base_config["latent_shape"][0])
+    config = {
+        "name": name, "image_size": int(profile["image_size"]), "kind": "latent_diffusion",
+        "autoencoder": base_config["autoencoder"], "scale_factor": base_config["scale_factor"],
+        "latent_shape": base_config["latent_shape"],
+        "model": {"channels": channels, "attention_levels": [False] * (len(channels) - 1) + [True],
+                  "num_res_blocks": 1, "num_head_channels": 16, "norm_num_groups": 8, "spatial_dims": 2,
+                  "in_channels": latent_channels, "out_channels": latent_channels},
+        "diffusion": {**LINEAR, "prediction_type": record["objective"]},
+        "data": {"data_source": "synthetic", "num_images": int(profile["train_images"]), "data_seed": 0},
+        "weights": f"autoencoder: {autoencoder_model}'s; unet: EMA",
+        "parameters": {"autoencoder": int(sum(v.numel() for k, v in tensors.items() if k.startswith("autoencoder."))),
+                       "unet": int(sum(v.numel() for v in unet.values()))},
+        "training": {"command": command or results.get("command"), "arm": arm, "experiment": "latent-comparison",
+                     "steps": record["steps"], "batch_size": record["batch"], "images_seen": record["images"],
+                     "training_gflops": record["training_gflops"], "seconds": record["seconds"],
+                     "final_loss": record["final_loss"], "hardware": results["hardware"],
+                     "optimizer": f"AdamW, learning rate {profile['learning_rate']}, {profile['warmup_steps']} "
+                                  f"warm-up steps, gradient clipping 1.0, EMA {profile['ema_decay']}"},
+    }
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(destination), metadata={"format": "pt", "name": name})
+    destination.with_suffix(".json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return destination

@@ -52,7 +52,9 @@ synthetic images beside real images (lower is more diverse), and their MS-SSIM t
 image (near 1: a copy of the labelled image).
 
 Profiles (:data:`SEG_AUGMENTATION_PROFILES`): ``ci`` runs in about a minute on one CPU thread
-(n = 4, one draw and seed, 20 steps: a smoke test, its numbers mean nothing); ``full`` is the
+(n = 4, one draw and seed, 20 steps: a smoke test, its numbers mean nothing); ``classroom`` is
+notebook 07's live grid (n = 4, one draw and seed, 150 steps: a few minutes, no intervals);
+``notebook-full`` the notebook's full profile (n ∈ {4, 8}, 2 × 2, 500 steps); ``full`` is the
 committed grid (n ∈ {4, 8, 16, 32}, 3 draws × 3 seeds = 288 segmenter runs of 1,000 steps plus a
 2,000-step reference, 1,440 synthetic images of 25 DDIM steps): **hours on a CPU** (about 8-16 h on
 one thread at 0.1-0.2 s per step), much less on a GPU. Check on the validation scores
@@ -100,6 +102,8 @@ SEG_AUGMENTATION_ARMS: tuple[str, ...] = (
     "labelled only", "+ classical", "+ synthetic", "+ synthetic + classical", "synthetic pretrain, real fine-tune",
     "+ pseudo-labels", "more real labels (2n)", "more real labels (4n)",
 )
+#: The arms that use the pretrained generator's synthetic pairs.
+GENERATOR_ARMS: tuple[str, ...] = ("+ synthetic", "+ synthetic + classical", "synthetic pretrain, real fine-tune")
 #: The arms every other arm is compared with, pair by pair.
 BASELINES: tuple[str, ...] = ("labelled only", "+ classical")
 #: Arms of issue 13 that this harness does not run, and why.
@@ -188,6 +192,14 @@ SEG_AUGMENTATION_PROFILES: dict[str, SegAugmentationProfile] = {
         name="ci", labelled_sizes=(4,), draws=1, seeds=1, segmenter_steps=20, batch_size=8, synthetic_per_image=1,
         sampling_steps=5, pretrain_fraction=0.5, labelled_pool_images=16, unlabelled_images=8,
         validation_images=8, test_images=8, reference_images=16, reference_steps=20),
+    "classroom": SegAugmentationProfile(
+        name="classroom", labelled_sizes=(4,), draws=1, seeds=1, segmenter_steps=150, batch_size=16,
+        synthetic_per_image=4, sampling_steps=10, pretrain_fraction=0.5, labelled_pool_images=16,
+        unlabelled_images=16, validation_images=16, test_images=32, reference_images=128, reference_steps=150),
+    "notebook-full": SegAugmentationProfile(
+        name="notebook-full", labelled_sizes=(4, 8), draws=2, seeds=2, segmenter_steps=500, batch_size=16,
+        synthetic_per_image=8, sampling_steps=25, pretrain_fraction=0.5, labelled_pool_images=64,
+        unlabelled_images=128, validation_images=32, test_images=128, reference_images=512, reference_steps=1000),
     "full": SegAugmentationProfile(
         name="full", labelled_sizes=(4, 8, 16, 32), draws=3, seeds=3, segmenter_steps=1000, batch_size=16,
         synthetic_per_image=8, sampling_steps=25, pretrain_fraction=0.5, labelled_pool_images=512,
@@ -521,6 +533,25 @@ def paired_interval(differences, confidence: float = 0.95) -> dict[str, float | 
     return {"mean": mean, "low": mean - half, "high": mean + half, "count": len(values)}
 
 
+def paired_difference(results: dict[str, Any], n: int, arm: str, baseline: str, metric: str = "dice",
+                      confidence: float = 0.95) -> dict[str, float | int | None]:
+    """``arm`` minus ``baseline`` at labelled-set size ``n``, paired by (draw, seed), with its t interval
+    (:func:`paired_interval`); any two arms of ``results["runs"]``, not only the :data:`BASELINES`."""
+    score = {(r["arm"], r["draw"], r["seed"]): r[metric] for r in results["runs"] if r["n"] == n}
+    keys = sorted((d, s) for a, d, s in score if a == arm and (baseline, d, s) in score)
+    if not keys:
+        raise ValueError(f"no (draw, seed) has both {arm!r} and {baseline!r} at n = {n}")
+    return paired_interval([score[(arm, d, s)] - score[(baseline, d, s)] for d, s in keys], confidence)
+
+
+def interval_verdict(row: dict[str, float | int | None]) -> str:
+    """``"gain"`` when the interval lies above zero, ``"loss"`` below, ``"no clear difference"`` when it
+    holds zero, ``"one pair: no interval"`` without one."""
+    if row["low"] is None:
+        return "one pair: no interval"
+    return "gain" if row["low"] > 0 else "loss" if row["high"] < 0 else "no clear difference"
+
+
 def _summaries(rows: list[dict]) -> list[dict]:
     out = []
     for n in sorted({r["n"] for r in rows}):
@@ -646,7 +677,8 @@ def _run_cells(data: ExperimentData, generator, reference_net, profile: SegAugme
                     progress_bar.update(1)
             rows += group
             if store is not None:
-                store.append({"kind": "group", "n": n, "draw": draw, "seed": seed, "rows": group})
+                store.append({"kind": "group", "n": n, "draw": draw, "seed": seed, "rows": group,
+                              "hardware": hardware_description(), "device": str(device or "cpu")})
     return rows, synthetic_rows
 
 
@@ -784,11 +816,17 @@ def run_seg_augmentation(profile: SegAugmentationProfile, *, generator=None, dev
         failed = [w for w, process in enumerate(processes) if process.exitcode != 0]
         if failed:
             log(f"workers {failed} stopped with an error; their finished groups are kept (rerun to resume)")
+    groups_by_hardware: dict[str, int] = {}
     if out_path is not None:  # everything finished in this folder, by this call or earlier ones
-        rows, synthetic_rows = _rows_from(GroupStore.read(out_path))
+        records = GroupStore.read(out_path)
+        rows, synthetic_rows = _rows_from(records)
+        for record in records:
+            if record.get("kind") == "group":
+                where = record.get("hardware", "unrecorded")
+                groups_by_hardware[where] = groups_by_hardware.get(where, 0) + 1
     log(f"{len(rows)} segmenter runs in the results; this call took {time.perf_counter() - started:.0f} s")
     return _assemble(profile, rows, synthetic_rows, reference_scores, device, workers,
-                     time.perf_counter() - started)
+                     time.perf_counter() - started, groups_by_hardware)
 
 
 def _rows_from(records: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -822,7 +860,7 @@ def _check_same_profile(out: Path, profile: SegAugmentationProfile) -> None:
 
 
 def _assemble(profile: SegAugmentationProfile, rows: list[dict], synthetic_rows: list[dict], reference_scores: dict,
-              device, workers: int, seconds: float) -> dict[str, Any]:
+              device, workers: int, seconds: float, groups_by_hardware: dict | None = None) -> dict[str, Any]:
     groups_total = len(grid_cells(profile)) * profile.seeds
     groups_done = len({(r["n"], r["draw"], r["seed"]) for r in rows})
     return {
@@ -832,6 +870,7 @@ def _assemble(profile: SegAugmentationProfile, rows: list[dict], synthetic_rows:
         "reference": {"images": profile.reference_images, "steps": profile.reference_steps,
                       "test": reference_scores},
         "groups_done": groups_done, "groups_total": groups_total, "complete": groups_done == groups_total,
+        "groups_by_hardware": groups_by_hardware or {},
         "segmenter_seconds": float(sum(r["seconds"] for r in rows)),
         "left_out": dict(LEFT_OUT), "hardware": hardware_description(), "threads": torch.get_num_threads(),
         "workers": workers, "device": str(device or "cpu"), "seconds": seconds,
@@ -863,7 +902,7 @@ def results_markdown(results: dict[str, Any]) -> str:
     p = results["profile"]
     lines = [
         f"# Segmentation with few labels: augmentation arms (profile `{p['name']}`)", "",
-        f"Took {results['seconds']:.0f} s on {results['hardware']} (segmenters on {results['device']}). "
+        f"Last call: {results['seconds']:.0f} s on {results['hardware']} (segmenters on {results['device']}). "
         f"Grid: n ∈ {{{', '.join(map(str, p['labelled_sizes']))}}}, {p['draws']} draw(s) × {p['seeds']} seed(s); "
         f"every arm {p['segmenter_steps']} segmenter steps of {p['batch_size']} pairs; k = {p['synthetic_per_image']} "
         f"synthetic pair(s) per labelled image from `{p['generator']}` (DDIM-{p['sampling_steps']}); "
@@ -872,6 +911,8 @@ def results_markdown(results: dict[str, Any]) -> str:
          f"**Incomplete:** {results['groups_done']} of {results['groups_total']} (n, draw, seed) groups ran (the run "
          "stopped at its time limit; rerunning the same command with the same --out resumes); the 'runs' column "
          "says how many each mean has."), "",
+        *([f"Groups by hardware: {'; '.join(f'{count} on {where}' for where, count in results['groups_by_hardware'].items())}.", ""]
+          if results.get("groups_by_hardware") else []),
         "## Test scores (means over draws × seeds) and paired Dice differences, 95 % t intervals", "",
         "| n | arm | steps | pairs | Dice | heart Dice | HD95 (mm) | val Dice | Δ Dice vs labelled only | "
         "Δ Dice vs + classical |", "|---|---|---|---|---|---|---|---|---|---|"]

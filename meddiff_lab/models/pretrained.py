@@ -56,10 +56,13 @@ PRETRAINED: dict[str, str] = {
     "phantom128-ldm": "Latent diffusion at 128 px: MONAI AutoencoderKL (128 px -> 4 x 32 x 32 latents, scale factor "
                       "in the file) + the course's U-Net on the latents, v-prediction, EMA weights; .sample(n, steps, "
                       "seed) decodes. Trained briefly on one CPU thread: see MODEL_CARD_phantom128-ldm.md.",
+    "phantom128-ldm-rf": "Latent rectified flow at 128 px: phantom128-ldm's autoencoder + the course's U-Net trained "
+                         "with the flow-matching objective on one GPU (the rectified-flow arm of notebook 10's "
+                         "equal-compute comparison); Euler sampling: see MODEL_CARD_phantom128-ldm-rf.md.",
 }
 
 #: shipped models that are an autoencoder plus a latent network (loaded by models.autoencoder)
-LATENT_PRETRAINED = ("phantom128-ldm",)
+LATENT_PRETRAINED = ("phantom128-ldm", "phantom128-ldm-rf")
 
 
 @dataclass

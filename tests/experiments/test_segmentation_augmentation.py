@@ -179,7 +179,7 @@ def test_results_md_shows_every_arm_time_and_hardware(ci_run):
     text = (out / "results.md").read_text(encoding="utf-8")
     for arm in sa.SEG_AUGMENTATION_ARMS:
         assert f"| {arm} |" in text
-    assert results["hardware"] in text and f"Took {results['seconds']:.0f} s" in text
+    assert results["hardware"] in text and f"Last call: {results['seconds']:.0f} s" in text
     assert "fidelity Dice" in text and "Left out" in text
     assert results["command"].startswith("meddiff-lab experiment seg-augmentation --profile ci")
 
@@ -189,7 +189,7 @@ def test_cli_refuses_an_unknown_profile_in_one_line_before_writing(tmp_path, cap
     out = tmp_path / "never"
     assert cli.main(["experiment", "seg-augmentation", "--profile", "huge", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "unknown seg-augmentation profile 'huge'; expected one of ci, full" in err
+    assert "unknown seg-augmentation profile 'huge'; expected one of ci, classroom, notebook-full, full" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 

@@ -46,3 +46,15 @@ def test_10_equal_compute_arms_flow_and_solvers(metrics):
     assert is_finite_number(metrics["ddim_reference_kid"])
     assert isinstance(metrics["pretrained_available"], bool)
     assert all(is_finite_number(v) for v in metrics["misconception_fid"].values())
+
+
+@pytest.mark.notebook
+def test_10_reads_the_committed_full_comparison(metrics):
+    import json
+    from pathlib import Path
+
+    committed = json.loads((Path(__file__).resolve().parents[2] / "data" / "experiments" / "latent-comparison"
+                            / "results.json").read_text(encoding="utf-8"))
+    ref = str(committed["profile"]["reference_steps"])
+    assert metrics["full_comparison_fid"] == {name: arm["by_steps"][ref]["fid"] for name, arm in committed["arms"].items()}
+    assert metrics["full_steps_to_target"] == committed["steps_to_target"]
