@@ -74,7 +74,8 @@ def evaluate_model(loaded, n: int, steps: Sequence[int] = (50,), seed: int = 0, 
         raise ValueError(f"real holds {len(real)} images; evaluating n={n} needs at least {2 * n}")
     encoder = load_phantom_encoder()
     real_a_features = extract_features(real[:n], encoder)
-    results: dict[str, Any] = {"n": n, "image_size": size, "by_steps": {}}
+    sampler = "Euler" if "RectifiedFlow" in type(getattr(loaded, "scheduler", None)).__name__ else "DDIM"
+    results: dict[str, Any] = {"n": n, "image_size": size, "sampler": sampler, "by_steps": {}}
     first = None
     for count in steps:
         start = time.perf_counter()
@@ -113,7 +114,7 @@ def format_model_card(results: dict[str, Any]) -> str:
              "| | FID | KID (± std over half-size subsets) | precision | recall | MS-SSIM | sampling s |",
              "|---|---|---|---|---|---|---|"]
     for count, row in by_steps.items():
-        lines.append(f"| model, DDIM-{count} | {row['fid']['model']:.2f} | {row['kid_spread']['value']:.4f} ± "
+        lines.append(f"| model, {results.get('sampler', 'DDIM')}-{count} | {row['fid']['model']:.2f} | {row['kid_spread']['value']:.4f} ± "
                      f"{row['kid_spread']['std_over_subsets']:.4f} | {row['precision']['model']:.3f} | "
                      f"{row['recall']['model']:.3f} | {row['ms_ssim']['model']:.3f} | {row['sampling_seconds']:.0f} |")
     lines.append(f"| noisy real (σ = {noisy['noise_sigma']}) | {noisy['fid']['model']:.2f} | {noisy['kid']['model']:.4f} | "
