@@ -53,7 +53,7 @@ image (near 1: a copy of the labelled image).
 
 Profiles (:data:`SEG_AUGMENTATION_PROFILES`): ``ci`` runs in about a minute on one CPU thread
 (n = 4, one draw and seed, 20 steps: a smoke test, its numbers mean nothing); ``classroom`` is
-notebook 07's live grid (n = 4, one draw and seed, 150 steps: a few minutes, no intervals);
+notebook 07's live grid (n = 4, one draw and seed, 100 steps: a few minutes, no intervals);
 ``notebook-full`` the notebook's full profile (n ∈ {4, 8}, 2 × 2, 500 steps); ``full`` is the
 committed grid (n ∈ {4, 8, 16, 32}, 3 draws × 3 seeds = 288 segmenter runs of 1,000 steps plus a
 2,000-step reference, 1,440 synthetic images of 25 DDIM steps): **hours on a CPU** (about 8-16 h on
@@ -193,9 +193,9 @@ SEG_AUGMENTATION_PROFILES: dict[str, SegAugmentationProfile] = {
         sampling_steps=5, pretrain_fraction=0.5, labelled_pool_images=16, unlabelled_images=8,
         validation_images=8, test_images=8, reference_images=16, reference_steps=20),
     "classroom": SegAugmentationProfile(
-        name="classroom", labelled_sizes=(4,), draws=1, seeds=1, segmenter_steps=150, batch_size=16,
+        name="classroom", labelled_sizes=(4,), draws=1, seeds=1, segmenter_steps=100, batch_size=16,
         synthetic_per_image=4, sampling_steps=10, pretrain_fraction=0.5, labelled_pool_images=16,
-        unlabelled_images=16, validation_images=16, test_images=32, reference_images=128, reference_steps=150),
+        unlabelled_images=16, validation_images=16, test_images=32, reference_images=128, reference_steps=100),
     "notebook-full": SegAugmentationProfile(
         name="notebook-full", labelled_sizes=(4, 8), draws=2, seeds=2, segmenter_steps=500, batch_size=16,
         synthetic_per_image=8, sampling_steps=25, pretrain_fraction=0.5, labelled_pool_images=64,
