@@ -24,10 +24,10 @@ elapsed() { echo $(( $(date +%s) - started )); }
 
 # 1. the zoo's latent model: stage 1 (autoencoder), then stage 2 (latent U-Net), export and evaluation
 (
-  $PY -m meddiff_lab.training.latent --config "$LDM_CONFIG" --out "$RESULTS/phantom128-ldm" \
+  $PY -m meddiff_lab.cli train-latent --config "$LDM_CONFIG" --out "$RESULTS/phantom128-ldm" \
       --stage autoencoder --resume
   touch "$RESULTS/phantom128-ldm/AUTOENCODER_DONE"
-  $PY -m meddiff_lab.training.latent --config "$LDM_CONFIG" --out "$RESULTS/phantom128-ldm" \
+  $PY -m meddiff_lab.cli train-latent --config "$LDM_CONFIG" --out "$RESULTS/phantom128-ldm" \
       --resume --export "$RESULTS/export/phantom128-ldm.safetensors"
   cp "$RESULTS"/export/phantom128-ldm.safetensors "$RESULTS"/export/phantom128-ldm.json data/pretrained/
   $PY -m meddiff_lab.cli metrics evaluate --model phantom128-ldm --n "$EVAL_N" --steps 25 50 \

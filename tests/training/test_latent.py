@@ -128,3 +128,28 @@ def test_a_stage_capped_by_seconds_stays_done_on_resume_and_its_autoencoder_load
     autoencoder = load_trained_autoencoder(out / "autoencoder.pt")
     stored = checkpoint.load_checkpoint(out / "latent.pt")["scale_factor"]
     assert float(autoencoder.scale_factor) == pytest.approx(stored) and autoencoder.latent_shape == (2, 16, 16)
+
+
+def test_the_cli_trains_and_exports_a_latent_config(tmp_path, capsys):
+    from meddiff_lab import cli
+
+    config = {
+        "seed": 0, "threads": 1, "data": {"image_size": 32, "num_images": 8, "data_seed": 0},
+        "autoencoder": {"model": {"channels": [8, 16], "latent_channels": 2, "num_res_blocks": 1,
+                                  "norm_num_groups": 8},
+                        "steps": 1, "batch_size": 4, "learning_rate": 1e-3, "kl_weight": 1e-6},
+        "latent": {"model": {"channels": [8, 16], "attention_levels": [False, True], "num_res_blocks": 1,
+                             "num_head_channels": 8, "norm_num_groups": 8},
+                   "diffusion": {"schedule": "linear", "num_train_timesteps": 1000, "beta_start": 1e-4,
+                                 "beta_end": 0.02, "prediction_type": "v_prediction"},
+                   "steps": 1, "batch_size": 4, "learning_rate": 1e-3, "ema_decay": 0.9},
+    }
+    path = tmp_path / "ldm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    weights = tmp_path / "w" / "m.safetensors"
+    assert cli.main(["train-latent", "--config", str(path), "--out", str(tmp_path / "run"), "--export",
+                     str(weights)]) == 0
+    card = __import__("json").loads(weights.with_suffix(".json").read_text())
+    assert card["training"]["command"].startswith("meddiff-lab train-latent --config")
+    assert cli.main(["train-latent", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o")]) == 2
+    assert "nope.yaml does not exist" in capsys.readouterr().err
