@@ -44,7 +44,7 @@ import torch
 
 __all__ = ["LatentComparisonProfile", "LATENT_COMPARISON_PROFILES", "LATENT_ARMS", "get_latent_comparison_profile",
            "training_flops_per_step", "run_latent_comparison", "latent_comparison_markdown",
-           "write_latent_comparison_results", "export_arm"]
+           "write_latent_comparison_results", "export_arm", "solver_comparison"]
 
 #: arm -> (objective, space)
 LATENT_ARMS: dict[str, tuple[str, str]] = {
@@ -359,3 +359,61 @@ def export_arm(out, arm: str, autoencoder_model: str, destination, name: str, co
     save_file(tensors, str(destination), metadata={"format": "pt", "name": name})
     destination.with_suffix(".json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return destination
+
+
+def solver_comparison(out, autoencoder, arm: str = "latent ε", steps: tuple[int, ...] = (5, 10, 15, 20, 25),
+                      reference_steps: int = 50, device=None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """How many DPM-Solver++ steps (diffusers' ``DPMSolverMultistepScheduler`` through the course's
+    ``sample``) match DDIM-``reference_steps``'s KID, for one ε or v arm of a finished comparison.
+
+    Same noise (seed 0), same ``N`` and real set as the comparison; DDIM at the same step counts beside.
+
+    Returns:
+        ``{"arm", "n", "reference_steps", "reference_kid", "kid": {"DPM-Solver++": {steps: kid}, "DDIM": {...}},
+        "steps_to_match": fewest DPM-Solver++ steps with KID <= the reference (None if none), "floor_kid"}``.
+    """
+    import diffusers
+    from safetensors.torch import load_file
+
+    from meddiff_lab import metrics
+    from meddiff_lab.data import generate_phantoms
+    from meddiff_lab.diffusion import sample
+    from meddiff_lab.models.autoencoder import decode_in_batches, scheduler_for
+
+    out = Path(out)
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    profile, record = results["profile"], results["arms"][arm]
+    if record["objective"] == "rectified_flow" or record["space"] != "latent":
+        raise ValueError(f"arm {arm!r} must be a latent ε or v arm, got {record['objective']} in {record['space']}")
+    device = torch.device(device or "cpu")
+    n, size = int(results["n"]), int(profile["image_size"])
+    model = _unet(tuple(profile["latent_channels"]), int(results["latent_shape"][0]))
+    model.load_state_dict(load_file(str(out / "arms" / f"{arm.replace(' ', '_')}.safetensors")))
+    model = model.to(device).eval()
+    autoencoder = autoencoder.to(device).eval()
+    real = torch.from_numpy(generate_phantoms(2 * n, size, 1, masks=()).images)[:, None] * 2 - 1
+    encoder = metrics.load_phantom_encoder().to(device)
+    f_real = metrics.extract_features(real[:n], encoder).double().cpu()
+
+    def kid_of(scheduler, count):
+        with torch.no_grad():
+            x = sample(model, scheduler, (n, *results["latent_shape"]), generator=torch.Generator().manual_seed(0),
+                       num_inference_steps=count, progress=False)
+            images = decode_in_batches(autoencoder.decode, x).cpu()
+        return metrics.kid(f_real, metrics.extract_features(images, encoder).double().cpu())
+
+    ddim = scheduler_for({**LINEAR, "prediction_type": record["objective"]})
+    dpm = diffusers.DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
+                                                beta_end=0.02, algorithm_type="dpmsolver++", solver_order=2,
+                                                prediction_type=record["objective"])
+    reference = kid_of(ddim, reference_steps)
+    log(f"DDIM-{reference_steps} KID {reference:.3f}")
+    kid = {"DPM-Solver++": {}, "DDIM": {}}
+    for count in steps:
+        kid["DPM-Solver++"][count] = kid_of(dpm, count)
+        kid["DDIM"][count] = kid_of(ddim, count)
+        log(f"{count} steps: DPM-Solver++ KID {kid['DPM-Solver++'][count]:.3f}, DDIM {kid['DDIM'][count]:.3f}")
+    enough = [c for c in steps if kid["DPM-Solver++"][c] <= reference]
+    floor = metrics.kid(f_real, metrics.extract_features(real[n:], encoder).double().cpu())
+    return {"arm": arm, "n": n, "reference_steps": reference_steps, "reference_kid": reference, "kid": kid,
+            "steps_to_match": min(enough) if enough else None, "floor_kid": floor}
