@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -213,6 +214,12 @@ def notebooks(repo: Path) -> list[str]:
     return re.findall(r'"([^"]+)"', block)
 
 
+def _children_cpu_seconds() -> float:
+    """User + system CPU seconds of the finished child processes (and theirs), the kernel's included."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_notebook(name: str, repo: Path, venv: Path, out: Path, cpu: int, limit_bytes: int) -> dict:
     course_out = out / "course" / name
     if course_out.exists():
@@ -221,10 +228,11 @@ def run_notebook(name: str, repo: Path, venv: Path, out: Path, cpu: int, limit_b
     command = limit.prefix() + ["taskset", "-c", str(cpu), "bash", "binder/start", "meddiff-lab", "course", "run",
                                 "--profile", "classroom", "--out", str(course_out), "--only", name]
     log(f"{name}: " + " ".join(command))
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), _children_cpu_seconds()
     try:
         done = subprocess.run(command, cwd=repo, env=binder_env(venv), capture_output=True, text=True)
         seconds = time.perf_counter() - started
+        cpu_seconds = _children_cpu_seconds() - cpu_before
         peak, kills = limit.peak_bytes(), limit.oom_kills()
     finally:
         limit.remove()
@@ -237,6 +245,7 @@ def run_notebook(name: str, repo: Path, venv: Path, out: Path, cpu: int, limit_b
     if done.returncode != 0:
         (out / f"{name}.log").write_text(done.stdout + done.stderr)
     return {"notebook": name, "status": status, "exit": done.returncode, "seconds": round(seconds, 1),
+            "cpu_seconds": round(cpu_seconds, 1),
             "notebook_seconds": metrics.get("seconds"), "cgroup_peak_mb": None if peak is None else round(peak / 2**20),
             "kernel_peak_mb": metrics.get("peak_memory_mb"), "oom_kills": kills,
             "over_budget": ", ".join(metrics.get("over_budget") or []) or "no"}
@@ -257,12 +266,15 @@ def write_report(rows: list[dict], out: Path, cpu: int, limit_bytes: int, build_
            if build_seconds else " Environment reused (built earlier from the same pins; postBuild rerun).")
         + (f" Commit {commit.read_text().strip()}." if (commit := out / "repo-commit.txt").exists() else ""),
         "",
-        "| notebook | status | wall s | notebook s | peak MB (cgroup, incl. page cache) | kernel peak RSS MB | OOM kills "
-        "| over the classroom budget |",
-        "|---|---|---|---|---|---|---|---|",
+        "CPU s: the CPU time of every process of the run (a notebook on a core of its own takes about this long;"
+        " wall s above it is time lost to other work on the shared core).",
+        "",
+        "| notebook | status | wall s | notebook s | CPU s | peak MB (cgroup, incl. page cache) | kernel peak RSS MB "
+        "| OOM kills | over the classroom budget |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['notebook']} | {r['status']} | {r['seconds']} | {r['notebook_seconds']} | "
+        lines.append(f"| {r['notebook']} | {r['status']} | {r['seconds']} | {r['notebook_seconds']} | {r['cpu_seconds']} | "
                      f"{r['cgroup_peak_mb']} | {r['kernel_peak_mb']} | {r['oom_kills']} | {r['over_budget']} |")
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
