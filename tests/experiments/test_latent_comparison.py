@@ -82,3 +82,19 @@ def test_cli_refuses_a_missing_autoencoder_checkpoint(tmp_path, capsys):
     code = cli.main(["experiment", "latent-comparison", "--profile", "ci", "--out", str(tmp_path / "o"),
                      "--autoencoder", str(tmp_path / "missing.pt")])
     assert code == 2 and "missing.pt does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_solver_comparison_counts_dpm_steps_against_ddim(comparison):
+    out, results = comparison
+    lc.write_latent_comparison_results(results, out)
+    torch.manual_seed(0)
+    autoencoder = LatentAutoencoder(image_size=32, channels=(8, 8), latent_channels=4, norm_num_groups=8)
+    autoencoder.fit_scale_factor(torch.rand(8, 1, 32, 32) * 2 - 1)
+    solvers = lc.solver_comparison(out, autoencoder, arm="latent ε", steps=(2, 3), reference_steps=4,
+                                   log=lambda line: None)
+    assert set(solvers["kid"]) == {"DPM-Solver++", "DDIM"} and set(solvers["kid"]["DDIM"]) == {2, 3}
+    enough = [s for s in (2, 3) if solvers["kid"]["DPM-Solver++"][s] <= solvers["reference_kid"]]
+    assert solvers["steps_to_match"] == (min(enough) if enough else None)
+    with pytest.raises(ValueError, match="must be a latent ε or v arm"):
+        lc.solver_comparison(out, autoencoder, arm="latent rectified flow")
