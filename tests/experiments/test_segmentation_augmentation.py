@@ -38,8 +38,8 @@ def test_profiles_hold_the_grids_the_issue_asks_for():
 
 
 def test_an_unknown_profile_names_the_known_ones():
-    with pytest.raises(ValueError, match="'classroom'.*ci, full"):
-        sa.get_seg_augmentation_profile("classroom")
+    with pytest.raises(ValueError, match="'huge'.*ci, classroom, notebook-full, full"):
+        sa.get_seg_augmentation_profile("huge")
 
 
 def test_a_profile_too_small_for_its_draws_is_refused_naming_the_field():
