@@ -333,7 +333,7 @@ _SIZES: dict[str, ProfileSizes] = {
         ldm_ae_steps=10_000, ldm_ae_seconds=20.0, ldm_unet_channels=(16, 32, 64),
         ldm_pixel_channels=(8, 16, 32, 32), ldm_arm_steps=10_000, ldm_arm_seconds=15.0,
         ldm_sampling_steps=10, ldm_step_sweep=(5, 10, 20), ldm_dpm_steps=(5, 10, 20),
-        ldm_reference_steps=50, ldm_pretrained_samples=32, ldm_pretrained_steps=50,
+        ldm_reference_steps=50, ldm_pretrained_samples=32, ldm_pretrained_steps=25,
     ),
     "full": ProfileSizes(
         image_size=128, num_images=2000, gallery_images=16,
