@@ -9,6 +9,11 @@ their own smaller runs. Names are imported lazily from their modules (one experi
   seg-augmentation``).
 * :mod:`~meddiff_lab.experiments.latent_comparison`: notebook 10, pixel vs latent diffusion and
   ε / v vs rectified flow at equal training FLOPs (``meddiff-lab experiment latent-comparison``).
+* :mod:`~meddiff_lab.experiments.recipe_comparison`: the model zoo's training recipe, ε vs v, min-SNR,
+  noise schedule, learning rate and batch at a fixed number of training images (``meddiff-lab
+  experiment recipes``).
+
+Every module writes its results with :func:`~meddiff_lab.experiments._results.write_results`.
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ _PUBLIC = {
     "get_latent_comparison_profile": "latent_comparison",
     "run_latent_comparison": "latent_comparison",
     "write_latent_comparison_results": "latent_comparison",
+    "RecipeProfile": "recipe_comparison",
+    "RECIPE_PROFILES": "recipe_comparison",
+    "RECIPES": "recipe_comparison",
+    "get_recipe_profile": "recipe_comparison",
+    "run_recipe_comparison": "recipe_comparison",
+    "write_recipe_results": "recipe_comparison",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -42,6 +42,8 @@ from typing import Any, Callable
 
 import torch
 
+from meddiff_lab.experiments._results import write_results
+
 __all__ = ["LatentComparisonProfile", "LATENT_COMPARISON_PROFILES", "LATENT_ARMS", "get_latent_comparison_profile",
            "training_flops_per_step", "run_latent_comparison", "latent_comparison_markdown",
            "write_latent_comparison_results", "export_arm", "solver_comparison"]
@@ -301,12 +303,7 @@ def latent_comparison_markdown(results: dict[str, Any]) -> str:
 
 def write_latent_comparison_results(results: dict[str, Any], out) -> tuple[Path, Path]:
     """Write ``results.json`` and ``results.md`` into ``out`` (created)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, markdown_path = out / "results.json", out / "results.md"
-    json_path.write_text(json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8")
-    markdown_path.write_text(latent_comparison_markdown(results), encoding="utf-8")
-    return json_path, markdown_path
+    return write_results(results, out, latent_comparison_markdown(results))
 
 
 def export_arm(out, arm: str, autoencoder_model: str, destination, name: str, command: str | None = None) -> Path:

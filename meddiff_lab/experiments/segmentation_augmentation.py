@@ -77,10 +77,12 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+
 from scipy import ndimage, stats
 
 from meddiff_lab.data import generate_phantoms
 from meddiff_lab.data.edges import edge_maps, edges_to_condition
+from meddiff_lab.experiments._results import write_results
 from meddiff_lab.metrics import dice
 from meddiff_lab.metrics.generative import ms_ssim_diversity, ms_ssim_settings
 from meddiff_lab.models.controlnet import BoundCondition
@@ -967,9 +969,4 @@ def _synthetic_table(results: dict[str, Any]) -> list[str]:
 
 def write_seg_augmentation_results(results: dict[str, Any], out) -> tuple[Path, Path]:
     """Write ``results.json`` and ``results.md`` into the folder ``out`` (created); returns their paths."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, markdown_path = out / "results.json", out / "results.md"
-    json_path.write_text(json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8")
-    markdown_path.write_text(results_markdown(results), encoding="utf-8")
-    return json_path, markdown_path
+    return write_results(results, out, results_markdown(results))
