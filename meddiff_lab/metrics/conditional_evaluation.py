@@ -3,9 +3,10 @@ r"""Does a conditional zoo model do what its condition asks? The checks its mode
 A conditional generator is judged with *instruments* trained and validated on real phantoms only,
 and every number on samples is set beside the same instrument's number on real images:
 
-* **segmenter**: MONAI's U-Net for the lung fields and heart (:mod:`meddiff_lab.training.segmentation`),
-  trained on real phantoms; it measures the cardiothoracic ratio (CTR) and the Dice of a sample
-  against the mask that controlled it;
+* **segmenter**: MONAI's U-Net for the lung fields and heart, trained on real phantoms
+  (:func:`meddiff_lab.training.instruments.build_instruments`); it measures the cardiothoracic ratio
+  (CTR) and the Dice of a sample against the mask that controlled it
+  (:mod:`meddiff_lab.metrics.segmentation`);
 * **finding detector**: the label head of the shipped domain encoder (trained on real phantoms,
   :mod:`meddiff_lab.metrics.features`), with one threshold per finding chosen on a validation set
   (Youden's J) and its AUROC measured on a separate test set. A finding it cannot see on real
@@ -18,9 +19,10 @@ conditions the samples copy. Conditioning on a *real* image's condition vector m
 paired: samples conditioned on the findings, age, sex and view of the real images with a finding
 are scored against those real images.
 
-``evaluate_findings_model`` runs the checks of a findings/metadata model (``phantom64-cond``),
-``evaluate_controlnet`` those of a mask or edge ControlNet; ``format_conditional_card`` writes the
-markdown the model cards carry.
+``calibrate_instruments`` sets the instruments up around a trained segmenter (training them is
+:func:`meddiff_lab.training.instruments.build_instruments`'s work); ``evaluate_findings_model`` runs
+the checks of a findings/metadata model (``phantom64-cond``), ``evaluate_controlnet`` those of a mask
+or edge ControlNet; ``format_conditional_card`` writes the markdown the model cards carry.
 """
 
 from __future__ import annotations
@@ -33,7 +35,19 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["VISIBLE_AUROC", "Instruments", "build_instruments", "evaluate_findings_model", "evaluate_controlnet",
+from meddiff_lab.data.edges import edge_maps, edges_to_condition
+from meddiff_lab.data.intensity import to_model_batch
+from meddiff_lab.data.phantom import CXR_LABELS, generate_phantoms
+from meddiff_lab.diffusion.sampling import generate_samples
+from meddiff_lab.metrics.detection import image_auroc
+from meddiff_lab.metrics.edges import edge_f1
+from meddiff_lab.metrics.features import load_phantom_encoder
+from meddiff_lab.metrics.segmentation import (SEG_STRUCTURES, dice_per_structure, masks_to_condition,
+                                              measure_cardiothoracic_ratio, predict_masks, stack_masks)
+from meddiff_lab.models.conditioning import VectorGuidance, findings_metadata_to_cond
+from meddiff_lab.models.controlnet import BoundCondition
+
+__all__ = ["VISIBLE_AUROC", "Instruments", "calibrate_instruments", "evaluate_findings_model", "evaluate_controlnet",
            "format_conditional_card"]
 
 #: A finding counts as visible to the detector at this AUROC on held-out real phantoms.
@@ -65,10 +79,6 @@ class Instruments:
     segmenter_dice: dict[str, float]
 
 
-def _as_model_input(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images)[:, None] * 2 - 1
-
-
 @torch.no_grad()
 def _encoder_outputs(encoder: torch.nn.Module, images: torch.Tensor, batch: int = 256) -> dict[str, np.ndarray]:
     """Finding probabilities ``(N, 14)``, P(AP view) and P(female) ``(N,)`` from the encoder's heads."""
@@ -95,53 +105,34 @@ def _youden_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return thresholds
 
 
-def build_instruments(image_size: int = 64, n_train: int = 2000, n_validation: int = 2000, n_test: int = 2000,
-                      segmenter_steps: int = 800, seed: int = 0, progress: bool = False) -> Instruments:
-    """Train the segmenter, calibrate the detector and make the real test set (a few minutes on a CPU).
+def calibrate_instruments(segmenter: torch.nn.Module, image_size: int = 64, n_validation: int = 2000,
+                          n_test: int = 2000, encoder: torch.nn.Module | None = None) -> Instruments:
+    """The instruments around a trained segmenter: calibrate the detector and make the real test set.
 
     Args:
+        segmenter: a network trained on real phantoms to outline :data:`SEG_STRUCTURES` (see
+            :func:`meddiff_lab.training.instruments.build_instruments`, which trains one and calls this).
         image_size: side of the images (the zoo's 64).
-        n_train: real phantoms the segmenter trains on (seed ``SEGMENTER_SEED``).
         n_validation: real phantoms that choose the detector thresholds (seed ``VALIDATION_SEED``).
         n_test: real phantoms of the test set (seed ``TEST_SEED``): AUROC, floors, and the conditions.
-        segmenter_steps: optimizer steps of the segmenter (batch 16, MONAI ``DiceCELoss``).
-        seed: the segmenter's training seed.
+        encoder: the domain encoder with its heads (default: the shipped one, :func:`load_phantom_encoder`).
     """
-    from meddiff_lab.data import generate_phantoms
-    from meddiff_lab.metrics.detection import image_auroc
-    from meddiff_lab.metrics.features import load_phantom_encoder
-    from meddiff_lab.training.segmentation import SEG_STRUCTURES, predict_masks, stack_masks, train_segmentation
-
-    train = generate_phantoms(n_train, image_size, SEGMENTER_SEED, masks=SEG_STRUCTURES)
-    segmenter = train_segmentation(_as_model_input(train.images), stack_masks(train.masks), steps=segmenter_steps,
-                                   seed=seed, progress=progress).net
-    encoder = load_phantom_encoder(output="encoder").eval()
+    encoder = (load_phantom_encoder(output="encoder") if encoder is None else encoder).eval()
     validation = generate_phantoms(n_validation, image_size, VALIDATION_SEED, masks=())
-    thresholds = _youden_thresholds(_encoder_outputs(encoder, _as_model_input(validation.images))["findings"],
+    thresholds = _youden_thresholds(_encoder_outputs(encoder, to_model_batch(validation.images))["findings"],
                                     validation.labels)
     test = generate_phantoms(n_test, image_size, TEST_SEED, masks=SEG_STRUCTURES)
-    test_images = _as_model_input(test.images)
+    test_images = to_model_batch(test.images)
     probs = _encoder_outputs(encoder, test_images)["findings"]
     auroc = np.array([image_auroc(probs[:, f], test.labels[:, f] > 0.5) for f in range(probs.shape[1])])
-    per_image = _dice(predict_masks(segmenter, test_images), stack_masks(test.masks))
+    per_image = dice_per_structure(predict_masks(segmenter, test_images), stack_masks(test.masks))
     dice = {s: float(per_image[:, i].mean()) for i, s in enumerate(SEG_STRUCTURES)}
     return Instruments(segmenter, encoder, thresholds, auroc, test, test_images, dice)
-
-
-def _dice(pred, target) -> np.ndarray:
-    """Per-image, per-structure Dice ``(N, C)`` (MONAI's DiceMetric), without the distance metrics."""
-    from meddiff_lab.metrics import dice
-
-    pred, target = torch.as_tensor(pred).float(), torch.as_tensor(target).float()
-    return np.stack([np.asarray(torch.as_tensor(dice(pred[:, c:c + 1], target[:, c:c + 1], reduction="none")).double())
-                     for c in range(pred.shape[1])], axis=1)
 
 
 def _sample_in_chunks(make_model, conditions: torch.Tensor, loaded, steps: int, seed: int,
                       chunk: int = 100) -> torch.Tensor:
     """Sample one image per condition row, ``chunk`` at a time (the noise depends on ``seed`` and the chunk)."""
-    from meddiff_lab.training.trainer import generate_samples
-
     size = loaded.config["image_size"]
     out = []
     for k, start in enumerate(range(0, len(conditions), chunk)):
@@ -161,17 +152,13 @@ def evaluate_findings_model(loaded, instruments: Instruments, guidance: float = 
     """The checks of a model conditioned on findings and patient (``conditioning: findings_metadata``).
 
     Samples are conditioned on the condition vectors of real test images (findings, age, sex, view)
-    with classifier-free guidance ``guidance`` (:class:`~meddiff_lab.training.zoo.VectorGuidance`).
+    with classifier-free guidance ``guidance`` (:class:`~meddiff_lab.models.conditioning.VectorGuidance`).
 
     Returns a dict with ``ctr`` (Cardiomegaly vs No Finding: share with CTR > 0.5 in samples and in
     the real images, by the segmenter), ``findings`` (per finding: detector AUROC, visible or not,
     real and sample detection rates, real and sample false-positive rates on No Finding), ``sex`` and
     ``view`` (paired effects on the encoder's readers, real effect beside them), and ``passes``.
     """
-    from meddiff_lab.data import CXR_LABELS
-    from meddiff_lab.training.segmentation import measure_cardiothoracic_ratio
-    from meddiff_lab.training.zoo import VectorGuidance, findings_metadata_to_cond
-
     started = time.perf_counter()
     test = instruments.test
     cond_all = findings_metadata_to_cond(test.labels, test.metadata)
@@ -267,12 +254,6 @@ def evaluate_controlnet(loaded, instruments: Instruments, n: int = 200, steps: i
     samples' edges against the control, beside the same phantoms rendered without detector noise (same
     anatomy, another image) and the chance level (another phantom's edges).
     """
-    from meddiff_lab.data import generate_phantoms
-    from meddiff_lab.data.edges import edge_maps, edges_to_condition
-    from meddiff_lab.metrics.edges import edge_f1
-    from meddiff_lab.models.controlnet import BoundCondition
-    from meddiff_lab.training.segmentation import SEG_STRUCTURES, masks_to_condition, predict_masks, stack_masks
-
     started = time.perf_counter()
     kind = loaded.config.get("conditioning")
     if kind not in ("mask", "edges"):
@@ -287,9 +268,9 @@ def evaluate_controlnet(loaded, instruments: Instruments, n: int = 200, steps: i
         truth = stack_masks({s: test.masks[s][:n] for s in SEG_STRUCTURES})
         samples = _sample_in_chunks(bound, masks_to_condition({s: test.masks[s][:n] for s in SEG_STRUCTURES}),
                                     loaded, steps, seed)
-        on_samples = _dice(predict_masks(instruments.segmenter, samples), truth).mean(0)
-        on_real = _dice(predict_masks(instruments.segmenter, real), truth).mean(0)
-        chance = _dice(torch.roll(truth, 1, 0), truth).mean(0)
+        on_samples = dice_per_structure(predict_masks(instruments.segmenter, samples), truth).mean(0)
+        on_real = dice_per_structure(predict_masks(instruments.segmenter, real), truth).mean(0)
+        chance = dice_per_structure(torch.roll(truth, 1, 0), truth).mean(0)
         per = {s: {"samples": float(on_samples[i]), "real": float(on_real[i]), "chance": float(chance[i])}
                for i, s in enumerate(SEG_STRUCTURES)}
         gap = float(on_real.mean() - on_samples.mean())

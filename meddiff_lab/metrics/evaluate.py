@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from meddiff_lab.metrics._inputs import image_batch
-from meddiff_lab.metrics.features import extract_features, load_phantom_encoder
+from meddiff_lab.metrics.features import _LOADERS, extract_features, load_phantom_encoder
 from meddiff_lab.metrics.generative import (fid, kid, memorisation_threshold, ms_ssim_diversity,
                                             nearest_training_images, precision_recall)
 
@@ -58,8 +58,6 @@ def evaluate_generated(generated, real, train=None, heldout=None, extractor="pha
     generated_b, real_a, real_b2, real_rest = generated_b[:n], real_b[:n], real_b[n:2 * n], real_b[n:]
     extractor_name = extractor if isinstance(extractor, str) else getattr(extractor, "name", type(extractor).__name__)
     if isinstance(extractor, str):
-        from meddiff_lab.metrics.features import _LOADERS
-
         extractor = _LOADERS[extractor]()
     feats = {name: extract_features(x, extractor, value_range=value_range)
              for name, x in (("generated", generated_b), ("real_a", real_a), ("real_b", real_b2))}

@@ -15,7 +15,8 @@ nothing; "3.1, where two real sets of 128 images score 2.4" says the model is cl
 * :func:`ms_ssim_diversity` — mean MS-SSIM between random pairs of images (MONAI's MS-SSIM, sized
   for small images). Lower means more diverse; compare it with the same number for real images.
 * :func:`nearest_training_images` and :func:`memorisation_threshold` — for every generated image,
-  the most similar training image, and the similarity above which an image is flagged as a copy.
+  the most similar training image, and the similarity above which an image is flagged as a copy;
+  :func:`near_copies` plants copies to check that the check finds them.
 
 Feature matrices are ``(N, F)`` (one row per image); images are ``(N, 1, H, W)`` or ``(N, H, W)``.
 """
@@ -363,6 +364,19 @@ def memorisation_threshold(heldout, train, quantile: float = 1.0, margin: float 
     return floor + margin * (1.0 - floor)
 
 
+def near_copies(images: torch.Tensor, generator: torch.Generator, shift: int = 1, contrast: float = 0.95,
+                noise_std: float = 0.02) -> torch.Tensor:
+    """Planted near-copies of ``(B, 1, H, W)`` [-1, 1] images, to check that the memorisation check finds them.
+
+    Each image is shifted ``shift`` pixels right (its first column repeated), its contrast scaled by
+    ``contrast`` and Gaussian noise of standard deviation ``noise_std`` added, clipped to [-1, 1]:
+    what a memorising model's output looks like.
+    """
+    shifted = torch.cat([images[..., :1].repeat_interleave(shift, dim=-1), images[..., :-shift]], dim=-1) \
+        if shift else images
+    return (shifted * contrast + noise_std * torch.randn(images.shape, generator=generator)).clamp(-1, 1)
+
+
 __all__ = ["fid", "kid", "precision_recall", "ms_ssim_diversity", "nearest_training_images",
-           "memorisation_threshold", "frechet_distance", "polynomial_kernel", "mmd2_unbiased", "knn_radii",
-           "ms_ssim_settings", "NearestTraining", "MS_SSIM_WEIGHTS"]
+           "memorisation_threshold", "near_copies", "frechet_distance", "polynomial_kernel", "mmd2_unbiased",
+           "knn_radii", "ms_ssim_settings", "NearestTraining", "MS_SSIM_WEIGHTS"]

@@ -23,20 +23,21 @@ from typing import Any, Sequence
 
 import torch
 
+from meddiff_lab.data.intensity import to_model_batch
+from meddiff_lab.data.phantom import generate_phantoms
 from meddiff_lab.metrics.evaluate import evaluate_generated
 from meddiff_lab.metrics.features import extract_features, load_phantom_encoder
 from meddiff_lab.metrics.generative import kid
+from meddiff_lab.metrics.readers import describe_study, reader_study
 
 __all__ = ["evaluate_model", "format_model_card", "unseen_phantoms"]
 
 
 def unseen_phantoms(n: int, image_size: int, seed: int = 1) -> torch.Tensor:
     """``n`` real phantoms of patients a seed-0 model never saw: ``(n, 1, S, S)`` float32 in [-1, 1]."""
-    from meddiff_lab.data import generate_phantoms
-
     if seed == 0:
         raise ValueError("seed 0 is the shipped models' training set; unseen phantoms need another seed")
-    return torch.from_numpy(generate_phantoms(n, image_size, seed, masks=()).images)[:, None] * 2 - 1
+    return to_model_batch(generate_phantoms(n, image_size, seed, masks=()).images)
 
 
 def _kid_with_spread(real_features, generated_features, seed: int) -> dict[str, float]:
@@ -93,8 +94,6 @@ def evaluate_model(loaded, n: int, steps: Sequence[int] = (50,), seed: int = 0, 
     reference["noise_sigma"] = noise_sigma
     results["noisy_real"] = reference
     if readers:
-        from meddiff_lab.metrics.readers import describe_study, reader_study
-
         study = reader_study(real[n:2 * n], first, seed=seed, classifier_steps=classifier_steps)
         results["readers"] = {name: {"accuracy": r.accuracy, "interval": list(r.interval), "questions": r.questions,
                                      "correct": r.correct} for name, r in study.items()}

@@ -27,6 +27,9 @@ _PUBLIC = {
     "predict_masks": "segmentation",
     "segmentation_scores": "segmentation",
     "measure_cardiothoracic_ratio": "segmentation",
+    "EncoderConfig": "encoder",
+    "train_encoder": "encoder",
+    "build_instruments": "instruments",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -27,6 +27,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from meddiff_lab.training.trainer import SingleProcess, Trainer, TrainConfig
+
 __all__ = ["metadata_to_cond", "METADATA_FIELDS", "train_conditional_diffusion", "ConditionalTrainingResult"]
 
 #: What each column of :func:`metadata_to_cond`'s vectors means.
@@ -128,8 +130,6 @@ def train_conditional_diffusion(model: torch.nn.Module, images: torch.Tensor, *,
         ValueError: for images that are not (N, 1, H, W), conditions with the wrong number of rows,
             or label dropout on a model without a null class.
     """
-    from meddiff_lab.training.trainer import SingleProcess, Trainer, TrainConfig
-
     images = torch.as_tensor(images, dtype=torch.float32)
     if images.ndim != 4 or images.shape[1] != 1 or images.shape[2] != images.shape[3]:
         raise ValueError(f"images must be (N, 1, H, W) float in [-1, 1] with H = W, got shape {tuple(images.shape)}")

@@ -39,6 +39,18 @@ from typing import Any, Callable
 
 import torch
 
+from meddiff_lab.checkpoint import load_checkpoint, save_checkpoint
+from meddiff_lab.data.intensity import to_model_batch
+from meddiff_lab.data.phantom import generate_phantoms
+from meddiff_lab.diffusion.flow import flow_matching_loss
+from meddiff_lab.diffusion.losses import diffusion_loss
+from meddiff_lab.diffusion.process import add_noise
+from meddiff_lab.diffusion.schedules import NoiseSchedule
+from meddiff_lab.models.autoencoder import LatentAutoencoder, encode_dataset, train_autoencoder
+from meddiff_lab.models.unet import UNet, unet_kwargs
+from meddiff_lab.runtime import get_device, hardware_description
+from meddiff_lab.training.schema import read_yaml_mapping
+
 OBJECTIVES = ("epsilon", "v_prediction", "rectified_flow")
 
 
@@ -70,10 +82,6 @@ class DenoiserRun:
 def objective_loss(model: torch.nn.Module, x0: torch.Tensor, objective: str, schedule=None,
                    generator: torch.Generator | None = None, num_train_timesteps: int = 1000) -> torch.Tensor:
     """One batch's loss for ``objective`` (see the module table); ``schedule`` is a NoiseSchedule for ε/v."""
-    from meddiff_lab.diffusion import add_noise
-    from meddiff_lab.diffusion.flow import flow_matching_loss
-    from meddiff_lab.diffusion.losses import diffusion_loss
-
     if objective == "rectified_flow":
         return flow_matching_loss(model, x0, num_train_timesteps=num_train_timesteps, generator=generator)
     if objective not in OBJECTIVES:
@@ -116,8 +124,6 @@ def train_denoiser(model: torch.nn.Module, data: torch.Tensor | Callable[[torch.
         A :class:`DenoiserRun`; sample from ``run.ema_model`` (eval mode).
     """
     from tqdm.auto import tqdm
-
-    from meddiff_lab.diffusion import NoiseSchedule
 
     if objective not in OBJECTIVES:
         raise ValueError(f"objective {objective!r} is not one of {OBJECTIVES}")
@@ -190,8 +196,6 @@ def training_memory_mb(model: torch.nn.Module, example: torch.Tensor, objective:
     (The process's peak RSS also holds Python, the libraries and the data, and never goes down, so it
     cannot compare two arms run in one notebook.)
     """
-    from meddiff_lab.diffusion import NoiseSchedule
-
     saved = {}
 
     def pack(tensor: torch.Tensor):
@@ -216,13 +220,14 @@ def training_memory_mb(model: torch.nn.Module, example: torch.Tensor, objective:
 
 
 # ------------------------------------------------------------------------ the shipped two-stage run
-def _load_yaml(path: str | Path) -> dict:
-    import yaml
+def load_latent_config(path: str | Path) -> dict:
+    """The latent diffusion config a YAML file holds (sections ``data``, ``autoencoder``, ``latent``).
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"latent diffusion config {path} does not exist")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: naming the file: not YAML, not a mapping, or a section missing.
+    """
+    data = read_yaml_mapping(path, "latent diffusion config")
     for section in ("data", "autoencoder", "latent"):
         if section not in data:
             raise ValueError(f"latent diffusion config {path} lacks the {section!r} section")
@@ -231,8 +236,6 @@ def _load_yaml(path: str | Path) -> dict:
 
 def build_latent_unet(latent_config: dict, latent_channels: int) -> torch.nn.Module:
     """The course's UNet on latents: in/out channels = the autoencoder's latent channels."""
-    from meddiff_lab.models.unet import UNet, unet_kwargs
-
     kwargs = unet_kwargs(latent_config["model"])
     return UNet(spatial_dims=2, in_channels=latent_channels, out_channels=latent_channels, **kwargs)
 
@@ -240,13 +243,7 @@ def build_latent_unet(latent_config: dict, latent_channels: int) -> torch.nn.Mod
 def train_latent_diffusion_from_config(config_path: str | Path, out_dir: str | Path, resume: bool = False,
                                        stage: str = "all", progress: bool = True) -> Path:
     """Run (or resume) the two stages the config describes; checkpoints in ``out_dir``. Returns ``out_dir``."""
-    from meddiff_lab.data import generate_phantoms
-    from meddiff_lab.models.autoencoder import LatentAutoencoder, encode_dataset, train_autoencoder
-    from meddiff_lab.training.checkpoint import load_checkpoint, save_checkpoint
-
-    from meddiff_lab.runtime import get_device
-
-    config = _load_yaml(config_path)
+    config = load_latent_config(config_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(config.get("threads", 1)))
@@ -255,7 +252,7 @@ def train_latent_diffusion_from_config(config_path: str | Path, out_dir: str | P
     started = time.perf_counter()
     phantoms = generate_phantoms(int(data_cfg["num_images"]), int(data_cfg["image_size"]), int(data_cfg["data_seed"]),
                                  masks=())
-    images = torch.as_tensor(phantoms.images)[:, None] * 2 - 1
+    images = to_model_batch(phantoms.images)
     print(f"data: {len(images)} phantoms of {data_cfg['image_size']} px (seed {data_cfg['data_seed']}) in "
           f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
 
@@ -291,8 +288,6 @@ def train_latent_diffusion_from_config(config_path: str | Path, out_dir: str | P
     torch.manual_seed(int(config.get("seed", 0)))
     unet = build_latent_unet(lat_cfg, autoencoder.config["latent_channels"]).to(device)
     lat_path, run = out / "latent.pt", None
-    from meddiff_lab.diffusion import NoiseSchedule
-
     diffusion = lat_cfg["diffusion"]
     schedule = NoiseSchedule.from_name(diffusion["schedule"], num_train_timesteps=int(diffusion["num_train_timesteps"]),
                                        beta_start=float(diffusion["beta_start"]), beta_end=float(diffusion["beta_end"]))
@@ -326,18 +321,14 @@ def train_latent_diffusion_from_config(config_path: str | Path, out_dir: str | P
 def load_trained_autoencoder(path: str | Path, fit_images: int = 512):
     """The stage-1 autoencoder of a config run (``<out>/autoencoder.pt``), with its latent scale factor
     fitted as stage 2 fits it (1 / std of the sampled latents of the first ``fit_images`` training phantoms)."""
-    from meddiff_lab.data import generate_phantoms
-    from meddiff_lab.models.autoencoder import LatentAutoencoder
-    from meddiff_lab.training.checkpoint import load_checkpoint
-
     state = load_checkpoint(path)
     config = state["config"]
     size = int(config["data"]["image_size"])
     autoencoder = LatentAutoencoder(image_size=size, **config["autoencoder"]["model"])
     autoencoder.load_state_dict(state["model"])
     count = min(int(fit_images), int(config["data"]["num_images"]))
-    images = torch.as_tensor(generate_phantoms(count, size, int(config["data"]["data_seed"]), masks=()).images)[:, None]
-    autoencoder.fit_scale_factor(images * 2 - 1)
+    images = to_model_batch(generate_phantoms(count, size, int(config["data"]["data_seed"]), masks=()).images)
+    autoencoder.fit_scale_factor(images)
     return autoencoder.eval()
 
 
@@ -347,11 +338,7 @@ def export_latent_diffusion(out_dir: str | Path, destination: str | Path, config
     ``autoencoder.`` and ``unet.``) and the JSON config beside it."""
     from safetensors.torch import save_file
 
-    from meddiff_lab.models.autoencoder import LatentAutoencoder
-    from meddiff_lab.training.checkpoint import load_checkpoint
-    from meddiff_lab.training.trainer import hardware_description
-
-    config = _load_yaml(config_path)
+    config = load_latent_config(config_path)
     out = Path(out_dir)
     ae_state, lat_state = load_checkpoint(out / "autoencoder.pt"), load_checkpoint(out / "latent.pt")
     autoencoder = LatentAutoencoder(image_size=int(config["data"]["image_size"]), **config["autoencoder"]["model"])

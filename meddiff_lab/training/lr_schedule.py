@@ -2,7 +2,7 @@
 
 Used as a ``torch.optim.lr_scheduler.LambdaLR`` multiplier by the diffusion
 :class:`~meddiff_lab.training.trainer.Trainer` and by the feature encoder's training
-(:func:`meddiff_lab.metrics.encoder_training.train_encoder`).
+(:func:`meddiff_lab.training.encoder.train_encoder`).
 """
 
 from __future__ import annotations

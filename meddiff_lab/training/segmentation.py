@@ -20,9 +20,11 @@ runs of the course, sometimes never finds a structure for a given seed (measured
 test Dice stuck near 0.45 for one of two seeds after 120 steps, against 0.8-0.9 with ``DiceCELoss``);
 the cross-entropy term gives every pixel a gradient from the first step.
 
-Scores come from :mod:`meddiff_lab.metrics` (MONAI's ``DiceMetric`` and ``HausdorffDistanceMetric``
-underneath). Images are ``(N, 1, H, W)`` float32 in
-[-1, 1], masks ``(N, C, H, W)`` with values 0/1 in the order of :data:`SEG_STRUCTURES`.
+This module trains the network. What measures with it (the mask layouts :data:`SEG_STRUCTURES`,
+:func:`stack_masks` and :func:`masks_to_condition`, :func:`predict_masks`, the Dice/HD95 scores
+:func:`segmentation_scores` and :func:`measure_cardiothoracic_ratio`) lives in
+:mod:`meddiff_lab.metrics.segmentation` and stays importable from here. Images are ``(N, 1, H, W)``
+float32 in [-1, 1], masks ``(N, C, H, W)`` with values 0/1 in the order of :data:`SEG_STRUCTURES`.
 """
 
 from __future__ import annotations
@@ -30,61 +32,27 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
-import numpy as np
 import torch
 
-__all__ = [
-    "SEG_STRUCTURES", "stack_masks", "masks_to_condition", "phantom_pixel_spacing_mm", "make_segmentation_net",
-    "classical_augmentation", "train_segmentation", "SegmentationRun", "predict_masks", "segmentation_scores",
-    "SegmentationScores", "measure_cardiothoracic_ratio", "random_mask_variants",
-]
+from meddiff_lab.data.phantom import CM_PER_UNIT
+from meddiff_lab.metrics.segmentation import (SEG_STRUCTURES, SegmentationScores, masks_to_condition,
+                                              measure_cardiothoracic_ratio, predict_masks, segmentation_scores,
+                                              stack_masks)
 
-#: The structures the segmentation network outlines, one output channel each, in this order.
-SEG_STRUCTURES: tuple[str, ...] = ("right_lung", "left_lung", "heart")
+__all__ = [
+    "phantom_pixel_spacing_mm", "random_mask_variants", "make_segmentation_net", "classical_augmentation",
+    "train_segmentation", "SegmentationRun",
+    # measuring with the network: defined in meddiff_lab.metrics.segmentation, importable from here
+    "SEG_STRUCTURES", "stack_masks", "masks_to_condition", "predict_masks", "segmentation_scores",
+    "SegmentationScores", "measure_cardiothoracic_ratio",
+]
 
 
 # ------------------------------------------------------------------------------------------ masks
-def stack_masks(masks: Mapping[str, np.ndarray], structures: Sequence[str] = SEG_STRUCTURES) -> torch.Tensor:
-    """A dict of ``(N, H, W)`` bool masks (e.g. ``PhantomBatch.masks``) → ``(N, C, H, W)`` float32 0/1.
-
-    Raises:
-        KeyError: when a structure is missing from ``masks``, naming the ones present.
-    """
-    missing = [s for s in structures if s not in masks]
-    if missing:
-        raise KeyError(f"masks has no {missing}; it holds {sorted(masks)}")
-    return torch.from_numpy(np.stack([np.asarray(masks[s], dtype=np.float32) for s in structures], axis=1))
-
-
-def masks_to_condition(masks) -> torch.Tensor:
-    """Lung and heart masks → one conditioning channel ``(N, 1, H, W)`` float32: -1 background, 0 lung, +1 heart.
-
-    The diffusion models of 06 and 07 take this single channel beside the noisy image: a label map
-    scaled into the images' range [-1, 1]. The two lungs share one value (their position tells them
-    apart); where the heart overlaps a lung field, the heart wins.
-
-    Args:
-        masks: a dict with ``right_lung``, ``left_lung``, ``heart`` ``(N, H, W)`` bool arrays, or a
-            ``(N, 3, H, W)`` tensor/array stacked in :data:`SEG_STRUCTURES` order.
-    """
-    stacked = stack_masks(masks) if isinstance(masks, Mapping) else torch.as_tensor(masks, dtype=torch.float32)
-    if stacked.ndim != 4 or stacked.shape[1] != len(SEG_STRUCTURES):
-        raise ValueError(f"masks must be a dict of (N, H, W) masks or (N, {len(SEG_STRUCTURES)}, H, W) stacked as "
-                         f"{SEG_STRUCTURES}, got shape {tuple(stacked.shape)}")
-    lungs = (stacked[:, 0] > 0.5) | (stacked[:, 1] > 0.5)
-    heart = stacked[:, 2] > 0.5
-    condition = torch.full(lungs.shape, -1.0)
-    condition[lungs] = 0.0
-    condition[heart] = 1.0
-    return condition[:, None]
-
-
 def phantom_pixel_spacing_mm(image_size: int) -> float:
     """Pixel size (mm) of a phantom radiograph of ``image_size`` pixels (its field of view is 40 cm)."""
-    from meddiff_lab.data.phantom import CM_PER_UNIT
-
     if int(image_size) < 1:
         raise ValueError(f"image_size must be a positive number of pixels, got {image_size!r}")
     return 2 * CM_PER_UNIT * 10.0 / int(image_size)
@@ -275,115 +243,3 @@ def train_segmentation(images, masks, *, steps: int, batch_size: int = 16, learn
         losses.append(value.item())
     net.eval()
     return SegmentationRun(net=net, losses=losses, seconds=time.perf_counter() - started, steps=int(steps))
-
-
-@torch.no_grad()
-def predict_masks(net: torch.nn.Module, images, batch_size: int = 64, threshold: float = 0.5) -> torch.Tensor:
-    """Segment ``images`` ``(N, 1, H, W)`` in [-1, 1] → ``(N, C, H, W)`` bool on the CPU (sigmoid > ``threshold``).
-
-    Runs on the network's device.
-    """
-    images = torch.as_tensor(images, dtype=torch.float32)
-    if images.ndim != 4 or images.shape[1] != 1:
-        raise ValueError(f"images must be (N, 1, H, W) float in [-1, 1], got shape {tuple(images.shape)}")
-    was_training = net.training
-    net.eval()
-    device = next(iter(net.parameters()), torch.empty(0)).device
-    out = [(torch.sigmoid(net(images[i:i + batch_size].to(device))) > threshold).cpu()
-           for i in range(0, len(images), batch_size)]
-    net.train(was_training)
-    return torch.cat(out)
-
-
-# ---------------------------------------------------------------------------------------- scores
-@dataclass
-class SegmentationScores:
-    """Per-image, per-structure scores.
-
-    Attributes:
-        dice: ``(N, C)`` Dice in [0, 1].
-        hd95: ``(N, C)`` 95th-percentile Hausdorff distance in ``unit``; an empty prediction of a present
-            structure (no boundary to measure) counts as the image diagonal, the worst possible value.
-        structures: the ``C`` structure names.
-        unit: ``"mm"`` or ``"px"``.
-        empty_predictions: how many (image, structure) predictions were empty where the truth was not.
-    """
-
-    dice: np.ndarray
-    hd95: np.ndarray
-    structures: tuple[str, ...]
-    unit: str
-    empty_predictions: int = 0
-
-    @property
-    def mean_dice(self) -> float:
-        """Dice averaged over images and structures."""
-        return float(np.mean(self.dice))
-
-    @property
-    def mean_hd95(self) -> float:
-        """HD95 averaged over images and structures (in ``unit``)."""
-        return float(np.mean(self.hd95))
-
-    def per_structure(self) -> dict[str, dict[str, float]]:
-        """``{structure: {"dice": mean, "hd95": mean}}``."""
-        return {s: {"dice": float(self.dice[:, i].mean()), "hd95": float(self.hd95[:, i].mean())}
-                for i, s in enumerate(self.structures)}
-
-
-def segmentation_scores(pred, target, structures: Sequence[str] = SEG_STRUCTURES,
-                        spacing_mm: float | None = None) -> SegmentationScores:
-    """Dice and HD95 of predicted masks against the truth, per image and structure.
-
-    Args:
-        pred, target: ``(N, C, H, W)`` 0/1 (bool or float).
-        structures: the names of the ``C`` channels.
-        spacing_mm: pixel size in mm (HD95 in mm); ``None``: HD95 in pixels.
-    """
-    from meddiff_lab.metrics import dice, hd95
-
-    pred = torch.as_tensor(pred).float()
-    target = torch.as_tensor(target).float()
-    if pred.shape != target.shape or pred.ndim != 4:
-        raise ValueError(f"pred and target must both be (N, C, H, W), got {tuple(pred.shape)} and "
-                         f"{tuple(target.shape)}")
-    if pred.shape[1] != len(structures):
-        raise ValueError(f"{pred.shape[1]} channels but {len(structures)} structure names {tuple(structures)}")
-    scale = 1.0 if spacing_mm is None else float(spacing_mm)
-    diagonal = math.hypot(*pred.shape[2:]) * scale
-    dices, distances, empty = [], [], 0
-    for c in range(pred.shape[1]):
-        p, t = pred[:, c:c + 1], target[:, c:c + 1]
-        dices.append(torch.as_tensor(dice(p, t, reduction="none")).double().numpy())
-        d = torch.as_tensor(hd95(p, t, spacing=spacing_mm, reduction="none")).double().numpy()
-        empty += int(np.isinf(d).sum())
-        distances.append(np.where(np.isinf(d), diagonal, d))
-    return SegmentationScores(dice=np.stack(dices, 1), hd95=np.stack(distances, 1), structures=tuple(structures),
-                              unit="px" if spacing_mm is None else "mm", empty_predictions=empty)
-
-
-def measure_cardiothoracic_ratio(net: torch.nn.Module, images, clean: bool = True) -> np.ndarray:
-    """The cardiothoracic ratio of each radiograph, measured on the network's segmentation.
-
-    Segments heart and lung fields (:data:`SEG_STRUCTURES`), keeps the largest connected component of
-    the heart and the largest of each lung field when ``clean`` (so a stray pixel cannot widen a
-    structure), and applies :func:`meddiff_lab.data.phantom.cardiothoracic_ratio_from_masks`:
-    widest heart width / widest thoracic width.
-
-    Args:
-        net: a network trained on :data:`SEG_STRUCTURES` (see :func:`train_segmentation`).
-        images: ``(N, 1, H, W)`` float32 in [-1, 1].
-
-    Returns:
-        ``(N,)`` float32; NaN where no heart or no lung was found.
-    """
-    from meddiff_lab.data.phantom import cardiothoracic_ratio_from_masks
-    from meddiff_lab.metrics.segmentation import postprocess_mask
-
-    pred = predict_masks(net, images)
-    if clean:
-        pred = torch.stack([postprocess_mask(pred[:, c:c + 1], num_components=1)[:, 0]
-                            for c in range(pred.shape[1])], dim=1)
-    pred = pred.numpy()
-    right, left, heart = (pred[:, SEG_STRUCTURES.index(s)] for s in ("right_lung", "left_lung", "heart"))
-    return cardiothoracic_ratio_from_masks(heart, right, left)

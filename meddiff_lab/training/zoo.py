@@ -22,9 +22,9 @@ import torch
 from meddiff_lab.data.edges import edge_maps, edges_to_condition
 from meddiff_lab.data.intensity import to_model_batch
 from meddiff_lab.data.phantom import generate_phantoms
+from meddiff_lab.metrics.segmentation import masks_to_condition
 from meddiff_lab.models.conditioning import (CONDITIONINGS, FINDINGS_METADATA_FIELDS, VectorGuidance,
                                              build_zoo_model, findings_metadata_to_cond)
-from meddiff_lab.training.segmentation import masks_to_condition
 
 __all__ = ["CONDITIONINGS", "FINDINGS_METADATA_FIELDS", "findings_metadata_to_cond", "zoo_training_set",
            "build_zoo_model", "VectorGuidance"]

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from meddiff_lab.metrics.conditional_evaluation import (_youden_thresholds, build_instruments, evaluate_controlnet,
+from meddiff_lab.metrics.conditional_evaluation import (_youden_thresholds, evaluate_controlnet,
                                                         evaluate_findings_model, format_conditional_card)
 from meddiff_lab.models import UNet
+from meddiff_lab.models.conditioning import FINDINGS_METADATA_FIELDS
 from meddiff_lab.models.controlnet import ControlledUNet
 from meddiff_lab.models.pretrained import PretrainedModel
-from meddiff_lab.training.zoo import FINDINGS_METADATA_FIELDS
+from meddiff_lab.training.instruments import build_instruments
 
 
 def test_youden_threshold_separates_a_separable_finding():

@@ -1,73 +1,19 @@
-"""Tests for meddiff_lab/metrics/encoder_training.py: config, augmentation, losses, a tiny training run."""
+"""Tests for meddiff_lab/metrics/encoder_training.py: the old import path of notebook 08's two helpers."""
 
 from __future__ import annotations
 
-import math
+import ast
+import inspect
 
-import pytest
-import torch
-
-from meddiff_lab.metrics import encoder_training as ET
+from meddiff_lab.metrics import encoder_training, generative, image
 
 
-def test_config_reads_the_sectioned_yaml_and_rejects_unknown_keys(tmp_path):
-    config = ET.EncoderConfig.from_yaml("configs/phantom_encoder.yaml")
-    assert config.feature_dim == 32 and config.threads == 1 and isinstance(config.channels, tuple)
-    with pytest.raises(ValueError, match="unknown encoder config keys"):
-        ET.EncoderConfig.from_mapping({"optim": {"stepz": 3}})
+def test_the_old_path_gives_the_helpers_where_they_now_live():
+    assert encoder_training.gaussian_blur is image.gaussian_blur
+    assert encoder_training.near_copies is generative.near_copies
 
 
-def test_nt_xent_is_low_when_views_match_and_log_2b_minus_1_when_uninformative():
-    z = torch.nn.functional.normalize(torch.eye(8)[:4] * 10, dim=1)
-    assert ET.nt_xent(z, z, temperature=0.05) < 1e-3
-    same = torch.nn.functional.normalize(torch.ones(4, 8), dim=1)
-    assert float(ET.nt_xent(same, same, 0.2)) == pytest.approx(math.log(7), rel=1e-5)
-
-
-def test_augment_keeps_shape_and_range_and_changes_the_image():
-    config = ET.EncoderConfig()
-    images = torch.rand(4, 1, 16, 16) * 2 - 1
-    views = ET.augment(images, config, torch.Generator().manual_seed(0))
-    assert views.shape == images.shape and views.min() >= -1 and views.max() <= 1
-    assert not torch.allclose(views, images)
-
-
-def test_auroc_matches_the_pairwise_definition():
-    scores = torch.tensor([0.1, 0.4, 0.35, 0.8])
-    labels = torch.tensor([0, 0, 1, 1])
-    assert ET.auroc(scores, labels) == pytest.approx(0.75)
-    assert math.isnan(ET.auroc(scores, torch.zeros(4)))
-
-
-def test_gaussian_blur_keeps_flat_images_and_zero_sigma_changes_nothing():
-    images = torch.rand(3, 1, 12, 12, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(ET.gaussian_blur(images, torch.zeros(3)), images, atol=1e-6)
-    flat = torch.full((2, 1, 8, 8), 0.3)
-    assert torch.allclose(ET.gaussian_blur(flat, torch.tensor([1.0, 2.0])), flat, atol=1e-6)
-    blurred = ET.gaussian_blur(images, torch.tensor([0.0, 1.0, 2.0]))
-    assert blurred[2].std() < blurred[1].std() < images[1].std() + 1e-6
-
-
-def test_draw_degradation_leaves_the_clean_share_untouched():
-    config = ET.EncoderConfig(degrade_probability=0.5)
-    noise, blur = ET.draw_degradation(4000, config, torch.Generator().manual_seed(0))
-    clean = (noise == 0) & (blur == 0)
-    assert 0.45 < float(clean.float().mean()) < 0.55
-    assert noise.max() <= config.max_noise_std and blur.max() <= config.max_blur_sigma
-
-
-def test_near_copies_shift_right_by_one_pixel():
-    images = torch.arange(16.0).reshape(1, 1, 4, 4) / 16
-    copy = ET.near_copies(images, torch.Generator().manual_seed(0), shift=1, contrast=1.0, noise_std=0.0)
-    assert torch.equal(copy[..., 1:], images[..., :-1]) and torch.equal(copy[..., 0], images[..., 0])
-
-
-def test_a_tiny_training_run_writes_weights_and_a_card(tmp_path):
-    config = ET.EncoderConfig(image_size=32, train_images=24, val_images=24, channels=(8, 16), feature_dim=8,
-                              projection_dim=8, steps=3, batch_size=8, warmup_steps=1, log_every=1, threads=None)
-    encoder, card = ET.train_encoder(config, tmp_path, command="meddiff-lab metrics train-encoder ...", progress=False)
-    assert (tmp_path / "phantom_encoder.safetensors").exists() and (tmp_path / "phantom_encoder.json").exists()
-    assert card["training"]["command"].startswith("meddiff-lab") and len(card["training"]["history"]) == 3
-    assert 0.0 <= card["evaluation"]["label_auroc_mean"] <= 1.0
-    assert set(card["evaluation"]["copy_detection"]) == {"copy_embedding", "features", "pixels"}
-    assert not encoder.training
+def test_the_old_path_imports_nothing_from_training():
+    tree = ast.parse(inspect.getsource(encoder_training))
+    imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    assert not [name for name in imported if name.startswith("meddiff_lab.training")]

@@ -169,6 +169,20 @@ def test_planted_near_copies_are_found_and_fresh_images_are_not_flagged():
     assert index[:4].tolist() == planted_from.tolist()
 
 
+def test_near_copies_shift_right_by_one_pixel():
+    images = torch.arange(16.0).reshape(1, 1, 4, 4) / 16
+    copy = G.near_copies(images, torch.Generator().manual_seed(0), shift=1, contrast=1.0, noise_std=0.0)
+    assert torch.equal(copy[..., 1:], images[..., :-1]) and torch.equal(copy[..., 0], images[..., 0])
+
+
+def test_near_copies_are_flagged_by_the_memorisation_check():
+    train, heldout = _smooth_images(64, 32, 20), _smooth_images(64, 32, 21)
+    copies = G.near_copies(train[:4], torch.Generator().manual_seed(0))
+    similarity, index = G.nearest_training_images(copies, train)
+    assert (similarity > G.memorisation_threshold(heldout, train)).all()
+    assert index.tolist() == [0, 1, 2, 3]
+
+
 def test_nearest_training_images_exact_copy_has_similarity_one_and_right_index():
     train = _smooth_images(10, 16, 0)
     result = G.nearest_training_images(train[[7, 2]] * 3 + 1, train[:, 0])  # brightness/contrast changed, (N, H, W)

@@ -69,3 +69,21 @@ def test_image_metrics_name_the_bad_input():
         M.psnr(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 0)
     with pytest.raises(ValueError, match="target contains NaN"):
         M.nmse(torch.rand(1, 1, 4, 4), torch.full((1, 1, 4, 4), float("nan")))
+
+
+def test_gaussian_blur_keeps_flat_images_and_zero_sigma_changes_nothing():
+    images = torch.rand(3, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(M.gaussian_blur(images, torch.zeros(3)), images, atol=1e-6)
+    flat = torch.full((2, 1, 8, 8), 0.3)
+    assert torch.allclose(M.gaussian_blur(flat, torch.tensor([1.0, 2.0])), flat, atol=1e-6)
+    blurred = M.gaussian_blur(images, torch.tensor([0.0, 1.0, 2.0]))
+    assert blurred[2].std() < blurred[1].std() < images[1].std() + 1e-6
+
+
+def test_gaussian_blur_kernel_sums_to_one_and_has_the_gaussian_shape():
+    impulse = torch.zeros(1, 1, 11, 11)
+    impulse[0, 0, 5, 5] = 1.0
+    response = M.gaussian_blur(impulse, torch.tensor([1.0]))[0, 0]
+    assert float(response.sum()) == pytest.approx(1.0, abs=1e-5)
+    row = response[5, 4:7] / response[5, 5]
+    assert row.tolist() == pytest.approx([math.exp(-0.5), 1.0, math.exp(-0.5)], rel=1e-4)

@@ -8,8 +8,9 @@ import torch
 import yaml
 
 from meddiff_lab.models import UNet, load_pretrained
-from meddiff_lab.training.latent import (OBJECTIVES, export_latent_diffusion, load_trained_autoencoder, main,
-                                         objective_loss, train_denoiser, training_memory_mb)
+from meddiff_lab.training.latent import (OBJECTIVES, export_latent_diffusion, load_latent_config,
+                                         load_trained_autoencoder, main, objective_loss, train_denoiser,
+                                         training_memory_mb)
 
 
 def tiny_unet(channels: int = 2) -> UNet:
@@ -153,3 +154,15 @@ def test_the_cli_trains_and_exports_a_latent_config(tmp_path, capsys):
     assert card["training"]["command"].startswith("meddiff-lab train-latent --config")
     assert cli.main(["train-latent", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o")]) == 2
     assert "nope.yaml does not exist" in capsys.readouterr().err
+
+
+def test_latent_config_errors_name_the_file_and_the_missing_section(tmp_path):
+    with pytest.raises(FileNotFoundError, match="latent diffusion config .*nope.yaml does not exist"):
+        load_latent_config(tmp_path / "nope.yaml")
+    path = tmp_path / "ldm.yaml"
+    path.write_text("data: {image_size: 32}\nautoencoder: {}\n")
+    with pytest.raises(ValueError, match=f"latent diffusion config {path} lacks the 'latent' section"):
+        load_latent_config(path)
+    path.write_text("- a list\n")
+    with pytest.raises(ValueError, match="must hold a mapping"):
+        load_latent_config(path)

@@ -21,9 +21,8 @@ def test_no_warmup_starts_at_one_and_steps_past_the_end_stay_at_the_floor():
 
 
 def test_the_trainer_and_the_encoder_training_share_it():
-    from meddiff_lab.metrics import encoder_training
-    from meddiff_lab.training import trainer
+    from meddiff_lab.training import encoder, trainer
 
     assert trainer.warmup_cosine is warmup_cosine
-    assert encoder_training.warmup_cosine is warmup_cosine
-    assert encoder_training.MIN_LR_RATIO == 0.05
+    assert encoder.warmup_cosine is warmup_cosine
+    assert encoder.MIN_LR_RATIO == 0.05

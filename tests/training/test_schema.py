@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from meddiff_lab.metrics.encoder_training import EncoderConfig
+from meddiff_lab.training.encoder import EncoderConfig
 from meddiff_lab.training.schema import ConfigError, Field, check_fields, read_yaml_mapping
 from meddiff_lab.training.trainer import TrainConfig
 
