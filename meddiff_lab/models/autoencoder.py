@@ -294,7 +294,7 @@ def train_autoencoder(model: nn.Module, images: torch.Tensor, steps: int, batch_
 
 
 @torch.no_grad()
-def encode_dataset(autoencoder: LatentAutoencoder, images: torch.Tensor, batch_size: int = 32,
+def encode_dataset(autoencoder: LatentAutoencoder, images: torch.Tensor, batch_size: int = 16,
                    progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior (μ, σ) of every image, *scaled* by the autoencoder's scale factor: two (N, C, h, w) tensors.
     Draw training latents as ``mu + sigma * randn`` (a fresh draw each time is cheap augmentation)."""
@@ -310,7 +310,7 @@ def encode_dataset(autoencoder: LatentAutoencoder, images: torch.Tensor, batch_s
 
 
 @torch.no_grad()
-def decode_in_batches(decoder, latents: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+def decode_in_batches(decoder, latents: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
     """``decoder(latents)`` batch by batch, clamped to [-1, 1] (bounds the memory of decoding many samples)."""
     return torch.cat([decoder(latents[i:i + batch_size]) for i in range(0, len(latents), batch_size)]).clamp(-1, 1)
 
