@@ -116,3 +116,14 @@ def test_verdicts_need_a_difference_beyond_twice_the_seed_spread():
     assert rc.recipe_verdicts(results) == {"ε": "worse", "v + min-SNR-5": "better",
                                            "v, cosine schedule": "within seed spread"}
     assert rc.recipe_verdicts(_fake({rc.REFERENCE_ARM: 10.0, "ε": 30.0})) == {"ε": "no yardstick"}
+
+
+def test_the_cli_runs_chosen_arms_and_says_which_are_missing(tmp_path, capsys):
+    from meddiff_lab import cli
+
+    code = cli.main(["experiment", "recipes", "--profile", "ci", "--out", str(tmp_path / "o"), "--arms", "ε"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "results.md" in printed and "not run yet: v (zoo recipe)" in printed
+    results = json.loads((tmp_path / "o" / "results.json").read_text(encoding="utf-8"))
+    assert list(results["arms"]) == ["ε"] and results["command"].startswith("meddiff-lab experiment recipes")
