@@ -729,6 +729,16 @@ def _add_experiment_commands(sub: argparse._SubParsersAction) -> None:
                           "autoencoder.pt (default: phantom128-ldm)")
     lat.add_argument("--threads", type=_positive_int, default=None)
     lat.set_defaults(func=_experiment_latent_comparison)
+    rec = esub.add_parser("recipes", help="the zoo's training recipe: ε vs v, min-SNR, schedule, learning rate, batch "
+                                          "at a fixed number of training images, FID/KID beside the floor and seed spread")
+    rec.add_argument("--profile", default="ci", help="ci (seconds), cpu (32 px, about 10 minutes an arm on one core) or "
+                                                     "gpu (64 px at the zoo's batch)")
+    rec.add_argument("--out", required=True, type=Path,
+                     help="output folder (results.json, results.md, arms/); rerun the same command to resume")
+    rec.add_argument("--arms", nargs="+", default=None, metavar="ARM",
+                     help="run only these arms (names as in results.md), e.g. to share the grid between processes")
+    rec.add_argument("--threads", type=_positive_int, default=1, help="CPU threads per process (default: 1)")
+    rec.set_defaults(func=_experiment_recipes)
 
 
 def _experiment_seg_augmentation(args: argparse.Namespace) -> int:
@@ -780,6 +790,21 @@ def _experiment_latent_comparison(args: argparse.Namespace) -> int:
     results["command"] = f"meddiff-lab experiment latent-comparison --profile {args.profile} --autoencoder {args.autoencoder}"
     for path in write_latent_comparison_results(results, args.out):
         print(f"wrote {path}")
+    return 0
+
+
+def _experiment_recipes(args: argparse.Namespace) -> int:
+    from meddiff_lab.experiments.recipe_comparison import (get_recipe_profile, run_recipe_comparison,
+                                                           write_recipe_results)
+
+    profile = get_recipe_profile(args.profile)
+    _check_out_dir(args.out)
+    results = run_recipe_comparison(profile, args.out, arms=args.arms, threads=args.threads, progress=False)
+    results["command"] = f"meddiff-lab experiment recipes --profile {args.profile} --out {args.out}"
+    for path in write_recipe_results(results, args.out):
+        print(f"wrote {path}")
+    if results["missing"]:
+        print(f"not run yet: {', '.join(results['missing'])}")
     return 0
 
 
