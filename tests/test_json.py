@@ -23,7 +23,7 @@ def test_tensors_arrays_tuples_keys_and_non_finite_numbers_become_plain_json():
 
 def test_course_and_encoder_card_use_the_same_conversion():
     from meddiff_lab import course
-    from meddiff_lab.metrics import encoder_training
+    from meddiff_lab.training import encoder as encoder_training
 
     assert course._jsonable is to_jsonable
     assert encoder_training.to_jsonable is to_jsonable

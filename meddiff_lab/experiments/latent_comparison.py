@@ -163,7 +163,7 @@ def run_latent_comparison(profile: LatentComparisonProfile, autoencoder, *, devi
     from meddiff_lab.diffusion import sample
     from meddiff_lab.models.autoencoder import decode_in_batches, encode_dataset, scheduler_for
     from meddiff_lab.training.latent import train_denoiser, training_memory_mb
-    from meddiff_lab.training.trainer import hardware_description
+    from meddiff_lab.runtime import hardware_description
 
     started = time.perf_counter()
     device = torch.device(device or "cpu")

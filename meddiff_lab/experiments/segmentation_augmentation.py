@@ -88,7 +88,8 @@ from meddiff_lab.metrics.generative import ms_ssim_diversity, ms_ssim_settings
 from meddiff_lab.models.controlnet import BoundCondition
 from meddiff_lab.training.segmentation import (SEG_STRUCTURES, classical_augmentation, phantom_pixel_spacing_mm,
                                                predict_masks, segmentation_scores, stack_masks, train_segmentation)
-from meddiff_lab.training.trainer import generate_samples, hardware_description
+from meddiff_lab.diffusion.sampling import generate_samples
+from meddiff_lab.runtime import hardware_description
 
 __all__ = [
     "SegAugmentationProfile", "SEG_AUGMENTATION_PROFILES", "SEG_AUGMENTATION_ARMS", "BASELINES", "LEFT_OUT",
