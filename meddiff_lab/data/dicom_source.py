@@ -30,8 +30,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from meddiff_lab.data.cxr_labels import CXR_LABELS
 from meddiff_lab.data.io import RADIOGRAPH_MODALITIES, MedicalFileError, describe_file, load_radiograph
-from meddiff_lab.data.phantom import CXR_LABELS
 from meddiff_lab.data.sources import _ItemsDataset, _check_image_size, _check_split, _split_indices, _to_item_image
 
 __all__ = ["DicomRadiographs", "looks_like_dicom_folder"]

@@ -43,8 +43,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from meddiff_lab.data.cxr_labels import CXR_LABELS, labels_from_string
 from meddiff_lab.data.intensity import to_model_batch
-from meddiff_lab.data.phantom import CXR_LABELS, generate_phantoms, labels_from_string
+from meddiff_lab.data.phantom import generate_phantoms
 
 __all__ = [
     "DATA_SOURCES",
@@ -421,7 +422,7 @@ class ChestXray14(_ItemsDataset):
     def _masks(self, image_index: str, size: int) -> torch.Tensor:
         from PIL import Image
 
-        from meddiff_lab.data.phantom import load_phantom_masks
+        from meddiff_lab.data.phantom_files import load_phantom_masks
 
         masks = load_phantom_masks(self.root, image_index, self.mask_names)
         out = []
