@@ -403,7 +403,7 @@ def _data_write(args: argparse.Namespace) -> int:
 
 
 def _data_gallery(args: argparse.Namespace) -> int:
-    from meddiff_lab.data.phantom import save_gallery
+    from meddiff_lab.viz.gallery import save_gallery
 
     _check_out_file(args.out, suffixes=(".png",))
     path = save_gallery(args.out, n=args.n, image_size=args.image_size, seed=args.seed, cols=args.cols)
