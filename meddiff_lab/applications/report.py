@@ -3,19 +3,20 @@
 :func:`score_restoration` computes, for restored images against their noiseless truth, on the [0, 1]
 display convention (outputs clipped to the valid range first, the same for every method): PSNR,
 SSIM and NMSE (:mod:`meddiff_lab.metrics.image`), and the median lesion contrast-to-noise ratio
-(:mod:`meddiff_lab.metrics.lesion`) when lesions are given. :func:`markdown_table` turns rows of numbers
-into a Markdown table.
+(:mod:`meddiff_lab.metrics.lesion`) when lesions are given. The tables are written by
+:func:`meddiff_lab.viz.tables.markdown_table` (kept importable from here).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from meddiff_lab.metrics.image import nmse, psnr, ssim
 from meddiff_lab.metrics.lesion import Lesion, lesion_cnr
+from meddiff_lab.viz.tables import markdown_table, show_table
 
 
 def to_display(images: torch.Tensor) -> torch.Tensor:
@@ -44,45 +45,6 @@ def score_restoration(restored: torch.Tensor, truth: torch.Tensor, lesions: Sequ
     if lesions:
         row["cnr"] = float(np.median(lesion_cnr(x, list(lesions))))
     return row
-
-
-def _cell(value: Any, fmt: str) -> str:
-    if isinstance(value, str):
-        return value
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "–"
-    return format(value, fmt)
-
-
-def markdown_table(rows: Mapping[str, Mapping[str, Any]], columns: Mapping[str, str], first: str = "method") -> str:
-    """A Markdown table: one row per key of ``rows``, one column per key of ``columns`` (value: format spec).
-
-    Missing values and NaN show as "–"; strings are shown as they are.
-
-        markdown_table({"bicubic": {"psnr": 30.12}}, {"psnr": ".2f"})
-    """
-    header = "| " + " | ".join([first, *columns]) + " |"
-    rule = "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|"
-    lines = [header, rule]
-    for name, row in rows.items():
-        lines.append("| " + " | ".join([name] + [_cell(row.get(c), f) for c, f in columns.items()]) + " |")
-    return "\n".join(lines)
-
-
-def show_table(rows: Mapping[str, Mapping[str, Any]], columns: Mapping[str, str], first: str = "method") -> str:
-    """Display :func:`markdown_table` (Markdown in Jupyter, text elsewhere) and return it."""
-    text = markdown_table(rows, columns, first)
-    try:
-        from IPython import get_ipython
-        from IPython.display import Markdown, display
-
-        if get_ipython() is not None:
-            display(Markdown(text))
-            return text
-    except ImportError:
-        pass
-    print(text)
-    return text
 
 
 __all__ = ["to_display", "score_restoration", "markdown_table", "show_table"]
