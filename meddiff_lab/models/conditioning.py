@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from meddiff_lab.data.phantom import CXR_LABELS
+from meddiff_lab.data.cxr_labels import CXR_LABELS
 from meddiff_lab.models.controlnet import ControlledUNet
 from meddiff_lab.models.unet import UNet
 
