@@ -174,7 +174,7 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
         description="Train a diffusion U-Net. DIR gets log.csv, last.pt (resumable checkpoint), config.yaml and "
                     "samples/*.png. Several processes or GPUs: accelerate launch --num_processes N -m "
                     "meddiff_lab.cli train --config FILE --out DIR")
-    train.add_argument("--config", required=True, type=Path, help="training config (YAML), e.g. configs/ci.yaml")
+    train.add_argument("--config", required=True, type=Path, help="training config (YAML), e.g. configs/smoke_test_16px.yaml")
     train.add_argument("--out", required=True, type=Path, help="output folder (log.csv, last.pt, samples/)")
     train.add_argument("--resume", action="store_true", help="continue from DIR/last.pt if it exists")
     train.add_argument("--max-steps", type=_positive_int, default=None,

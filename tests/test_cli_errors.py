@@ -94,7 +94,7 @@ def test_train_refuses_an_out_that_is_a_file_or_under_a_file(tmp_path, capsys):
     (["--checkpoint-every", "-1"], "argument --checkpoint-every: expected an integer >= 0"),
 ])
 def test_train_option_values_are_checked_in_one_line(tmp_path, capsys, argv, needle):
-    _argparse_fails(["train", "--config", "configs/ci.yaml", "--out", tmp_path / "o", *argv], capsys, needle)
+    _argparse_fails(["train", "--config", "configs/smoke_test_16px.yaml", "--out", tmp_path / "o", *argv], capsys, needle)
 
 
 def test_resuming_a_checkpoint_without_optimizer_is_one_line(run_dir, tmp_path, capsys):

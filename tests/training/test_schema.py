@@ -135,7 +135,7 @@ def test_config_file_that_is_not_text_or_a_folder_is_refused(tmp_path):
 
 
 def test_shipped_configs_still_parse():
-    for name in ("ci", "classroom", "pretrained_phantom64"):
+    for name in ("smoke_test_16px", "student_phantom32", "pretrained_phantom64"):
         TrainConfig.from_yaml(f"configs/{name}.yaml")
     EncoderConfig.from_yaml("configs/phantom_encoder.yaml")
 

@@ -30,7 +30,7 @@ def _read_log(path):
 
 
 def test_ci_config_loss_falls(tmp_path):
-    trainer = train_from_config(REPO / "configs" / "ci.yaml", tmp_path, progress=False)
+    trainer = train_from_config(REPO / "configs" / "smoke_test_16px.yaml", tmp_path, progress=False)
     rows = _read_log(tmp_path / "log.csv")
     losses = [float(r["loss"]) for r in rows]
     assert {"step", "loss"} <= set(rows[0])
@@ -141,7 +141,7 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         TrainConfig.from_yaml(bad)
 
 
-@pytest.mark.parametrize("name", ["ci.yaml", "classroom.yaml", "pretrained_phantom64.yaml"])
+@pytest.mark.parametrize("name", ["smoke_test_16px.yaml", "student_phantom32.yaml", "pretrained_phantom64.yaml"])
 def test_training_configs_parse(name):
     assert TrainConfig.from_yaml(REPO / "configs" / name).max_steps > 0
 
