@@ -7,8 +7,9 @@
 ``meddiff-lab[lab,test,dist]`` through the installed packages' metadata and pins every package reached
 at its installed version, so Binder next term installs what the tests ran with today. `make setup`
 installs within these pins, so a fresh clone tests exactly them. Not pinned: the project itself
-(postBuild installs it), pip, and the browser tests' driver (the ``browser`` extra), listed in a
-comment with anything else installed. torch is pinned as its CPU build, from PyTorch's CPU index.
+(postBuild installs it), pip, and what only the tests need (the ``browser`` extra, the browser tests'
+driver, and the ``lint`` extra, ruff), listed in a comment with anything else installed. torch is
+pinned as its CPU build, from PyTorch's CPU index.
 
 `constraints` reads environment.yml with the standard library only (`make setup` uses it before the
 environment exists), test-only pins included, leaving out the index line, which an offline machine
@@ -26,7 +27,7 @@ ENVIRONMENT = BINDER / "environment.yml"
 PROJECT = "meddiff-lab"
 EXTRAS = ("lab", "test", "dist")
 #: extras the tests need but Binder does not: pinned in ``# test-only:`` lines, which Binder ignores
-TEST_ONLY_EXTRAS = ("browser",)
+TEST_ONLY_EXTRAS = ("browser", "lint")
 TORCH_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
 PIN = re.compile(r"^\s*-\s+([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)\s*$")
 TEST_ONLY_PIN = re.compile(r"^#\s*test-only:\s+([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)\s*$")
@@ -111,9 +112,9 @@ def locked_packages() -> tuple[dict[str, str], list[str]]:
 
 
 def test_only_packages(pins: dict[str, str]) -> dict[str, str]:
-    """What the tests need beyond ``pins`` (the ``browser`` extra: Playwright and its dependencies), as
-    installed here. With ``pins`` and these, the lock holds all that `make setup` installs on a fresh
-    clone but pip and setuptools."""
+    """What the tests need beyond ``pins`` (the ``browser`` and ``lint`` extras: Playwright, ruff and their
+    dependencies), as installed here. With ``pins`` and these, the lock holds all that `make setup`
+    installs on a fresh clone but pip and setuptools."""
     extra = closure([f"{PROJECT}[{','.join(TEST_ONLY_EXTRAS)}]"])
     return {name: version for name, version in extra.items() if name not in pins and name != canonical(PROJECT)}
 
@@ -126,8 +127,9 @@ def render(pins: dict[str, str], not_pinned: list[str], test_only: dict[str, str
         if name == "torch" and "+" not in version:
             version += "+cpu"
         lines.append(f"      - {name}=={version}\n")
-    lines.append(f"# Pinned for the tests only (meddiff-lab[{','.join(TEST_ONLY_EXTRAS)}]: the browser tests' driver): "
-                 "make setup installs\n# these versions; Binder, reading YAML, skips these comment lines.\n")
+    lines.append(f"# Pinned for the tests only (meddiff-lab[{','.join(TEST_ONLY_EXTRAS)}]: the browser tests' driver "
+                 "and the linter):\n# make setup installs these versions; Binder, reading YAML, skips these comment "
+                 "lines.\n")
     lines += [f"# test-only: {name}=={test_only[name]}\n" for name in sorted(test_only)]
     left = [name for name in not_pinned if name not in test_only]
     lines.append(f"# Installed where the lock was made but required by neither, so not pinned:\n# {', '.join(left)}\n")

@@ -29,6 +29,13 @@ def test_test_runs_pytest_in_the_ci_profile():
     assert "MEDDIFF_PROFILE=ci .venv/bin/python -m pytest -q tests" in dry_run("test")
 
 
+def test_test_lints_the_package_tests_and_notebooks_before_pytest():
+    commands = dry_run("test")
+    check = commands.index(".venv/bin/ruff check meddiff_lab tests benchmarks scripts notebooks")
+    fmt = commands.index(".venv/bin/ruff format --check meddiff_lab tests benchmarks scripts")
+    assert check < fmt < commands.index("-m pytest -q tests")
+
+
 def test_lab_opens_the_welcome_notebook_and_starts_as_root_in_a_container():
     commands = dry_run("lab", "LAB_ARGS=--no-browser")
     lab = next(line for line in commands.splitlines() if "jupyter lab" in line)
