@@ -39,9 +39,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -50,10 +50,23 @@ ATTENTION_LEVELS = (False, False, True)
 HEAD_CHANNELS = 32
 DEFAULT_BATCH = {32: 32, 64: 16}
 #: Every setting of every model: the peers in both memory formats and both precisions, the kit in its default.
-ALL_SETTINGS = ["kit", "kit+bf16", "monai", "monai+cl", "monai+bf16", "monai+cl+bf16",
-                "diffusers", "diffusers+cl", "diffusers+bf16", "diffusers+cl+bf16"]
-VARIANTS = {"cl": "channels-last weights and inputs", "bf16": "bfloat16 autocast",
-            "nchw": "the kit's UNet with channels_last=False (feature maps in the default layout)"}
+ALL_SETTINGS = [
+    "kit",
+    "kit+bf16",
+    "monai",
+    "monai+cl",
+    "monai+bf16",
+    "monai+cl+bf16",
+    "diffusers",
+    "diffusers+cl",
+    "diffusers+bf16",
+    "diffusers+cl+bf16",
+]
+VARIANTS = {
+    "cl": "channels-last weights and inputs",
+    "bf16": "bfloat16 autocast",
+    "nchw": "the kit's UNet with channels_last=False (feature maps in the default layout)",
+}
 
 
 def build_model(name: str, image_size: int, kit_channels_last: bool = True) -> tuple[torch.nn.Module, Callable]:
@@ -61,25 +74,45 @@ def build_model(name: str, image_size: int, kit_channels_last: bool = True) -> t
     if name == "kit":
         from meddiff_lab.models import UNet
 
-        model = UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=CHANNELS,
-                     attention_levels=ATTENTION_LEVELS, num_res_blocks=1, num_head_channels=HEAD_CHANNELS,
-                     channels_last=kit_channels_last)
+        model = UNet(
+            spatial_dims=2,
+            in_channels=1,
+            out_channels=1,
+            channels=CHANNELS,
+            attention_levels=ATTENTION_LEVELS,
+            num_res_blocks=1,
+            num_head_channels=HEAD_CHANNELS,
+            channels_last=kit_channels_last,
+        )
         return model, lambda m, x, t: m(x, t)
     if name == "monai":
         from monai.networks.nets import DiffusionModelUNet
 
-        model = DiffusionModelUNet(spatial_dims=2, in_channels=1, out_channels=1, channels=CHANNELS,
-                                   attention_levels=ATTENTION_LEVELS, num_res_blocks=1,
-                                   num_head_channels=HEAD_CHANNELS)
+        model = DiffusionModelUNet(
+            spatial_dims=2,
+            in_channels=1,
+            out_channels=1,
+            channels=CHANNELS,
+            attention_levels=ATTENTION_LEVELS,
+            num_res_blocks=1,
+            num_head_channels=HEAD_CHANNELS,
+        )
         return model, lambda m, x, t: m(x, t)
     if name == "diffusers":
         from diffusers import UNet2DModel
 
         down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in ATTENTION_LEVELS)
         up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(ATTENTION_LEVELS))
-        model = UNet2DModel(sample_size=image_size, in_channels=1, out_channels=1, block_out_channels=CHANNELS,
-                            layers_per_block=1, down_block_types=down, up_block_types=up,
-                            attention_head_dim=HEAD_CHANNELS)
+        model = UNet2DModel(
+            sample_size=image_size,
+            in_channels=1,
+            out_channels=1,
+            block_out_channels=CHANNELS,
+            layers_per_block=1,
+            down_block_types=down,
+            up_block_types=up,
+            attention_head_dim=HEAD_CHANNELS,
+        )
         return model, lambda m, x, t: m(x, t).sample
     raise ValueError(f"unknown model {name!r}; expected kit, monai or diffusers (optionally +cl, +bf16, +nchw)")
 
@@ -147,8 +180,17 @@ class Runner:
 CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 
 
-def measure(labels: list[str], device: torch.device, image_size: int, batch_size: int, mode: str,
-            rounds: int, steps: int, warmup: int = 2, clock: str = "wall") -> dict[str, list[float]]:
+def measure(
+    labels: list[str],
+    device: torch.device,
+    image_size: int,
+    batch_size: int,
+    mode: str,
+    rounds: int,
+    steps: int,
+    warmup: int = 2,
+    clock: str = "wall",
+) -> dict[str, list[float]]:
     """Images/s of each model per round, measured alternating (rotating order). Returns label -> list."""
     runners = [Runner(label, device, image_size, batch_size, mode) for label in labels]
     for runner in runners:
@@ -156,7 +198,7 @@ def measure(labels: list[str], device: torch.device, image_size: int, batch_size
             runner.step()
     speeds: dict[str, list[float]] = {label: [] for label in labels}
     for r in range(rounds):
-        order = runners[r % len(runners):] + runners[:r % len(runners)]
+        order = runners[r % len(runners) :] + runners[: r % len(runners)]
         for runner in order:
             speeds[runner.label].append(runner.time_steps(steps, CLOCKS[clock]))
     return speeds
@@ -176,43 +218,91 @@ def machine_description(device: torch.device, threads: int) -> str:
     return f"{cpu}, {threads} thread(s), torch {torch.__version__}"
 
 
-def run(models: list[str], devices: list[str], sizes: list[int], modes: list[str], rounds: int, steps: int,
-        threads: int, batch: int | None = None, clock: str = "wall", out=sys.stdout) -> list[dict]:
+def run(
+    models: list[str],
+    devices: list[str],
+    sizes: list[int],
+    modes: list[str],
+    rounds: int,
+    steps: int,
+    threads: int,
+    batch: int | None = None,
+    clock: str = "wall",
+    out=sys.stdout,
+) -> list[dict]:
     """Measure every (device, size, mode) and print a table per device; returns one dict per row."""
     torch.set_num_threads(threads)
     rows = []
     for device_name in devices:
         device = torch.device(device_name)
         policy = os.environ.get("OMP_WAIT_POLICY", "default")
-        print(f"\n## {device_name}: {machine_description(device, threads)}; OMP_WAIT_POLICY {policy}; "
-              f"load average {_load_average():.1f}; clock {clock if device.type == 'cpu' else 'wall'}",
-              file=out, flush=True)
-        print(f"{'size':>5} {'batch':>5} {'mode':>8} {'model':>16} {'params':>9} {'median img/s':>13} "
-              f"{'min..max':>15} {'vs monai':>9} {'vs diffusers':>13}", file=out, flush=True)
+        print(
+            f"\n## {device_name}: {machine_description(device, threads)}; OMP_WAIT_POLICY {policy}; "
+            f"load average {_load_average():.1f}; clock {clock if device.type == 'cpu' else 'wall'}",
+            file=out,
+            flush=True,
+        )
+        print(
+            f"{'size':>5} {'batch':>5} {'mode':>8} {'model':>16} {'params':>9} {'median img/s':>13} "
+            f"{'min..max':>15} {'vs monai':>9} {'vs diffusers':>13}",
+            file=out,
+            flush=True,
+        )
         for size in sizes:
             batch_size = batch or DEFAULT_BATCH.get(size, 16)
             for mode in modes:
                 load = _load_average()
-                speeds = measure(models, device, size, batch_size, mode, rounds, steps,
-                                 clock=clock if device.type == "cpu" else "wall")
+                speeds = measure(
+                    models,
+                    device,
+                    size,
+                    batch_size,
+                    mode,
+                    rounds,
+                    steps,
+                    clock=clock if device.type == "cpu" else "wall",
+                )
                 medians = {label: statistics.median(v) for label, v in speeds.items()}
                 for label, values in speeds.items():
-                    row = dict(device=device_name, image_size=size, batch_size=batch_size, mode=mode, model=label,
-                               parameters=_parameters(label), median_images_per_s=medians[label],
-                               rounds=values, threads=threads, load_average=load, clock=clock)
+                    row = dict(
+                        device=device_name,
+                        image_size=size,
+                        batch_size=batch_size,
+                        mode=mode,
+                        model=label,
+                        parameters=_parameters(label),
+                        median_images_per_s=medians[label],
+                        rounds=values,
+                        threads=threads,
+                        load_average=load,
+                        clock=clock,
+                    )
                     for reference in ("monai", "diffusers"):
                         if reference in speeds:  # paired: this model's round against the reference's same round
-                            row[f"vs_{reference}"] = statistics.median(
-                                a / b for a, b in zip(values, speeds[reference]))
+                            row[f"vs_{reference}"] = statistics.median(a / b for a, b in zip(values, speeds[reference]))
                     rows.append(row)
-                    print(f"{size:>5} {batch_size:>5} {mode:>8} {label:>16} {row['parameters'] / 1e6:>8.2f}M "
-                          f"{medians[label]:>13.1f} {min(values):>7.1f}..{max(values):<7.1f} "
-                          f"{_ratio(row, 'vs_monai'):>9} {_ratio(row, 'vs_diffusers'):>13}", file=out, flush=True)
+                    print(
+                        f"{size:>5} {batch_size:>5} {mode:>8} {label:>16} {row['parameters'] / 1e6:>8.2f}M "
+                        f"{medians[label]:>13.1f} {min(values):>7.1f}..{max(values):<7.1f} "
+                        f"{_ratio(row, 'vs_monai'):>9} {_ratio(row, 'vs_diffusers'):>13}",
+                        file=out,
+                        flush=True,
+                    )
                 summary = fastest_settings_summary(speeds)
                 for line in summary["lines"]:
                     print(f"   {line}", file=out, flush=True)
-                rows.append(dict(device=device_name, image_size=size, batch_size=batch_size, mode=mode,
-                                 summary=summary["ratios"], load_average=load, threads=threads, clock=clock))
+                rows.append(
+                    dict(
+                        device=device_name,
+                        image_size=size,
+                        batch_size=batch_size,
+                        mode=mode,
+                        summary=summary["ratios"],
+                        load_average=load,
+                        threads=threads,
+                        clock=clock,
+                    )
+                )
     return rows
 
 
@@ -262,15 +352,19 @@ def auto_precision_report(device: torch.device, image_size: int, batch_size: int
     """What ``precision: auto`` measures and picks for the kit's training step (its own alternating timing)."""
     from meddiff_lab.training.precision import choose_precision
 
-    runners = {"no": Runner("kit", device, image_size, batch_size, "train"),
-               "bf16": Runner("kit+bf16", device, image_size, batch_size, "train")}
-    choice = choose_precision("auto", device, lambda precision: runners[precision].step(),
-                              images_per_step=batch_size)
+    runners = {
+        "no": Runner("kit", device, image_size, batch_size, "train"),
+        "bf16": Runner("kit+bf16", device, image_size, batch_size, "train"),
+    }
+    choice = choose_precision("auto", device, lambda precision: runners[precision].step(), images_per_step=batch_size)
     speedup = f"{choice.speedup:.2f}x" if choice.speedup else "not measured"
-    print(f"precision auto ({image_size} px, batch {batch_size}, kit training step): {choice.precision}; "
-          f"fp32 {choice.fp32_images_per_sec or float('nan'):.1f} img/s, bf16 "
-          f"{choice.bf16_images_per_sec or float('nan'):.1f} img/s, bf16 speed-up {speedup}; {choice.reason}",
-          file=out, flush=True)
+    print(
+        f"precision auto ({image_size} px, batch {batch_size}, kit training step): {choice.precision}; "
+        f"fp32 {choice.fp32_images_per_sec or float('nan'):.1f} img/s, bf16 "
+        f"{choice.bf16_images_per_sec or float('nan'):.1f} img/s, bf16 speed-up {speedup}; {choice.reason}",
+        file=out,
+        flush=True,
+    )
     return choice.to_dict()
 
 
@@ -297,22 +391,34 @@ def _ratio(row: dict, key: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="32 px, training only, 3 rounds of 2 steps")
-    parser.add_argument("--models", nargs="+", default=ALL_SETTINGS,
-                        help="kit, monai, diffusers, optionally with +cl, +bf16, +nchw (default: the peers in "
-                             "both memory formats and both precisions, the kit in fp32 and bf16)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=ALL_SETTINGS,
+        help="kit, monai, diffusers, optionally with +cl, +bf16, +nchw (default: the peers in "
+        "both memory formats and both precisions, the kit in fp32 and bf16)",
+    )
     parser.add_argument("--sizes", nargs="+", type=int, default=None, help="image sizes (default: 32 64)")
-    parser.add_argument("--modes", nargs="+", choices=("train", "forward"), default=None,
-                        help="train and/or forward (default: both)")
+    parser.add_argument(
+        "--modes", nargs="+", choices=("train", "forward"), default=None, help="train and/or forward (default: both)"
+    )
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: 32 at 32 px, 16 at 64 px)")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per model (default 7, quick 3)")
     parser.add_argument("--steps", type=int, default=None, help="steps per round (default 3, quick 2)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
-                        help="wall (default) or process: CPU seconds of this process, which other jobs on a "
-                             "shared machine barely disturb (use with --threads 1)")
-    parser.add_argument("--auto-precision", action="store_true",
-                        help="also run precision 'auto' on the kit's training step and print its measured speed-up")
+    parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="wall (default) or process: CPU seconds of this process, which other jobs on a "
+        "shared machine barely disturb (use with --threads 1)",
+    )
+    parser.add_argument(
+        "--auto-precision",
+        action="store_true",
+        help="also run precision 'auto' on the kit's training step and print its measured speed-up",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     return parser
 
@@ -328,10 +434,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args.models, devices, sizes, modes, rounds, steps, args.threads, args.batch, args.clock)
     if args.auto_precision:
         size = sizes[0]
-        rows.append(dict(auto_precision=auto_precision_report(torch.device("cpu"), size,
-                                                              args.batch or DEFAULT_BATCH.get(size, 16))))
-    print(f"\n{len(rows)} rows in {time.perf_counter() - started:.0f} s (median over {rounds} rounds of {steps} "
-          f"steps, models alternating; ratios: median of per-round ratios)")
+        rows.append(
+            dict(
+                auto_precision=auto_precision_report(
+                    torch.device("cpu"), size, args.batch or DEFAULT_BATCH.get(size, 16)
+                )
+            )
+        )
+    print(
+        f"\n{len(rows)} rows in {time.perf_counter() - started:.0f} s (median over {rounds} rounds of {steps} "
+        f"steps, models alternating; ratios: median of per-round ratios)"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1))

@@ -29,8 +29,9 @@ import random
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,8 +40,19 @@ REQUIRED_KEYS = ("model", "step", "config")
 #: what a checkpoint needs to continue a run (``Trainer.load``), beyond the weights
 RESUME_KEYS = ("model", "ema", "optimizer", "lr_scheduler", "rng", "step", "config")
 #: pickle opcodes that import or call something: a file using them asks the loader to run code
-_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD", "EXT1", "EXT2",
-                 "EXT4"}
+_CODE_OPCODES = {
+    "GLOBAL",
+    "STACK_GLOBAL",
+    "INST",
+    "OBJ",
+    "REDUCE",
+    "NEWOBJ",
+    "NEWOBJ_EX",
+    "BUILD",
+    "EXT1",
+    "EXT2",
+    "EXT4",
+}
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -110,8 +122,11 @@ def _write_error(path: Path, exc: BaseException) -> OSError:
     code = getattr(exc, "errno", None) or errno.EIO
     reason = getattr(exc, "strerror", None) or _first_line(exc)
     hint = "; the disk may be full" if code in (errno.ENOSPC, errno.EIO, errno.EDQUOT) else ""
-    return OSError(code, f"could not write checkpoint {path}: {reason} ({free}{hint}); "
-                         f"the previous checkpoint, if any, is untouched", str(path))
+    return OSError(
+        code,
+        f"could not write checkpoint {path}: {reason} ({free}{hint}); the previous checkpoint, if any, is untouched",
+        str(path),
+    )
 
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any] | None = None, **entries: Any) -> Path:
@@ -165,17 +180,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise
     except Exception as exc:  # torch.load raises many types for a file that is not a checkpoint
         if _carries_code(path, exc):
-            raise ValueError(f"refusing to load checkpoint {path}: it contains pickled objects other than "
-                             f"tensors and plain data, which could run code; nothing in it was run") from None
-        raise ValueError(f"checkpoint {path} is corrupt or not a PyTorch checkpoint: {_what_is_wrong(path)}; "
-                         f"expected a file written by torch.save / meddiff-lab train") from None
+            raise ValueError(
+                f"refusing to load checkpoint {path}: it contains pickled objects other than "
+                f"tensors and plain data, which could run code; nothing in it was run"
+            ) from None
+        raise ValueError(
+            f"checkpoint {path} is corrupt or not a PyTorch checkpoint: {_what_is_wrong(path)}; "
+            f"expected a file written by torch.save / meddiff-lab train"
+        ) from None
     if not isinstance(payload, dict):
         raise ValueError(f"checkpoint {path} holds a {type(payload).__name__}, expected a dict")
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise ValueError(f"checkpoint {path} is missing {missing}; expected at least {list(REQUIRED_KEYS)}")
-    if not isinstance(payload["model"], Mapping) or not all(isinstance(v, torch.Tensor)
-                                                             for v in payload["model"].values()):
+    if not isinstance(payload["model"], Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in payload["model"].values()
+    ):
         raise ValueError(f"checkpoint {path}: 'model' must be a state dict (names -> tensors)")
     if isinstance(payload["step"], bool) or not isinstance(payload["step"], int) or payload["step"] < 0:
         raise ValueError(f"checkpoint {path}: 'step' must be a non-negative integer, got {payload['step']!r}")
@@ -188,15 +208,20 @@ def check_resumable(state: Mapping[str, Any], path: str | Path) -> None:
     """Raise ``ValueError`` naming ``path`` unless ``state`` holds everything a resume needs."""
     missing = [key for key in RESUME_KEYS if key not in state]
     if missing:
-        raise ValueError(f"checkpoint {path} cannot be resumed: it lacks {missing} (it holds weights only?); "
-                         f"a resumable checkpoint has {list(RESUME_KEYS)}. Start a new run in another folder, "
-                         f"or sample/export from it instead")
+        raise ValueError(
+            f"checkpoint {path} cannot be resumed: it lacks {missing} (it holds weights only?); "
+            f"a resumable checkpoint has {list(RESUME_KEYS)}. Start a new run in another folder, "
+            f"or sample/export from it instead"
+        )
 
 
 def nonfinite_tensors(state_dict: Mapping[str, Any]) -> list[str]:
     """Names of the floating-point tensors in ``state_dict`` that hold NaN or inf (empty when all are finite)."""
-    return [name for name, value in state_dict.items()
-            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    return [
+        name
+        for name, value in state_dict.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -208,8 +233,11 @@ def _what_is_wrong(path: Path) -> str:
     with open(path, "rb") as handle:
         head = handle.read(4)
     if head == b"PK\x03\x04":
-        return ("a zip archive (the PyTorch format) that is incomplete: truncated, or damaged"
-                if not zipfile.is_zipfile(path) else "a zip archive without readable PyTorch data")
+        return (
+            "a zip archive (the PyTorch format) that is incomplete: truncated, or damaged"
+            if not zipfile.is_zipfile(path)
+            else "a zip archive without readable PyTorch data"
+        )
     if head[:1] == b"\x80":
         return "a damaged or truncated pickle"
     return "neither a PyTorch zip archive nor a pickle"
@@ -221,8 +249,9 @@ def _carries_code(path: Path, exc: BaseException) -> bool:
     Reads the pickle's opcodes with :mod:`pickletools` (which never executes anything).
     """
     text = str(exc)
-    if isinstance(exc, pickle.UnpicklingError) and ("GLOBAL" in text and "blocked" in text
-                                                     or "Unsupported global" in text):
+    if isinstance(exc, pickle.UnpicklingError) and (
+        "GLOBAL" in text and "blocked" in text or "Unsupported global" in text
+    ):
         return True
     try:
         if zipfile.is_zipfile(path):
@@ -246,8 +275,13 @@ def capture_rng_state(data_generator: torch.Generator | None = None) -> dict[str
     np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": [int(version), torch.tensor(mt_state, dtype=torch.int64), gauss],
-        "numpy": [str(np_name), torch.from_numpy(np.asarray(np_keys, dtype=np.int64)), int(np_pos),
-                  int(np_has_gauss), float(np_cached)],
+        "numpy": [
+            str(np_name),
+            torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            int(np_pos),
+            int(np_has_gauss),
+            float(np_cached),
+        ],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -270,8 +304,7 @@ def restore_rng_state(state: Mapping[str, Any], data_generator: torch.Generator 
             try:
                 _restore_one(name, state[name], data_generator)
             except (TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
-                raise ValueError(f"the saved {name!r} random number state is malformed "
-                                 f"({_first_line(exc)})") from None
+                raise ValueError(f"the saved {name!r} random number state is malformed ({_first_line(exc)})") from None
 
 
 def _restore_one(name: str, saved: Any, data_generator: torch.Generator | None) -> None:

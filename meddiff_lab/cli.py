@@ -90,8 +90,9 @@ def _check_out_dir(path: Path, option: str = "--out") -> None:
 def _check_out_file(path: Path, option: str = "--out", suffixes: tuple[str, ...] = ()) -> None:
     """``path`` will be a file: refuse a folder, a wrong extension, or a parent that cannot hold it."""
     if path.is_dir():
-        raise ValueError(f"{option} {path} is a folder; expected a file name"
-                         + (f" ending in {suffixes[0]}" if suffixes else ""))
+        raise ValueError(
+            f"{option} {path} is a folder; expected a file name" + (f" ending in {suffixes[0]}" if suffixes else "")
+        )
     if suffixes and path.suffix.lower() not in suffixes:
         raise ValueError(f"{option} {path} must end in {' or '.join(suffixes)}")
     _check_writable(path.parent, option)
@@ -103,12 +104,15 @@ def _user_error_message(exc: BaseException) -> str | None:
         if exc.filename is not None and exc.strerror:
             name = str(exc.filename)
             text = exc.strerror if name in exc.strerror else f"{name}: {exc.strerror}"
-            hints = {errno.ENOSPC: "the disk is full; free some space or write elsewhere",
-                     errno.EDQUOT: "the disk quota is used up",
-                     errno.ENOTDIR: "a part of this path is a file, not a folder",
-                     errno.EISDIR: "this is a folder; a file was expected",
-                     errno.EACCES: "check the file's permissions", errno.EPERM: "check the file's permissions",
-                     errno.EROFS: "the file system is read-only"}
+            hints = {
+                errno.ENOSPC: "the disk is full; free some space or write elsewhere",
+                errno.EDQUOT: "the disk quota is used up",
+                errno.ENOTDIR: "a part of this path is a file, not a folder",
+                errno.EISDIR: "this is a folder; a file was expected",
+                errno.EACCES: "check the file's permissions",
+                errno.EPERM: "check the file's permissions",
+                errno.EROFS: "the file system is read-only",
+            }
             hint = hints.get(exc.errno)
             return f"{text} ({hint})" if hint and hint not in text else text
         return str(exc) or type(exc).__name__
@@ -130,8 +134,12 @@ def _add_course_commands(sub: argparse._SubParsersAction) -> None:
     csub = course.add_subparsers(dest="course_command", required=True)
     csub.add_parser("list", help="print the notebooks in course order").set_defaults(func=_course_list)
     run = csub.add_parser("run", help="run notebooks; writes executed notebooks, metrics.json, report.md/html")
-    run.add_argument("--profile", default=None, choices=("ci", "classroom", "full"),
-                     help="ci | classroom | full (default: $MEDDIFF_PROFILE or classroom)")
+    run.add_argument(
+        "--profile",
+        default=None,
+        choices=("ci", "classroom", "full"),
+        help="ci | classroom | full (default: $MEDDIFF_PROFILE or classroom)",
+    )
     run.add_argument("--out", required=True, type=Path, help="output folder")
     run.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run only these notebooks")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
@@ -155,56 +163,86 @@ def _course_run(args: argparse.Namespace) -> int:
     _check_out_dir(args.out)
     results = course.run(profile, args.out, only=args.only, kernel=args.kernel)
     failed = [r for r in results if r.status != "passed"]
-    print(f"\n{len(results) - len(failed)} of {len(results)} notebooks passed "
-          f"in {sum(r.seconds for r in results):.0f} s. Report: {args.out / 'report.md'} (and report.html)")
+    print(
+        f"\n{len(results) - len(failed)} of {len(results)} notebooks passed "
+        f"in {sum(r.seconds for r in results):.0f} s. Report: {args.out / 'report.md'} (and report.html)"
+    )
     for r in results:
         if r.over_budget:
             print(f"OVER BUDGET {r.name} ({profile} profile): {', '.join(r.over_budget)}", file=sys.stderr)
     for r in failed:
         err = r.error or {}
-        print(f"FAILED {r.name}: cell {err.get('cell_index', '?')}: {err.get('ename')}: {err.get('evalue')}",
-              file=sys.stderr)
+        print(
+            f"FAILED {r.name}: cell {err.get('cell_index', '?')}: {err.get('ename')}: {err.get('evalue')}",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 
 # ------------------------------------------------------------------------------------------ train
 def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser(
-        "train", help="train a diffusion U-Net from a YAML config (one process; several with `accelerate launch`)",
+        "train",
+        help="train a diffusion U-Net from a YAML config (one process; several with `accelerate launch`)",
         description="Train a diffusion U-Net. DIR gets log.csv, last.pt (resumable checkpoint), config.yaml and "
-                    "samples/*.png. Several processes or GPUs: accelerate launch --num_processes N -m "
-                    "meddiff_lab.cli train --config FILE --out DIR")
-    train.add_argument("--config", required=True, type=Path, help="training config (YAML), e.g. configs/smoke_test_16px.yaml")
+        "samples/*.png. Several processes or GPUs: accelerate launch --num_processes N -m "
+        "meddiff_lab.cli train --config FILE --out DIR",
+    )
+    train.add_argument(
+        "--config", required=True, type=Path, help="training config (YAML), e.g. configs/smoke_test_16px.yaml"
+    )
     train.add_argument("--out", required=True, type=Path, help="output folder (log.csv, last.pt, samples/)")
     train.add_argument("--resume", action="store_true", help="continue from DIR/last.pt if it exists")
-    train.add_argument("--max-steps", type=_positive_int, default=None,
-                       help="total optimizer steps of the run, resumed or not (default: the config's)")
-    train.add_argument("--checkpoint-every", type=_nonnegative_int, default=None,
-                       help="save DIR/last.pt every N steps (0: only at the end)")
+    train.add_argument(
+        "--max-steps",
+        type=_positive_int,
+        default=None,
+        help="total optimizer steps of the run, resumed or not (default: the config's)",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=_nonnegative_int,
+        default=None,
+        help="save DIR/last.pt every N steps (0: only at the end)",
+    )
     train.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: the config's)")
-    train.add_argument("--time-budget", type=_positive_float, default=None, metavar="SECONDS",
-                       help="stop about SECONDS after start: max_steps is fitted to the speed measured in the "
-                            "first steps, so the learning-rate schedule ends with the run (written to config.yaml)")
+    train.add_argument(
+        "--time-budget",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="stop about SECONDS after start: max_steps is fitted to the speed measured in the "
+        "first steps, so the learning-rate schedule ends with the run (written to config.yaml)",
+    )
     train.set_defaults(func=_train)
 
     latent = sub.add_parser(
-        "train-latent", help="train (or resume) a two-stage latent diffusion model from a YAML config",
+        "train-latent",
+        help="train (or resume) a two-stage latent diffusion model from a YAML config",
         description="Stage 1 trains the KL autoencoder (DIR/autoencoder.pt), stage 2 the latent U-Net (DIR/latent.pt); "
-                    "each stage stops at its steps or max_seconds. E.g. meddiff-lab train-latent --config "
-                    "configs/phantom128_ldm.yaml --out runs/phantom128-ldm --resume --export "
-                    "data/pretrained/phantom128-ldm.safetensors")
+        "each stage stops at its steps or max_seconds. E.g. meddiff-lab train-latent --config "
+        "configs/phantom128_ldm.yaml --out runs/phantom128-ldm --resume --export "
+        "data/pretrained/phantom128-ldm.safetensors",
+    )
     latent.add_argument("--config", required=True, type=Path, help="latent diffusion config (YAML)")
     latent.add_argument("--out", required=True, type=Path, help="output folder (autoencoder.pt, latent.pt)")
     latent.add_argument("--resume", action="store_true", help="continue from the checkpoints in DIR")
     latent.add_argument("--stage", choices=("all", "autoencoder"), default="all")
-    latent.add_argument("--export", type=Path, default=None,
-                        help="after training, write this .safetensors (and its .json) for load_pretrained")
+    latent.add_argument(
+        "--export",
+        type=Path,
+        default=None,
+        help="after training, write this .safetensors (and its .json) for load_pretrained",
+    )
     latent.set_defaults(func=_train_latent)
 
     sample = sub.add_parser("sample", help="draw DDIM samples from a shipped model or a checkpoint into a PNG grid")
-    sample.add_argument("--model", required=True,
-                        help="a shipped model name (see PRETRAINED), a training checkpoint (.pt, EMA weights "
-                             "are used) or an exported .safetensors file")
+    sample.add_argument(
+        "--model",
+        required=True,
+        help="a shipped model name (see PRETRAINED), a training checkpoint (.pt, EMA weights "
+        "are used) or an exported .safetensors file",
+    )
     sample.add_argument("--n", type=_positive_int, default=16, help="number of images (default 16)")
     sample.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (default 50)")
     sample.add_argument("--out", required=True, type=Path, help="PNG file for the grid")
@@ -226,9 +264,15 @@ def _train(args: argparse.Namespace) -> int:
     _check_out_dir(args.out)
     config = TrainConfig.from_yaml(args.config)  # a bad config is reported before anything is written
     try:
-        train_from_config(config, args.out, resume=args.resume, max_steps=args.max_steps,
-                          checkpoint_every=args.checkpoint_every, threads=args.threads,
-                          time_budget_s=args.time_budget)
+        train_from_config(
+            config,
+            args.out,
+            resume=args.resume,
+            max_steps=args.max_steps,
+            checkpoint_every=args.checkpoint_every,
+            threads=args.threads,
+            time_budget_s=args.time_budget,
+        )
     except NonFiniteLossError as exc:
         print(f"meddiff-lab train: {exc}", file=sys.stderr)
         return 3
@@ -236,8 +280,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_latent(args: argparse.Namespace) -> int:
-    from meddiff_lab.training.latent import (export_latent_diffusion, load_latent_config,
-                                             train_latent_diffusion_from_config)
+    from meddiff_lab.training.latent import (
+        export_latent_diffusion,
+        load_latent_config,
+        train_latent_diffusion_from_config,
+    )
 
     load_latent_config(args.config)  # a bad config is reported before anything is written
     _check_out_dir(args.out)
@@ -245,8 +292,11 @@ def _train_latent(args: argparse.Namespace) -> int:
         _check_out_file(args.export, "--export", suffixes=(".safetensors",))
     train_latent_diffusion_from_config(args.config, args.out, resume=args.resume, stage=args.stage)
     if args.export is not None:
-        command = (f"meddiff-lab train-latent --config {args.config} --out {args.out}" + (" --resume" if args.resume
-                   else "") + f" --export {args.export}")
+        command = (
+            f"meddiff-lab train-latent --config {args.config} --out {args.out}"
+            + (" --resume" if args.resume else "")
+            + f" --export {args.export}"
+        )
         print(f"exported {export_latent_diffusion(args.out, args.export, args.config, command)}")
     return 0
 
@@ -255,7 +305,6 @@ def _sample(args: argparse.Namespace) -> int:
     import time
 
     import torch
-
     from PIL import Image
 
     from meddiff_lab.diffusion.sampling import generate_samples
@@ -267,8 +316,9 @@ def _sample(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     loaded = _load_model(args.model)
     start = time.perf_counter()
-    images = generate_samples(loaded.model, loaded.scheduler, args.n, loaded.config["image_size"], args.steps,
-                              seed=args.seed, progress=True)
+    images = generate_samples(
+        loaded.model, loaded.scheduler, args.n, loaded.config["image_size"], args.steps, seed=args.seed, progress=True
+    )
     seconds = time.perf_counter() - start
     save_image_grid(images, args.out)
     print(f"{args.n} samples, DDIM-{args.steps}, in {seconds:.1f} s on {torch.get_num_threads()} thread(s): {args.out}")
@@ -280,8 +330,10 @@ def _check_finite_weights(state_dict, what: str) -> None:
 
     bad = nonfinite_tensors(state_dict)
     if bad:
-        raise ValueError(f"{what}: {len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]}), so every image "
-                         f"would be garbage; the run diverged? use an earlier checkpoint")
+        raise ValueError(
+            f"{what}: {len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]}), so every image "
+            f"would be garbage; the run diverged? use an earlier checkpoint"
+        )
 
 
 def _load_model(spec: str):
@@ -300,17 +352,22 @@ def _load_model(spec: str):
     except json.JSONDecodeError as exc:
         raise ValueError(f"--model {spec}: its JSON config is not valid JSON ({exc})") from None
     except KeyError as exc:
-        raise ValueError(f"--model {spec}: its config lacks the key {exc.args[0]!r}; expected image_size, model "
-                         f"(UNet keyword arguments) and the diffusion settings") from None
+        raise ValueError(
+            f"--model {spec}: its config lacks the key {exc.args[0]!r}; expected image_size, model "
+            f"(UNet keyword arguments) and the diffusion settings"
+        ) from None
     except SafetensorError as exc:
-        raise ValueError(f"--model {spec}: not a readable .safetensors file (truncated, or another format): "
-                         f"{exc}") from None
+        raise ValueError(
+            f"--model {spec}: not a readable .safetensors file (truncated, or another format): {exc}"
+        ) from None
     except ValueError as exc:  # the loader's own checks (e.g. NaN weights) name the file; say which option
         raise ValueError(f"--model {spec}: {exc}") from None
     except (RuntimeError, TypeError, AttributeError) as exc:
         text = " ".join(str(exc).split())
-        raise ValueError(f"--model {spec}: its weights and config do not make a model: "
-                         f"{text[:300]}{'...' if len(text) > 300 else ''}") from None
+        raise ValueError(
+            f"--model {spec}: its weights and config do not make a model: "
+            f"{text[:300]}{'...' if len(text) > 300 else ''}"
+        ) from None
     _check_finite_weights(loaded.model.state_dict(), f"--model {spec}")
     return loaded
 
@@ -321,27 +378,37 @@ def _export(args: argparse.Namespace) -> int:
 
     _check_out_file(args.out, suffixes=(".safetensors",))
     state = load_checkpoint(args.checkpoint)
-    _check_finite_weights(state["ema"]["model"] if isinstance(state.get("ema"), dict) and "model" in state["ema"]
-                          else state["model"], f"--checkpoint {args.checkpoint}")
+    _check_finite_weights(
+        state["ema"]["model"] if isinstance(state.get("ema"), dict) and "model" in state["ema"] else state["model"],
+        f"--checkpoint {args.checkpoint}",
+    )
     try:
         path = export_checkpoint(args.checkpoint, args.out, command=args.command, half=args.half)
     except KeyError as exc:
-        raise ValueError(f"--checkpoint {args.checkpoint}: its training config lacks the key {exc.args[0]!r}; "
-                         f"expected a checkpoint written by meddiff-lab train") from None
+        raise ValueError(
+            f"--checkpoint {args.checkpoint}: its training config lacks the key {exc.args[0]!r}; "
+            f"expected a checkpoint written by meddiff-lab train"
+        ) from None
     print(f"wrote {path} and {path.with_suffix('.json')}")
     return 0
 
 
 # ------------------------------------------------------------------------------------------- data
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="write the synthetic chest radiographs, draw a gallery, check or download datasets")
+    data = sub.add_parser(
+        "data", help="write the synthetic chest radiographs, draw a gallery, check or download datasets"
+    )
     dsub = data.add_subparsers(dest="data_command", required=True)
     write = dsub.add_parser("write", help="write synthetic phantoms in the NIH ChestX-ray14 layout (with masks)")
     write.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/synthetic_cxr")
     write.add_argument("--n", type=_positive_int, default=2000, help="number of images (default: 2000)")
     write.add_argument("--image-size", type=_int_at_least(8), default=128, help="image side in pixels (default: 128)")
-    write.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed: same seed, same bytes (default: 0)")
-    write.add_argument("--test-fraction", type=_fraction, default=0.2, help="share of patients' images in test_list.txt")
+    write.add_argument(
+        "--seed", type=_nonnegative_int, default=0, help="random seed: same seed, same bytes (default: 0)"
+    )
+    write.add_argument(
+        "--test-fraction", type=_fraction, default=0.2, help="share of patients' images in test_list.txt"
+    )
     write.add_argument("--no-masks", action="store_true", help="do not write masks/*.npz")
     write.add_argument("--force", action="store_true", help="rewrite even if the folder already holds this set")
     write.set_defaults(func=_data_write)
@@ -358,11 +425,18 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     check.set_defaults(func=_data_check)
     download = dsub.add_parser("download", help="download MedMNIST (ChestMNIST, PneumoniaMNIST) or MedNIST")
     download.add_argument("dataset", choices=("medmnist", "mednist"), help="which dataset")
-    download.add_argument("--root", required=True, type=Path,
-                          help="folder to download into (data/downloads is git-ignored and searched by the readers)")
-    download.add_argument("--flags", nargs="+", default=None, metavar="FLAG",
-                          help="MedMNIST files (default: chestmnist pneumoniamnist)")
-    download.add_argument("--size", type=_positive_int, default=None, help="MedMNIST+ size: 28 (default), 64, 128 or 224")
+    download.add_argument(
+        "--root",
+        required=True,
+        type=Path,
+        help="folder to download into (data/downloads is git-ignored and searched by the readers)",
+    )
+    download.add_argument(
+        "--flags", nargs="+", default=None, metavar="FLAG", help="MedMNIST files (default: chestmnist pneumoniamnist)"
+    )
+    download.add_argument(
+        "--size", type=_positive_int, default=None, help="MedMNIST+ size: 28 (default), 64, 128 or 224"
+    )
     download.set_defaults(func=_data_download)
 
 
@@ -372,8 +446,12 @@ def _data_write(args: argparse.Namespace) -> int:
     _check_out_dir(args.out)
     stamp = args.out / "README.txt"
     wanted = f"n={args.n} image_size={args.image_size} seed={args.seed} phantom_version={PHANTOM_VERSION}."
-    if (not args.force and stamp.is_file() and wanted in stamp.read_text(errors="replace")
-            and (args.out / "Data_Entry_2017.csv").is_file()):
+    if (
+        not args.force
+        and stamp.is_file()
+        and wanted in stamp.read_text(errors="replace")
+        and (args.out / "Data_Entry_2017.csv").is_file()
+    ):
         print(f"{args.out} already holds the synthetic set ({wanted}); nothing to do (--force rewrites it).")
         return 0
     # write into a temporary folder beside --out, then move the files in: a failed write leaves nothing behind
@@ -383,11 +461,18 @@ def _data_write(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", suffix=".partial", dir=args.out.parent))
     try:
-        write_synthetic_cxr(staging, n=args.n, image_size=args.image_size, seed=args.seed,
-                            test_fraction=args.test_fraction, with_masks=not args.no_masks)
+        write_synthetic_cxr(
+            staging,
+            n=args.n,
+            image_size=args.image_size,
+            seed=args.seed,
+            test_fraction=args.test_fraction,
+            with_masks=not args.no_masks,
+        )
     except ValueError as exc:
-        raise ValueError(f"data write --n {args.n} --test-fraction {args.test_fraction}: {exc}; nothing was "
-                         f"written") from None
+        raise ValueError(
+            f"data write --n {args.n} --test-fraction {args.test_fraction}: {exc}; nothing was written"
+        ) from None
     else:
         args.out.mkdir(parents=True, exist_ok=True)
         for entry in sorted(staging.iterdir()):
@@ -430,8 +515,9 @@ def _data_download(args: argparse.Namespace) -> int:
 
     try:
         if args.dataset == "medmnist":
-            paths = download.download_medmnist(args.root, flags=args.flags or download.MEDMNIST_DEFAULT_FLAGS,
-                                               size=args.size)
+            paths = download.download_medmnist(
+                args.root, flags=args.flags or download.MEDMNIST_DEFAULT_FLAGS, size=args.size
+            )
         else:
             paths = [download.download_mednist(args.root)]
     except download.DownloadError as exc:
@@ -452,39 +538,80 @@ def _add_metrics_commands(sub: argparse._SubParsersAction) -> None:
     enc.add_argument("--steps", type=_positive_int, default=None, help="override the config's number of steps")
     enc.add_argument("--threads", type=_positive_int, default=None, help="override the config's CPU threads")
     enc.set_defaults(func=_metrics_train_encoder)
-    ev = msub.add_parser("evaluate", help="FID/KID/precision/recall/diversity (+ memorisation) beside real-vs-real floors")
+    ev = msub.add_parser(
+        "evaluate", help="FID/KID/precision/recall/diversity (+ memorisation) beside real-vs-real floors"
+    )
     source = ev.add_mutually_exclusive_group(required=True)
     source.add_argument("--generated", type=Path, help="generated images: .npy/.npz/.pt or a folder of PNGs")
-    source.add_argument("--model", help="sample this model instead: a pretrained name (phantom64) or a .safetensors file")
-    ev.add_argument("--num-samples", "--n", dest="num_samples", type=_positive_int, default=128,
-                    help="with --model: how many samples per step count, and real images per set (default: 128)")
-    ev.add_argument("--steps", type=_positive_int, nargs="+", default=[50],
-                    help="with --model: DDIM steps, one or more counts (default: 50), e.g. --steps 50 100")
-    ev.add_argument("--card", type=Path, default=None,
-                    help="with --model: also write the model card's evaluation section (markdown) here")
-    ev.add_argument("--real", default="synthetic",
-                    help="held-out real images (at least twice as many as generated): a path, or 'synthetic' for "
-                         "phantoms of unseen patients (default)")
-    ev.add_argument("--train", default=None,
-                    help="the model's training images for the memorisation check: a path, or 'synthetic:N' for the "
-                         "first N phantoms of seed 0 (what the shipped model trained on)")
+    source.add_argument(
+        "--model", help="sample this model instead: a pretrained name (phantom64) or a .safetensors file"
+    )
+    ev.add_argument(
+        "--num-samples",
+        "--n",
+        dest="num_samples",
+        type=_positive_int,
+        default=128,
+        help="with --model: how many samples per step count, and real images per set (default: 128)",
+    )
+    ev.add_argument(
+        "--steps",
+        type=_positive_int,
+        nargs="+",
+        default=[50],
+        help="with --model: DDIM steps, one or more counts (default: 50), e.g. --steps 50 100",
+    )
+    ev.add_argument(
+        "--card",
+        type=Path,
+        default=None,
+        help="with --model: also write the model card's evaluation section (markdown) here",
+    )
+    ev.add_argument(
+        "--real",
+        default="synthetic",
+        help="held-out real images (at least twice as many as generated): a path, or 'synthetic' for "
+        "phantoms of unseen patients (default)",
+    )
+    ev.add_argument(
+        "--train",
+        default=None,
+        help="the model's training images for the memorisation check: a path, or 'synthetic:N' for the "
+        "first N phantoms of seed 0 (what the shipped model trained on)",
+    )
     ev.add_argument("--extractor", default="phantom", choices=("phantom", "inception", "radimagenet"))
     ev.add_argument("--seed", type=_nonnegative_int, default=0)
     ev.add_argument("--threads", type=_positive_int, default=None)
     ev.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ev.set_defaults(func=_metrics_evaluate)
-    ce = msub.add_parser("evaluate-conditional",
-                         help="check a conditional zoo model (findings/metadata, mask or edge ControlNet) with "
-                              "instruments trained on real phantoms, every number beside the real images'")
-    ce.add_argument("--model", required=True,
-                    help="a conditional model: a pretrained name (phantom64-cond) or a .safetensors file")
-    ce.add_argument("--guidance", type=_positive_float, default=2.0,
-                    help="classifier-free guidance scale for a findings/metadata model (default: 2)")
+    ce = msub.add_parser(
+        "evaluate-conditional",
+        help="check a conditional zoo model (findings/metadata, mask or edge ControlNet) with "
+        "instruments trained on real phantoms, every number beside the real images'",
+    )
+    ce.add_argument(
+        "--model", required=True, help="a conditional model: a pretrained name (phantom64-cond) or a .safetensors file"
+    )
+    ce.add_argument(
+        "--guidance",
+        type=_positive_float,
+        default=2.0,
+        help="classifier-free guidance scale for a findings/metadata model (default: 2)",
+    )
     ce.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (default: 50)")
-    ce.add_argument("--n-per-finding", type=_positive_int, default=50,
-                    help="samples per finding, conditioned on real images with it (default: 50)")
-    ce.add_argument("--n", dest="num_samples", type=_positive_int, default=100,
-                    help="samples for the CTR check (per arm), sex/view pairs, or ControlNet controls (default: 100)")
+    ce.add_argument(
+        "--n-per-finding",
+        type=_positive_int,
+        default=50,
+        help="samples per finding, conditioned on real images with it (default: 50)",
+    )
+    ce.add_argument(
+        "--n",
+        dest="num_samples",
+        type=_positive_int,
+        default=100,
+        help="samples for the CTR check (per arm), sex/view pairs, or ControlNet controls (default: 100)",
+    )
     ce.add_argument("--seed", type=_nonnegative_int, default=0)
     ce.add_argument("--threads", type=_positive_int, default=None)
     ce.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
@@ -507,9 +634,11 @@ def _metrics_train_encoder(args: argparse.Namespace) -> int:
     command = "meddiff-lab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     _, card = train_encoder(config, args.out, command=command)
     ev = card["evaluation"]
-    print(f"wrote {args.out / 'phantom_encoder.safetensors'} ({card['files']['bytes'] / 1e6:.2f} MB) and its card; "
-          f"trained in {card['training']['train_seconds']:.0f} s; held-out label AUROC {ev['label_auroc_mean']:.3f}, "
-          f"CTR MAE {ev['ctr_mae']:.3f}, FID real-vs-real {ev['fid_real_vs_real']:.2f}")
+    print(
+        f"wrote {args.out / 'phantom_encoder.safetensors'} ({card['files']['bytes'] / 1e6:.2f} MB) and its card; "
+        f"trained in {card['training']['train_seconds']:.0f} s; held-out label AUROC {ev['label_auroc_mean']:.3f}, "
+        f"CTR MAE {ev['ctr_mae']:.3f}, FID real-vs-real {ev['fid_real_vs_real']:.2f}"
+    )
     return 0
 
 
@@ -525,14 +654,18 @@ def _metrics_image_set(spec: str, n: int, image_size: int, seed: int, option: st
         if ":" in spec:
             text = spec.split(":", 1)[1]
             if not text.isdigit() or int(text) < 1:
-                raise ValueError(f"{option} {spec!r}: expected 'synthetic' or 'synthetic:N' with N a positive "
-                                 f"integer (the number of phantoms)")
+                raise ValueError(
+                    f"{option} {spec!r}: expected 'synthetic' or 'synthetic:N' with N a positive "
+                    f"integer (the number of phantoms)"
+                )
             count = int(text)
         return to_model_batch(generate_phantoms(count, image_size, seed, masks=()).images)
     images, (low, high) = load_image_set(spec)
     if tuple(images.shape[-2:]) != (image_size, image_size):
-        raise ValueError(f"{option} {spec} holds {tuple(images.shape[-2:])} px images but the generated images are "
-                         f"{image_size} x {image_size}; compare sets of the same resolution")
+        raise ValueError(
+            f"{option} {spec} holds {tuple(images.shape[-2:])} px images but the generated images are "
+            f"{image_size} x {image_size}; compare sets of the same resolution"
+        )
     return (images - low) / (high - low) * 2 - 1
 
 
@@ -557,14 +690,14 @@ def _metrics_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--steps applies to --model only (images given with --generated are already sampled)")
     images, (low, high) = load_image_set(args.generated)
     if images.shape[-1] != images.shape[-2]:
-        raise ValueError(f"--generated {args.generated} holds {tuple(images.shape[-2:])} px images; expected "
-                         f"square images")
+        raise ValueError(
+            f"--generated {args.generated} holds {tuple(images.shape[-2:])} px images; expected square images"
+        )
     generated = (images - low) / (high - low) * 2 - 1
     size = generated.shape[-1]
     # seed 1: patients the shipped model (trained on seed 0) never saw; beyond the 2 N of the floor,
     # up to 192 more calibrate the copy threshold of the memorisation check
-    real = _metrics_image_set(args.real, max(2 * len(generated), len(generated) + 192), size, seed=1,
-                              option="--real")
+    real = _metrics_image_set(args.real, max(2 * len(generated), len(generated) + 192), size, seed=1, option="--real")
     train = _metrics_image_set(args.train, 0, size, seed=0, option="--train") if args.train else None
     results = evaluate_generated(generated, real, train, extractor=args.extractor, seed=args.seed)
     print(format_results(results))
@@ -583,8 +716,9 @@ def _evaluate_model(args: argparse.Namespace) -> int:
     from meddiff_lab.metrics.model_evaluation import evaluate_model, format_model_card
 
     if args.extractor != "phantom":
-        raise ValueError("--model evaluation uses the phantom domain features; pass --generated to use "
-                         f"--extractor {args.extractor}")
+        raise ValueError(
+            f"--model evaluation uses the phantom domain features; pass --generated to use --extractor {args.extractor}"
+        )
     loaded = _load_model(args.model)
     size = int(loaded.config["image_size"])
     n = args.num_samples
@@ -600,9 +734,11 @@ def _evaluate_model(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
     if args.card:
         args.card.parent.mkdir(parents=True, exist_ok=True)
-        command = (f"meddiff-lab metrics evaluate --model {args.model} --n {n} --steps "
-                   f"{' '.join(map(str, args.steps))} --seed {args.seed} --real {args.real}"
-                   + (f" --train {args.train}" if args.train else ""))
+        command = (
+            f"meddiff-lab metrics evaluate --model {args.model} --n {n} --steps "
+            f"{' '.join(map(str, args.steps))} --seed {args.seed} --real {args.real}"
+            + (f" --train {args.train}" if args.train else "")
+        )
         args.card.write_text(f"<!-- {command} -->\n{card}\n", encoding="utf-8")
         print(f"wrote {args.card}")
     return 0
@@ -614,8 +750,11 @@ def _metrics_evaluate_conditional(args: argparse.Namespace) -> int:
 
     import torch
 
-    from meddiff_lab.metrics.conditional_evaluation import (evaluate_controlnet, evaluate_findings_model,
-                                                            format_conditional_card)
+    from meddiff_lab.metrics.conditional_evaluation import (
+        evaluate_controlnet,
+        evaluate_findings_model,
+        format_conditional_card,
+    )
     from meddiff_lab.training.instruments import build_instruments
 
     for path, suffix in ((args.out, ".json"), (args.card, ".md")):
@@ -626,25 +765,37 @@ def _metrics_evaluate_conditional(args: argparse.Namespace) -> int:
     loaded = _load_model(args.model)
     kind = loaded.config.get("conditioning", "none")
     if kind not in ("findings_metadata", "mask", "edges"):
-        raise ValueError(f"--model {args.model} is not a conditional zoo model (its conditioning is {kind!r}); "
-                         f"evaluate an unconditional model with `meddiff-lab metrics evaluate`")
+        raise ValueError(
+            f"--model {args.model} is not a conditional zoo model (its conditioning is {kind!r}); "
+            f"evaluate an unconditional model with `meddiff-lab metrics evaluate`"
+        )
     instruments = build_instruments(int(loaded.config["image_size"]), progress=True)
     if kind == "findings_metadata":
-        results = evaluate_findings_model(loaded, instruments, guidance=args.guidance, steps=args.steps,
-                                          n_per_finding=args.n_per_finding, n_ctr=args.num_samples,
-                                          n_pairs=args.num_samples, seed=args.seed)
+        results = evaluate_findings_model(
+            loaded,
+            instruments,
+            guidance=args.guidance,
+            steps=args.steps,
+            n_per_finding=args.n_per_finding,
+            n_ctr=args.num_samples,
+            n_pairs=args.num_samples,
+            seed=args.seed,
+        )
     else:
         results = evaluate_controlnet(loaded, instruments, n=args.num_samples, steps=args.steps, seed=args.seed)
     results["model"] = args.model
     card = format_conditional_card(results)
     print(card)
-    command = (f"meddiff-lab metrics evaluate-conditional --model {args.model} --steps {args.steps} "
-               f"--n {args.num_samples} --seed {args.seed}"
-               + (f" --guidance {args.guidance:g} --n-per-finding {args.n_per_finding}"
-                  if kind == "findings_metadata" else ""))
+    command = (
+        f"meddiff-lab metrics evaluate-conditional --model {args.model} --steps {args.steps} "
+        f"--n {args.num_samples} --seed {args.seed}"
+        + (f" --guidance {args.guidance:g} --n-per-finding {args.n_per_finding}" if kind == "findings_metadata" else "")
+    )
     results["command"] = command
-    for path, text in ((args.out, json.dumps(results, indent=2, default=float) + "\n"),
-                       (args.card, f"<!-- {command} -->\n{card}")):
+    for path, text in (
+        (args.out, json.dumps(results, indent=2, default=float) + "\n"),
+        (args.card, f"<!-- {command} -->\n{card}"),
+    ):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
@@ -653,8 +804,20 @@ def _metrics_evaluate_conditional(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ bench
-_BENCH_OPTIONS = ("quick", "models", "sizes", "modes", "devices", "batch", "rounds", "steps", "threads", "clock",
-                  "json", "auto_precision")
+_BENCH_OPTIONS = (
+    "quick",
+    "models",
+    "sizes",
+    "modes",
+    "devices",
+    "batch",
+    "rounds",
+    "steps",
+    "threads",
+    "clock",
+    "json",
+    "auto_precision",
+)
 
 
 def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
@@ -670,11 +833,18 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     unet.add_argument("--rounds", type=int, default=None, help="timed rounds per model (default 7, quick 3)")
     unet.add_argument("--steps", type=int, default=None, help="steps per round (default 3, quick 2)")
     unet.add_argument("--threads", type=int, default=None, help="CPU threads (default 2)")
-    unet.add_argument("--clock", choices=("wall", "process"), default=None,
-                      help="wall (default) or process (CPU time; robust on a shared machine with --threads 1)")
+    unet.add_argument(
+        "--clock",
+        choices=("wall", "process"),
+        default=None,
+        help="wall (default) or process (CPU time; robust on a shared machine with --threads 1)",
+    )
     unet.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
-    unet.add_argument("--auto-precision", action="store_true",
-                      help="also print what mixed_precision: auto measures (bf16 speed-up over float32)")
+    unet.add_argument(
+        "--auto-precision",
+        action="store_true",
+        help="also print what mixed_precision: auto measures (bf16 speed-up over float32)",
+    )
     unet.set_defaults(func=_bench_unet)
 
 
@@ -685,8 +855,10 @@ def _bench_unet(args: argparse.Namespace) -> int:
     if not script.is_file():
         script = Path.cwd() / "benchmarks" / "unet_throughput.py"
     if not script.is_file():
-        raise FileNotFoundError("benchmarks/unet_throughput.py was not found next to the package or in the "
-                                "current folder; run `meddiff-lab bench unet` from a source checkout")
+        raise FileNotFoundError(
+            "benchmarks/unet_throughput.py was not found next to the package or in the "
+            "current folder; run `meddiff-lab bench unet` from a source checkout"
+        )
     spec = importlib.util.spec_from_file_location("unet_throughput", script)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -706,37 +878,81 @@ def _bench_unet(args: argparse.Namespace) -> int:
 def _add_experiment_commands(sub: argparse._SubParsersAction) -> None:
     experiment = sub.add_parser("experiment", help="run an experiment grid and write results.json + results.md")
     esub = experiment.add_subparsers(dest="experiment_command", required=True)
-    seg = esub.add_parser("seg-augmentation", help="notebook 07's grid: segmentation with few labels, augmented by "
-                                                   "the edge ControlNet, against classical, pseudo-labels, more labels")
-    seg.add_argument("--profile", default="ci", help="ci (about a minute on one CPU thread), classroom, notebook-full, or "
-                                                     "full (hours on a CPU, minutes on a GPU with --workers)")
+    seg = esub.add_parser(
+        "seg-augmentation",
+        help="notebook 07's grid: segmentation with few labels, augmented by "
+        "the edge ControlNet, against classical, pseudo-labels, more labels",
+    )
+    seg.add_argument(
+        "--profile",
+        default="ci",
+        help="ci (about a minute on one CPU thread), classroom, notebook-full, or "
+        "full (hours on a CPU, minutes on a GPU with --workers)",
+    )
     seg.add_argument("--out", required=True, type=Path, help="output folder (results.json, results.md)")
-    seg.add_argument("--threads", type=_positive_int, default=None,
-                     help="CPU threads (default: PyTorch's); $MEDDIFF_DEVICE picks the device (default: cuda if present)")
-    seg.add_argument("--segmenter-steps", type=_int_at_least(2), default=None,
-                     help="override the profile's steps of every arm (to check them on the validation scores)")
-    seg.add_argument("--workers", type=_positive_int, default=1,
-                     help="processes sharing the grid (one CPU thread each, one shared device), e.g. 12 on a GPU machine")
-    seg.add_argument("--max-seconds", type=float, default=None,
-                     help="start no new (n, draw, seed) group after this many seconds; rerun with the same --out to resume")
+    seg.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="CPU threads (default: PyTorch's); $MEDDIFF_DEVICE picks the device (default: cuda if present)",
+    )
+    seg.add_argument(
+        "--segmenter-steps",
+        type=_int_at_least(2),
+        default=None,
+        help="override the profile's steps of every arm (to check them on the validation scores)",
+    )
+    seg.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="processes sharing the grid (one CPU thread each, one shared device), e.g. 12 on a GPU machine",
+    )
+    seg.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="start no new (n, draw, seed) group after this many seconds; rerun with the same --out to resume",
+    )
     seg.set_defaults(func=_experiment_seg_augmentation)
-    lat = esub.add_parser("latent-comparison", help="notebook 10's table: pixel vs latent, ε/v vs rectified flow at "
-                                                    "equal training FLOPs, FID/KID/precision/recall and steps to a KID")
+    lat = esub.add_parser(
+        "latent-comparison",
+        help="notebook 10's table: pixel vs latent, ε/v vs rectified flow at "
+        "equal training FLOPs, FID/KID/precision/recall and steps to a KID",
+    )
     lat.add_argument("--profile", default="ci", help="ci (seconds) or full (128 px, N = 500: minutes on a GPU)")
     lat.add_argument("--out", required=True, type=Path, help="output folder (results.json, results.md, arms/)")
-    lat.add_argument("--autoencoder", default="phantom128-ldm",
-                     help="a shipped latent model's name or .safetensors (its autoencoder is used), or a config run's "
-                          "autoencoder.pt (default: phantom128-ldm)")
+    lat.add_argument(
+        "--autoencoder",
+        default="phantom128-ldm",
+        help="a shipped latent model's name or .safetensors (its autoencoder is used), or a config run's "
+        "autoencoder.pt (default: phantom128-ldm)",
+    )
     lat.add_argument("--threads", type=_positive_int, default=None)
     lat.set_defaults(func=_experiment_latent_comparison)
-    rec = esub.add_parser("recipes", help="the zoo's training recipe: ε vs v, min-SNR, schedule, learning rate, batch "
-                                          "at a fixed number of training images, FID/KID beside the floor and seed spread")
-    rec.add_argument("--profile", default="ci", help="ci (seconds), cpu (32 px, about 10 minutes an arm on one core) or "
-                                                     "gpu (64 px at the zoo's batch)")
-    rec.add_argument("--out", required=True, type=Path,
-                     help="output folder (results.json, results.md, arms/); rerun the same command to resume")
-    rec.add_argument("--arms", nargs="+", default=None, metavar="ARM",
-                     help="run only these arms (names as in results.md), e.g. to share the grid between processes")
+    rec = esub.add_parser(
+        "recipes",
+        help="the zoo's training recipe: ε vs v, min-SNR, schedule, learning rate, batch "
+        "at a fixed number of training images, FID/KID beside the floor and seed spread",
+    )
+    rec.add_argument(
+        "--profile",
+        default="ci",
+        help="ci (seconds), cpu (32 px, about 10 minutes an arm on one core) or gpu (64 px at the zoo's batch)",
+    )
+    rec.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output folder (results.json, results.md, arms/); rerun the same command to resume",
+    )
+    rec.add_argument(
+        "--arms",
+        nargs="+",
+        default=None,
+        metavar="ARM",
+        help="run only these arms (names as in results.md), e.g. to share the grid between processes",
+    )
     rec.add_argument("--threads", type=_positive_int, default=1, help="CPU threads per process (default: 1)")
     rec.set_defaults(func=_experiment_recipes)
 
@@ -744,9 +960,11 @@ def _add_experiment_commands(sub: argparse._SubParsersAction) -> None:
 def _experiment_seg_augmentation(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from meddiff_lab.experiments.segmentation_augmentation import (get_seg_augmentation_profile,
-                                                                   run_seg_augmentation,
-                                                                   write_seg_augmentation_results)
+    from meddiff_lab.experiments.segmentation_augmentation import (
+        get_seg_augmentation_profile,
+        run_seg_augmentation,
+        write_seg_augmentation_results,
+    )
     from meddiff_lab.runtime import get_device, set_threads
 
     profile = get_seg_augmentation_profile(args.profile)
@@ -756,21 +974,27 @@ def _experiment_seg_augmentation(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise ValueError(f"--max-seconds must be positive, got {args.max_seconds}")
-    results = run_seg_augmentation(profile, device=get_device(), out=args.out, workers=args.workers,
-                                   max_seconds=args.max_seconds)
-    results["command"] = " ".join(["meddiff-lab experiment seg-augmentation", f"--profile {args.profile}"]
-                                  + ([f"--segmenter-steps {args.segmenter_steps}"] if args.segmenter_steps else [])
-                                  + ([f"--threads {args.threads}"] if args.threads else [])
-                                  + ([f"--workers {args.workers}"] if args.workers > 1 else [])
-                                  + ([f"--max-seconds {args.max_seconds:g}"] if args.max_seconds else []))
+    results = run_seg_augmentation(
+        profile, device=get_device(), out=args.out, workers=args.workers, max_seconds=args.max_seconds
+    )
+    results["command"] = " ".join(
+        ["meddiff-lab experiment seg-augmentation", f"--profile {args.profile}"]
+        + ([f"--segmenter-steps {args.segmenter_steps}"] if args.segmenter_steps else [])
+        + ([f"--threads {args.threads}"] if args.threads else [])
+        + ([f"--workers {args.workers}"] if args.workers > 1 else [])
+        + ([f"--max-seconds {args.max_seconds:g}"] if args.max_seconds else [])
+    )
     for path in write_seg_augmentation_results(results, args.out):
         print(f"wrote {path}")
     return 0
 
 
 def _experiment_latent_comparison(args: argparse.Namespace) -> int:
-    from meddiff_lab.experiments.latent_comparison import (get_latent_comparison_profile, run_latent_comparison,
-                                                           write_latent_comparison_results)
+    from meddiff_lab.experiments.latent_comparison import (
+        get_latent_comparison_profile,
+        run_latent_comparison,
+        write_latent_comparison_results,
+    )
     from meddiff_lab.runtime import get_device, set_threads
 
     profile = get_latent_comparison_profile(args.profile)
@@ -787,15 +1011,20 @@ def _experiment_latent_comparison(args: argparse.Namespace) -> int:
 
         autoencoder = load_pretrained(args.autoencoder).autoencoder
     results = run_latent_comparison(profile, autoencoder, device=get_device(), out=args.out)
-    results["command"] = f"meddiff-lab experiment latent-comparison --profile {args.profile} --autoencoder {args.autoencoder}"
+    results["command"] = (
+        f"meddiff-lab experiment latent-comparison --profile {args.profile} --autoencoder {args.autoencoder}"
+    )
     for path in write_latent_comparison_results(results, args.out):
         print(f"wrote {path}")
     return 0
 
 
 def _experiment_recipes(args: argparse.Namespace) -> int:
-    from meddiff_lab.experiments.recipe_comparison import (get_recipe_profile, run_recipe_comparison,
-                                                           write_recipe_results)
+    from meddiff_lab.experiments.recipe_comparison import (
+        get_recipe_profile,
+        run_recipe_comparison,
+        write_recipe_results,
+    )
 
     profile = get_recipe_profile(args.profile)
     _check_out_dir(args.out)
@@ -813,8 +1042,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="meddiff-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_course_commands(sub)
-    for name in ("_add_data_commands", "_add_train_commands", "_add_bench_commands", "_add_metrics_commands",
-                 "_add_experiment_commands"):
+    for name in (
+        "_add_data_commands",
+        "_add_train_commands",
+        "_add_bench_commands",
+        "_add_metrics_commands",
+        "_add_experiment_commands",
+    ):
         adder = globals().get(name)
         if adder is not None:
             adder(sub)
@@ -824,8 +1058,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a user-caused failure prints one line and returns 2 (see the module doc)."""
     args = build_parser().parse_args(argv)
-    command = " ".join(str(getattr(args, key)) for key in ("command", f"{args.command}_command")
-                       if getattr(args, key, None))
+    command = " ".join(
+        str(getattr(args, key)) for key in ("command", f"{args.command}_command") if getattr(args, key, None)
+    )
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -22,9 +22,10 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from meddiff_lab._json import to_jsonable as _jsonable
 
@@ -95,8 +96,19 @@ def recorded() -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------- claims
 #: names a claim's condition may use besides its own numbers
-_CLAIM_BUILTINS = {"abs": abs, "min": min, "max": max, "all": all, "any": any, "len": len, "round": round,
-                   "sum": sum, "bool": bool, "float": float, "int": int}
+_CLAIM_BUILTINS = {
+    "abs": abs,
+    "min": min,
+    "max": max,
+    "all": all,
+    "any": any,
+    "len": len,
+    "round": round,
+    "sum": sum,
+    "bool": bool,
+    "float": float,
+    "int": int,
+}
 
 _CLAIMS: list[dict[str, Any]] = []
 
@@ -164,8 +176,11 @@ def _has_non_finite(value: Any) -> bool:
 
 
 def _show_claim(entry: dict[str, Any]) -> None:
-    text = entry["text"] if entry["holds"] else (
-        f"⚠ **Not supported by this run's numbers:** {entry['text']} ({_claim_reason(entry)})")
+    text = (
+        entry["text"]
+        if entry["holds"]
+        else (f"⚠ **Not supported by this run's numbers:** {entry['text']} ({_claim_reason(entry)})")
+    )
     try:
         from IPython import get_ipython
         from IPython.display import Markdown, display
@@ -181,8 +196,11 @@ def _show_claim(entry: dict[str, Any]) -> None:
 def _claim_reason(entry: dict[str, Any]) -> str:
     """What a claim depended on, in words: its condition, its numbers, and any error."""
     numbers = ", ".join(f"{k} = {_short(v)}" for k, v in entry.get("numbers", {}).items())
-    parts = ([f"condition `{entry['condition']}`"] if entry.get("condition") else []) + \
-            ([f"with {numbers}"] if numbers else []) + ([entry["error"]] if entry.get("error") else [])
+    parts = (
+        ([f"condition `{entry['condition']}`"] if entry.get("condition") else [])
+        + ([f"with {numbers}"] if numbers else [])
+        + ([entry["error"]] if entry.get("error") else [])
+    )
     return " ".join(parts) if parts else "stated as false"
 
 
@@ -191,7 +209,7 @@ def claims() -> list[dict[str, Any]]:
     return [dict(c) for c in _CLAIMS]
 
 
-def unsupported_claims(results: Iterable["NotebookResult"]) -> list[tuple[str, dict[str, Any]]]:
+def unsupported_claims(results: Iterable[NotebookResult]) -> list[tuple[str, dict[str, Any]]]:
     """(notebook, claim) for every claim of a run that its own numbers do not support."""
     return [(r.name, c) for r in results for c in r.claims if not c.get("holds")]
 
@@ -264,15 +282,27 @@ def _execute_one(notebook: Path, output: Path, profile: str, status_file: Path, 
     started = time.perf_counter()
     try:
         pm.execute_notebook(
-            str(notebook), str(output), parameters={"PROFILE": profile}, kernel_name=kernel,
-            cwd=str(notebook.parent), progress_bar=False, log_output=False,
+            str(notebook),
+            str(output),
+            parameters={"PROFILE": profile},
+            kernel_name=kernel,
+            cwd=str(notebook.parent),
+            progress_bar=False,
+            log_output=False,
             execution_timeout=CELL_TIMEOUT.get(profile),
             extra_arguments=[f"--InteractiveShellApp.exec_lines={_KERNEL_SETUP}"],
         )
     except pm.PapermillExecutionError as exc:
-        status = {"status": "failed", "error": {
-            "cell_index": exc.cell_index, "execution_count": exc.exec_count,
-            "source": exc.source, "ename": exc.ename, "evalue": exc.evalue}}
+        status = {
+            "status": "failed",
+            "error": {
+                "cell_index": exc.cell_index,
+                "execution_count": exc.exec_count,
+                "source": exc.source,
+                "ename": exc.ename,
+                "evalue": exc.evalue,
+            },
+        }
     except Exception as exc:  # kernel died, notebook unreadable...
         status = {"status": "failed", "error": {"ename": type(exc).__name__, "evalue": str(exc)}}
     status["seconds"] = time.perf_counter() - started
@@ -299,31 +329,52 @@ def run_notebook(name: str, profile: str, out_dir: Path, kernel: str = "python3"
     env = dict(os.environ, **{METRICS_ENV: str(metrics_file), "MEDDIFF_PROFILE": profile, "MEDDIFF_HEADLESS": "1"})
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "meddiff_lab.course", "_execute", str(source), str(out_dir / f"{name}.ipynb"),
-         profile, str(status_file), kernel],
-        env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "meddiff_lab.course",
+            "_execute",
+            str(source),
+            str(out_dir / f"{name}.ipynb"),
+            profile,
+            str(status_file),
+            kernel,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if status_file.exists():
         status = json.loads(status_file.read_text(encoding="utf-8"))
     else:
-        status = {"status": "failed", "seconds": time.perf_counter() - started, "peak_memory_mb": None,
-                  "error": {"ename": "RunnerError", "evalue": (proc.stderr or proc.stdout)[-2000:]}}
+        status = {
+            "status": "failed",
+            "seconds": time.perf_counter() - started,
+            "peak_memory_mb": None,
+            "error": {"ename": "RunnerError", "evalue": (proc.stderr or proc.stdout)[-2000:]},
+        }
     from meddiff_lab.runtime import BUDGETS
 
     seconds, peak = status["seconds"], status["peak_memory_mb"]
     result = NotebookResult(
-        name=name, status=status["status"], seconds=round(seconds, 2),
+        name=name,
+        status=status["status"],
+        seconds=round(seconds, 2),
         peak_memory_mb=None if peak is None else round(peak, 1),
-        metrics=_read_metrics(metrics_file), error=status.get("error"), output=(proc.stderr or "")[-4000:],
-        over_budget=BUDGETS[profile].overruns(seconds, peak), claims=_read_claims(metrics_file),
+        metrics=_read_metrics(metrics_file),
+        error=status.get("error"),
+        output=(proc.stderr or "")[-4000:],
+        over_budget=BUDGETS[profile].overruns(seconds, peak),
+        claims=_read_claims(metrics_file),
     )
     metrics_file.unlink(missing_ok=True)
     status_file.unlink(missing_ok=True)
     return result
 
 
-def run(profile: str, out_dir: str | Path, only: Sequence[str] | None = None, kernel: str = "python3",
-        progress: bool = True) -> list[NotebookResult]:
+def run(
+    profile: str, out_dir: str | Path, only: Sequence[str] | None = None, kernel: str = "python3", progress: bool = True
+) -> list[NotebookResult]:
     """Run the course (or the notebooks named in ``only``) headless and write the report.
 
     Returns one :class:`NotebookResult` per notebook; see ``out_dir/report.md``.
@@ -333,12 +384,16 @@ def run(profile: str, out_dir: str | Path, only: Sequence[str] | None = None, ke
     out_dir = Path(out_dir)
     folder = notebooks_dir()
     if not folder.is_dir():
-        raise FileNotFoundError(f"the course notebooks folder {folder} does not exist; run from a source checkout "
-                                f"or set MEDDIFF_NOTEBOOKS to the folder holding 00_welcome.ipynb ...")
+        raise FileNotFoundError(
+            f"the course notebooks folder {folder} does not exist; run from a source checkout "
+            f"or set MEDDIFF_NOTEBOOKS to the folder holding 00_welcome.ipynb ..."
+        )
     names = list(only) if only else available_notebooks()
     if not names:
-        raise FileNotFoundError(f"no course notebooks in {folder} (expected {NOTEBOOKS[0]}.ipynb ... "
-                                f"{NOTEBOOKS[-1]}.ipynb); set MEDDIFF_NOTEBOOKS to the right folder")
+        raise FileNotFoundError(
+            f"no course notebooks in {folder} (expected {NOTEBOOKS[0]}.ipynb ... "
+            f"{NOTEBOOKS[-1]}.ipynb); set MEDDIFF_NOTEBOOKS to the right folder"
+        )
     unknown = [n for n in names if n not in NOTEBOOKS]
     if unknown:
         raise ValueError(f"unknown notebook(s) {unknown}; expected names from {list(NOTEBOOKS)}")
@@ -375,17 +430,27 @@ def write_report(results: Iterable[NotebookResult], profile: str, out_dir: Path)
         shown = ", ".join(f"{k} = {_short(v)}" for k, v in list(r.metrics.items())[:6])
         rows.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {r.peak_memory_mb} | {_budget_cell(r)} | {shown} |")
     over = [r.name for r in results if r.over_budget]
-    lines = [f"# Course run: profile `{profile}`", "",
-             f"{sum(r.status == 'passed' for r in results)} of {len(results)} notebooks passed; "
-             f"total {sum(r.seconds for r in results):.0f} s. Budget per notebook: {_budget_text(budget)}; "
-             + (f"**over budget: {', '.join(over)}**." if over else "all within it."), "", *rows, ""]
+    lines = [
+        f"# Course run: profile `{profile}`",
+        "",
+        f"{sum(r.status == 'passed' for r in results)} of {len(results)} notebooks passed; "
+        f"total {sum(r.seconds for r in results):.0f} s. Budget per notebook: {_budget_text(budget)}; "
+        + (f"**over budget: {', '.join(over)}**." if over else "all within it."),
+        "",
+        *rows,
+        "",
+    ]
     lines += _claims_markdown(results)
     for r in results:
         if r.error:
             e = r.error
-            lines += [f"## {r.name} failed", "",
-                      f"Cell {e.get('cell_index', '?')} (execution count {e.get('execution_count', '?')}): "
-                      f"**{e.get('ename')}**: {e.get('evalue')}", ""]
+            lines += [
+                f"## {r.name} failed",
+                "",
+                f"Cell {e.get('cell_index', '?')} (execution count {e.get('execution_count', '?')}): "
+                f"**{e.get('ename')}**: {e.get('evalue')}",
+                "",
+            ]
             if e.get("source"):
                 lines += ["```python", e["source"], "```", ""]
     md = "\n".join(lines)
@@ -395,11 +460,14 @@ def write_report(results: Iterable[NotebookResult], profile: str, out_dir: Path)
         f"<tr class='{r.status}'><td><a href='{r.name}.ipynb'>{r.name}</a></td><td>{r.status}</td>"
         f"<td>{r.seconds:.1f}</td><td>{r.peak_memory_mb}</td><td>{html.escape(_budget_cell(r))}</td>"
         f"<td>{html.escape(', '.join(f'{k} = {_short(v)}' for k, v in r.metrics.items()))}</td></tr>"
-        for r in results)
+        for r in results
+    )
     failures = "".join(
         f"<h2>{r.name} failed</h2><p>Cell {r.error.get('cell_index', '?')}: <b>{html.escape(str(r.error.get('ename')))}"
         f"</b>: {html.escape(str(r.error.get('evalue')))}</p><pre>{html.escape(r.error.get('source') or '')}</pre>"
-        for r in results if r.error)
+        for r in results
+        if r.error
+    )
     failures = _claims_html(results) + failures
     (out_dir / "report.html").write_text(
         "<!doctype html><meta charset='utf-8'><title>meddiff-lab course run</title>"
@@ -408,7 +476,8 @@ def write_report(results: Iterable[NotebookResult], profile: str, out_dir: Path)
         f"<h1>Course run: profile {html.escape(profile)}</h1><table><tr><th>notebook</th><th>status</th>"
         f"<th>seconds</th><th>peak memory (MB)</th><th>budget ({html.escape(_budget_text(budget))})</th>"
         f"<th>key metrics</th></tr>{table}</table>{failures}",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return out_dir / "report.md"
 
 
@@ -418,8 +487,12 @@ def _claims_markdown(results: list[NotebookResult]) -> list[str]:
     bad = unsupported_claims(results)
     lines = [f"## Claims: {len(bad)} unsupported of {checked} checked", ""]
     if not bad:
-        lines += ["Every claim the notebooks made is supported by their own recorded numbers." if checked
-                  else "No notebook made a checked claim.", ""]
+        lines += [
+            "Every claim the notebooks made is supported by their own recorded numbers."
+            if checked
+            else "No notebook made a checked claim.",
+            "",
+        ]
     for name, c in bad:
         lines.append(f"- **{name}**: “{c['text']}” ({_claim_reason(c)})")
     return lines + ([""] if bad else [])
@@ -427,10 +500,13 @@ def _claims_markdown(results: list[NotebookResult]) -> list[str]:
 
 def _claims_html(results: list[NotebookResult]) -> str:
     bad = unsupported_claims(results)
-    items = "".join(f"<li><b>{html.escape(name)}</b>: “{html.escape(c['text'])}” "
-                    f"({html.escape(_claim_reason(c))})</li>" for name, c in bad)
-    return (f"<h2>Claims: {len(bad)} unsupported of {sum(len(r.claims) for r in results)} checked</h2>"
-            + (f"<ul class='unsupported'>{items}</ul>" if bad else ""))
+    items = "".join(
+        f"<li><b>{html.escape(name)}</b>: “{html.escape(c['text'])}” ({html.escape(_claim_reason(c))})</li>"
+        for name, c in bad
+    )
+    return f"<h2>Claims: {len(bad)} unsupported of {sum(len(r.claims) for r in results)} checked</h2>" + (
+        f"<ul class='unsupported'>{items}</ul>" if bad else ""
+    )
 
 
 def _budget_cell(result: NotebookResult) -> str:
@@ -438,8 +514,9 @@ def _budget_cell(result: NotebookResult) -> str:
 
 
 def _budget_text(budget) -> str:
-    parts = ([f"{budget.seconds:.0f} s"] if budget.seconds is not None else []) + \
-            ([f"{budget.memory_mb:.0f} MB"] if budget.memory_mb is not None else [])
+    parts = ([f"{budget.seconds:.0f} s"] if budget.seconds is not None else []) + (
+        [f"{budget.memory_mb:.0f} MB"] if budget.memory_mb is not None else []
+    )
     return " and ".join(parts) if parts else "none"
 
 

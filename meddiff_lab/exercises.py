@@ -13,8 +13,9 @@ so a notebook still runs headless before the student has answered.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,14 +75,24 @@ def compare(name: str, got: Any, expected: Any, rtol: float = 1e-5, atol: float 
     close = np.isclose(g, e, rtol=rtol, atol=atol)
     if not close.all():
         idx = tuple(int(i) for i in np.argwhere(~close)[0])
-        return (f"{name}: {int((~close).sum())} of {close.size} values differ; first at index {idx}: "
-                f"got {g[idx]:.6g}, expected {e[idx]:.6g} (max abs difference {np.abs(g - e).max():.3g})")
+        return (
+            f"{name}: {int((~close).sum())} of {close.size} values differ; first at index {idx}: "
+            f"got {g[idx]:.6g}, expected {e[idx]:.6g} (max abs difference {np.abs(g - e).max():.3g})"
+        )
     return None
 
 
-def run_check(name: str, student_fn: Callable[..., Any], reference_fn: Callable[..., Any],
-              make_inputs: Callable[[torch.Generator], dict[str, Any]], trials: int = 3, seed: int | None = None,
-              rtol: float = 1e-5, atol: float = 1e-6, display_result: bool = True) -> CheckResult:
+def run_check(
+    name: str,
+    student_fn: Callable[..., Any],
+    reference_fn: Callable[..., Any],
+    make_inputs: Callable[[torch.Generator], dict[str, Any]],
+    trials: int = 3,
+    seed: int | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+    display_result: bool = True,
+) -> CheckResult:
     """Call ``student_fn(**inputs)`` and ``reference_fn(**inputs)`` on ``trials`` fresh random inputs.
 
     ``make_inputs(generator)`` builds one keyword-argument dict; inputs are fresh on every call
@@ -145,6 +156,7 @@ def _reference_uint8_to_model_range(image_uint8: torch.Tensor) -> torch.Tensor:
 
 def check_uint8_to_model_range(student_fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckResult:
     """Exercise 00.1: map an 8-bit radiograph (H, W) uint8 in [0, 255] to float32 in [-1, 1]."""
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         size = int(torch.randint(4, 33, (1,), generator=g))
         return {"image_uint8": torch.randint(0, 256, (size, size), generator=g, dtype=torch.uint8)}
@@ -158,13 +170,12 @@ def _reference_stack_to_batch(images: list[torch.Tensor]) -> torch.Tensor:
 
 def check_stack_to_batch(student_fn: Callable[[list], torch.Tensor]) -> CheckResult:
     """Exercise 00.2: turn a list of B images (H, W) into the batch layout (B, 1, H, W)."""
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         count, size = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(4, 17, (1,), generator=g))
         return {"images": [torch.rand(size, size, generator=g) for _ in range(count)]}
 
     return run_check("list of images to a (B, 1, H, W) batch", student_fn, _reference_stack_to_batch, make_inputs)
-
-
 
 
 # --- 02_forward_diffusion ---
@@ -176,8 +187,9 @@ def _random_alphas_cumprod(g: torch.Generator, num_train_timesteps: int) -> torc
     return torch.cumprod(1 - betas, 0).float()
 
 
-def _reference_forward_sample(x0: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor,
-                              t: torch.Tensor) -> torch.Tensor:
+def _reference_forward_sample(
+    x0: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
     alpha_bar = alphas_cumprod[t].reshape(-1, *([1] * (x0.ndim - 1)))
     return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
 
@@ -188,15 +200,28 @@ def check_forward_sample(student_fn: Callable[..., torch.Tensor]) -> CheckResult
     ``student_fn(x0, noise, alphas_cumprod, t)``: x0 and noise (B, 1, H, W); alphas_cumprod (T,);
     t (B,) int64, one timestep per image. Returns x_t (B, 1, H, W).
     """
-    def make_inputs(g: torch.Generator) -> dict[str, Any]:
-        batch, size, steps = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(4, 17, (1,), generator=g)), 1000
-        return {"x0": torch.rand(batch, 1, size, size, generator=g) * 2 - 1,
-                "noise": torch.randn(batch, 1, size, size, generator=g),
-                "alphas_cumprod": _random_alphas_cumprod(g, steps),
-                "t": torch.randint(0, steps, (batch,), generator=g)}
 
-    return run_check("closed-form forward sample q(x_t | x_0)", student_fn, _reference_forward_sample, make_inputs,
-                     rtol=1e-4, atol=1e-5)
+    def make_inputs(g: torch.Generator) -> dict[str, Any]:
+        batch, size, steps = (
+            int(torch.randint(1, 6, (1,), generator=g)),
+            int(torch.randint(4, 17, (1,), generator=g)),
+            1000,
+        )
+        return {
+            "x0": torch.rand(batch, 1, size, size, generator=g) * 2 - 1,
+            "noise": torch.randn(batch, 1, size, size, generator=g),
+            "alphas_cumprod": _random_alphas_cumprod(g, steps),
+            "t": torch.randint(0, steps, (batch,), generator=g),
+        }
+
+    return run_check(
+        "closed-form forward sample q(x_t | x_0)",
+        student_fn,
+        _reference_forward_sample,
+        make_inputs,
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def _reference_alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
@@ -205,12 +230,14 @@ def _reference_alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
 
 def check_alphas_cumprod(student_fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckResult:
     """Exercise 02.2: ``ᾱ_t = ∏_{s≤t} (1 − β_s)`` from the betas (T,) float32; returns (T,)."""
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         steps = int(torch.randint(10, 1001, (1,), generator=g))
         return {"betas": torch.empty(steps).uniform_(1e-4, 0.03, generator=g).sort().values}
 
-    return run_check("alphas_cumprod from betas", student_fn, _reference_alphas_cumprod, make_inputs,
-                     rtol=1e-4, atol=1e-6)
+    return run_check(
+        "alphas_cumprod from betas", student_fn, _reference_alphas_cumprod, make_inputs, rtol=1e-4, atol=1e-6
+    )
 
 
 def _reference_cosine_betas(num_train_timesteps: int) -> torch.Tensor:
@@ -221,6 +248,7 @@ def _reference_cosine_betas(num_train_timesteps: int) -> torch.Tensor:
 
 def check_cosine_betas(student_fn: Callable[[int], torch.Tensor]) -> CheckResult:
     """Exercise 02.3: the cosine schedule's betas (s = 0.008, capped at 0.999) for T steps; returns (T,)."""
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         return {"num_train_timesteps": int(torch.randint(10, 2001, (1,), generator=g))}
 
@@ -243,16 +271,34 @@ def check_posterior_mean(student_fn: Callable[..., torch.Tensor]) -> CheckResult
     ``student_fn(x0, x_t, t, betas)``: x0 and x_t (B, 1, H, W); t an int in 0..T−1 (0-based, with
     ᾱ_{−1} = 1); betas (T,) float64. Returns the mean (B, 1, H, W).
     """
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
-        batch, size, steps = int(torch.randint(1, 5, (1,), generator=g)), int(torch.randint(4, 13, (1,), generator=g)), 1000
-        betas = torch.linspace(float(torch.empty(1).uniform_(5e-5, 5e-4, generator=g)), 0.02, steps, dtype=torch.float64)
+        batch, size, steps = (
+            int(torch.randint(1, 5, (1,), generator=g)),
+            int(torch.randint(4, 13, (1,), generator=g)),
+            1000,
+        )
+        betas = torch.linspace(
+            float(torch.empty(1).uniform_(5e-5, 5e-4, generator=g)), 0.02, steps, dtype=torch.float64
+        )
         u = float(torch.rand(1, generator=g))  # t = 0, a small t (where x0 weighs most), or any t
         t = 0 if u < 0.2 else int(torch.randint(1, 50 if u < 0.6 else steps, (1,), generator=g))
-        return {"x0": torch.rand(batch, 1, size, size, generator=g) * 2 - 1,
-                "x_t": torch.randn(batch, 1, size, size, generator=g), "t": t, "betas": betas}
+        return {
+            "x0": torch.rand(batch, 1, size, size, generator=g) * 2 - 1,
+            "x_t": torch.randn(batch, 1, size, size, generator=g),
+            "t": t,
+            "betas": betas,
+        }
 
-    return run_check("posterior mean of q(x_{t-1} | x_t, x_0)", student_fn, _reference_posterior_mean, make_inputs,
-                     trials=5, rtol=1e-4, atol=1e-5)
+    return run_check(
+        "posterior mean of q(x_{t-1} | x_t, x_0)",
+        student_fn,
+        _reference_posterior_mean,
+        make_inputs,
+        trials=5,
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def _reference_predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float) -> torch.Tensor:
@@ -264,15 +310,21 @@ def check_predict_x0(student_fn: Callable[..., torch.Tensor]) -> CheckResult:
 
     ``student_fn(x_t, eps, alpha_bar_t)`` with alpha_bar_t a float in (0, 1).
     """
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         size = int(torch.randint(4, 13, (1,), generator=g))
-        return {"x_t": torch.randn(2, 1, size, size, generator=g), "eps": torch.randn(2, 1, size, size, generator=g),
-                "alpha_bar_t": float(torch.empty(1).uniform_(0.05, 0.999, generator=g))}
+        return {
+            "x_t": torch.randn(2, 1, size, size, generator=g),
+            "eps": torch.randn(2, 1, size, size, generator=g),
+            "alpha_bar_t": float(torch.empty(1).uniform_(0.05, 0.999, generator=g)),
+        }
 
     return run_check("predicted x0 from epsilon", student_fn, _reference_predict_x0, make_inputs, rtol=1e-4, atol=1e-5)
 
 
-def _reference_ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, alpha_bar_prev: float) -> torch.Tensor:
+def _reference_ddim_step(
+    x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, alpha_bar_prev: float
+) -> torch.Tensor:
     x0 = (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t**0.5
     return alpha_bar_prev**0.5 * x0 + (1 - alpha_bar_prev) ** 0.5 * eps
 
@@ -283,13 +335,21 @@ def check_ddim_step(student_fn: Callable[..., torch.Tensor]) -> CheckResult:
 
     ``student_fn(x_t, eps, alpha_bar_t, alpha_bar_prev)`` with 0 < alpha_bar_t < alpha_bar_prev <= 1.
     """
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         size = int(torch.randint(4, 13, (1,), generator=g))
         alpha_bar_t = float(torch.empty(1).uniform_(0.01, 0.95, generator=g))
-        alpha_bar_prev = 1.0 if float(torch.rand(1, generator=g)) < 0.2 else float(
-            torch.empty(1).uniform_(alpha_bar_t + 0.01, 0.999, generator=g))
-        return {"x_t": torch.randn(2, 1, size, size, generator=g), "eps": torch.randn(2, 1, size, size, generator=g),
-                "alpha_bar_t": alpha_bar_t, "alpha_bar_prev": alpha_bar_prev}
+        alpha_bar_prev = (
+            1.0
+            if float(torch.rand(1, generator=g)) < 0.2
+            else float(torch.empty(1).uniform_(alpha_bar_t + 0.01, 0.999, generator=g))
+        )
+        return {
+            "x_t": torch.randn(2, 1, size, size, generator=g),
+            "eps": torch.randn(2, 1, size, size, generator=g),
+            "alpha_bar_t": alpha_bar_t,
+            "alpha_bar_prev": alpha_bar_prev,
+        }
 
     return run_check("one DDIM step (eta = 0)", student_fn, _reference_ddim_step, make_inputs, rtol=1e-4, atol=1e-5)
 
@@ -302,8 +362,10 @@ def _random_feature_sets(g: torch.Generator) -> dict[str, Any]:
     mix_a = torch.randn(dim, dim, generator=g, dtype=torch.float64)
     mix_b = torch.randn(dim, dim, generator=g, dtype=torch.float64)
     shift = torch.randn(dim, generator=g, dtype=torch.float64)
-    return {"real_features": torch.randn(n, dim, generator=g, dtype=torch.float64) @ mix_a,
-            "generated_features": torch.randn(m, dim, generator=g, dtype=torch.float64) @ mix_b + shift}
+    return {
+        "real_features": torch.randn(n, dim, generator=g, dtype=torch.float64) @ mix_a,
+        "generated_features": torch.randn(m, dim, generator=g, dtype=torch.float64) @ mix_b + shift,
+    }
 
 
 def _reference_fid(real_features: torch.Tensor, generated_features: torch.Tensor) -> float:
@@ -315,8 +377,9 @@ def _reference_fid(real_features: torch.Tensor, generated_features: torch.Tensor
 def check_fid(student_fn: Callable[[torch.Tensor, torch.Tensor], float]) -> CheckResult:
     """Exercise 08.1: FID from two feature matrices (N, F) and (M, F): fit a Gaussian (mean, covariance
     with N-1) to each, then ``|mu_r - mu_g|^2 + tr(S_r + S_g - 2 (S_r^1/2 S_g S_r^1/2)^1/2)``."""
-    return run_check("FID from feature matrices", student_fn, _reference_fid, _random_feature_sets,
-                     rtol=1e-3, atol=1e-6)
+    return run_check(
+        "FID from feature matrices", student_fn, _reference_fid, _random_feature_sets, rtol=1e-3, atol=1e-6
+    )
 
 
 def _reference_precision(real_features: torch.Tensor, generated_features: torch.Tensor, k: int) -> float:
@@ -329,14 +392,16 @@ def check_precision(student_fn: Callable[[torch.Tensor, torch.Tensor, int], floa
     """Exercise 08.2: improved precision: the share of generated feature vectors that lie within the
     k-th-nearest-neighbour radius of at least one real feature vector (the radius of a real point is
     the distance to its k-th nearest *other* real point)."""
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         inputs = _random_feature_sets(g)
         inputs["generated_features"] = inputs["generated_features"] * 0.5  # overlap partly with the real set
         inputs["k"] = int(torch.randint(1, 6, (1,), generator=g))
         return inputs
 
-    return run_check("improved precision (k-NN manifold)", student_fn, _reference_precision, make_inputs,
-                     rtol=1e-9, atol=1e-9)
+    return run_check(
+        "improved precision (k-NN manifold)", student_fn, _reference_precision, make_inputs, rtol=1e-9, atol=1e-9
+    )
 
 
 # --- 01_preprocessing ---
@@ -350,6 +415,7 @@ def check_to_hounsfield(student_fn: Callable[..., Any]) -> CheckResult:
     ``student_fn(pixels, slope, intercept)`` with ``pixels`` an int16 or uint16 NumPy array (as
     ``dataset.pixel_array`` gives), returning HU as floats of the same shape.
     """
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         rows, cols = (int(v) for v in torch.randint(4, 17, (2,), generator=g))
         signed = bool(torch.rand(1, generator=g) < 0.5)
@@ -362,8 +428,9 @@ def check_to_hounsfield(student_fn: Callable[..., Any]) -> CheckResult:
     def guarded(pixels, slope, intercept):  # the student's function gets a copy: the reference sees the original
         return student_fn(pixels.copy(), slope, intercept)
 
-    return run_check("stored pixels to Hounsfield units", guarded, _reference_to_hounsfield, make_inputs,
-                     rtol=1e-6, atol=1e-3)
+    return run_check(
+        "stored pixels to Hounsfield units", guarded, _reference_to_hounsfield, make_inputs, rtol=1e-6, atol=1e-3
+    )
 
 
 def _reference_ct_window(hu: np.ndarray, center: float, width: float) -> np.ndarray:
@@ -424,8 +491,12 @@ def check_patient_split(student_fn: Callable[..., Any], trials: int = 3, display
             break
         problem = _split_problem(ids, out, test_fraction)
         if problem:
-            result = CheckResult(name, False, f"trial {trial + 1} ({len(ids)} images, {len(np.unique(ids))} patients, "
-                                              f"test_fraction={test_fraction}): {problem}")
+            result = CheckResult(
+                name,
+                False,
+                f"trial {trial + 1} ({len(ids)} images, {len(np.unique(ids))} patients, "
+                f"test_fraction={test_fraction}): {problem}",
+            )
             break
     if display_result:
         _display(result)
@@ -444,16 +515,19 @@ def _split_problem(ids: np.ndarray, out: Any, test_fraction: float) -> str | Non
         return f"indices must lie in 0..{len(ids) - 1}"
     if len(together) != len(ids) or len(np.unique(together)) != len(ids):
         missing = len(ids) - len(np.unique(together))
-        return (f"every image must be in exactly one part: {len(train)} + {len(test)} indices for {len(ids)} images"
-                + (f" ({missing} images missing)" if missing > 0 else " (some images appear twice)"))
+        return f"every image must be in exactly one part: {len(train)} + {len(test)} indices for {len(ids)} images" + (
+            f" ({missing} images missing)" if missing > 0 else " (some images appear twice)"
+        )
     shared = np.intersect1d(ids[train], ids[test])
     if len(shared):
         return f"{len(shared)} patients have images in both parts (e.g. patient {shared[0]}): that is leakage"
     image_share = len(test) / len(ids)
     patient_share = len(np.unique(ids[test])) / len(np.unique(ids))
     if min(abs(image_share - test_fraction), abs(patient_share - test_fraction)) > 0.1:
-        return (f"the test part holds {image_share:.0%} of the images and {patient_share:.0%} of the patients; "
-                f"expected about {test_fraction:.0%}")
+        return (
+            f"the test part holds {image_share:.0%} of the images and {patient_share:.0%} of the patients; "
+            f"expected about {test_fraction:.0%}"
+        )
     return None
 
 
@@ -470,12 +544,14 @@ def check_timestep_embedding(student_fn: Callable[[torch.Tensor, int], torch.Ten
     ``student_fn(timesteps, dim)`` with timesteps (B,) int64 and an even ``dim``; returns (B, dim)
     ``[cos(t·ω_0) … cos(t·ω_{d/2−1}), sin(t·ω_0) … sin(t·ω_{d/2−1})]`` with ``ω_k = 10000^(−k/(d/2))``.
     """
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         batch, dim = int(torch.randint(1, 9, (1,), generator=g)), 2 * int(torch.randint(2, 65, (1,), generator=g))
         return {"timesteps": torch.randint(0, 1000, (batch,), generator=g), "dim": dim}
 
-    return run_check("sinusoidal timestep embedding", student_fn, _reference_timestep_embedding, make_inputs,
-                     rtol=1e-4, atol=1e-4)
+    return run_check(
+        "sinusoidal timestep embedding", student_fn, _reference_timestep_embedding, make_inputs, rtol=1e-4, atol=1e-4
+    )
 
 
 def _reference_resblock_parameters(spatial_dims: int, in_channels: int, out_channels: int, emb_channels: int) -> int:
@@ -493,15 +569,21 @@ def check_resblock_parameters(student_fn: Callable[..., int]) -> CheckResult:
     projection to a scale and a shift per output channel, and a 1×1 skip convolution when the channel
     count changes.
     """
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         in_channels, out_channels = (32 * int(v) for v in torch.randint(1, 5, (2,), generator=g))
         if float(torch.rand(1, generator=g)) < 0.3:
             out_channels = in_channels
-        return {"spatial_dims": int(torch.randint(2, 4, (1,), generator=g)), "in_channels": in_channels,
-                "out_channels": out_channels, "emb_channels": 32 * int(torch.randint(1, 9, (1,), generator=g))}
+        return {
+            "spatial_dims": int(torch.randint(2, 4, (1,), generator=g)),
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "emb_channels": 32 * int(torch.randint(1, 9, (1,), generator=g)),
+        }
 
-    return run_check("parameters of a residual block", student_fn, _reference_resblock_parameters, make_inputs,
-                     rtol=0, atol=0)
+    return run_check(
+        "parameters of a residual block", student_fn, _reference_resblock_parameters, make_inputs, rtol=0, atol=0
+    )
 
 
 # --- 05_training_chestxray ---
@@ -515,10 +597,14 @@ def check_ema_update(student_fn: Callable[..., torch.Tensor]) -> CheckResult:
     ``student_fn(ema_weights, weights, decay)``: two tensors of the same shape and a float ``decay`` in
     [0, 1); returns the new EMA weights (a new tensor, same shape).
     """
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         shape = tuple(int(s) for s in torch.randint(1, 6, (int(torch.randint(1, 4, (1,), generator=g)),), generator=g))
-        return {"ema_weights": torch.randn(shape, generator=g), "weights": torch.randn(shape, generator=g),
-                "decay": float(torch.empty(1).uniform_(0.5, 0.9999, generator=g))}
+        return {
+            "ema_weights": torch.randn(shape, generator=g),
+            "weights": torch.randn(shape, generator=g),
+            "decay": float(torch.empty(1).uniform_(0.5, 0.9999, generator=g)),
+        }
 
     return run_check("EMA update", student_fn, _reference_ema_update, make_inputs, rtol=1e-5, atol=1e-6)
 
@@ -534,20 +620,36 @@ def check_warmup_cosine_lr(student_fn: Callable[..., float]) -> CheckResult:
     ``base_lr·½(1 + cos(π·p))`` with ``p = (step − warmup_steps)/(max_steps − warmup_steps)`` (clipped to
     [0, 1]). ``student_fn(step, base_lr, warmup_steps, max_steps)`` returns a float.
     """
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         warmup = int(torch.randint(1, 50, (1,), generator=g))
         max_steps = warmup + int(torch.randint(10, 500, (1,), generator=g))
-        return {"step": int(torch.randint(0, max_steps + 1, (1,), generator=g)),
-                "base_lr": float(torch.empty(1).uniform_(1e-5, 1e-2, generator=g)),
-                "warmup_steps": warmup, "max_steps": max_steps}
+        return {
+            "step": int(torch.randint(0, max_steps + 1, (1,), generator=g)),
+            "base_lr": float(torch.empty(1).uniform_(1e-5, 1e-2, generator=g)),
+            "warmup_steps": warmup,
+            "max_steps": max_steps,
+        }
 
-    return run_check("warm-up + cosine learning rate", student_fn, _reference_warmup_cosine_lr, make_inputs,
-                     trials=8, rtol=1e-6, atol=1e-12)
+    return run_check(
+        "warm-up + cosine learning rate",
+        student_fn,
+        _reference_warmup_cosine_lr,
+        make_inputs,
+        trials=8,
+        rtol=1e-6,
+        atol=1e-12,
+    )
 
 
 # --- 06_conditioning ---
-def _random_blob(g: torch.Generator, size: int, x_range: tuple[float, float], y_range: tuple[float, float],
-                 radius_range: tuple[float, float]) -> np.ndarray:
+def _random_blob(
+    g: torch.Generator,
+    size: int,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    radius_range: tuple[float, float],
+) -> np.ndarray:
     """A random filled ellipse (H, W) bool, for checks on anatomy-like masks."""
     yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
     cx, cy = (float(torch.empty(1).uniform_(*r, generator=g)) for r in (x_range, y_range))
@@ -567,47 +669,66 @@ def check_cardiothoracic_ratio(student_fn: Callable[..., float]) -> CheckResult:
     Heart width = the number of columns the heart spans; thoracic width = from the leftmost to the
     rightmost column of heart or lungs.
     """
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         size = int(torch.randint(24, 65, (1,), generator=g))
-        return {"heart": _random_blob(g, size, (0.45, 0.6), (0.5, 0.7), (0.1, 0.25)),
-                "right_lung": _random_blob(g, size, (0.2, 0.35), (0.3, 0.6), (0.08, 0.2)),
-                "left_lung": _random_blob(g, size, (0.65, 0.8), (0.3, 0.6), (0.08, 0.2))}
+        return {
+            "heart": _random_blob(g, size, (0.45, 0.6), (0.5, 0.7), (0.1, 0.25)),
+            "right_lung": _random_blob(g, size, (0.2, 0.35), (0.3, 0.6), (0.08, 0.2)),
+            "left_lung": _random_blob(g, size, (0.65, 0.8), (0.3, 0.6), (0.08, 0.2)),
+        }
 
-    return run_check("cardiothoracic ratio from masks", student_fn, _reference_cardiothoracic_ratio, make_inputs,
-                     trials=5)
+    return run_check(
+        "cardiothoracic ratio from masks", student_fn, _reference_cardiothoracic_ratio, make_inputs, trials=5
+    )
 
 
-def _reference_guided_prediction(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+def _reference_guided_prediction(
+    eps_uncond: torch.Tensor, eps_cond: torch.Tensor, guidance_scale: float
+) -> torch.Tensor:
     return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
 
 
 def check_guided_prediction(student_fn: Callable[..., torch.Tensor]) -> CheckResult:
     """Exercise 06.2: classifier-free guidance, eps_uncond + w (eps_cond - eps_uncond)."""
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         shape = (int(torch.randint(1, 5, (1,), generator=g)), 1, 8, 8)
-        return {"eps_uncond": torch.randn(shape, generator=g), "eps_cond": torch.randn(shape, generator=g),
-                "guidance_scale": float(torch.empty(1).uniform_(0.0, 7.0, generator=g))}
+        return {
+            "eps_uncond": torch.randn(shape, generator=g),
+            "eps_cond": torch.randn(shape, generator=g),
+            "guidance_scale": float(torch.empty(1).uniform_(0.0, 7.0, generator=g)),
+        }
 
     return run_check("classifier-free guidance", student_fn, _reference_guided_prediction, make_inputs)
 
 
-def _reference_adaptive_group_norm(h: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
-                                   num_groups: int) -> torch.Tensor:
+def _reference_adaptive_group_norm(
+    h: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, num_groups: int
+) -> torch.Tensor:
     normalised = torch.nn.functional.group_norm(h, num_groups, eps=1e-5)
     return normalised * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
 
 
 def check_adaptive_group_norm(student_fn: Callable[..., torch.Tensor]) -> CheckResult:
     """Exercise 06.3: AdaGN, GroupNorm(h) * (1 + scale) + shift with per-image, per-channel scale and shift."""
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         groups = int(torch.randint(1, 5, (1,), generator=g))
-        batch, channels = int(torch.randint(1, 4, (1,), generator=g)), groups * int(torch.randint(1, 4, (1,), generator=g))
-        return {"h": torch.randn(batch, channels, 6, 6, generator=g) * 3 + 1,
-                "scale": torch.randn(batch, channels, generator=g) * 0.5,
-                "shift": torch.randn(batch, channels, generator=g) * 0.5, "num_groups": groups}
+        batch, channels = (
+            int(torch.randint(1, 4, (1,), generator=g)),
+            groups * int(torch.randint(1, 4, (1,), generator=g)),
+        )
+        return {
+            "h": torch.randn(batch, channels, 6, 6, generator=g) * 3 + 1,
+            "scale": torch.randn(batch, channels, generator=g) * 0.5,
+            "shift": torch.randn(batch, channels, generator=g) * 0.5,
+            "num_groups": groups,
+        }
 
-    return run_check("adaptive group norm", student_fn, _reference_adaptive_group_norm, make_inputs,
-                     rtol=1e-4, atol=1e-4)
+    return run_check(
+        "adaptive group norm", student_fn, _reference_adaptive_group_norm, make_inputs, rtol=1e-4, atol=1e-4
+    )
 
 
 # --- 07_segmentation_augmentation ---
@@ -626,7 +747,7 @@ def check_dice_score(student_fn: Callable[..., float]) -> CheckResult:
         size = int(torch.randint(16, 49, (1,), generator=g))
         target = _random_blob(g, size, (0.3, 0.7), (0.3, 0.7), (0.1, 0.3))
         pred = _random_blob(g, size, (0.3, 0.7), (0.3, 0.7), (0.1, 0.3))
-        if trial["n"] % 4 == 0:        # every fourth trial: both empty
+        if trial["n"] % 4 == 0:  # every fourth trial: both empty
             pred, target = np.zeros_like(pred), np.zeros_like(target)
         return {"pred": pred, "target": target}
 
@@ -642,13 +763,17 @@ def _reference_hd95(pred_points: np.ndarray, target_points: np.ndarray) -> float
 def check_hd95(student_fn: Callable[..., float]) -> CheckResult:
     """Exercise 07.2: HD95 between two boundary point sets (n, 2) and (m, 2): the larger of the two directed
     95th percentiles of nearest-neighbour distances (linear interpolation, as ``np.percentile``)."""
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         n, m = (int(torch.randint(5, 60, (1,), generator=g)) for _ in range(2))
-        return {"pred_points": (torch.rand(n, 2, generator=g) * 32).numpy(),
-                "target_points": (torch.rand(m, 2, generator=g) * 32 + float(torch.rand(1, generator=g)) * 4).numpy()}
+        return {
+            "pred_points": (torch.rand(n, 2, generator=g) * 32).numpy(),
+            "target_points": (torch.rand(m, 2, generator=g) * 32 + float(torch.rand(1, generator=g)) * 4).numpy(),
+        }
 
-    return run_check("HD95 from boundary points", student_fn, _reference_hd95, make_inputs, trials=5,
-                     rtol=1e-6, atol=1e-6)
+    return run_check(
+        "HD95 from boundary points", student_fn, _reference_hd95, make_inputs, trials=5, rtol=1e-6, atol=1e-6
+    )
 
 
 # --- 09_applications ---
@@ -663,12 +788,16 @@ def check_matched_timestep(student_fn: Callable[..., int]) -> CheckResult:
 
     ``student_fn(alphas_cumprod, sigma)``: alphas_cumprod (T,) float32, sigma a float. Returns an int.
     """
-    def make_inputs(g: torch.Generator) -> dict[str, Any]:
-        return {"alphas_cumprod": _random_alphas_cumprod(g, 1000),
-                "sigma": float(torch.empty(1).uniform_(0.005, 0.8, generator=g))}
 
-    return run_check("the noise-matched timestep", student_fn, _reference_matched_timestep, make_inputs, trials=5,
-                     rtol=0, atol=0)
+    def make_inputs(g: torch.Generator) -> dict[str, Any]:
+        return {
+            "alphas_cumprod": _random_alphas_cumprod(g, 1000),
+            "sigma": float(torch.empty(1).uniform_(0.005, 0.8, generator=g)),
+        }
+
+    return run_check(
+        "the noise-matched timestep", student_fn, _reference_matched_timestep, make_inputs, trials=5, rtol=0, atol=0
+    )
 
 
 def _reference_null_space_correction(x0: torch.Tensor, y: torch.Tensor, factor: int) -> torch.Tensor:
@@ -684,14 +813,24 @@ def check_null_space_correction(student_fn: Callable[..., torch.Tensor]) -> Chec
 
     ``student_fn(x0, y, factor)``: x0 (B, 1, H, W), y (B, 1, H/factor, W/factor). Returns (B, 1, H, W).
     """
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         factor = int(torch.randint(2, 5, (1,), generator=g))
         batch, low = int(torch.randint(1, 4, (1,), generator=g)), int(torch.randint(2, 9, (1,), generator=g))
-        return {"x0": torch.rand(batch, 1, low * factor, low * factor, generator=g) * 2 - 1,
-                "y": torch.rand(batch, 1, low, low, generator=g) * 2 - 1, "factor": factor}
+        return {
+            "x0": torch.rand(batch, 1, low * factor, low * factor, generator=g) * 2 - 1,
+            "y": torch.rand(batch, 1, low, low, generator=g) * 2 - 1,
+            "factor": factor,
+        }
 
-    return run_check("DDNM's null-space correction (super-resolution)", student_fn, _reference_null_space_correction,
-                     make_inputs, rtol=1e-5, atol=1e-6)
+    return run_check(
+        "DDNM's null-space correction (super-resolution)",
+        student_fn,
+        _reference_null_space_correction,
+        make_inputs,
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 # --- 10_latent_diffusion ---
@@ -704,14 +843,19 @@ def check_flow_interpolate(student_fn: Callable[..., torch.Tensor]) -> CheckResu
 
     ``student_fn(x0, noise, s)``: x0 and noise (B, C, H, W), s (B,). Returns (B, C, H, W).
     """
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         batch, channels = int(torch.randint(1, 5, (1,), generator=g)), int(torch.randint(1, 5, (1,), generator=g))
         size = int(torch.randint(4, 13, (1,), generator=g))
-        return {"x0": torch.randn(batch, channels, size, size, generator=g),
-                "noise": torch.randn(batch, channels, size, size, generator=g), "s": torch.rand(batch, generator=g)}
+        return {
+            "x0": torch.randn(batch, channels, size, size, generator=g),
+            "noise": torch.randn(batch, channels, size, size, generator=g),
+            "s": torch.rand(batch, generator=g),
+        }
 
-    return run_check("the rectified-flow interpolation", student_fn, _reference_flow_interpolate, make_inputs,
-                     rtol=1e-5, atol=1e-6)
+    return run_check(
+        "the rectified-flow interpolation", student_fn, _reference_flow_interpolate, make_inputs, rtol=1e-5, atol=1e-6
+    )
 
 
 def _reference_euler_step(x: torch.Tensor, velocity: torch.Tensor, s: float, s_next: float) -> torch.Tensor:
@@ -724,11 +868,16 @@ def check_euler_step(student_fn: Callable[..., torch.Tensor]) -> CheckResult:
 
     ``student_fn(x, velocity, s, s_next)`` with floats 0 <= s_next < s <= 1.
     """
+
     def make_inputs(g: torch.Generator) -> dict[str, Any]:
         size = int(torch.randint(4, 13, (1,), generator=g))
         s = float(torch.empty(1).uniform_(0.05, 1.0, generator=g))
         s_next = 0.0 if float(torch.rand(1, generator=g)) < 0.2 else float(torch.empty(1).uniform_(0.0, s, generator=g))
-        return {"x": torch.randn(2, 4, size, size, generator=g), "velocity": torch.randn(2, 4, size, size, generator=g),
-                "s": s, "s_next": s_next}
+        return {
+            "x": torch.randn(2, 4, size, size, generator=g),
+            "velocity": torch.randn(2, 4, size, size, generator=g),
+            "s": s,
+            "s_next": s_next,
+        }
 
     return run_check("one Euler step of the flow", student_fn, _reference_euler_step, make_inputs, rtol=1e-5, atol=1e-6)

@@ -11,10 +11,10 @@ import importlib.util
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -53,20 +53,27 @@ def test_every_pyproject_requirement_is_pinned_at_a_version_it_accepts():
 def test_the_lock_is_the_tested_environment():
     expected, _ = lock.locked_packages()
     test_only = lock.test_only_packages(expected)
-    expected = {name: version + ("+cpu" if name == "torch" and "+" not in version else "")
-                for name, version in expected.items()}
-    for pins, tested, what in ((lock.read_pins(), expected, "Binder's pins"),
-                               (lock.read_test_only_pins(), test_only, "the test-only pins")):
-        differ = sorted(f"{n}: lock {pins.get(n)}, tested {tested.get(n)}" for n in set(pins) | set(tested)
-                        if pins.get(n) != tested.get(n))
+    expected = {
+        name: version + ("+cpu" if name == "torch" and "+" not in version else "") for name, version in expected.items()
+    }
+    for pins, tested, what in (
+        (lock.read_pins(), expected, "Binder's pins"),
+        (lock.read_test_only_pins(), test_only, "the test-only pins"),
+    ):
+        differ = sorted(
+            f"{n}: lock {pins.get(n)}, tested {tested.get(n)}"
+            for n in set(pins) | set(tested)
+            if pins.get(n) != tested.get(n)
+        )
         assert not differ, f"binder/environment.yml ({what}) is not the tested environment ({FIX}): {differ}"
 
 
 def test_the_browser_tests_driver_is_pinned_but_not_installed_on_binder():
     """Playwright is pinned for `make setup` (test-only comment lines) and stays out of Binder's pip section."""
     assert "playwright" in lock.read_test_only_pins() and "playwright" not in lock.read_pins()
-    constraints = subprocess.run([sys.executable, str(BINDER / "lock.py"), "constraints"], check=True,
-                                 capture_output=True, text=True).stdout.split()
+    constraints = subprocess.run(
+        [sys.executable, str(BINDER / "lock.py"), "constraints"], check=True, capture_output=True, text=True
+    ).stdout.split()
     assert f"playwright=={lock.read_test_only_pins()['playwright']}" in constraints
     assert f"torch=={lock.read_pins()['torch']}" in constraints
 

@@ -86,14 +86,20 @@ def _good_bytes(tmp_path):
     return save_checkpoint(tmp_path / "good.pt", _state()).read_bytes()
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda good: good[: len(good) // 2], "corrupt or not a PyTorch checkpoint: a zip archive .* incomplete"),
-    (lambda good: bytes(random.Random(0).getrandbits(8) for _ in range(4000)),
-     "corrupt or not a PyTorch checkpoint: neither a PyTorch zip archive nor a pickle"),
-    (lambda good: b"hello world\n", "corrupt or not a PyTorch checkpoint"),
-    (lambda good: b"", r"is empty \(0 bytes\)"),
-    (lambda good: b"\x80\x02}q\x00(X\x05", "corrupt or not a PyTorch checkpoint: a damaged or truncated pickle"),
-], ids=["truncated", "random-bytes", "text", "empty", "truncated-pickle"])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda good: good[: len(good) // 2], "corrupt or not a PyTorch checkpoint: a zip archive .* incomplete"),
+        (
+            lambda good: bytes(random.Random(0).getrandbits(8) for _ in range(4000)),
+            "corrupt or not a PyTorch checkpoint: neither a PyTorch zip archive nor a pickle",
+        ),
+        (lambda good: b"hello world\n", "corrupt or not a PyTorch checkpoint"),
+        (lambda good: b"", r"is empty \(0 bytes\)"),
+        (lambda good: b"\x80\x02}q\x00(X\x05", "corrupt or not a PyTorch checkpoint: a damaged or truncated pickle"),
+    ],
+    ids=["truncated", "random-bytes", "text", "empty", "truncated-pickle"],
+)
 def test_a_corrupt_checkpoint_is_reported_as_corrupt_not_as_code(tmp_path, make, message):
     path = tmp_path / "last.pt"
     path.write_bytes(make(_good_bytes(tmp_path)))
@@ -118,12 +124,15 @@ def test_every_pickle_carrying_code_is_refused_as_code(tmp_path, kind):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("state, message", [
-    ({"model": [1, 2], "step": 0, "config": {}}, "'model' must be a state dict"),
-    ({"model": {}, "step": -1, "config": {}}, "'step' must be a non-negative integer"),
-    ({"model": {}, "step": 1, "config": "lr=1"}, "'config' must be a mapping"),
-    ([1, 2, 3], "holds a list, expected a dict"),
-])
+@pytest.mark.parametrize(
+    "state, message",
+    [
+        ({"model": [1, 2], "step": 0, "config": {}}, "'model' must be a state dict"),
+        ({"model": {}, "step": -1, "config": {}}, "'step' must be a non-negative integer"),
+        ({"model": {}, "step": 1, "config": "lr=1"}, "'config' must be a mapping"),
+        ([1, 2, 3], "holds a list, expected a dict"),
+    ],
+)
 def test_a_checkpoint_with_malformed_entries_names_the_entry(tmp_path, state, message):
     path = tmp_path / "odd.pt"
     torch.save(state, path)
@@ -167,7 +176,7 @@ def test_temporary_files_left_by_a_kill_are_removed_on_the_next_save(tmp_path):
     path = save_checkpoint(tmp_path / "last.pt", _state(step=1))
     stale = [tmp_path / ".last.pt.abc123.tmp", tmp_path / ".last.pt.zz_9.tmp"]
     for file in stale:
-        file.write_bytes(b"half a checkpoint")   # what kill -9 during torch.save leaves
+        file.write_bytes(b"half a checkpoint")  # what kill -9 during torch.save leaves
     other = tmp_path / ".other.pt.x.tmp"
     other.write_bytes(b"not ours")
     save_checkpoint(path, _state(step=2))
@@ -184,12 +193,15 @@ def test_check_resumable_names_what_is_missing(tmp_path):
         check_resumable(_state(), tmp_path / "weights.pt")
 
 
-@pytest.mark.parametrize("broken, name", [
-    ({"python": [3, torch.zeros(3, dtype=torch.int64), None]}, "python"),
-    ({"numpy": ["MT19937", "not a tensor", 0, 0, 0.0]}, "numpy"),
-    ({"torch": torch.zeros(5, dtype=torch.uint8)}, "torch"),
-    ({"data": torch.tensor([1.5])}, "data"),
-])
+@pytest.mark.parametrize(
+    "broken, name",
+    [
+        ({"python": [3, torch.zeros(3, dtype=torch.int64), None]}, "python"),
+        ({"numpy": ["MT19937", "not a tensor", 0, 0, 0.0]}, "numpy"),
+        ({"torch": torch.zeros(5, dtype=torch.uint8)}, "torch"),
+        ({"data": torch.tensor([1.5])}, "data"),
+    ],
+)
 def test_a_malformed_rng_state_names_the_generator(broken, name):
     with pytest.raises(ValueError, match=f"the saved '{name}' random number state is malformed"):
         restore_rng_state(broken, torch.Generator())
@@ -198,8 +210,12 @@ def test_a_malformed_rng_state_names_the_generator(broken, name):
 def test_nonfinite_tensors_lists_the_bad_weights():
     from meddiff_lab.checkpoint import nonfinite_tensors
 
-    weights = {"a": torch.ones(2), "b": torch.tensor([1.0, float("nan")]), "c": torch.tensor([float("inf")]),
-               "steps": torch.tensor([3])}
+    weights = {
+        "a": torch.ones(2),
+        "b": torch.tensor([1.0, float("nan")]),
+        "c": torch.tensor([float("inf")]),
+        "steps": torch.tensor([3]),
+    }
     assert nonfinite_tensors(weights) == ["b", "c"]
     assert nonfinite_tensors({"a": torch.ones(2)}) == []
 

@@ -36,6 +36,6 @@ def test_bench_unet_forwards_its_options_to_the_benchmark_script(monkeypatch, tm
     monkeypatch.setattr(importlib.util, "spec_from_file_location", lambda name, path: real_spec(name, fake))
     import sys
 
-    monkeypatch.delitem(sys.modules, "unet_throughput", raising=False)   # restored after the test
+    monkeypatch.delitem(sys.modules, "unet_throughput", raising=False)  # restored after the test
     assert cli_module.main(["bench", "unet", "--quick", "--threads", "1", "--auto-precision"]) == 0
     assert sys.modules["unet_throughput"].SEEN == [["--quick", "--threads", "1", "--auto-precision"]]

@@ -23,7 +23,7 @@ def test_record_returns_value_and_writes_jsonl(tmp_path, monkeypatch):
     monkeypatch.setenv(course.METRICS_ENV, str(target))
     assert course.record("loss", 0.5) == 0.5
     course.record("curve", [1.0, float("nan")])
-    lines = [json.loads(l) for l in target.read_text().splitlines()]
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
     assert lines == [{"name": "loss", "value": 0.5}, {"name": "curve", "value": [1.0, "nan"]}]
     assert course.recorded()["loss"] == 0.5
     with pytest.raises(ValueError, match="metric name"):
@@ -38,8 +38,10 @@ def test_notebook_list_is_the_ordered_course():
 def test_runner_records_metrics_and_reports_the_failing_cell(tmp_path, monkeypatch):
     nb_dir = tmp_path / "nbs"
     nb_dir.mkdir()
-    _write_notebook(nb_dir / "00_welcome.ipynb",
-                    "from meddiff_lab.course import record\nrecord('profile_seen', PROFILE)\nrecord('answer', 42)")
+    _write_notebook(
+        nb_dir / "00_welcome.ipynb",
+        "from meddiff_lab.course import record\nrecord('profile_seen', PROFILE)\nrecord('answer', 42)",
+    )
     _write_notebook(nb_dir / "01_preprocessing.ipynb", "x = 1", "raise RuntimeError('planted failure')")
     monkeypatch.setenv("MEDDIFF_NOTEBOOKS", str(nb_dir))
     monkeypatch.chdir(tmp_path)  # a relative output folder, as `make course` passes
@@ -67,8 +69,9 @@ def test_budgets_name_what_a_notebook_exceeds(tmp_path):
     assert classroom.overruns(120.0, 800.0) == []
     assert classroom.overruns(312.4, 1600.0) == ["312 s > 300 s", "1600 MB > 1536 MB"]
     assert BUDGETS["full"].overruns(1e6, 1e6) == []
-    slow = course.NotebookResult("05_training_chestxray", "passed", 312.4, 800.0,
-                                 over_budget=classroom.overruns(312.4, 800.0))
+    slow = course.NotebookResult(
+        "05_training_chestxray", "passed", 312.4, 800.0, over_budget=classroom.overruns(312.4, 800.0)
+    )
     fine = course.NotebookResult("00_welcome", "passed", 7.0, 300.0)
     course.write_report([fine, slow], "classroom", tmp_path)
     report = (tmp_path / "report.md").read_text()
@@ -93,8 +96,9 @@ def test_a_recorded_metric_counts_as_a_number_only_when_real_and_finite():
 def test_claim_checks_its_condition_against_its_numbers(tmp_path, monkeypatch, capsys):
     target = tmp_path / "m.jsonl"
     monkeypatch.setenv(course.METRICS_ENV, str(target))
-    assert course.claim("Non-local means kept {nlm:.0%} of the edges, the Gaussian {gauss:.0%}.",
-                        "nlm > gauss", nlm=0.8, gauss=0.4)
+    assert course.claim(
+        "Non-local means kept {nlm:.0%} of the edges, the Gaussian {gauss:.0%}.", "nlm > gauss", nlm=0.8, gauss=0.4
+    )
     assert not course.claim("The model beats its floor.", "model < floor", model=2.0, floor=1.0)
     assert not course.claim("A NaN supports nothing.", True, value=float("nan"))
     assert not course.claim("A broken condition supports nothing.", "missing > 1", show=False, value=1.0)
@@ -102,7 +106,7 @@ def test_claim_checks_its_condition_against_its_numbers(tmp_path, monkeypatch, c
     printed = capsys.readouterr().out
     assert "Non-local means kept 80% of the edges, the Gaussian 40%." in printed
     assert "Not supported by this run's numbers" in printed and "model < floor" in printed
-    lines = [json.loads(l)["claim"] for l in target.read_text().splitlines()]
+    lines = [json.loads(line)["claim"] for line in target.read_text().splitlines()]
     assert [c["holds"] for c in lines] == [True, False, False, False, True]
     assert lines[0]["numbers"] == {"nlm": 0.8, "gauss": 0.4} and lines[0]["condition"] == "nlm > gauss"
     assert "NameError" in lines[3]["error"] and "value" in lines[2]["error"]
@@ -112,10 +116,16 @@ def test_claim_checks_its_condition_against_its_numbers(tmp_path, monkeypatch, c
 
 def test_report_lists_unsupported_claims_by_notebook_and_sentence(tmp_path):
     true = {"text": "Dice rose.", "holds": True, "condition": "a > b", "numbers": {"a": 2, "b": 1}}
-    false = {"text": "Readers could not tell.", "holds": False, "condition": "accuracy < 0.6",
-             "numbers": {"accuracy": 1.0}}
-    results = [course.NotebookResult("07_segmentation_augmentation", "passed", 1.0, 100.0, claims=[true]),
-               course.NotebookResult("08_evaluation", "passed", 1.0, 100.0, claims=[true, false])]
+    false = {
+        "text": "Readers could not tell.",
+        "holds": False,
+        "condition": "accuracy < 0.6",
+        "numbers": {"accuracy": 1.0},
+    }
+    results = [
+        course.NotebookResult("07_segmentation_augmentation", "passed", 1.0, 100.0, claims=[true]),
+        course.NotebookResult("08_evaluation", "passed", 1.0, 100.0, claims=[true, false]),
+    ]
     course.write_report(results, "classroom", tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "## Claims: 1 unsupported of 3 checked" in report
@@ -129,11 +139,13 @@ def test_report_lists_unsupported_claims_by_notebook_and_sentence(tmp_path):
 def test_runner_flags_a_planted_false_claim(tmp_path, monkeypatch):
     nb_dir = tmp_path / "nbs"
     nb_dir.mkdir()
-    _write_notebook(nb_dir / "08_evaluation.ipynb",
-                    "from meddiff_lab.course import claim, record\naccuracy = record('reader_accuracy', 1.0)",
-                    "claim('Readers could not tell real from synthetic ({accuracy:.0%} correct).',\n"
-                    "      'accuracy < 0.6', accuracy=accuracy)",
-                    "claim('The reader answered every question.', True, show=False)")
+    _write_notebook(
+        nb_dir / "08_evaluation.ipynb",
+        "from meddiff_lab.course import claim, record\naccuracy = record('reader_accuracy', 1.0)",
+        "claim('Readers could not tell real from synthetic ({accuracy:.0%} correct).',\n"
+        "      'accuracy < 0.6', accuracy=accuracy)",
+        "claim('The reader answered every question.', True, show=False)",
+    )
     monkeypatch.setenv("MEDDIFF_NOTEBOOKS", str(nb_dir))
     out = tmp_path / "out"
     (result,) = course.run("ci", out, only=["08_evaluation"], progress=False)
@@ -149,8 +161,9 @@ def test_runner_flags_a_planted_false_claim(tmp_path, monkeypatch):
 def test_executed_copies_keep_the_final_state_of_progress_bars(tmp_path, monkeypatch):
     nb_dir = tmp_path / "nbs"
     nb_dir.mkdir()
-    _write_notebook(nb_dir / "00_welcome.ipynb",
-                    "from tqdm.auto import tqdm\nfor _ in tqdm(range(7), desc='work'):\n    pass")
+    _write_notebook(
+        nb_dir / "00_welcome.ipynb", "from tqdm.auto import tqdm\nfor _ in tqdm(range(7), desc='work'):\n    pass"
+    )
     monkeypatch.setenv("MEDDIFF_NOTEBOOKS", str(nb_dir))
     (result,) = course.run("ci", tmp_path / "out", only=["00_welcome"], progress=False)
     assert result.status == "passed", result.error

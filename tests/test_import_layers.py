@@ -51,7 +51,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         stack.pop()
@@ -78,8 +78,9 @@ def test_models_import_nothing_from_training():
 
 
 def test_metrics_import_nothing_from_training():
-    assert not _edges().get(("metrics", "training")), \
+    assert not _edges().get(("metrics", "training")), (
         "metrics/ must not import training/ (training trains the instruments and evaluates with the metrics)"
+    )
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -12,8 +12,16 @@ from meddiff_lab._json import to_jsonable
 
 
 def test_tensors_arrays_tuples_keys_and_non_finite_numbers_become_plain_json():
-    value = {"t": torch.tensor([1.5, 2.0]), "a": np.arange(3), "tup": (1, (2, 3)), 4: float("nan"),
-             "inf": float("-inf"), "none": None, "flag": True, "path": object}
+    value = {
+        "t": torch.tensor([1.5, 2.0]),
+        "a": np.arange(3),
+        "tup": (1, (2, 3)),
+        4: float("nan"),
+        "inf": float("-inf"),
+        "none": None,
+        "flag": True,
+        "path": object,
+    }
     out = to_jsonable(value)
     assert out["t"] == [1.5, 2.0] and out["a"] == [0, 1, 2] and out["tup"] == [1, [2, 3]]
     assert out["4"] == "nan" and out["inf"] == "-inf" and out["none"] is None and out["flag"] is True

@@ -21,7 +21,7 @@ def test_profile_attribute_and_item_access_agree():
     prof = runtime.get_profile("ci")
     assert prof.image_size == prof["image_size"] == prof.as_dict()["image_size"]
     with pytest.raises(AttributeError, match="no size 'not_a_size'"):
-        prof.not_a_size
+        prof.not_a_size  # noqa: B018 (the attribute access is what raises)
 
 
 def test_unknown_profile_names_the_input_and_the_choices():
@@ -96,7 +96,7 @@ def test_profile_sizes_are_typed_and_every_field_says_what_it_sizes():
     assert isinstance(ci.sizes, runtime.ProfileSizes) and list(ci.sizes) == fields
     assert ci.sizes.image_size == ci.image_size == ci["image_size"] == ci.sizes["image_size"]
     with pytest.raises(TypeError, match="profile size ddim_step_sweep"):
-        dataclasses.replace(ci.sizes, ddim_step_sweep=[5, 10])    # a list where a tuple of ints is declared
+        dataclasses.replace(ci.sizes, ddim_step_sweep=[5, 10])  # a list where a tuple of ints is declared
     with pytest.raises(TypeError, match="profile size image_size"):
         dataclasses.replace(ci.sizes, image_size=32.0)
     assert dataclasses.replace(ci.sizes, ldm_ae_seconds=None).ldm_ae_seconds is None

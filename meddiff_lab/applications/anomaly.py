@@ -32,8 +32,9 @@ from meddiff_lab.diffusion.restoration import sdedit
 def anomaly_map(images: torch.Tensor, reconstructions: torch.Tensor, smooth: float = 0.0) -> torch.Tensor:
     """|images - reconstructions|, (N, 1, H, W), optionally Gaussian-smoothed (``smooth`` pixels)."""
     if images.shape != reconstructions.shape:
-        raise ValueError(f"images {tuple(images.shape)} and reconstructions {tuple(reconstructions.shape)} "
-                         "must have the same shape")
+        raise ValueError(
+            f"images {tuple(images.shape)} and reconstructions {tuple(reconstructions.shape)} must have the same shape"
+        )
     diff = (images - reconstructions).abs().float()
     if smooth > 0:
         diff = torch.from_numpy(ndimage.gaussian_filter(diff.numpy(), (0, 0, smooth, smooth))).float()
@@ -45,8 +46,9 @@ def image_anomaly_scores(maps: torch.Tensor, region=None, quantile: float = 0.99
     m = maps.reshape(len(maps), -1).double()
     if region is not None:
         r = torch.as_tensor(np.asarray(region)).reshape(len(maps), -1).bool()
-        return np.asarray([float(torch.quantile(row[keep], quantile)) if keep.any() else 0.0
-                           for row, keep in zip(m, r)])
+        return np.asarray(
+            [float(torch.quantile(row[keep], quantile)) if keep.any() else 0.0 for row, keep in zip(m, r)]
+        )
     return torch.quantile(m, quantile, dim=1).numpy()
 
 
@@ -63,11 +65,24 @@ class ConvAutoencoder(nn.Module):
         c = channels
         act = nn.SiLU
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, c, 4, 2, 1), act(), nn.Conv2d(c, 2 * c, 4, 2, 1), act(),
-            nn.Conv2d(2 * c, 4 * c, 4, 2, 1), act(), nn.Conv2d(4 * c, latent_channels, 1))
+            nn.Conv2d(1, c, 4, 2, 1),
+            act(),
+            nn.Conv2d(c, 2 * c, 4, 2, 1),
+            act(),
+            nn.Conv2d(2 * c, 4 * c, 4, 2, 1),
+            act(),
+            nn.Conv2d(4 * c, latent_channels, 1),
+        )
         self.decoder = nn.Sequential(
-            nn.Conv2d(latent_channels, 4 * c, 1), act(), nn.ConvTranspose2d(4 * c, 2 * c, 4, 2, 1), act(),
-            nn.ConvTranspose2d(2 * c, c, 4, 2, 1), act(), nn.ConvTranspose2d(c, 1, 4, 2, 1), nn.Tanh())
+            nn.Conv2d(latent_channels, 4 * c, 1),
+            act(),
+            nn.ConvTranspose2d(4 * c, 2 * c, 4, 2, 1),
+            act(),
+            nn.ConvTranspose2d(2 * c, c, 4, 2, 1),
+            act(),
+            nn.ConvTranspose2d(c, 1, 4, 2, 1),
+            nn.Tanh(),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 8 or x.shape[-2] % 8:
@@ -75,8 +90,16 @@ class ConvAutoencoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-def train_autoencoder(images: torch.Tensor, *, steps: int, batch_size: int = 16, lr: float = 2e-3,
-                      channels: int = 16, latent_channels: int = 4, seed: int = 0) -> tuple[ConvAutoencoder, list[float]]:
+def train_autoencoder(
+    images: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int = 16,
+    lr: float = 2e-3,
+    channels: int = 16,
+    latent_channels: int = 4,
+    seed: int = 0,
+) -> tuple[ConvAutoencoder, list[float]]:
     """Train a :class:`ConvAutoencoder` on ``images`` (N, 1, H, W) in [-1, 1] (normal images only); MSE, Adam
     with a cosine learning rate (:func:`~meddiff_lab.applications.supervised.fit_pairs`).
 
@@ -92,8 +115,16 @@ def train_autoencoder(images: torch.Tensor, *, steps: int, batch_size: int = 16,
     return ae, losses
 
 
-def pseudo_healthy(model, scheduler, images: torch.Tensor, start_timestep: int, num_inference_steps: int, *,
-                   batch_size: int = 32, generator: torch.Generator | None = None) -> torch.Tensor:
+def pseudo_healthy(
+    model,
+    scheduler,
+    images: torch.Tensor,
+    start_timestep: int,
+    num_inference_steps: int,
+    *,
+    batch_size: int = 32,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Diffusion reconstruction: SDEdit from ``start_timestep`` with deterministic DDIM steps, in batches.
 
     Args:
@@ -101,8 +132,10 @@ def pseudo_healthy(model, scheduler, images: torch.Tensor, start_timestep: int, 
         images: (N, 1, H, W) in [-1, 1].
         start_timestep: the noise level t* (0-based); larger forgets larger anomalies, and more anatomy.
     """
-    out = [sdedit(model, scheduler, images[i:i + batch_size], start_timestep, num_inference_steps, generator=generator)
-           for i in range(0, len(images), batch_size)]
+    out = [
+        sdedit(model, scheduler, images[i : i + batch_size], start_timestep, num_inference_steps, generator=generator)
+        for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(out).cpu()
 
 

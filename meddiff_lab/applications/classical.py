@@ -17,7 +17,7 @@ beside the diffusion samplers in one table.
 from __future__ import annotations
 
 import importlib.util
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -59,8 +59,17 @@ def nlm_denoise(images, noise_std: float, h: float = 0.8, patch_size: int = 5, p
     from skimage.restoration import denoise_nl_means
 
     x = _as_batch(images).numpy()
-    out = [denoise_nl_means(im[0], h=h * noise_std, sigma=noise_std, patch_size=patch_size,
-                            patch_distance=patch_distance, fast_mode=True) for im in x.astype(np.float64)]
+    out = [
+        denoise_nl_means(
+            im[0],
+            h=h * noise_std,
+            sigma=noise_std,
+            patch_size=patch_size,
+            patch_distance=patch_distance,
+            fast_mode=True,
+        )
+        for im in x.astype(np.float64)
+    ]
     return torch.from_numpy(np.stack(out)[:, None]).float()
 
 
@@ -105,5 +114,12 @@ def biharmonic_inpaint(images, known) -> torch.Tensor:
     return torch.from_numpy(np.stack(out)[:, None]).float()
 
 
-__all__ = ["gaussian_denoise", "tune_gaussian_sigma", "nlm_denoise", "bm3d_available", "bm3d_denoise",
-           "bicubic_upsample", "biharmonic_inpaint"]
+__all__ = [
+    "gaussian_denoise",
+    "tune_gaussian_sigma",
+    "nlm_denoise",
+    "bm3d_available",
+    "bm3d_denoise",
+    "bicubic_upsample",
+    "biharmonic_inpaint",
+]

@@ -27,7 +27,7 @@ def hole_around(row: float, col: float, side: int, size: int) -> np.ndarray:
     top = int(np.clip(round(row) - side // 2, 0, size - side))
     left = int(np.clip(round(col) - side // 2, 0, size - side))
     hole = np.zeros((size, size), bool)
-    hole[top:top + side, left:left + side] = True
+    hole[top : top + side, left : left + side] = True
     return hole
 
 
@@ -56,13 +56,14 @@ def lesion_holes(lesion_masks: np.ndarray, side: int, min_pixels: int = 4) -> tu
         labels, count = ndimage.label(masks[i], np.ones((3, 3), bool))
         largest = labels == 1 + int(np.argmax(ndimage.sum(masks[i], labels, range(1, count + 1))))
         pixels = np.argwhere(largest)
-        centre = pixels[np.argmin(((pixels - pixels.mean(0)) ** 2).sum(1))]   # a lesion pixel near its centroid
+        centre = pixels[np.argmin(((pixels - pixels.mean(0)) ** 2).sum(1))]  # a lesion pixel near its centroid
         holes.append(hole_around(*centre, side, size))
     return index, (np.stack(holes) if holes else np.zeros((0, size, size), bool))
 
 
-def ctr_after_fill(filled, truth, heart: np.ndarray, right_lung: np.ndarray, left_lung: np.ndarray,
-                   holes: np.ndarray) -> np.ndarray:
+def ctr_after_fill(
+    filled, truth, heart: np.ndarray, right_lung: np.ndarray, left_lung: np.ndarray, holes: np.ndarray
+) -> np.ndarray:
     """(N,) cardiothoracic ratio of ``filled`` images, the heart re-measured inside ``holes``.
 
     Args:
@@ -75,7 +76,7 @@ def ctr_after_fill(filled, truth, heart: np.ndarray, right_lung: np.ndarray, lef
     out = []
     for j in range(len(x)):
         in_heart, in_lung = holes[j] & heart[j], holes[j] & lungs[j]
-        if not in_heart.any() or not in_lung.any():      # no border in the hole: nothing to re-measure
+        if not in_heart.any() or not in_lung.any():  # no border in the hole: nothing to re-measure
             estimate = heart[j]
         else:
             cut = (t[j][in_heart].mean() + t[j][in_lung].mean()) / 2

@@ -11,8 +11,8 @@ the same seed gives the same patients and the noise of dose :math:`d` is, to fir
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -63,8 +63,9 @@ def simulate_low_dose(n: int, image_size: int, seed: int, doses: Sequence[float]
         raise ValueError("doses must name at least one relative dose, e.g. (1.0, 0.25, 0.1)")
     clean = generate_phantoms(n, image_size, seed, quantum_noise=False)
     noisy = {d: to_model_range(generate_phantoms(n, image_size, seed, masks=(), dose=d).images) for d in doses}
-    return LowDoseSet(to_model_range(clean.images), noisy, clean.masks, clean.labels, clean.cardiothoracic_ratio,
-                      clean.metadata)
+    return LowDoseSet(
+        to_model_range(clean.images), noisy, clean.masks, clean.labels, clean.cardiothoracic_ratio, clean.metadata
+    )
 
 
 __all__ = ["LowDoseSet", "simulate_low_dose", "to_model_range"]

@@ -9,7 +9,7 @@ SSIM and NMSE (:mod:`meddiff_lab.metrics.image`), and the median lesion contrast
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -24,8 +24,12 @@ def to_display(images: torch.Tensor) -> torch.Tensor:
     return ((torch.as_tensor(images).float() + 1) / 2).clamp(0, 1)
 
 
-def score_restoration(restored: torch.Tensor, truth: torch.Tensor, lesions: Sequence[Lesion] | None = None,
-                      region: torch.Tensor | None = None) -> dict[str, float]:
+def score_restoration(
+    restored: torch.Tensor,
+    truth: torch.Tensor,
+    lesions: Sequence[Lesion] | None = None,
+    region: torch.Tensor | None = None,
+) -> dict[str, float]:
     """PSNR (dB), SSIM, NMSE of ``restored`` against ``truth`` (both (N, 1, H, W) in [-1, 1]), and lesion CNR.
 
     Args:
@@ -39,8 +43,10 @@ def score_restoration(restored: torch.Tensor, truth: torch.Tensor, lesions: Sequ
     if region is not None:
         r = torch.as_tensor(region).bool().expand_as(t)
         mse = float(((x - t)[r] ** 2).mean())
-        return {"psnr": 10 * float(np.log10(1.0 / max(mse, 1e-12))),
-                "nmse": float(((x - t)[r] ** 2).sum() / (t[r] ** 2).sum())}
+        return {
+            "psnr": 10 * float(np.log10(1.0 / max(mse, 1e-12))),
+            "nmse": float(((x - t)[r] ** 2).sum() / (t[r] ** 2).sum()),
+        }
     row = {"psnr": psnr(x, t, 1.0), "ssim": ssim(x, t, 1.0), "nmse": nmse(x, t)}
     if lesions:
         row["cnr"] = float(np.median(lesion_cnr(x, list(lesions))))

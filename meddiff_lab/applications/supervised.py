@@ -47,21 +47,32 @@ class RestorationCNN(nn.Module):
         return y + self.body(y)
 
 
-def random_crops(inputs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, crop: int | None,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def random_crops(
+    inputs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, crop: int | None, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The pairs at ``index``, each cut to the same random ``crop × crop`` window (``None``: whole images)."""
     x, y = inputs[index], targets[index]
     if crop is None or crop >= min(x.shape[-2:]):
         return x, y
     rows = torch.randint(0, x.shape[-2] - crop + 1, (len(index),), generator=generator).tolist()
     cols = torch.randint(0, x.shape[-1] - crop + 1, (len(index),), generator=generator).tolist()
-    cut = lambda t: torch.stack([t[k, :, r:r + crop, c:c + crop] for k, (r, c) in enumerate(zip(rows, cols))])  # noqa: E731
+    cut = lambda t: torch.stack([t[k, :, r : r + crop, c : c + crop] for k, (r, c) in enumerate(zip(rows, cols))])  # noqa: E731
     return cut(x), cut(y)
 
 
-def fit_pairs(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, steps: int, batch_size: int,
-              lr: float, generator: torch.Generator, crop: int | None = None, progress: bool = False,
-              desc: str = "training") -> list[float]:
+def fit_pairs(
+    net: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+    crop: int | None = None,
+    progress: bool = False,
+    desc: str = "training",
+) -> list[float]:
     """The training loop of the applications' networks: ``net(input)`` ≈ ``target`` under the mean
     squared error, Adam at ``lr`` with a cosine decay to 0 over ``steps``.
 
@@ -99,9 +110,19 @@ def fit_pairs(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, st
     return losses
 
 
-def train_restoration_net(inputs: torch.Tensor, targets: torch.Tensor, *, steps: int, batch_size: int = 16,
-                          crop: int | None = None, lr: float = 1e-3, channels: int = 32, depth: int = 5,
-                          seed: int = 0, progress: bool = False) -> tuple[RestorationCNN, list[float]]:
+def train_restoration_net(
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int = 16,
+    crop: int | None = None,
+    lr: float = 1e-3,
+    channels: int = 32,
+    depth: int = 5,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[RestorationCNN, list[float]]:
     """Train a :class:`RestorationCNN` to map ``inputs`` to ``targets`` (MSE, Adam, cosine learning rate).
 
     Args:
@@ -114,20 +135,32 @@ def train_restoration_net(inputs: torch.Tensor, targets: torch.Tensor, *, steps:
         (the network in eval mode, the loss of every step).
     """
     if inputs.shape != targets.shape or inputs.ndim != 4:
-        raise ValueError(f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} must be the same "
-                         "(N, 1, H, W) shape: one degraded image per clean one")
+        raise ValueError(
+            f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} must be the same "
+            "(N, 1, H, W) shape: one degraded image per clean one"
+        )
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = RestorationCNN(channels, depth)
-    losses = fit_pairs(net, inputs, targets, steps=steps, batch_size=batch_size, lr=lr, generator=generator,
-                       crop=crop, progress=progress, desc="supervised")
+    losses = fit_pairs(
+        net,
+        inputs,
+        targets,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        generator=generator,
+        crop=crop,
+        progress=progress,
+        desc="supervised",
+    )
     return net, losses
 
 
 @torch.no_grad()
 def apply_net(net: nn.Module, inputs: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """Run ``net`` over ``inputs`` in batches without gradients."""
-    return torch.cat([net(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)])
+    return torch.cat([net(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
 
 
 __all__ = ["RestorationCNN", "random_crops", "fit_pairs", "train_restoration_net", "apply_net"]

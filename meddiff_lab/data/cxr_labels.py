@@ -21,8 +21,20 @@ __all__ = ["CXR_LABELS", "FINDING_MASKS", "LABEL_INDEX", "labels_to_string", "la
 #: The 14 ChestX-ray14 findings in the NIH order (ChestMNIST uses the same order). "No Finding" is
 #: all zeros.
 CXR_LABELS: tuple[str, ...] = (
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-    "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
 )
 #: finding name -> its column in a multi-hot vector
 LABEL_INDEX: dict[str, int] = {name: i for i, name in enumerate(CXR_LABELS)}
@@ -56,7 +68,9 @@ def labels_from_string(text: str) -> np.ndarray:
         if match is None:
             match = {k.lower(): v for k, v in LABEL_INDEX.items()}.get(name.lower())
         if match is None:
-            raise ValueError(f"unknown finding {part!r} in Finding Labels {text!r}; expected names from "
-                             f"{', '.join(CXR_LABELS)} or 'No Finding'")
+            raise ValueError(
+                f"unknown finding {part!r} in Finding Labels {text!r}; expected names from "
+                f"{', '.join(CXR_LABELS)} or 'No Finding'"
+            )
         out[match] = 1.0
     return out

@@ -47,14 +47,24 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, MutableMapping
 
 from .deid_profile import BASIC_PROFILE, BASIC_PROFILE_SOURCE, profile_action
 
-__all__ = ["deidentify", "deidentify_folder", "DeidReport", "REMOVE", "EMPTY", "EXTRA_REMOVE", "find_phi",
-           "resolved_action", "BASIC_PROFILE", "BASIC_PROFILE_SOURCE"]
+__all__ = [
+    "deidentify",
+    "deidentify_folder",
+    "DeidReport",
+    "REMOVE",
+    "EMPTY",
+    "EXTRA_REMOVE",
+    "find_phi",
+    "resolved_action",
+    "BASIC_PROFILE",
+    "BASIC_PROFILE_SOURCE",
+]
 
 
 def resolved_action(table_action: str | None) -> str | None:
@@ -79,11 +89,20 @@ def _keywords(action: str) -> frozenset[str]:
 
 
 #: identifying attributes that PS3.15 2026c Table E.1-1 does not list; removed as well
-EXTRA_REMOVE: frozenset[str] = frozenset({
-    "PatientBirthDateInAlternativeCalendar", "PatientDeathDateInAlternativeCalendar", "PatientAlternativeCalendar",
-    "PlacerOrderNumberProcedure", "FillerOrderNumberProcedure", "IssuerOfPatientIDQualifiersSequence",
-    "PatientBreedDescription", "ResponsiblePersonRole", "PerformedProtocolCodeSequence", "MACParametersSequence",
-})
+EXTRA_REMOVE: frozenset[str] = frozenset(
+    {
+        "PatientBirthDateInAlternativeCalendar",
+        "PatientDeathDateInAlternativeCalendar",
+        "PatientAlternativeCalendar",
+        "PlacerOrderNumberProcedure",
+        "FillerOrderNumberProcedure",
+        "IssuerOfPatientIDQualifiersSequence",
+        "PatientBreedDescription",
+        "ResponsiblePersonRole",
+        "PerformedProtocolCodeSequence",
+        "MACParametersSequence",
+    }
+)
 
 #: keywords removed (action X after resolving the table's compound actions, plus :data:`EXTRA_REMOVE`)
 REMOVE: frozenset[str] = _keywords("X") | EXTRA_REMOVE
@@ -92,18 +111,47 @@ REMOVE: frozenset[str] = _keywords("X") | EXTRA_REMOVE
 EMPTY: frozenset[str] = _keywords("Z")
 
 #: UID attributes that name *kinds* of things, not instances: kept as they are
-_KEEP_UIDS = frozenset({
-    "SOPClassUID", "MediaStorageSOPClassUID", "ReferencedSOPClassUID", "TransferSyntaxUID", "ImplementationClassUID",
-    "CodingSchemeUID", "ContextGroupExtensionCreatorUID", "MappingResource", "ContextUID", "ReferencedSOPClassUIDInFile",
-    "RelatedGeneralSOPClassUID", "OriginalSpecializedSOPClassUID", "PrivateInformationCreatorUID",
-    "ReferencedTransferSyntaxUIDInFile", "SOPClassesSupported", "MappingResourceUID", "CodingSchemeRegistry",
-})
+_KEEP_UIDS = frozenset(
+    {
+        "SOPClassUID",
+        "MediaStorageSOPClassUID",
+        "ReferencedSOPClassUID",
+        "TransferSyntaxUID",
+        "ImplementationClassUID",
+        "CodingSchemeUID",
+        "ContextGroupExtensionCreatorUID",
+        "MappingResource",
+        "ContextUID",
+        "ReferencedSOPClassUIDInFile",
+        "RelatedGeneralSOPClassUID",
+        "OriginalSpecializedSOPClassUID",
+        "PrivateInformationCreatorUID",
+        "ReferencedTransferSyntaxUIDInFile",
+        "SOPClassesSupported",
+        "MappingResourceUID",
+        "CodingSchemeRegistry",
+    }
+)
 
 _METHOD = "DICOM PS3.15 E.1.1 Basic Profile (meddiff-lab)"  # LO: at most 64 characters
 _SWEPT_VRS = ("PN", "DA", "DT", "TM", "AE")  # removed wherever the table says nothing about them
 _TEXT_DUMMY = "ANONYMIZED"
-_DUMMIES = {"DA": "19000101", "TM": "000000", "DT": "19000101000000", "IS": "0", "DS": "0", "AS": "000Y",
-            "US": 0, "SS": 0, "UL": 0, "SL": 0, "UV": 0, "SV": 0, "FL": 0.0, "FD": 0.0}
+_DUMMIES = {
+    "DA": "19000101",
+    "TM": "000000",
+    "DT": "19000101000000",
+    "IS": "0",
+    "DS": "0",
+    "AS": "000Y",
+    "US": 0,
+    "SS": 0,
+    "UL": 0,
+    "SL": 0,
+    "UV": 0,
+    "SV": 0,
+    "FL": 0.0,
+    "FD": 0.0,
+}
 _BINARY_VRS = ("US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "OB", "OW", "OF", "OD", "OL", "OV", "AT")
 _TEXT_VRS = ("PN", "LO", "SH", "LT", "ST", "UT", "UC", "CS", "AE")
 #: modalities whose images often carry burned-in text (ultrasound, captures, endoscopy, photographs)
@@ -127,8 +175,13 @@ def _is_known(tag) -> bool:
         return False
 
 
-def deidentify(dataset, uid_map: MutableMapping[str, str] | None = None, patient_pseudonym: str | None = None,
-               uid_prefix: str | None = None, keep: Iterable[int] = ()):
+def deidentify(
+    dataset,
+    uid_map: MutableMapping[str, str] | None = None,
+    patient_pseudonym: str | None = None,
+    uid_prefix: str | None = None,
+    keep: Iterable[int] = (),
+):
     """Return a de-identified copy of a pydicom ``Dataset`` (PS3.15 Basic Profile); the input is untouched.
 
     Args:
@@ -223,9 +276,16 @@ def deidentify(dataset, uid_map: MutableMapping[str, str] | None = None, patient
     if file_meta is not None:
         if "MediaStorageSOPInstanceUID" in file_meta and str(file_meta.MediaStorageSOPInstanceUID):
             file_meta.MediaStorageSOPInstanceUID = new_uid(str(file_meta.MediaStorageSOPInstanceUID))
-        for keyword in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle",
-                        "ReceivingApplicationEntityTitle", "PrivateInformation", "PrivateInformationCreatorUID",
-                        "SourcePresentationAddress", "SendingPresentationAddress", "ReceivingPresentationAddress"):
+        for keyword in (
+            "SourceApplicationEntityTitle",
+            "SendingApplicationEntityTitle",
+            "ReceivingApplicationEntityTitle",
+            "PrivateInformation",
+            "PrivateInformationCreatorUID",
+            "SourcePresentationAddress",
+            "SendingPresentationAddress",
+            "ReceivingPresentationAddress",
+        ):
             if keyword in file_meta:
                 del file_meta[keyword]
         for elem in list(file_meta):
@@ -239,12 +299,19 @@ def deidentify(dataset, uid_map: MutableMapping[str, str] | None = None, patient
     out.PatientIdentityRemoved = "YES"
     out.DeidentificationMethod = _METHOD
     code = pydicom.Dataset()
-    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "113100", "DCM", "Basic Application Confidentiality Profile"
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = (
+        "113100",
+        "DCM",
+        "Basic Application Confidentiality Profile",
+    )
     out.DeidentificationMethodCodeSequence = Sequence([code])
     out.LongitudinalTemporalInformationModified = "REMOVED"
     if str(dataset.get("BurnedInAnnotation", "")).upper() == "YES":
-        warnings.warn("BurnedInAnnotation is YES: identifying text may be burned into the pixels, which "
-                      "deidentify leaves untouched; check or mask the image before sharing it", stacklevel=2)
+        warnings.warn(
+            "BurnedInAnnotation is YES: identifying text may be burned into the pixels, which "
+            "deidentify leaves untouched; check or mask the image before sharing it",
+            stacklevel=2,
+        )
     return out
 
 
@@ -286,8 +353,10 @@ class DeidReport:
             except ValueError:
                 return str(path)
 
-        lines = [f"de-identified {len(self.written)} file(s) from {self.source} into {self.destination}; "
-                 f"skipped {len(self.skipped)}; flagged {len(self.flagged)}"]
+        lines = [
+            f"de-identified {len(self.written)} file(s) from {self.source} into {self.destination}; "
+            f"skipped {len(self.skipped)}; flagged {len(self.flagged)}"
+        ]
         lines += [f"  skipped {rel(p)}: {why}" for p, why in self.skipped]
         lines += [f"  flagged {rel(p)}: {why}" for p, why in self.flagged]
         return "\n".join(lines)
@@ -317,7 +386,10 @@ def _read_one(path: Path):
         for elem in ds.iterall():  # parse every element now: a damaged header fails here, not half-way
             _ = elem.value
     except Exception as exc:
-        return None, f"the DICOM header could not be parsed ({type(exc).__name__}: {str(exc)[:80]}): truncated or damaged"
+        return (
+            None,
+            f"the DICOM header could not be parsed ({type(exc).__name__}: {str(exc)[:80]}): truncated or damaged",
+        )
     truncated = _truncation(path)
     if truncated:
         return None, truncated
@@ -343,10 +415,13 @@ def _truncation(path: Path) -> str | None:
             little = tsyntax.is_little_endian if tsyntax.is_transfer_syntax else True
             for last in data_element_generator(fp, implicit, little, defer_size=4096):
                 length = getattr(last, "length", None)  # None: a sequence of undefined length, parsed whole
-                if (length is not None and length != 0xFFFFFFFF and isinstance(last.value, (bytes, str))
-                        and len(last.value) < length):
-                    return (f"truncated: element {last.tag} declares {length} bytes, the file holds "
-                            f"{len(last.value)}")
+                if (
+                    length is not None
+                    and length != 0xFFFFFFFF
+                    and isinstance(last.value, (bytes, str))
+                    and len(last.value) < length
+                ):
+                    return f"truncated: element {last.tag} declares {length} bytes, the file holds {len(last.value)}"
             if fp.tell() > size:
                 return f"truncated: element {last.tag} runs {fp.tell() - size} bytes past the end of the file"
             if last is None:
@@ -387,15 +462,20 @@ def _complete_file_meta(clean, original) -> None:
         meta = clean.file_meta = FileMetaDataset()
     if "TransferSyntaxUID" not in meta:
         implicit, little = getattr(original, "original_encoding", (True, True))
-        meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
-                                  ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
     meta.MediaStorageSOPClassUID = clean.SOPClassUID if "SOPClassUID" in clean else meta.get("MediaStorageSOPClassUID")
     meta.MediaStorageSOPInstanceUID = clean.SOPInstanceUID
 
 
-def deidentify_folder(source: str | os.PathLike, destination: str | os.PathLike,
-                      uid_map: MutableMapping[str, str] | None = None,
-                      patient_pseudonym: str | None = None, keep: Iterable[int] = ()) -> DeidReport:
+def deidentify_folder(
+    source: str | os.PathLike,
+    destination: str | os.PathLike,
+    uid_map: MutableMapping[str, str] | None = None,
+    patient_pseudonym: str | None = None,
+    keep: Iterable[int] = (),
+) -> DeidReport:
     """De-identify every DICOM file under ``source`` (sub-folders too) into ``destination``.
 
     Each file is handled on its own: a file that is not DICOM, is truncated or damaged, has no
@@ -424,8 +504,7 @@ def deidentify_folder(source: str | os.PathLike, destination: str | os.PathLike,
             report.skipped.append((path, reason))
             continue
         if "DirectoryRecordSequence" in ds:
-            report.skipped.append((path, "a DICOMDIR (an index of the files on a medium, naming patients): "
-                                         "not copied"))
+            report.skipped.append((path, "a DICOMDIR (an index of the files on a medium, naming patients): not copied"))
             continue
         if not str(ds.get("SOPInstanceUID", "") or "").strip():
             report.skipped.append((path, "no SOPInstanceUID (0008,0018): not a valid DICOM instance"))
@@ -439,8 +518,13 @@ def deidentify_folder(source: str | os.PathLike, destination: str | os.PathLike,
             clean = deidentify(ds, uid_map=uid_map, patient_pseudonym=patient_pseudonym, keep=keep)
         out = dst / f"{clean.SOPInstanceUID}.dcm"
         if out in first_input:
-            report.skipped.append((path, f"same SOPInstanceUID as {first_input[out].relative_to(src)}: not written (it would "
-                                         f"overwrite that file's copy)"))
+            report.skipped.append(
+                (
+                    path,
+                    f"same SOPInstanceUID as {first_input[out].relative_to(src)}: not written (it would "
+                    f"overwrite that file's copy)",
+                )
+            )
             continue
         if out.exists():
             report.skipped.append((path, f"{out.name} already exists in the destination: not overwritten"))
@@ -453,12 +537,19 @@ def deidentify_folder(source: str | os.PathLike, destination: str | os.PathLike,
         if burned == "YES":
             report.flagged.append((path, "BurnedInAnnotation is YES: text in the pixels may identify the patient"))
         elif not burned and str(ds.get("Modality", "")) in _BURN_PRONE:
-            report.flagged.append((path, f"modality {ds.get('Modality')} without BurnedInAnnotation: such images "
-                                         f"often carry burned-in text; check the pixels"))
+            report.flagged.append(
+                (
+                    path,
+                    f"modality {ds.get('Modality')} without BurnedInAnnotation: such images "
+                    f"often carry burned-in text; check the pixels",
+                )
+            )
     if report.skipped:
-        warnings.warn(f"deidentify_folder skipped {len(report.skipped)} of "
-                      f"{len(report.skipped) + len(report.written)} files; print the report for the reasons",
-                      stacklevel=2)
+        warnings.warn(
+            f"deidentify_folder skipped {len(report.skipped)} of "
+            f"{len(report.skipped) + len(report.written)} files; print the report for the reasons",
+            stacklevel=2,
+        )
     return report
 
 

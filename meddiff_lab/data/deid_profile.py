@@ -689,8 +689,11 @@ BASIC_PROFILE: dict[str, tuple[str, str]] = {
 }
 
 _EXACT = {int(tag, 16): action for tag, (action, _) in BASIC_PROFILE.items() if "x" not in tag}
-_PATTERNS = [(int(tag.replace("x", "0"), 16), int("".join("0" if c == "x" else "F" for c in tag), 16), action)
-             for tag, (action, _) in BASIC_PROFILE.items() if "x" in tag]
+_PATTERNS = [
+    (int(tag.replace("x", "0"), 16), int("".join("0" if c == "x" else "F" for c in tag), 16), action)
+    for tag, (action, _) in BASIC_PROFILE.items()
+    if "x" in tag
+]
 
 
 def profile_action(tag: int) -> str | None:

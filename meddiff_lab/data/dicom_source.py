@@ -24,15 +24,15 @@ machine that read them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from meddiff_lab.data.cxr_labels import CXR_LABELS
 from meddiff_lab.data.io import RADIOGRAPH_MODALITIES, MedicalFileError, describe_file, load_radiograph
-from meddiff_lab.data.sources import _ItemsDataset, _check_image_size, _check_split, _split_indices, _to_item_image
+from meddiff_lab.data.sources import _check_image_size, _check_split, _ItemsDataset, _split_indices, _to_item_image
 
 __all__ = ["DicomRadiographs", "looks_like_dicom_folder"]
 
@@ -61,7 +61,7 @@ def _square(image: np.ndarray) -> np.ndarray:
     side = max(rows, columns)
     out = np.zeros((side, side), dtype=np.float32)
     top, left = (side - rows) // 2, (side - columns) // 2
-    out[top:top + rows, left:left + columns] = image
+    out[top : top + rows, left : left + columns] = image
     return out
 
 
@@ -103,10 +103,20 @@ class DicomRadiographs(_ItemsDataset):
     SPLITS = ("train", "val", "test", "all")
     labels_known = False
 
-    def __init__(self, root, split: str = "train", image_size: int | None = 64, *,
-                 modalities: Sequence[str] = RADIOGRAPH_MODALITIES, voi="header", verify: bool = True,
-                 seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                 transform: Callable | None = None):
+    def __init__(
+        self,
+        root,
+        split: str = "train",
+        image_size: int | None = 64,
+        *,
+        modalities: Sequence[str] = RADIOGRAPH_MODALITIES,
+        voi="header",
+        verify: bool = True,
+        seed: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        transform: Callable | None = None,
+    ):
         _check_image_size(image_size)
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
@@ -117,8 +127,10 @@ class DicomRadiographs(_ItemsDataset):
         self.skipped: list[tuple[str, str]] = []
         records = self._index(verify)
         if not records:
-            raise MedicalFileError(f"{self.root}: no readable DICOM radiograph found "
-                                   f"({len(self.skipped)} file(s) skipped)\n{self.report()}")
+            raise MedicalFileError(
+                f"{self.root}: no readable DICOM radiograph found "
+                f"({len(self.skipped)} file(s) skipped)\n{self.report()}"
+            )
         keys = sorted({r["patient_key"] for r in records})
         pseudonym = {key: k for k, key in enumerate(keys)}  # original PatientID -> 0 ... P-1
         for k, record in enumerate(records):
@@ -155,8 +167,9 @@ class DicomRadiographs(_ItemsDataset):
                 self.skipped.append((name, f"not a DICOM file (it looks like {kind})"))
                 continue
             except Exception as exc:
-                self.skipped.append((name, f"the DICOM header could not be read ({type(exc).__name__}): "
-                                           f"truncated or damaged"))
+                self.skipped.append(
+                    (name, f"the DICOM header could not be read ({type(exc).__name__}): truncated or damaged")
+                )
                 continue
             reason = self._reject(ds, path)
             if reason is None:
@@ -167,8 +180,10 @@ class DicomRadiographs(_ItemsDataset):
             record = None
             if reason is None:
                 record = {
-                    "path": path, "patient_key": str(ds.PatientID).strip(),
-                    "view": str(ds.get("ViewPosition", "") or ""), "modality": str(ds.Modality).upper(),
+                    "path": path,
+                    "patient_key": str(ds.PatientID).strip(),
+                    "view": str(ds.get("ViewPosition", "") or ""),
+                    "modality": str(ds.Modality).upper(),
                 }
                 if verify:
                     try:
@@ -187,8 +202,9 @@ class DicomRadiographs(_ItemsDataset):
         if "PixelData" not in ds:
             return "no pixel data (a report, presentation state or other non-image object)"
         if modality not in self.modalities:
-            return (f"modality {modality or 'missing'} is not a projection radiograph (kept: "
-                    f"{', '.join(self.modalities)})")
+            return (
+                f"modality {modality or 'missing'} is not a projection radiograph (kept: {', '.join(self.modalities)})"
+            )
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
         photometric = str(ds.get("PhotometricInterpretation", "")).strip()
         if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
@@ -205,8 +221,12 @@ class DicomRadiographs(_ItemsDataset):
     def _read(self, path: Path) -> dict:
         volume = load_radiograph(path, voi=self.voi)
         image = _resize(_square(volume.array), self.image_size)
-        return {"image01": image, "monochrome1_inverted": bool(volume.meta["monochrome1_inverted"]),
-                "spacing_mm": tuple(volume.spacing), "spacing_source": volume.meta["spacing_source"]}
+        return {
+            "image01": image,
+            "monochrome1_inverted": bool(volume.meta["monochrome1_inverted"]),
+            "spacing_mm": tuple(volume.spacing),
+            "spacing_source": volume.meta["spacing_source"],
+        }
 
     # ------------------------------------------------------------------------------------- dataset
     def __len__(self) -> int:
@@ -221,9 +241,11 @@ class DicomRadiographs(_ItemsDataset):
             "labels": torch.from_numpy(self._labels[index].copy()),
             "patient_id": int(record["patient_id"]),
             "image_index": record["image_index"],
-            "view": record["view"], "modality": record["modality"],
+            "view": record["view"],
+            "modality": record["modality"],
             "monochrome1_inverted": record["monochrome1_inverted"],
-            "spacing_mm": record["spacing_mm"], "spacing_source": record["spacing_source"],
+            "spacing_mm": record["spacing_mm"],
+            "spacing_source": record["spacing_source"],
         }
         return self._finish(item)
 
@@ -246,14 +268,18 @@ class DicomRadiographs(_ItemsDataset):
         """What was read and what was skipped, with each skipped file's reason."""
         from collections import Counter
 
-        lines = [f"DicomRadiographs({self.root}): {self.n_images_total if hasattr(self, 'n_images_total') else 0} "
-                 f"radiograph(s) from {getattr(self, 'n_patients_total', 0)} patient(s); split "
-                 f"{self.split!r}: {len(getattr(self, '_records', []))} image(s); skipped {len(self.skipped)} file(s)"]
+        lines = [
+            f"DicomRadiographs({self.root}): {self.n_images_total if hasattr(self, 'n_images_total') else 0} "
+            f"radiograph(s) from {getattr(self, 'n_patients_total', 0)} patient(s); split "
+            f"{self.split!r}: {len(getattr(self, '_records', []))} image(s); skipped {len(self.skipped)} file(s)"
+        ]
         for reason, count in Counter(r.split(" (")[0] for _, r in self.skipped).most_common():
             lines.append(f"  {count} x {reason}")
         lines += [f"  skipped {name}: {reason}" for name, reason in self.skipped]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"DicomRadiographs(root={str(self.root)!r}, split={self.split!r}, image_size={self.image_size}, "
-                f"n={len(self)}, skipped={len(self.skipped)})")
+        return (
+            f"DicomRadiographs(root={str(self.root)!r}, split={self.split!r}, image_size={self.image_size}, "
+            f"n={len(self)}, skipped={len(self.skipped)})"
+        )

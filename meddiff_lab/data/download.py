@@ -18,15 +18,22 @@ MedNIST        ``MedNIST.tar.gz`` (MONAI's copy, extracted to ``MedNIST/``)     
 from __future__ import annotations
 
 import hashlib
-import socket
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-__all__ = ["DownloadError", "download_medmnist", "download_mednist", "MEDMNIST_URL", "MEDMNIST_MD5",
-           "MEDMNIST_DEFAULT_FLAGS", "MEDNIST_URL", "MEDNIST_MD5"]
+__all__ = [
+    "DownloadError",
+    "download_medmnist",
+    "download_mednist",
+    "MEDMNIST_URL",
+    "MEDMNIST_MD5",
+    "MEDMNIST_DEFAULT_FLAGS",
+    "MEDNIST_URL",
+    "MEDNIST_MD5",
+]
 
 MEDMNIST_URL = "https://zenodo.org/records/10519652/files/{name}?download=1"
 #: MD5 checksums of the 28 px files, as published in MedMNIST's INFO.
@@ -64,6 +71,7 @@ def _fetch(url: str, dest: Path, md5: str | None = None, timeout: float = 30.0, 
             if progress:
                 try:
                     from tqdm.auto import tqdm
+
                     bar = tqdm(total=total, unit="B", unit_scale=True, desc=dest.name)
                 except ImportError:  # pragma: no cover
                     bar = None
@@ -76,13 +84,14 @@ def _fetch(url: str, dest: Path, md5: str | None = None, timeout: float = 30.0, 
                     bar.update(len(block))
             if bar is not None:
                 bar.close()
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as exc:
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         part.unlink(missing_ok=True)
         reason = getattr(exc, "reason", exc)
         raise DownloadError(
             f"could not download {url}: {reason}. This machine seems to be offline or the host is blocked. "
             f"Download the file by hand (in a browser) and save it as {dest}; see data/README.md. "
-            f"DATA_SOURCE='synthetic' works without any download.") from None
+            f"DATA_SOURCE='synthetic' works without any download."
+        ) from None
     if md5 is not None:
         got = _md5(part)
         if got != md5:
@@ -92,8 +101,13 @@ def _fetch(url: str, dest: Path, md5: str | None = None, timeout: float = 30.0, 
     return dest
 
 
-def download_medmnist(root, flags: Sequence[str] = MEDMNIST_DEFAULT_FLAGS, size: int | None = None,
-                      timeout: float = 30.0, progress: bool = True) -> list[Path]:
+def download_medmnist(
+    root,
+    flags: Sequence[str] = MEDMNIST_DEFAULT_FLAGS,
+    size: int | None = None,
+    timeout: float = 30.0,
+    progress: bool = True,
+) -> list[Path]:
     """Download MedMNIST ``.npz`` files into ``root/medmnist/``.
 
     Args:

@@ -38,7 +38,9 @@ def edge_maps(images, sigma: float = 1.0, low_quantile: float = 0.80, high_quant
     """
     from skimage.feature import canny
 
-    array = images.detach().cpu().float().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, np.float32)
+    array = (
+        images.detach().cpu().float().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, np.float32)
+    )
     if array.ndim == 4 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 3:
@@ -49,8 +51,12 @@ def edge_maps(images, sigma: float = 1.0, low_quantile: float = 0.80, high_quant
         raise ValueError(f"need 0 < low_quantile < high_quantile < 1, got {low_quantile}, {high_quantile}")
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0 pixels, got {sigma!r}")
-    return np.stack([canny(image, sigma=sigma, low_threshold=low_quantile, high_threshold=high_quantile,
-                           use_quantiles=True) for image in array])
+    return np.stack(
+        [
+            canny(image, sigma=sigma, low_threshold=low_quantile, high_threshold=high_quantile, use_quantiles=True)
+            for image in array
+        ]
+    )
 
 
 def edges_to_condition(edges) -> torch.Tensor:

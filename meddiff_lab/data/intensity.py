@@ -23,8 +23,16 @@ import numpy as np
 import torch
 
 __all__ = [
-    "CT_WINDOWS", "hu_from_pixels", "hu_from_dicom", "window", "normalize_to_unit", "to_minus_one_one",
-    "from_minus_one_one", "to_model_batch", "percentile_normalize", "zscore_normalize",
+    "CT_WINDOWS",
+    "hu_from_pixels",
+    "hu_from_dicom",
+    "window",
+    "normalize_to_unit",
+    "to_minus_one_one",
+    "from_minus_one_one",
+    "to_model_batch",
+    "percentile_normalize",
+    "zscore_normalize",
 ]
 
 #: (centre, width) in HU of the windows radiologists use
@@ -44,7 +52,9 @@ def _to_float(array: Any, name: str = "array"):
     try:
         arr = np.asarray(array, dtype=np.float32)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a NumPy array or torch tensor of numbers, got {type(array).__name__}") from None
+        raise TypeError(
+            f"{name} must be a NumPy array or torch tensor of numbers, got {type(array).__name__}"
+        ) from None
     return arr, False
 
 
@@ -52,8 +62,10 @@ def hu_from_pixels(pixels, slope: float = 1.0, intercept: float = 0.0):
     """Stored pixel values to Hounsfield units: ``pixels * slope + intercept`` (float32, same shape)."""
     _, is_torch = _to_float(pixels, "pixels")
     if not np.isfinite(slope) or not np.isfinite(intercept) or slope == 0:
-        raise ValueError(f"RescaleSlope must be finite and non-zero and RescaleIntercept finite, "
-                         f"got slope={slope!r}, intercept={intercept!r}")
+        raise ValueError(
+            f"RescaleSlope must be finite and non-zero and RescaleIntercept finite, "
+            f"got slope={slope!r}, intercept={intercept!r}"
+        )
     if is_torch:
         # float64 for the product keeps integer HU exact for any 16-bit input
         return (pixels.to(torch.float64) * float(slope) + float(intercept)).to(torch.float32)
@@ -140,8 +152,9 @@ def to_model_batch(images_in_unit) -> torch.Tensor:
     """
     images, is_torch = _to_float(images_in_unit, "images")
     if images.ndim != 3:
-        raise ValueError(f"images must be (N, H, W) in [0, 1], got shape {tuple(images.shape)}; "
-                         f"a single image is images[None]")
+        raise ValueError(
+            f"images must be (N, H, W) in [0, 1], got shape {tuple(images.shape)}; a single image is images[None]"
+        )
     return to_minus_one_one((images if is_torch else torch.from_numpy(images))[:, None])
 
 

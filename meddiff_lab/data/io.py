@@ -52,18 +52,32 @@ import os
 import uuid
 import warnings
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .intensity import hu_from_dicom
 
 __all__ = [
-    "Volume", "MedicalFileError", "load_nifti", "save_nifti", "load_dicom", "load_dicom_series",
-    "dicom_series_to_nifti", "write_dicom_series", "load_png", "describe_file", "LPS_TO_RAS",
-    "load_radiograph", "display_pixels", "pixel_spacing", "RADIOGRAPH_MODALITIES", "write_dicom_radiograph",
+    "Volume",
+    "MedicalFileError",
+    "load_nifti",
+    "save_nifti",
+    "load_dicom",
+    "load_dicom_series",
+    "dicom_series_to_nifti",
+    "write_dicom_series",
+    "load_png",
+    "describe_file",
+    "LPS_TO_RAS",
+    "load_radiograph",
+    "display_pixels",
+    "pixel_spacing",
+    "RADIOGRAPH_MODALITIES",
+    "write_dicom_radiograph",
 ]
 
 #: projection radiography modalities (ImagerPixelSpacing, MONOCHROME1 common)
@@ -104,8 +118,9 @@ class Volume:
         if self.array.ndim not in (2, 3, 4):
             raise ValueError(f"a Volume holds a 2-D, 3-D or 4-D array, got shape {self.array.shape}")
         if len(self.spacing) != self.array.ndim:
-            raise ValueError(f"spacing needs one value per array axis: array {self.array.shape}, "
-                             f"spacing {self.spacing}")
+            raise ValueError(
+                f"spacing needs one value per array axis: array {self.array.shape}, spacing {self.spacing}"
+            )
         if any(not np.isfinite(s) or s <= 0 for s in self.spacing):
             raise ValueError(f"spacing must be positive millimetres, got {self.spacing}")
         if self.affine.shape != (4, 4) or not np.all(np.isfinite(self.affine)):
@@ -140,7 +155,7 @@ class Volume:
         idx[3] = 1.0
         return (self.affine @ idx)[:3]
 
-    def reoriented(self, axcodes: str = "RAS") -> "Volume":
+    def reoriented(self, axcodes: str = "RAS") -> Volume:
         """The same image with its 3-D array axes permuted/flipped to ``axcodes`` (e.g. ``"RAS"``, ``"SPL"``).
 
         No resampling: only axis order and direction change, so the voxel values are the same numbers;
@@ -174,36 +189,44 @@ class Volume:
         return image
 
     def to_metatensor(self):
-        """A channel-first MONAI ``MetaTensor`` ``(1, *shape)`` carrying the affine (for ``Spacing``, ``Orientation``)."""
+        """A channel-first MONAI ``MetaTensor`` ``(1, *shape)`` carrying the affine (for ``Spacing``,
+        ``Orientation``)."""
         import torch
         from monai.data import MetaTensor
 
-        return MetaTensor(torch.from_numpy(self.array.copy())[None], affine=torch.from_numpy(self.affine.copy()),
-                          meta={"filename_or_obj": str(self.meta.get("path", ""))})
+        return MetaTensor(
+            torch.from_numpy(self.array.copy())[None],
+            affine=torch.from_numpy(self.affine.copy()),
+            meta={"filename_or_obj": str(self.meta.get("path", ""))},
+        )
 
     @classmethod
-    def from_metatensor(cls, tensor, meta: dict[str, Any] | None = None) -> "Volume":
+    def from_metatensor(cls, tensor, meta: dict[str, Any] | None = None) -> Volume:
         """Back from a channel-first ``MetaTensor`` ``(1, ...)``; spacing from the affine's column norms."""
         array = np.asarray(tensor.detach().cpu().numpy() if hasattr(tensor, "detach") else tensor)
         if array.shape[0] != 1:
             raise ValueError(f"expected a channel-first tensor with one channel, got shape {array.shape}")
-        affine = np.asarray(tensor.affine.detach().cpu().numpy() if hasattr(tensor.affine, "detach") else tensor.affine,
-                            dtype=np.float64)
+        affine = np.asarray(
+            tensor.affine.detach().cpu().numpy() if hasattr(tensor.affine, "detach") else tensor.affine,
+            dtype=np.float64,
+        )
         array = array[0]
         if affine.shape == (3, 3):  # MONAI's 2-D affine
             full = np.eye(4)
             full[:2, :2], full[:2, 3] = affine[:2, :2], affine[:2, 2]
             affine = full
-        spacing = tuple(np.linalg.norm(affine[:3, :array.ndim], axis=0))
+        spacing = tuple(np.linalg.norm(affine[:3, : array.ndim], axis=0))
         return cls(array, spacing, affine, dict(meta or {}))
 
     def __repr__(self) -> str:
         src = self.meta.get("path") or self.meta.get("format", "")
         lo, hi = (float(self.array.min()), float(self.array.max())) if self.array.size else (0.0, 0.0)
         units = self.meta.get("units", "")
-        return (f"Volume(shape={self.shape}, spacing={tuple(round(s, 4) for s in self.spacing)} mm, "
-                f"orientation={self.orientation!r}, range=[{lo:.6g}, {hi:.6g}]{' ' + units if units else ''}, "
-                f"source={str(src)!r})")
+        return (
+            f"Volume(shape={self.shape}, spacing={tuple(round(s, 4) for s in self.spacing)} mm, "
+            f"orientation={self.orientation!r}, range=[{lo:.6g}, {hi:.6g}]{' ' + units if units else ''}, "
+            f"source={str(src)!r})"
+        )
 
 
 # ------------------------------------------------------------------------------------ file sniffing
@@ -233,7 +256,7 @@ def describe_file(path: str | os.PathLike) -> str:
             kind += f" ({inner_kind} inside)" if inner_kind != "unrecognised binary data" else ""
         except (OSError, EOFError, zlib.error):
             inner_kind = _describe_bytes(inner) if "inner" in locals() else "unrecognised binary data"
-            kind += (f" ({inner_kind} inside)" if inner_kind != "unrecognised binary data" else "")
+            kind += f" ({inner_kind} inside)" if inner_kind != "unrecognised binary data" else ""
             kind += " that does not decompress to the end (truncated or damaged)"
     elif kind == "a PNG image" and not _png_complete(p):
         kind = "a truncated PNG image (no IEND chunk: the file ends early)"
@@ -271,8 +294,14 @@ def _describe_bytes(head: bytes) -> str:
         return "a NIfTI-1 volume"
     if len(head) >= 8 and head[4:8] == b"n+2\x00":
         return "a NIfTI-2 volume"
-    for magic, name in ((b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive"), (b"GIF8", "a GIF image"),
-                        (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"\x93NUMPY", "a NumPy .npy array")):
+    for magic, name in (
+        (b"%PDF", "a PDF document"),
+        (b"PK\x03\x04", "a ZIP archive"),
+        (b"GIF8", "a GIF image"),
+        (b"II*\x00", "a TIFF image"),
+        (b"MM\x00*", "a TIFF image"),
+        (b"\x93NUMPY", "a NumPy .npy array"),
+    ):
         if head.startswith(magic):
             return name
     try:
@@ -292,8 +321,10 @@ def _existing_file(path: str | os.PathLike, expected: str) -> Path:
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file (expected {expected})")
     if p.is_dir():
-        raise MedicalFileError(f"{p} is a folder, expected {expected}"
-                               + (" (for a folder of DICOM slices use load_dicom_series)" if "DICOM" in expected else ""))
+        raise MedicalFileError(
+            f"{p} is a folder, expected {expected}"
+            + (" (for a folder of DICOM slices use load_dicom_series)" if "DICOM" in expected else "")
+        )
     return p
 
 
@@ -320,7 +351,8 @@ def load_nifti(path: str | os.PathLike, allow_nonfinite: bool = False) -> Volume
     except (ImageFileError, EOFError, OSError, zlib.error, ValueError) as exc:
         raise MedicalFileError(
             f"{p}: cannot be read as a NIfTI volume ({_first_line(exc)}). Expected a NIfTI-1/2 file "
-            f"(.nii, or .nii.gz compressed); this file looks like {describe_file(p)}.") from None
+            f"(.nii, or .nii.gz compressed); this file looks like {describe_file(p)}."
+        ) from None
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         warnings.warn(f"{p} is a {type(image).__name__}, not NIfTI; reading it anyway", stacklevel=2)
     zooms = image.header.get_zooms()
@@ -330,9 +362,12 @@ def load_nifti(path: str | os.PathLike, allow_nonfinite: bool = False) -> Volume
         factor = 1000.0 if spatial_units == "meter" else 0.001
         spacing = tuple(s * factor for s in spacing[:3]) + spacing[3:]
     meta = {
-        "path": str(p), "format": type(image).__name__.replace("Image", ""),
-        "header_units": spatial_units or "unknown", "qform_code": int(image.header["qform_code"]),
-        "sform_code": int(image.header["sform_code"]), "dtype_on_disk": str(image.get_data_dtype()),
+        "path": str(p),
+        "format": type(image).__name__.replace("Image", ""),
+        "header_units": spatial_units or "unknown",
+        "qform_code": int(image.header["qform_code"]),
+        "sform_code": int(image.header["sform_code"]),
+        "dtype_on_disk": str(image.get_data_dtype()),
         "description": image.header["descrip"].item().decode("latin-1", "replace").strip("\x00 "),
     }
     if array.ndim == 4:
@@ -341,8 +376,10 @@ def load_nifti(path: str | os.PathLike, allow_nonfinite: bool = False) -> Volume
         raise MedicalFileError(f"{p}: a {array.ndim}-D NIfTI image; expected a 2-D, 3-D or 4-D volume")
     nonfinite = int(array.size - np.count_nonzero(np.isfinite(array)))
     if nonfinite and not allow_nonfinite:
-        raise MedicalFileError(f"{p}: {nonfinite} of {array.size} voxels are NaN or inf; expected finite "
-                               f"intensities (pass allow_nonfinite=True to read them as they are)")
+        raise MedicalFileError(
+            f"{p}: {nonfinite} of {array.size} voxels are NaN or inf; expected finite "
+            f"intensities (pass allow_nonfinite=True to read them as they are)"
+        )
     try:
         return Volume(array, spacing, image.affine, meta)
     except ValueError as exc:  # a NaN affine, a zero voxel size: the file's header is wrong
@@ -374,23 +411,27 @@ def _read_dicom(path: Path, stop_before_pixels: bool = False):
 
     kind = describe_file(path)
     if kind != "a DICOM file" and not kind.startswith("unrecognised"):
-        raise MedicalFileError(f"{path} is not a DICOM file: it looks like {kind}. Expected a DICOM "
-                               f"Part 10 file ('DICM' at byte 128)" + _hint_for(kind))
+        raise MedicalFileError(
+            f"{path} is not a DICOM file: it looks like {kind}. Expected a DICOM "
+            f"Part 10 file ('DICM' at byte 128)" + _hint_for(kind)
+        )
     try:
         return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError:
         pass  # maybe a raw data set without the 128-byte preamble: accept only if it parses as one
     except Exception as exc:  # truncated or damaged header
-        raise MedicalFileError(f"{path}: the DICOM header could not be read ({_first_line(exc)}); "
-                               f"the file looks truncated or damaged") from None
+        raise MedicalFileError(
+            f"{path}: the DICOM header could not be read ({_first_line(exc)}); the file looks truncated or damaged"
+        ) from None
     try:
         ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
         plausible = len(ds) > 0 and ("SOPClassUID" in ds or "PixelData" in ds) and "Rows" in ds
     except Exception:
         plausible = False
     if not plausible:
-        raise MedicalFileError(f"{path} is not a DICOM file: it looks like {kind}. Expected a DICOM "
-                               f"Part 10 file ('DICM' at byte 128)")
+        raise MedicalFileError(
+            f"{path} is not a DICOM file: it looks like {kind}. Expected a DICOM Part 10 file ('DICM' at byte 128)"
+        )
     return ds
 
 
@@ -405,8 +446,10 @@ def _hint_for(kind: str) -> str:
 def _pixels(ds, path: Path) -> np.ndarray:
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         size = path.stat().st_size
-        raise MedicalFileError(f"{path}: a DICOM file without pixel data ({size} bytes); expected an image. "
-                               f"It may be truncated, or a non-image object (report, DICOMDIR, presentation state)")
+        raise MedicalFileError(
+            f"{path}: a DICOM file without pixel data ({size} bytes); expected an image. "
+            f"It may be truncated, or a non-image object (report, DICOMDIR, presentation state)"
+        )
     problem = compressed_pixel_problem(ds)
     if problem:
         raise MedicalFileError(f"{path}: {problem}; the file looks truncated or damaged")
@@ -414,9 +457,11 @@ def _pixels(ds, path: Path) -> np.ndarray:
         return hu_from_dicom(ds)
     except Exception as exc:
         tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        raise MedicalFileError(f"{path}: the DICOM pixel data could not be decoded ({_first_line(exc)}); the file "
-                               f"may be truncated, or compressed with a codec that is not installed (transfer "
-                               f"syntax {getattr(tsyntax, 'name', tsyntax) or 'unknown'}{_codec_hint(tsyntax)})") from None
+        raise MedicalFileError(
+            f"{path}: the DICOM pixel data could not be decoded ({_first_line(exc)}); the file "
+            f"may be truncated, or compressed with a codec that is not installed (transfer "
+            f"syntax {getattr(tsyntax, 'name', tsyntax) or 'unknown'}{_codec_hint(tsyntax)})"
+        ) from None
 
 
 def compressed_pixel_problem(ds) -> str | None:
@@ -441,8 +486,10 @@ def compressed_pixel_problem(ds) -> str | None:
     if str(tsyntax).startswith("1.2.840.10008.1.2.4."):  # the JPEG family and JPEG 2000
         for k, frame in enumerate(frames):
             if b"\xff\xd9" not in frame.rstrip(b"\x00")[-3:]:  # some encoders pad with one FF byte
-                return (f"frame {k} of the compressed pixel data ({len(frame)} bytes) ends without its end "
-                        f"marker (FF D9): the stream is cut short")
+                return (
+                    f"frame {k} of the compressed pixel data ({len(frame)} bytes) ends without its end "
+                    f"marker (FF D9): the stream is cut short"
+                )
     return None
 
 
@@ -458,8 +505,14 @@ def _codec_hint(tsyntax) -> str:
         return ": pydicom has no decoder for it"
     if decoder.is_available:
         return ""
-    missing = "; ".join(f"{name}: {', '.join(deps)}" for name, deps in decoder.missing_dependencies.items()
-                        if isinstance(deps, (list, tuple))) or decoder.missing_dependencies
+    missing = (
+        "; ".join(
+            f"{name}: {', '.join(deps)}"
+            for name, deps in decoder.missing_dependencies.items()
+            if isinstance(deps, (list, tuple))
+        )
+        or decoder.missing_dependencies
+    )
     return f"; install one of the plugins that decode it ({missing})"
 
 
@@ -505,8 +558,10 @@ def pixel_spacing(ds) -> tuple[tuple[float, float], str]:
         except (TypeError, ValueError):
             magnification = 0.0
         if np.isfinite(magnification) and magnification > 0:
-            return ((spacing[0] / magnification, spacing[1] / magnification),
-                    f"ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor ({magnification:g})")
+            return (
+                (spacing[0] / magnification, spacing[1] / magnification),
+                f"ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor ({magnification:g})",
+            )
         return spacing, "ImagerPixelSpacing (at the detector)"
     spacing = _two_positive(ds, "NominalScannedPixelSpacing")
     if spacing is not None:
@@ -526,7 +581,7 @@ def _modality_range(ds) -> tuple[float, float]:
         return 0.0, float(2 ** int(lut[0].LUTDescriptor[2]) - 1)
     bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16)
     if int(ds.get("PixelRepresentation", 0) or 0) == 0:
-        lo, hi = 0.0, float(2 ** bits - 1)
+        lo, hi = 0.0, float(2**bits - 1)
     else:
         lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
     slope = float(ds.get("RescaleSlope", 1) or 1)
@@ -617,7 +672,7 @@ def _apply_voi_lut_sequence(values: np.ndarray, item) -> np.ndarray:
         data = np.frombuffer(bytes(data), dtype="<u2")
     table = np.asarray(data, dtype=np.float64).ravel()[:entries]
     index = np.clip(np.rint(values).astype(np.int64) - first, 0, len(table) - 1)
-    return table[index] / float(2 ** bits - 1)
+    return table[index] / float(2**bits - 1)
 
 
 def _voi_source(ds, voi, index: int = 0) -> str:
@@ -642,9 +697,12 @@ def _dicom_meta(ds, path: Path) -> dict[str, Any]:
     modality = str(ds.get("Modality", ""))
     has_rescale = "RescaleSlope" in ds or "RescaleIntercept" in ds
     meta = {
-        "path": str(path), "format": "DICOM", "modality": modality,
+        "path": str(path),
+        "format": "DICOM",
+        "modality": modality,
         "units": "HU" if modality == "CT" and has_rescale else str(ds.get("RescaleType", "") or "stored value"),
-        "rescale_slope": float(ds.get("RescaleSlope", 1) or 1), "rescale_intercept": float(ds.get("RescaleIntercept", 0) or 0),
+        "rescale_slope": float(ds.get("RescaleSlope", 1) or 1),
+        "rescale_intercept": float(ds.get("RescaleIntercept", 0) or 0),
         "photometric_interpretation": str(ds.get("PhotometricInterpretation", "")),
         "series_instance_uid": str(ds.get("SeriesInstanceUID", "")),
         "series_description": str(ds.get("SeriesDescription", "")),
@@ -691,9 +749,13 @@ def load_dicom(path: str | os.PathLike, *, invert_monochrome1: bool = True) -> V
     ipp = ds.get("ImagePositionPatient")
     origin = np.asarray([float(v) for v in ipp], dtype=np.float64) if ipp is not None and len(ipp) == 3 else np.zeros(3)
     meta = _dicom_meta(ds, p)
-    meta.update(spacing_known=spacing_known, orientation_known=vectors is not None and ipp is not None,
-                slice_thickness=float(ds.get("SliceThickness", 0) or 0) or None, dataset=ds,
-                monochrome1_inverted=bool(monochrome1 and invert_monochrome1))
+    meta.update(
+        spacing_known=spacing_known,
+        orientation_known=vectors is not None and ipp is not None,
+        slice_thickness=float(ds.get("SliceThickness", 0) or 0) or None,
+        dataset=ds,
+        monochrome1_inverted=bool(monochrome1 and invert_monochrome1),
+    )
     if monochrome1 and invert_monochrome1:
         lo, hi = meta["value_range"]
         array = (lo + hi) - array
@@ -707,8 +769,9 @@ def load_dicom(path: str | os.PathLike, *, invert_monochrome1: bool = True) -> V
     if array.ndim == 3 and int(ds.get("SamplesPerPixel", 1)) == 1:
         affine = LPS_TO_RAS @ _affine_lps(normal * thickness, y_dir * row_spacing, x_dir * col_spacing, origin)
         return Volume(array, (thickness, row_spacing, col_spacing), affine, meta)
-    raise MedicalFileError(f"{p}: pixel data of shape {array.shape} (colour or multi-sample); expected a "
-                           f"greyscale image")
+    raise MedicalFileError(
+        f"{p}: pixel data of shape {array.shape} (colour or multi-sample); expected a greyscale image"
+    )
 
 
 def load_radiograph(path: str | os.PathLike, voi="header", index: int = 0) -> Volume:
@@ -731,9 +794,14 @@ def load_radiograph(path: str | os.PathLike, voi="header", index: int = 0) -> Vo
     ds = volume.meta["dataset"]
     array = display_pixels(ds, volume.array, voi=voi, index=index)
     meta = dict(volume.meta)
-    meta.update(display=True, units="display grey level in [0, 1]", voi_source=_voi_source(ds, voi, index),
-                monochrome1_inverted=meta["photometric_interpretation"].strip() == "MONOCHROME1",
-                display_inverted=_display_inverted(ds), orientation_known=False)
+    meta.update(
+        display=True,
+        units="display grey level in [0, 1]",
+        voi_source=_voi_source(ds, voi, index),
+        monochrome1_inverted=meta["photometric_interpretation"].strip() == "MONOCHROME1",
+        display_inverted=_display_inverted(ds),
+        orientation_known=False,
+    )
     if meta["modality"] and meta["modality"] not in RADIOGRAPH_MODALITIES:
         meta["note"] = f"modality {meta['modality']} is not a projection radiograph"
     row_spacing, col_spacing = volume.spacing[-2:]
@@ -747,8 +815,14 @@ def _iter_files(folder: Path, recursive: bool) -> Iterable[Path]:
     return sorted(f for f in pattern if f.is_file() and not f.name.startswith("."))
 
 
-def load_dicom_series(folder: str | os.PathLike, series_uid: str | None = None, *, recursive: bool = False,
-                      spacing_tolerance: float = 0.01, on_uneven: str = "warn") -> Volume:
+def load_dicom_series(
+    folder: str | os.PathLike,
+    series_uid: str | None = None,
+    *,
+    recursive: bool = False,
+    spacing_tolerance: float = 0.01,
+    on_uneven: str = "warn",
+) -> Volume:
     """Read a folder of DICOM slices into one volume ``(slices, rows, columns)``, sorted by position.
 
     Slices are ordered by ``ImagePositionPatient`` projected on the slice normal
@@ -799,20 +873,27 @@ def load_dicom_series(folder: str | os.PathLike, series_uid: str | None = None, 
             continue
         slices.append((f, ds))
     if not slices:
-        raise MedicalFileError(f"{root}: no DICOM image files found" + (f" (skipped: {', '.join(skipped[:5])})" if skipped else ""))
+        raise MedicalFileError(
+            f"{root}: no DICOM image files found" + (f" (skipped: {', '.join(skipped[:5])})" if skipped else "")
+        )
 
     by_series: dict[str, list] = {}
     for f, ds in slices:
         by_series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((f, ds))
     if series_uid is not None:
         if series_uid not in by_series:
-            raise MedicalFileError(f"{root}: no series with SeriesInstanceUID {series_uid!r}; found {sorted(by_series)}")
+            raise MedicalFileError(
+                f"{root}: no series with SeriesInstanceUID {series_uid!r}; found {sorted(by_series)}"
+            )
         slices = by_series[series_uid]
     elif len(by_series) > 1:
-        listing = "; ".join(f"{uid} ({len(items)} files, {str(items[0][1].get('SeriesDescription', '') or 'no description')!r})"
-                            for uid, items in by_series.items())
-        raise MedicalFileError(f"{root} holds {len(by_series)} series (mixed series): {listing}. "
-                               f"Pass series_uid=... to choose one")
+        listing = "; ".join(
+            f"{uid} ({len(items)} files, {str(items[0][1].get('SeriesDescription', '') or 'no description')!r})"
+            for uid, items in by_series.items()
+        )
+        raise MedicalFileError(
+            f"{root} holds {len(by_series)} series (mixed series): {listing}. Pass series_uid=... to choose one"
+        )
     return _assemble_series(root, slices, skipped, spacing_tolerance, on_uneven)
 
 
@@ -836,13 +917,18 @@ def _assemble_series(root: Path, slices: list, skipped: list[str], tolerance: fl
             raise MedicalFileError(
                 f"{f}: ImageOrientationPatient {list(ds.get('ImageOrientationPatient', []))} differs from "
                 f"{first_file.name}'s {list(first.ImageOrientationPatient)}: mixed orientations in one series "
-                f"(a localizer or another series?); expected one orientation")
+                f"(a localizer or another series?); expected one orientation"
+            )
         if (int(ds.Rows), int(ds.Columns)) != shape:
-            raise MedicalFileError(f"{f}: {int(ds.Rows)} x {int(ds.Columns)} pixels but {first_file.name} has "
-                                   f"{shape[0]} x {shape[1]}; expected one image size per series")
+            raise MedicalFileError(
+                f"{f}: {int(ds.Rows)} x {int(ds.Columns)} pixels but {first_file.name} has "
+                f"{shape[0]} x {shape[1]}; expected one image size per series"
+            )
         if not np.allclose(_pixel_spacing(ds)[0], (row_spacing, col_spacing), rtol=1e-4):
-            raise MedicalFileError(f"{f}: PixelSpacing {_pixel_spacing(ds)[0]} differs from {first_file.name}'s "
-                                   f"{(row_spacing, col_spacing)}; expected one pixel spacing per series")
+            raise MedicalFileError(
+                f"{f}: PixelSpacing {_pixel_spacing(ds)[0]} differs from {first_file.name}'s "
+                f"{(row_spacing, col_spacing)}; expected one pixel spacing per series"
+            )
         ipp = ds.get("ImagePositionPatient")
         if ipp is None or len(ipp) != 3:
             raise MedicalFileError(f"{f}: no ImagePositionPatient; a series needs it to order slices")
@@ -855,9 +941,11 @@ def _assemble_series(root: Path, slices: list, skipped: list[str], tolerance: fl
     if len(gaps) and gaps.min() < 1e-3:
         i = int(np.argmin(gaps))
         a, b = slices[order[i]][0].name, slices[order[i + 1]][0].name
-        raise MedicalFileError(f"{root}: {a} and {b} are at the same position ({along[i]:.3f} mm along the slice "
-                               f"normal): several acquisitions, echoes or time points are mixed in this series; "
-                               f"expected one slice per position")
+        raise MedicalFileError(
+            f"{root}: {a} and {b} are at the same position ({along[i]:.3f} mm along the slice "
+            f"normal): several acquisitions, echoes or time points are mixed in this series; "
+            f"expected one slice per position"
+        )
     meta = _dicom_meta(first, first_file)
     meta.pop("path")
     if len(gaps):
@@ -866,16 +954,21 @@ def _assemble_series(root: Path, slices: list, skipped: list[str], tolerance: fl
         uneven = bool(np.abs(gaps - spacing).max() > tolerance * spacing + 1e-3)
         if uneven:
             i = int(np.argmax(np.abs(gaps - spacing)))
-            message = (f"{root}: uneven slice spacing: gaps from {gaps.min():.3f} to {gaps.max():.3f} mm (median "
-                       f"{spacing:.3f} mm); the largest deviation is between {slices[order[i]][0].name} and "
-                       f"{slices[order[i + 1]][0].name} (a missing slice?). The affine assumes even spacing")
+            message = (
+                f"{root}: uneven slice spacing: gaps from {gaps.min():.3f} to {gaps.max():.3f} mm (median "
+                f"{spacing:.3f} mm); the largest deviation is between {slices[order[i]][0].name} and "
+                f"{slices[order[i + 1]][0].name} (a missing slice?). The affine assumes even spacing"
+            )
             if on_uneven == "raise":
                 raise MedicalFileError(message)
             warnings.warn(message, stacklevel=3)
         tilt = float(np.degrees(np.arccos(np.clip(abs(step @ normal) / np.linalg.norm(step), -1, 1))))
         if tilt > 0.05:
-            warnings.warn(f"{root}: slices are shifted in-plane as well ({tilt:.2f} degrees off the normal: gantry tilt "
-                          f"or a sheared acquisition); the affine is sheared accordingly", stacklevel=3)
+            warnings.warn(
+                f"{root}: slices are shifted in-plane as well ({tilt:.2f} degrees off the normal: gantry tilt "
+                f"or a sheared acquisition); the affine is sheared accordingly",
+                stacklevel=3,
+            )
         meta["tilt_degrees"] = tilt
     else:
         spacing = float(first.get("SpacingBetweenSlices", 0) or first.get("SliceThickness", 0) or 1.0)
@@ -884,17 +977,25 @@ def _assemble_series(root: Path, slices: list, skipped: list[str], tolerance: fl
     affine = LPS_TO_RAS @ _affine_lps(step, y_dir * row_spacing, x_dir * col_spacing, sorted_pos[0])
     instance_numbers = [int(slices[i][1].get("InstanceNumber", -1) or -1) for i in order]
     meta.update(
-        folder=str(root), files=[slices[i][0].name for i in order], slice_positions=along.tolist(),
-        slice_gaps=gaps.tolist(), uneven_spacing=uneven, instance_numbers=instance_numbers,
-        instance_numbers_agree_with_positions=bool(np.all(np.diff(instance_numbers) > 0) or np.all(np.diff(instance_numbers) < 0)),
-        slice_thickness=float(first.get("SliceThickness", 0) or 0) or None, skipped_files=skipped,
+        folder=str(root),
+        files=[slices[i][0].name for i in order],
+        slice_positions=along.tolist(),
+        slice_gaps=gaps.tolist(),
+        uneven_spacing=uneven,
+        instance_numbers=instance_numbers,
+        instance_numbers_agree_with_positions=bool(
+            np.all(np.diff(instance_numbers) > 0) or np.all(np.diff(instance_numbers) < 0)
+        ),
+        slice_thickness=float(first.get("SliceThickness", 0) or 0) or None,
+        skipped_files=skipped,
         dataset=_read_dicom(slices[order[0]][0], stop_before_pixels=True),
     )
     return Volume(array, (spacing, row_spacing, col_spacing), affine, meta)
 
 
-def dicom_series_to_nifti(folder: str | os.PathLike, out_path: str | os.PathLike, series_uid: str | None = None,
-                          reorient: str | None = "RAS") -> Volume:
+def dicom_series_to_nifti(
+    folder: str | os.PathLike, out_path: str | os.PathLike, series_uid: str | None = None, reorient: str | None = "RAS"
+) -> Volume:
     """Convert a DICOM series to NIfTI with the right affine (DICOM LPS+ -> NIfTI RAS+).
 
     Args:
@@ -915,8 +1016,7 @@ def dicom_series_to_nifti(folder: str | os.PathLike, out_path: str | os.PathLike
     return Volume(volume.array, volume.spacing, volume.affine, meta)
 
 
-def _new_dicom_image(sop_class: str, stored: np.ndarray, *, photometric: str = "MONOCHROME2",
-                     bits_stored: int = 16):
+def _new_dicom_image(sop_class: str, stored: np.ndarray, *, photometric: str = "MONOCHROME2", bits_stored: int = 16):
     """A pydicom ``Dataset`` holding one greyscale frame: the file meta (Explicit VR Little Endian), a
     new SOP Instance UID of ``sop_class``, the Image Pixel module and ``PixelData``.
 
@@ -945,9 +1045,17 @@ def _new_dicom_image(sop_class: str, stored: np.ndarray, *, photometric: str = "
     return ds
 
 
-def write_dicom_series(volume: Volume, folder: str | os.PathLike, *, modality: str = "CT",
-                       shuffle: bool = False, seed: int = 0, series_description: str = "meddiff-lab synthetic",
-                       patient_name: str = "Synthetic^Phantom", patient_id: str = "SYNTH0001") -> list[Path]:
+def write_dicom_series(
+    volume: Volume,
+    folder: str | os.PathLike,
+    *,
+    modality: str = "CT",
+    shuffle: bool = False,
+    seed: int = 0,
+    series_description: str = "meddiff-lab synthetic",
+    patient_name: str = "Synthetic^Phantom",
+    patient_id: str = "SYNTH0001",
+) -> list[Path]:
     """Write a 3-D :class:`Volume` ``(slices, rows, columns)`` as a DICOM series, one file per slice.
 
     Positions and orientation come from the volume's affine (RAS+ -> DICOM LPS+); CT values are stored as
@@ -994,7 +1102,12 @@ def write_dicom_series(volume: Volume, folder: str | os.PathLike, *, modality: s
     for k in range(len(data)):
         ds = _new_dicom_image(sop_class, stored[k])
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
-        ds.Modality, ds.SeriesDescription, ds.PatientName, ds.PatientID = modality, series_description, patient_name, patient_id
+        ds.Modality, ds.SeriesDescription, ds.PatientName, ds.PatientID = (
+            modality,
+            series_description,
+            patient_name,
+            patient_id,
+        )
         ds.StudyDate, ds.SeriesNumber, ds.InstanceNumber = "20000101", 1, int(numbers[k])
         ds.ImageOrientationPatient = [f"{v:.6f}" for v in np.concatenate([x_dir, y_dir])]
         ds.ImagePositionPatient = [f"{v:.4f}" for v in origin + k * step]
@@ -1003,18 +1116,33 @@ def write_dicom_series(volume: Volume, folder: str | os.PathLike, *, modality: s
         ds.RescaleSlope, ds.RescaleIntercept = f"{slope:.10g}", f"{intercept:.10g}"
         if modality == "CT":
             ds.RescaleType = "HU"
-        name = f"IM_{uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | k).hex[:12]}.dcm" if shuffle else f"slice_{k:04d}.dcm"
+        name = (
+            f"IM_{uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | k).hex[:12]}.dcm"
+            if shuffle
+            else f"slice_{k:04d}.dcm"
+        )
         path = out / name
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
 
 
-def write_dicom_radiograph(image: np.ndarray, path: str | os.PathLike, *, photometric: str = "MONOCHROME2",
-                           bits_stored: int = 12, modality: str = "DX", imager_pixel_spacing=(0.143, 0.143),
-                           pixel_spacing=None, magnification: float | None = None, window=None,
-                           patient_id: str = "SYNTH0001", patient_name: str = "Synthetic^Radiograph",
-                           view: str = "PA", transfer_syntax: str | None = None) -> Path:
+def write_dicom_radiograph(
+    image: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int = 12,
+    modality: str = "DX",
+    imager_pixel_spacing=(0.143, 0.143),
+    pixel_spacing=None,
+    magnification: float | None = None,
+    window=None,
+    patient_id: str = "SYNTH0001",
+    patient_name: str = "Synthetic^Radiograph",
+    view: str = "PA",
+    transfer_syntax: str | None = None,
+) -> Path:
     """Write a greyscale image as a projection radiograph DICOM file, the way CR/DX archives store them.
 
     Args:
@@ -1085,8 +1213,10 @@ def load_png(path: str | os.PathLike, spacing: tuple[float, float] | None = None
     if kind.startswith("a truncated PNG"):
         raise MedicalFileError(f"{p}: {kind}; expected a complete PNG file")
     if kind != "a PNG image":
-        raise MedicalFileError(f"{p} is not a PNG image: it looks like {kind}. Expected a PNG file "
-                               f"(starting with the bytes \\x89PNG)" + ("; for DICOM files use load_dicom" if "DICOM" in kind else ""))
+        raise MedicalFileError(
+            f"{p} is not a PNG image: it looks like {kind}. Expected a PNG file "
+            f"(starting with the bytes \\x89PNG)" + ("; for DICOM files use load_dicom" if "DICOM" in kind else "")
+        )
     try:
         with Image.open(p) as image:
             image.load()
@@ -1104,8 +1234,9 @@ def load_png(path: str | os.PathLike, spacing: tuple[float, float] | None = None
                     image = image.convert("L")
                 array, max_value = np.asarray(image, dtype=np.float32), 255.0
     except (OSError, SyntaxError, ValueError) as exc:
-        raise MedicalFileError(f"{p}: the PNG image could not be decoded ({_first_line(exc)}); the file looks "
-                               f"truncated or damaged") from None
+        raise MedicalFileError(
+            f"{p}: the PNG image could not be decoded ({_first_line(exc)}); the file looks truncated or damaged"
+        ) from None
     if spacing is not None:
         row_spacing, col_spacing = (float(s) for s in spacing)
         spacing_known = True
@@ -1115,7 +1246,11 @@ def load_png(path: str | os.PathLike, spacing: tuple[float, float] | None = None
     else:
         row_spacing = col_spacing = 1.0
         spacing_known = False
-    meta.update(max_value=max_value, bit_depth=16 if max_value == 65535.0 else 8, spacing_known=spacing_known,
-                orientation_known=False)
+    meta.update(
+        max_value=max_value,
+        bit_depth=16 if max_value == 65535.0 else 8,
+        spacing_known=spacing_known,
+        orientation_known=False,
+    )
     affine = np.diag([row_spacing, col_spacing, 1.0, 1.0])
     return Volume(array, (row_spacing, col_spacing), affine, meta)

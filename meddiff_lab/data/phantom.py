@@ -51,20 +51,36 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
 from meddiff_lab.data.cxr_labels import CXR_LABELS, FINDING_MASKS, labels_from_string, labels_to_string
-from meddiff_lab.data.phantom_anatomy import (Grid, add_airways, add_bones, add_breast_shadows, draw_body,
-                                              draw_thorax, draw_vessels)
+from meddiff_lab.data.phantom_anatomy import (
+    Grid,
+    add_airways,
+    add_bones,
+    add_breast_shadows,
+    draw_body,
+    draw_thorax,
+    draw_vessels,
+)
 from meddiff_lab.data.phantom_files import NIH_2017_HEADER, load_phantom_masks, write_nih_layout
 from meddiff_lab.data.phantom_findings import add_findings
 from meddiff_lab.data.phantom_patients import sample_cases, select_params, stack_cases
-from meddiff_lab.data.phantom_xray import (CM_PER_UNIT, MU_BONE, MU_LUNG, MU_SOFT, MU_SPONGY, TissueLayers,
-                                           detect_and_process, line_integral, pixel_size_mm)
+from meddiff_lab.data.phantom_xray import (
+    CM_PER_UNIT,
+    MU_BONE,
+    MU_LUNG,
+    MU_SOFT,
+    MU_SPONGY,
+    TissueLayers,
+    detect_and_process,
+    line_integral,
+    pixel_size_mm,
+)
 
 __all__ = [
     "CXR_LABELS",
@@ -133,15 +149,19 @@ class PhantomBatch:
         """ChestX-ray14 ``Finding Labels`` strings, e.g. ``"Cardiomegaly|Effusion"`` or ``"No Finding"``."""
         return [labels_to_string(row) for row in self.labels]
 
-    def subset(self, index) -> "PhantomBatch":
+    def subset(self, index) -> PhantomBatch:
         """The images at ``index`` (an index array, a boolean mask or a slice) as a new batch."""
         index = np.arange(len(self))[index]
-        return PhantomBatch(self.images[index], {k: v[index] for k, v in self.masks.items()},
-                            self.labels[index], self.cardiothoracic_ratio[index],
-                            [self.metadata[i] for i in index])
+        return PhantomBatch(
+            self.images[index],
+            {k: v[index] for k, v in self.masks.items()},
+            self.labels[index],
+            self.cardiothoracic_ratio[index],
+            [self.metadata[i] for i in index],
+        )
 
     @staticmethod
-    def concatenate(batches: Sequence["PhantomBatch"]) -> "PhantomBatch":
+    def concatenate(batches: Sequence[PhantomBatch]) -> PhantomBatch:
         """One batch from several, in order (the masks they all have)."""
         batches = list(batches)
         if len(batches) == 1:
@@ -180,8 +200,12 @@ def attenuation(stacked: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, 
     line = line_integral(layers, params["mu_lung"])
 
     heart = thorax.heart_inside
-    masks = {"body": body_mask, "right_lung": thorax.lung_inside["r"] & ~heart,
-             "left_lung": thorax.lung_inside["l"] & ~heart, "heart": heart}
+    masks = {
+        "body": body_mask,
+        "right_lung": thorax.lung_inside["r"] & ~heart,
+        "left_lung": thorax.lung_inside["l"] & ~heart,
+        "heart": heart,
+    }
     lesion = np.zeros_like(heart)
     for name in FINDING_MASKS:
         lesion |= finding_masks[name]
@@ -190,8 +214,9 @@ def attenuation(stacked: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, 
     return line, masks, thorax.lung_field
 
 
-def render_chunk(stacked: dict[str, np.ndarray], size: int, noise: np.ndarray | None,
-           dose: float = 1.0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def render_chunk(
+    stacked: dict[str, np.ndarray], size: int, noise: np.ndarray | None, dose: float = 1.0
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Render a chunk of n images: :func:`attenuation`, then the detector and the scanner's processing.
 
     Args:
@@ -218,22 +243,39 @@ def _check_args(n, image_size, seed):
 
 
 def _check_dose(dose, quantum_noise):
-    if isinstance(dose, bool) or not isinstance(dose, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(dose) or not 0.0 < dose <= 100.0:
+    if (
+        isinstance(dose, bool)
+        or not isinstance(dose, (int, float, np.integer, np.floating))
+        or not math.isfinite(dose)
+        or not 0.0 < dose <= 100.0
+    ):
         raise ValueError(f"dose must be a relative photon fluence in (0, 100] (1.0 = full dose), got {dose!r}")
     if not isinstance(quantum_noise, (bool, np.bool_)):
         raise ValueError(f"quantum_noise must be True or False, got {quantum_noise!r}")
 
 
 def _metadata(case: dict) -> dict:
-    return dict(patient_id=int(case["patient_id"]), follow_up=int(case["follow_up"]),
-                image_index=f"{int(case['patient_id']):08d}_{int(case['follow_up']):03d}.png",
-                age=int(case["age"]), sex=case["sex"], view=case["view"], scanner=int(case["scanner"]))
+    return dict(
+        patient_id=int(case["patient_id"]),
+        follow_up=int(case["follow_up"]),
+        image_index=f"{int(case['patient_id']):08d}_{int(case['follow_up']):03d}.png",
+        age=int(case["age"]),
+        sex=case["sex"],
+        view=case["view"],
+        scanner=int(case["scanner"]),
+    )
 
 
-def iter_phantoms(n: int, image_size: int = 64, seed: int = 0, chunk_size: int = 64,
-                  masks: bool | Sequence[str] = True, *, dose: float = 1.0,
-                  quantum_noise: bool = True) -> Iterator[PhantomBatch]:
+def iter_phantoms(
+    n: int,
+    image_size: int = 64,
+    seed: int = 0,
+    chunk_size: int = 64,
+    masks: bool | Sequence[str] = True,
+    *,
+    dose: float = 1.0,
+    quantum_noise: bool = True,
+) -> Iterator[PhantomBatch]:
     """Yield ``generate_phantoms(n, image_size, seed)`` in chunks of ``chunk_size`` images.
 
     The bytes do not depend on ``chunk_size``: each image's noise comes from its own generator.
@@ -245,10 +287,16 @@ def iter_phantoms(n: int, image_size: int = 64, seed: int = 0, chunk_size: int =
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     cases = sample_cases(int(n), int(seed))
     for start in range(0, len(cases), chunk_size):
-        part = cases[start:start + chunk_size]
+        part = cases[start : start + chunk_size]
         stacked = stack_cases(part)
-        noise = np.stack([np.random.default_rng([seed, c["patient_id"], c["follow_up"], 1])
-                          .standard_normal((image_size, image_size), dtype=np.float32) for c in part])
+        noise = np.stack(
+            [
+                np.random.default_rng([seed, c["patient_id"], c["follow_up"], 1]).standard_normal(
+                    (image_size, image_size), dtype=np.float32
+                )
+                for c in part
+            ]
+        )
         images, all_masks = render_chunk(stacked, int(image_size), noise if quantum_noise else None, float(dose))
         if masks is not True:
             keep = set(masks or ())
@@ -256,14 +304,24 @@ def iter_phantoms(n: int, image_size: int = 64, seed: int = 0, chunk_size: int =
             if unknown:
                 raise ValueError(f"unknown mask names {sorted(unknown)}; expected some of {sorted(all_masks)}")
             all_masks = {k: v for k, v in all_masks.items() if k in keep}
-        yield PhantomBatch(images=images, masks=all_masks, labels=stacked["labels"].astype(np.float32),
-                           cardiothoracic_ratio=stacked["ctr"].astype(np.float32),
-                           metadata=[_metadata(c) for c in part])
+        yield PhantomBatch(
+            images=images,
+            masks=all_masks,
+            labels=stacked["labels"].astype(np.float32),
+            cardiothoracic_ratio=stacked["ctr"].astype(np.float32),
+            metadata=[_metadata(c) for c in part],
+        )
 
 
-def generate_phantoms(n: int, image_size: int = 64, seed: int = 0, *,
-                      masks: bool | Sequence[str] = True, dose: float = 1.0,
-                      quantum_noise: bool = True) -> PhantomBatch:
+def generate_phantoms(
+    n: int,
+    image_size: int = 64,
+    seed: int = 0,
+    *,
+    masks: bool | Sequence[str] = True,
+    dose: float = 1.0,
+    quantum_noise: bool = True,
+) -> PhantomBatch:
     """Generate ``n`` synthetic chest radiographs with ground truth.
 
     Patients get 1–6 films each (follow-ups share the patient's anatomy and chronic findings, so a
@@ -287,8 +345,9 @@ def generate_phantoms(n: int, image_size: int = 64, seed: int = 0, *,
         (N, H, W) bool, ``.labels`` (N, 14) multi-hot over ``CXR_LABELS``,
         ``.cardiothoracic_ratio`` (N,), ``.metadata`` (list of dicts).
     """
-    return PhantomBatch.concatenate(list(iter_phantoms(n, image_size, seed, masks=masks, dose=dose,
-                                                       quantum_noise=quantum_noise)))
+    return PhantomBatch.concatenate(
+        list(iter_phantoms(n, image_size, seed, masks=masks, dose=dose, quantum_noise=quantum_noise))
+    )
 
 
 def cardiothoracic_ratio_from_masks(heart: np.ndarray, right_lung: np.ndarray, left_lung: np.ndarray) -> np.ndarray:
@@ -317,9 +376,17 @@ def cardiothoracic_ratio_from_masks(heart: np.ndarray, right_lung: np.ndarray, l
     return ratios[0] if single else ratios
 
 
-def write_synthetic_cxr(root, n: int = 2000, image_size: int = 128, seed: int = 0, *,
-                        test_fraction: float = 0.2, images_per_folder: int = 10000,
-                        with_masks: bool = True, progress: bool = True) -> Path:
+def write_synthetic_cxr(
+    root,
+    n: int = 2000,
+    image_size: int = 128,
+    seed: int = 0,
+    *,
+    test_fraction: float = 0.2,
+    images_per_folder: int = 10000,
+    with_masks: bool = True,
+    progress: bool = True,
+) -> Path:
     """Write ``n`` phantoms in the NIH ChestX-ray14 layout, with their masks beside it.
 
     Layout under ``root``::
@@ -346,7 +413,16 @@ def write_synthetic_cxr(root, n: int = 2000, image_size: int = 128, seed: int = 
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction!r}")
     batches = iter_phantoms(n, image_size, seed, chunk_size=64, masks=True if with_masks else ())
-    return write_nih_layout(root, batches, n=n, image_size=image_size, seed=seed,
-                            pixel_spacing_mm=pixel_size_mm(image_size), phantom_version=PHANTOM_VERSION,
-                            test_fraction=test_fraction, images_per_folder=images_per_folder,
-                            with_masks=with_masks, progress=progress)
+    return write_nih_layout(
+        root,
+        batches,
+        n=n,
+        image_size=image_size,
+        seed=seed,
+        pixel_spacing_mm=pixel_size_mm(image_size),
+        phantom_version=PHANTOM_VERSION,
+        test_fraction=test_fraction,
+        images_per_folder=images_per_folder,
+        with_masks=with_masks,
+        progress=progress,
+    )

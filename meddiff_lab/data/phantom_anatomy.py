@@ -40,9 +40,23 @@ import numpy as np
 from meddiff_lab.data.phantom_xray import CM_PER_UNIT, MU_BONE, MU_SOFT, MU_SPONGY, pixel_centres, pixel_size_mm
 
 __all__ = [
-    "SIDES", "Grid", "Thorax", "smoothstep", "chord", "segment_distance", "lateral_edge", "lung_top",
-    "lung_geometry", "heart_geometry", "heart_half_width", "draw_body", "draw_thorax", "draw_vessels",
-    "add_bones", "add_airways", "add_breast_shadows",
+    "SIDES",
+    "Grid",
+    "Thorax",
+    "smoothstep",
+    "chord",
+    "segment_distance",
+    "lateral_edge",
+    "lung_top",
+    "lung_geometry",
+    "heart_geometry",
+    "heart_half_width",
+    "draw_body",
+    "draw_thorax",
+    "draw_vessels",
+    "add_bones",
+    "add_airways",
+    "add_breast_shadows",
 ]
 
 #: (side, sign): the patient's right lung is on the viewer's left (x < 0)
@@ -86,10 +100,11 @@ class Grid:
     pixel_mm: float
 
     @classmethod
-    def for_size(cls, size: int) -> "Grid":
+    def for_size(cls, size: int) -> Grid:
         coords = pixel_centres(size)
-        return cls(size=size, coords=coords, x=coords[None, None, :], y=coords[None, :, None],
-                   pixel_mm=pixel_size_mm(size))
+        return cls(
+            size=size, coords=coords, x=coords[None, None, :], y=coords[None, :, None], pixel_mm=pixel_size_mm(size)
+        )
 
     def span(self, lo: float, hi: float) -> slice:
         """The pixels (rows or columns) whose centre lies in [lo, hi): a part is drawn only where it can reach."""
@@ -129,9 +144,12 @@ def lung_geometry(params, side: str, sign: float, x, y):
     widest, apex_y, dome_y = params[f"lat_{side}"], params[f"apex_{side}"], params[f"dome_{side}"]
     costophrenic_y = params[f"cp_{side}"]
     medial = params["med"]
-    if side == "l":   # aortic knob and pulmonary trunk bulge into the left lung's medial border
-        medial = medial + params["knob"] * np.exp(-((y - params["knob_y"]) / 0.075) ** 2) \
-            + 0.35 * params["knob"] * np.exp(-((y - params["knob_y"] - 0.17) / 0.06) ** 2)
+    if side == "l":  # aortic knob and pulmonary trunk bulge into the left lung's medial border
+        medial = (
+            medial
+            + params["knob"] * np.exp(-(((y - params["knob_y"]) / 0.075) ** 2))
+            + 0.35 * params["knob"] * np.exp(-(((y - params["knob_y"] - 0.17) / 0.06) ** 2))
+        )
     top_y = lung_top(widest, apex_y, lateral)
     lateral_border = lateral_edge(widest, y)
     dome_peak = 0.45 * widest
@@ -214,11 +232,12 @@ def draw_body(params, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     chest_half_width = params["chest_w"] - 0.04 * np.clip(y - 0.6, 0, None)
     body_half_width = chest_half_width + (1.3 - chest_half_width) * smoothstep(-y, 0.55, 0.72)
     from_midline = np.abs(x - params["cx"])
-    shoulder_y = (-1.02 + 0.28 * np.clip((from_midline - 0.22) / 0.65, 0, 1) ** 0.7
-                  + 0.12 * np.clip(from_midline - 0.87, 0, None))
+    shoulder_y = (
+        -1.02 + 0.28 * np.clip((from_midline - 0.22) / 0.65, 0, 1) ** 0.7 + 0.12 * np.clip(from_midline - 0.87, 0, None)
+    )
     below_shoulder = smoothstep(y - shoulder_y, 0.0, 0.05)
-    body_cm = params["thickness"] * chord((x - params["cx"]) ** 2 / body_half_width ** 2) * below_shoulder
-    body_cm = body_cm * (1.0 - 0.35 * smoothstep(-y, 0.7, 0.95))          # the neck is thinner
+    body_cm = params["thickness"] * chord((x - params["cx"]) ** 2 / body_half_width**2) * below_shoulder
+    body_cm = body_cm * (1.0 - 0.35 * smoothstep(-y, 0.7, 0.95))  # the neck is thinner
     return body_cm, body_cm > 0.5
 
 
@@ -229,9 +248,15 @@ def draw_thorax(params, grid: Grid) -> Thorax:
         lung_inside[side], lung_depth[side], lateral_fraction[side] = lung_geometry(params, side, sign, grid.x, grid.y)
     heart_inside, heart_depth = heart_geometry(params, grid.x, grid.y)
     aerated_lung = np.clip(lung_depth["r"] + lung_depth["l"] - 0.9 * heart_depth, 0.0, None)
-    return Thorax(lung_inside=lung_inside, lung_depth=lung_depth, lateral_fraction=lateral_fraction,
-                  heart_inside=heart_inside, heart_depth=heart_depth, aerated_lung=aerated_lung,
-                  lung_field=lung_inside["r"] | lung_inside["l"])
+    return Thorax(
+        lung_inside=lung_inside,
+        lung_depth=lung_depth,
+        lateral_fraction=lateral_fraction,
+        heart_inside=heart_inside,
+        heart_depth=heart_depth,
+        aerated_lung=aerated_lung,
+        lung_field=lung_inside["r"] | lung_inside["l"],
+    )
 
 
 def draw_vessels(stacked: dict[str, np.ndarray], params, grid: Grid, thorax: Thorax) -> np.ndarray:
@@ -253,21 +278,26 @@ def draw_vessels(stacked: dict[str, np.ndarray], params, grid: Grid, thorax: Tho
     for side, sign in SIDES:
         image_idx, row_idx, col_idx = np.nonzero(thorax.lung_inside[side])
         pixel_x, pixel_y = grid.coords[col_idx], grid.coords[row_idx]
-        phases = stacked["vessel_phase"][image_idx, (0 if side == "r" else 4):].astype(np.float32)
+        phases = stacked["vessel_phase"][image_idx, (0 if side == "r" else 4) :].astype(np.float32)
         hilum_x = stacked["cx"][image_idx] + sign * stacked[f"hilum_{side}"][image_idx]
         outward, below = sign * (pixel_x - hilum_x), pixel_y - stacked["hilum_y"][image_idx]
         distance = np.sqrt(outward * outward + below * below) + np.float32(1e-3)
         angle = np.arctan2(below, outward)
         warped = angle + 0.22 * np.sin(6.0 * distance + phases[:, 0]) + 0.08 * np.sin(17.0 * distance + phases[:, 1])
-        sharpness = 2.5 * (1.0 + 5.0 * distance)          # exp(-sharp (1 - cos)) ~ (½ + ½cos)^(2 sharp)
-        tree = (np.exp(-sharpness * (1.0 - np.cos(7.0 * warped + phases[:, 2])))
-                + 0.8 * smoothstep(distance, 0.12, 0.28)
-                * np.exp(-1.6 * sharpness * (1.0 - np.cos(13.0 * warped + phases[:, 3])))
-                + 0.6 * smoothstep(distance, 0.28, 0.45)
-                * np.exp(-2.2 * sharpness * (1.0 - np.cos(23.0 * warped + 1.3 * phases[:, 3]))))
-        zone = 1.0 + 0.5 * np.clip(below, -0.6, 0.6)       # more flow to the bases when upright
-        vessels[image_idx, row_idx, col_idx] += (2.4 * np.exp(-distance / 0.28) * tree * zone
-                                                 + 2.2 * np.exp(-(distance / 0.075) ** 2)).astype(np.float32)
+        sharpness = 2.5 * (1.0 + 5.0 * distance)  # exp(-sharp (1 - cos)) ~ (½ + ½cos)^(2 sharp)
+        tree = (
+            np.exp(-sharpness * (1.0 - np.cos(7.0 * warped + phases[:, 2])))
+            + 0.8
+            * smoothstep(distance, 0.12, 0.28)
+            * np.exp(-1.6 * sharpness * (1.0 - np.cos(13.0 * warped + phases[:, 3])))
+            + 0.6
+            * smoothstep(distance, 0.28, 0.45)
+            * np.exp(-2.2 * sharpness * (1.0 - np.cos(23.0 * warped + 1.3 * phases[:, 3])))
+        )
+        zone = 1.0 + 0.5 * np.clip(below, -0.6, 0.6)  # more flow to the bases when upright
+        vessels[image_idx, row_idx, col_idx] += (
+            2.4 * np.exp(-distance / 0.28) * tree * zone + 2.2 * np.exp(-((distance / 0.075) ** 2))
+        ).astype(np.float32)
     vessels *= params["vessel_amp"] * np.clip(thorax.aerated_lung / 5.0, 0, 1)
     return vessels
 
@@ -285,14 +315,15 @@ def add_posterior_ribs(bone_cm: np.ndarray, params, side: str, sign: float, grid
     below_first_rib = y - curve - params["rib_top"]
     spacing = params["rib_spacing"]
     # rib number as a continuous value: solves below = spacing·k + 0.04·spacing·k² (spacing grows downward)
-    rib_position = (-spacing + np.sqrt(np.clip(spacing * spacing + 0.16 * spacing * below_first_rib, 0, None))) \
-        / (0.08 * spacing)
+    rib_position = (-spacing + np.sqrt(np.clip(spacing * spacing + 0.16 * spacing * below_first_rib, 0, None))) / (
+        0.08 * spacing
+    )
     rib_number = np.floor(rib_position)
     within_rib = rib_position - rib_number
     local_spacing = spacing * (1.0 + 0.08 * np.clip(rib_position, 0, None))
     half_height = (0.028 + 0.0025 * rib_number) / local_spacing
     across2 = ((within_rib - 0.5) / half_height) ** 2
-    tube = chord(across2) - 0.72 * chord(across2 / 0.72 ** 2) * 0.85
+    tube = chord(across2) - 0.72 * chord(across2 / 0.72**2) * 0.85
     valid = (rib_number >= 0) & (rib_number <= 9) & (lateral > 0.06)
     extent = smoothstep(lateral, 0.05, 0.11) * (1.0 - smoothstep(lateral, widest + 0.05, widest + 0.16))
     bone_cm += 1.5 * tube * valid * extent * (1.0 - 0.06 * np.clip(rib_number, 0, 9))
@@ -307,13 +338,17 @@ def add_anterior_ribs(bone_cm: np.ndarray, params, side: str, sign: float, grid:
     lateral = lateral_distance(params, sign, grid.x)[:, :, cols]
     widest = params[f"lat_{side}"]
     spacing = params["rib_spacing"]
-    below_first_rib = (grid.y - params["rib_top"] - 0.12 - 0.45 * (widest - lateral)
-                       + 0.15 * (widest - lateral) ** 2)
+    below_first_rib = grid.y - params["rib_top"] - 0.12 - 0.45 * (widest - lateral) + 0.15 * (widest - lateral) ** 2
     rib_position = below_first_rib / (1.2 * spacing)
     rib_number = np.floor(rib_position)
     across2 = ((rib_position - rib_number - 0.5) * 1.2 * spacing / 0.024) ** 2
-    bone_cm[:, :, cols] += 0.25 * chord(across2) * ((rib_number >= 0) & (rib_number <= 5)) \
-        * smoothstep(lateral, 0.3, 0.45) * (1.0 - smoothstep(lateral, widest - 0.02, widest + 0.06))
+    bone_cm[:, :, cols] += (
+        0.25
+        * chord(across2)
+        * ((rib_number >= 0) & (rib_number <= 5))
+        * smoothstep(lateral, 0.3, 0.45)
+        * (1.0 - smoothstep(lateral, widest - 0.02, widest + 0.06))
+    )
 
 
 def add_clavicle(bone_cm: np.ndarray, params, sign: float, grid: Grid) -> None:
@@ -323,7 +358,7 @@ def add_clavicle(bone_cm: np.ndarray, params, sign: float, grid: Grid) -> None:
     """
     rows = grid.span(-1.0, -0.35)
     row_y = grid.y[:, rows]
-    along = (lateral_distance(params, sign, grid.x) - 0.06) / 0.66     # 0 at the sternum, 1 at the acromion
+    along = (lateral_distance(params, sign, grid.x) - 0.06) / 0.66  # 0 at the sternum, 1 at the acromion
     centre_y = params["clav_y"] - params["clav_tilt"] * along + 0.03 * np.sin(2 * np.pi * along)
     across2 = ((row_y - centre_y) / 0.03) ** 2
     ends = smoothstep(along, -0.02, 0.05) * (1.0 - smoothstep(along, 0.95, 1.05))
@@ -341,7 +376,7 @@ def add_scapula(bone_cm: np.ndarray, params, sign: float, grid: Grid) -> None:
     border = params["scap_x"] + 0.10 * ((row_y + 0.3) / 0.5) ** 2
     height = smoothstep(row_y, -0.82, -0.74) * (1 - smoothstep(row_y, -0.05, 0.08))
     plate = smoothstep(lateral - border, 0.0, 0.02) * height
-    rim = np.exp(-((lateral - border) / 0.012) ** 2) * height
+    rim = np.exp(-(((lateral - border) / 0.012) ** 2)) * height
     bone_cm[:, rows] += 0.45 * plate + 0.6 * rim
 
 
@@ -349,7 +384,7 @@ def add_humeral_head(bone_cm: np.ndarray, params, sign: float, grid: Grid) -> No
     """One humeral head: a ball with a cortical shell in the upper corner. Adds up to 2.5 cm of bone."""
     rows, cols = grid.span(-0.9, -0.4), grid.lateral_span(sign, 0.8, 1.0)
     lateral = lateral_distance(params, sign, grid.x)[:, :, cols]
-    d2 = ((lateral - 1.0) ** 2 + (grid.y[:, rows] + 0.66) ** 2) / 0.14 ** 2
+    d2 = ((lateral - 1.0) ** 2 + (grid.y[:, rows] + 0.66) ** 2) / 0.14**2
     bone_cm[:, rows, cols] += 2.5 * (chord(d2) - 0.6 * chord(d2 / 0.75))
 
 
@@ -363,9 +398,9 @@ def add_spine(bone_cm: np.ndarray, params, grid: Grid) -> None:
     cols = grid.span(-0.2, 0.2)
     y = grid.y
     from_midline = grid.x[:, :, cols] - params["cx"]
-    period = 0.118                                                      # one vertebra (about 2.4 cm)
+    period = 0.118  # one vertebra (about 2.4 cm)
     phase = (y - params["rib_top"] + 0.02) / period
-    discs = 1.0 - 0.7 * np.exp(-((phase - np.round(phase)) / 0.12) ** 2)
+    discs = 1.0 - 0.7 * np.exp(-(((phase - np.round(phase)) / 0.12) ** 2))
     spine = 3.0 * chord((from_midline / 0.075) ** 2) * discs * (MU_SPONGY - MU_SOFT) / (MU_BONE - MU_SOFT)
     pedicle_y = (phase - np.floor(phase) - 0.45) * period
     for pedicle_side in (-1.0, 1.0):
@@ -395,14 +430,16 @@ def add_airways(air_cm: np.ndarray, params, grid: Grid) -> None:
     carina_y = params["hilum_y"] - 0.1
     cols = grid.span(-0.2, 0.2)
     from_trachea = np.abs(x[:, :, cols] - params["cx"] - 0.01 * (y - carina_y))
-    air_cm[:, :, cols] += 2.0 * 0.05 * CM_PER_UNIT * chord((from_trachea / 0.05) ** 2) * (y < carina_y) \
-        * smoothstep(y, -1.0, -0.9)
+    air_cm[:, :, cols] += (
+        2.0 * 0.05 * CM_PER_UNIT * chord((from_trachea / 0.05) ** 2) * (y < carina_y) * smoothstep(y, -1.0, -0.9)
+    )
     rows, cols = grid.span(-0.5, 0.1), grid.span(-0.4, 0.4)
     for side, sign in SIDES:
         bronchus_end_x = params["cx"] + sign * (params[f"hilum_{side}"] - 0.05)
         bronchus_end_y = params["hilum_y"] + (0.03 if side == "r" else -0.01)
-        from_bronchus = segment_distance(x[:, :, cols], y[:, rows], params["cx"], carina_y,
-                                         bronchus_end_x, bronchus_end_y)
+        from_bronchus = segment_distance(
+            x[:, :, cols], y[:, rows], params["cx"], carina_y, bronchus_end_x, bronchus_end_y
+        )
         air_cm[:, rows, cols] += 1.4 * chord((from_bronchus / 0.028) ** 2) * (y[:, rows] > carina_y - 0.01)
     rows, cols = grid.span(0.1, 0.95), grid.span(0.0, 0.8)
     bubble_x, bubble_y = params["cx"] + 0.40, params["dome_l"] + 0.10
@@ -420,5 +457,6 @@ def add_breast_shadows(soft_tissue_cm: np.ndarray, params, grid: Grid) -> None:
         lateral = lateral_distance(params, sign, x)
         centre_y = params[f"dome_{side}"] - 0.02
         ellipse_r2 = ((lateral - 0.50) / 0.34) ** 2 + ((y - centre_y) / 0.27) ** 2
-        soft_tissue_cm += params["breast"] * 6.5 * chord(ellipse_r2) ** 3 \
-            * smoothstep(y, centre_y - 0.34, centre_y + 0.02)
+        soft_tissue_cm += (
+            params["breast"] * 6.5 * chord(ellipse_r2) ** 3 * smoothstep(y, centre_y - 0.34, centre_y + 0.02)
+        )

@@ -20,8 +20,9 @@ from __future__ import annotations
 import csv
 import shutil
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -37,16 +38,29 @@ __all__ = ["NIH_2017_HEADER", "write_nih_layout", "load_phantom_masks", "pack_ma
 
 #: The header of the NIH ``Data_Entry_2017.csv`` (with its bracketed names, whose commas split them
 #: into two columns each, and the trailing comma that gives an unnamed 12th column).
-NIH_2017_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
-                   "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],")
+NIH_2017_HEADER = (
+    "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
+    "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],"
+)
 
 #: the text that marks a folder as a synthetic set written here (and so safe to overwrite)
 _STAMP = "meddiff-lab phantom"
 
 
-def write_nih_layout(root, batches: Iterable["PhantomBatch"], *, n: int, image_size: int, seed: int,
-                     pixel_spacing_mm: float, phantom_version: str, test_fraction: float = 0.2,
-                     images_per_folder: int = 10000, with_masks: bool = True, progress: bool = True) -> Path:
+def write_nih_layout(
+    root,
+    batches: Iterable[PhantomBatch],
+    *,
+    n: int,
+    image_size: int,
+    seed: int,
+    pixel_spacing_mm: float,
+    phantom_version: str,
+    test_fraction: float = 0.2,
+    images_per_folder: int = 10000,
+    with_masks: bool = True,
+    progress: bool = True,
+) -> Path:
     """Write phantom batches in the NIH ChestX-ray14 layout under ``root`` (see the module docstring).
 
     Args:
@@ -83,11 +97,25 @@ def write_nih_layout(root, batches: Iterable["PhantomBatch"], *, n: int, image_s
             Image.fromarray(pixels[i], mode="L").save(folder / name, optimize=False, compress_level=6)
             if with_masks:
                 _save_masks(root / "masks" / name.replace(".png", ".npz"), {k: v[i] for k, v in batch.masks.items()})
-            rows.append([name, labels_to_string(batch.labels[i]), meta["follow_up"], meta["patient_id"],
-                         meta["age"], meta["sex"], meta["view"], image_size, image_size,
-                         f"{pixel_spacing_mm:.3f}", f"{pixel_spacing_mm:.3f}", ""])
-            truth.append([name, f"{batch.cardiothoracic_ratio[i]:.4f}", meta["scanner"], meta["sex"],
-                          meta["age"], meta["view"]])
+            rows.append(
+                [
+                    name,
+                    labels_to_string(batch.labels[i]),
+                    meta["follow_up"],
+                    meta["patient_id"],
+                    meta["age"],
+                    meta["sex"],
+                    meta["view"],
+                    image_size,
+                    image_size,
+                    f"{pixel_spacing_mm:.3f}",
+                    f"{pixel_spacing_mm:.3f}",
+                    "",
+                ]
+            )
+            truth.append(
+                [name, f"{batch.cardiothoracic_ratio[i]:.4f}", meta["scanner"], meta["sex"], meta["age"], meta["view"]]
+            )
             patient_ids.append(meta["patient_id"])
             names.append(name)
             written += 1
@@ -98,8 +126,9 @@ def write_nih_layout(root, batches: Iterable["PhantomBatch"], *, n: int, image_s
         csv.writer(fh, lineterminator="\n").writerows(rows)
     with open(root / "phantom_truth.csv", "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["Image Index", "Cardiothoracic Ratio", "Scanner", "Patient Sex", "Patient Age",
-                         "View Position"])
+        writer.writerow(
+            ["Image Index", "Cardiothoracic Ratio", "Scanner", "Patient Sex", "Patient Age", "View Position"]
+        )
         writer.writerows(truth)
     train_idx, test_idx = patient_split(patient_ids, (1.0 - test_fraction, test_fraction), seed)
     (root / "train_val_list.txt").write_text("".join(names[i] + "\n" for i in sorted(train_idx)))
@@ -109,7 +138,8 @@ def write_nih_layout(root, batches: Iterable["PhantomBatch"], *, n: int, image_s
         f"n={n} image_size={image_size} seed={seed} phantom_version={phantom_version}.\n"
         "Not patient data; labels are true by construction.\n"
         "masks/<image>.npz holds the organ and finding masks; phantom_truth.csv the cardiothoracic ratio.\n"
-        "Regenerate with: meddiff-lab data write --out <this folder>\n")
+        "Regenerate with: meddiff-lab data write --out <this folder>\n"
+    )
     if progress:
         print(f"wrote {n} images ({image_size} px) to {root} in {time.perf_counter() - start_time:.1f} s")
     return root
@@ -127,8 +157,10 @@ def _prepare_output_folder(root: Path) -> None:
             if sub.is_dir():
                 shutil.rmtree(sub)
     elif any(root.iterdir()):
-        raise ValueError(f"{root} is not empty and does not hold a synthetic set written here; refusing to write "
-                         f"over it (a real ChestX-ray14 folder?). Choose an empty or new folder.")
+        raise ValueError(
+            f"{root} is not empty and does not hold a synthetic set written here; refusing to write "
+            f"over it (a real ChestX-ray14 folder?). Choose an empty or new folder."
+        )
 
 
 # --------------------------------------------------------------------------------- packed masks
@@ -143,8 +175,9 @@ def pack_masks(masks: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return bits, np.asarray(names)
 
 
-def unpack_masks(bits: np.ndarray, stored_names: Sequence[str],
-                 names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def unpack_masks(
+    bits: np.ndarray, stored_names: Sequence[str], names: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
     """The inverse of :func:`pack_masks`: (H, W) bool masks ``names`` (default: all) from the bit field."""
     stored = [str(v) for v in stored_names]
     keys = stored if names is None else list(names)
@@ -174,8 +207,9 @@ def load_phantom_masks(root, image_index: str, names: Sequence[str] | None = Non
     """
     path = Path(root) / "masks" / Path(image_index).with_suffix(".npz").name
     if not path.is_file():
-        raise FileNotFoundError(f"no masks for {image_index!r}: expected {path} (written by write_synthetic_cxr "
-                                f"with with_masks=True)")
+        raise FileNotFoundError(
+            f"no masks for {image_index!r}: expected {path} (written by write_synthetic_cxr with with_masks=True)"
+        )
     with np.load(path) as data:
         stored = [str(v) for v in data["names"]]
         bits = data["bits"]

@@ -26,13 +26,22 @@ layer, and the order of the additions is part of the phantom's bytes.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from meddiff_lab.data.cxr_labels import FINDING_MASKS, LABEL_INDEX
-from meddiff_lab.data.phantom_anatomy import (SIDES, Grid, Thorax, chord, lateral_distance, lateral_edge, lung_top,
-                                              segment_distance, smoothstep)
+from meddiff_lab.data.phantom_anatomy import (
+    SIDES,
+    Grid,
+    Thorax,
+    chord,
+    lateral_distance,
+    lateral_edge,
+    lung_top,
+    segment_distance,
+    smoothstep,
+)
 from meddiff_lab.data.phantom_patients import select_params
 from meddiff_lab.data.phantom_xray import CM_PER_UNIT, TissueLayers
 
@@ -71,7 +80,7 @@ def add_mass(params, sel, grid: Grid, thorax: Thorax, layers: TissueLayers) -> n
     centre_x, centre_y, radius, phase_3, phase_5 = (params["mass"][..., i] for i in range(5))
     angle = np.arctan2(y - centre_y, x - centre_x)
     lobulated_radius = radius * (1.0 + 0.12 * np.cos(3 * angle + phase_3) + 0.06 * np.cos(5 * angle + phase_5))
-    d2 = ((x - centre_x) ** 2 + (y - centre_y) ** 2) / lobulated_radius ** 2
+    d2 = ((x - centre_x) ** 2 + (y - centre_y) ** 2) / lobulated_radius**2
     layers.lung_filled[sel] += 2 * radius * CM_PER_UNIT * chord(d2)
     return d2 < 1.0
 
@@ -87,10 +96,10 @@ def add_effusion(params, sel, grid: Grid, thorax: Thorax, layers: TissueLayers) 
     y = grid.y
     mask = np.zeros((len(sel), grid.size, grid.size), bool)
     for side, sign in SIDES:
-        amount = np.where(params["eff_side"] == sign, 1.0, 0.55 * params["eff_bilateral"])   # 0 on a dry side
+        amount = np.where(params["eff_side"] == sign, 1.0, 0.55 * params["eff_bilateral"])  # 0 on a dry side
         level = params[f"cp_{side}"] - params["eff_height"] * amount
         lateral_fraction = thorax.lateral_fraction[side][sel]
-        meniscus_y = level - amount * (0.03 + 0.10 * lateral_fraction ** 2 + 0.18 * lateral_fraction ** 6)
+        meniscus_y = level - amount * (0.03 + 0.10 * lateral_fraction**2 + 0.18 * lateral_fraction**6)
         wet = smoothstep(y - meniscus_y, -0.07, 0.07) * (amount > 0)
         lung = thorax.lung_inside[side][sel]
         layers.lung_filled[sel] += params["lung_depth"] * 0.95 * wet * lung
@@ -113,8 +122,7 @@ def add_pneumothorax(params, sel, grid: Grid, thorax: Thorax, layers: TissueLaye
         lateral = lateral_distance(params, sign, grid.x)
         top_y = lung_top(params[f"lat_{side}"], params[f"apex_{side}"], lateral)
         gap_width = params["ptx_gap"] * (1.0 - smoothstep(y, params["hilum_y"], params[f"cp_{side}"]))
-        rim = (((lateral_edge(params[f"lat_{side}"], y) - lateral) < gap_width)
-               | ((y - top_y) < 1.3 * params["ptx_gap"]))
+        rim = ((lateral_edge(params[f"lat_{side}"], y) - lateral) < gap_width) | ((y - top_y) < 1.3 * params["ptx_gap"])
         lung = thorax.lung_inside[side][sel]
         lung_depth = thorax.lung_depth[side][sel]
         free_air = lung & rim & on_this_side
@@ -137,12 +145,12 @@ def add_pleural_thickening(params, sel, grid: Grid, thorax: Thorax, layers: Tiss
         on_this_side = params["pt_side"] == sign
         lateral = lateral_distance(params, sign, grid.x)
         lateral_border = lateral_edge(params[f"lat_{side}"], y)
-        along_wall = ((1 - smoothstep(lateral_border - lateral, 0.6 * width, width))
-                      * smoothstep(y, -0.35 + params["cy"], -0.2 + params["cy"]))
+        along_wall = (1 - smoothstep(lateral_border - lateral, 0.6 * width, width)) * smoothstep(
+            y, -0.35 + params["cy"], -0.2 + params["cy"]
+        )
         top_y = lung_top(params[f"lat_{side}"], params[f"apex_{side}"], lateral)
         apical_cap = (1 - smoothstep(y - top_y, 0.6 * width, width)) * (y < params["hilum_y"] - 0.2)
-        band += on_this_side * np.where(params["pt_apical"] > 0, apical_cap, along_wall) \
-            * thorax.lung_inside[side][sel]
+        band += on_this_side * np.where(params["pt_apical"] > 0, apical_cap, along_wall) * thorax.lung_inside[side][sel]
     layers.lung_filled[sel] += 0.5 * thorax.both_depths(sel) * band
     layers.soft_tissue_added[sel] += 1.5 * band
     return band > 0.5
@@ -156,20 +164,26 @@ def add_consolidation(params, sel, grid: Grid, thorax: Thorax, layers: TissueLay
     changes them.
     """
     x, y = grid.x, grid.y
-    side_sign = params["con_side"]                       # -1: right lung, +1: left lung
+    side_sign = params["con_side"]  # -1: right lung, +1: left lung
     in_right_lung = side_sign < 0
     widest = np.where(in_right_lung, params["lat_r"], params["lat_l"])
     centre_x = params["cx"] + side_sign * (params["med"] + params["con_u"] * (widest - params["med"]))
-    centre_y = np.where(params["con_upper"] > 0, params["hilum_y"] - 0.28,
-                        np.where(in_right_lung, params["dome_r"], params["dome_l"]) - 0.17)
+    centre_y = np.where(
+        params["con_upper"] > 0,
+        params["hilum_y"] - 0.28,
+        np.where(in_right_lung, params["dome_r"], params["dome_l"]) - 0.17,
+    )
     angle = np.arctan2(y - centre_y, x - centre_x)
-    radius = params["con_r"] * (1.0 + 0.18 * np.cos(2 * angle + params["con_phase"][..., 0])
-                                + 0.1 * np.cos(5 * angle + params["con_phase"][..., 1]))
+    radius = params["con_r"] * (
+        1.0
+        + 0.18 * np.cos(2 * angle + params["con_phase"][..., 0])
+        + 0.1 * np.cos(5 * angle + params["con_phase"][..., 1])
+    )
     distance = np.sqrt((x - centre_x) ** 2 + ((y - centre_y) / 0.85) ** 2) / radius
-    below_fissure = np.where(params["con_upper"] > 0, y < params["hilum_y"] - 0.08, True)   # a sharp edge
+    below_fissure = np.where(params["con_upper"] > 0, y < params["hilum_y"] - 0.08, True)  # a sharp edge
     lobe = (1.0 - smoothstep(distance, 0.55, 1.1)) * below_fissure
     lungs = thorax.side_mask(sel, side_sign)
-    bronchogram = np.clip(layers.vessels[sel] / 2.4, 0, 1)                   # air in the bronchi stays dark
+    bronchogram = np.clip(layers.vessels[sel] / 2.4, 0, 1)  # air in the bronchi stays dark
     layers.lung_filled[sel] += thorax.side_depth(sel, side_sign) * lobe * (0.75 - 0.35 * bronchogram)
     return (lobe > 0.5) & lungs
 
@@ -177,7 +191,7 @@ def add_consolidation(params, sel, grid: Grid, thorax: Thorax, layers: TissueLay
 def add_atelectasis(params, sel, grid: Grid, thorax: Thorax, layers: TissueLayers) -> np.ndarray:
     """A plate-like band of collapsed lung in a lower zone (the raised hemidiaphragm and the shifted
     mediastinum are drawn as case parameters)."""
-    side_sign = params["atel_side"]                      # -1: right lung, +1: left lung
+    side_sign = params["atel_side"]  # -1: right lung, +1: left lung
     widest = np.where(side_sign < 0, params["lat_r"], params["lat_l"])
     band_y = np.where(side_sign < 0, params["dome_r"], params["dome_l"]) - params["atel_y"]
     middle_x = params["cx"] + side_sign * (params["med"] + 0.55 * (widest - params["med"]))
@@ -202,10 +216,14 @@ def add_pneumonia(params, sel, grid: Grid, thorax: Thorax, layers: TissueLayers)
         for j in range(3):
             fraction, blob_y, blob_r = (params["pna_blobs"][..., j, i] for i in range(3))
             blob_x = params["cx"] + sign * (params["med"] + fraction * (widest - params["med"]))
-            field += in_this_lung * np.exp(-((x - blob_x) ** 2 + (y - blob_y - params["cy"]) ** 2) / blob_r ** 2) \
+            field += (
+                in_this_lung
+                * np.exp(-((x - blob_x) ** 2 + (y - blob_y - params["cy"]) ** 2) / blob_r**2)
                 * thorax.lung_inside[side][sel]
-    patchy = 0.65 + 0.35 * np.sin(21 * x + 13 * y + params["pna_phase"][..., 0]) \
-        * np.sin(9 * x - 19 * y + params["pna_phase"][..., 1])
+            )
+    patchy = 0.65 + 0.35 * np.sin(21 * x + 13 * y + params["pna_phase"][..., 0]) * np.sin(
+        9 * x - 19 * y + params["pna_phase"][..., 1]
+    )
     opacity = np.clip(1.6 * field * patchy - 0.15, 0, 1)
     layers.lung_filled[sel] += thorax.both_depths(sel) * 0.75 * opacity
     return opacity > 0.3
@@ -218,10 +236,14 @@ def add_infiltration(params, sel, grid: Grid, thorax: Thorax, layers: TissueLaye
     for side, sign in SIDES:
         in_this_lung = (params["inf_side"] == sign) | (params["inf_side"] == 0)
         centre_x = params["cx"] + sign * (params["med"] + 0.5 * (params[f"lat_{side}"] - params["med"]))
-        field += in_this_lung * np.exp(-((x - centre_x) ** 2 / 1.4 + (y - params["inf_y"] - params["cy"]) ** 2)
-                                       / params["inf_r"] ** 2) * thorax.lung_inside[side][sel]
-    texture = 0.55 + 0.45 * np.sin(31 * x + 7 * y + params["inf_phase"][..., 0]) \
-        * np.sin(11 * x + 29 * y + params["inf_phase"][..., 1])
+        field += (
+            in_this_lung
+            * np.exp(-((x - centre_x) ** 2 / 1.4 + (y - params["inf_y"] - params["cy"]) ** 2) / params["inf_r"] ** 2)
+            * thorax.lung_inside[side][sel]
+        )
+    texture = 0.55 + 0.45 * np.sin(31 * x + 7 * y + params["inf_phase"][..., 0]) * np.sin(
+        11 * x + 29 * y + params["inf_phase"][..., 1]
+    )
     opacity = np.clip(field * texture, 0, 1)
     layers.lung_filled[sel] += thorax.both_depths(sel) * 0.42 * opacity
     return field > 0.45
@@ -235,12 +257,18 @@ def add_edema(params, sel, grid: Grid, thorax: Thorax, layers: TissueLayers) -> 
     for side, sign in SIDES:
         lateral = lateral_distance(params, sign, grid.x)
         lung = thorax.lung_inside[side][sel]
-        haze += np.exp(-((lateral - params[f"hilum_{side}"] - 0.08) / 0.30) ** 2
-                       - ((y - params["hilum_y"] - 0.05) / 0.30) ** 2) * lung
-        for j in range(4):          # Kerley B lines: short horizontal lines at the lateral bases
+        haze += (
+            np.exp(
+                -(((lateral - params[f"hilum_{side}"] - 0.08) / 0.30) ** 2)
+                - ((y - params["hilum_y"] - 0.05) / 0.30) ** 2
+            )
+            * lung
+        )
+        for j in range(4):  # Kerley B lines: short horizontal lines at the lateral bases
             line_y = params[f"cp_{side}"] - 0.06 - 0.045 * j
-            line = np.exp(-((y - line_y) / 0.007) ** 2) \
-                * smoothstep(lateral, params[f"lat_{side}"] - 0.11, params[f"lat_{side}"] - 0.07)
+            line = np.exp(-(((y - line_y) / 0.007) ** 2)) * smoothstep(
+                lateral, params[f"lat_{side}"] - 0.11, params[f"lat_{side}"] - 0.07
+            )
             layers.lung_filled[sel] += 0.8 * line * lung * (grid.pixel_mm / 3.0) ** 0.5
     layers.lung_filled[sel] += params["edema_amp"] * thorax.both_depths(sel) * haze
     layers.vessels[sel] *= 1.0 + 0.6 * (y < params["hilum_y"])
@@ -261,12 +289,12 @@ def add_emphysema_bullae(params, sel, grid: Grid, thorax: Thorax, layers: Tissue
         drawn = j < params["n_bullae"]
         widest = np.where(side_sign < 0, params["lat_r"], params["lat_l"])
         bulla_x = params["cx"] + side_sign * (params["med"] + fraction * (widest - params["med"]))
-        d2 = ((x - bulla_x) ** 2 + (y - bulla_y - params["cy"]) ** 2) / radius ** 2
+        d2 = ((x - bulla_x) ** 2 + (y - bulla_y - params["cy"]) ** 2) / radius**2
         lungs = thorax.side_mask(sel, side_sign)
         bulla = (d2 < 1.0) & lungs & drawn
         layers.lung_removed[sel] += np.where(bulla, 0.9 * thorax.both_depths(sel), 0.0)
         layers.vessels_visible[sel] *= np.where(bulla, 0.1, 1.0)
-        layers.soft_tissue_added[sel] += 0.6 * np.exp(-((np.sqrt(d2) - 1.0) / 0.08) ** 2) * lungs * drawn   # wall
+        layers.soft_tissue_added[sel] += 0.6 * np.exp(-(((np.sqrt(d2) - 1.0) / 0.08) ** 2)) * lungs * drawn  # wall
         mask |= bulla
     return mask
 
@@ -282,11 +310,14 @@ def add_fibrosis(params, sel, grid: Grid, thorax: Thorax, layers: TissueLayers) 
     for j in range(3):
         direction = params["fib_angle"] + j * np.pi / 3
         wave = np.sin(frequency * (x * np.cos(direction) + y * np.sin(direction)) + params["fib_phase"][..., j])
-        net = np.maximum(net, np.exp(-(wave / 0.35) ** 2))
+        net = np.maximum(net, np.exp(-((wave / 0.35) ** 2)))
     weight = np.zeros((len(sel), grid.size, grid.size), np.float32)
     for side, _ in SIDES:
-        weight += thorax.lung_inside[side][sel] * smoothstep(thorax.lateral_fraction[side][sel], 0.5, 0.8) \
+        weight += (
+            thorax.lung_inside[side][sel]
+            * smoothstep(thorax.lateral_fraction[side][sel], 0.5, 0.8)
             * smoothstep(y - params["hilum_y"], -0.15, 0.3)
+        )
     layers.lung_filled[sel] += thorax.both_depths(sel) * weight * (0.12 + 0.3 * net)
     return weight > 0.5
 
@@ -295,11 +326,11 @@ def add_hernia(params, sel, grid: Grid, thorax: Thorax, layers: TissueLayers) ->
     """A retrocardiac hiatal hernia: a sphere of soft tissue with gas above an air-fluid level."""
     x, y = grid.x, grid.y
     centre_x, centre_y, radius = params["cx"] + 0.05, params["dome_l"] - 0.06, params["hernia_r"]
-    d2 = ((x - centre_x) ** 2 + (y - centre_y) ** 2) / radius ** 2
+    d2 = ((x - centre_x) ** 2 + (y - centre_y) ** 2) / radius**2
     thickness = 2 * radius * CM_PER_UNIT * chord(d2)
     fluid_level = centre_y - 0.25 * radius
     layers.soft_tissue_added[sel] += 0.5 * thickness * (y >= fluid_level)
-    layers.air[sel] += 0.45 * thickness * (y < fluid_level)                  # gas above the level
+    layers.air[sel] += 0.45 * thickness * (y < fluid_level)  # gas above the level
     return d2 < 1.0
 
 
@@ -324,8 +355,9 @@ FINDINGS_IN_ORDER: tuple[tuple[str, Drawer], ...] = (
 )
 
 
-def add_findings(stacked: dict[str, np.ndarray], grid: Grid, thorax: Thorax,
-                 layers: TissueLayers) -> dict[str, np.ndarray]:
+def add_findings(
+    stacked: dict[str, np.ndarray], grid: Grid, thorax: Thorax, layers: TissueLayers
+) -> dict[str, np.ndarray]:
     """Draw every labelled finding of a chunk into ``layers``.
 
     Args:
@@ -342,4 +374,3 @@ def add_findings(stacked: dict[str, np.ndarray], grid: Grid, thorax: Thorax,
         if len(sel):
             masks[name.lower()][sel] = draw(select_params(stacked, sel), sel, grid, thorax, layers)
     return masks
-

@@ -46,14 +46,23 @@ from meddiff_lab.data.phantom_xray import MU_LUNG, SCANNERS
 __all__ = ["sample_cases", "sample_patient", "sample_film", "place_in_lung", "stack_cases", "select_params"]
 
 # Acute findings are drawn per image, chronic ones once per patient (they persist in follow-ups).
-ACUTE = ("Atelectasis", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax",
-         "Consolidation", "Edema")
+ACUTE = (
+    "Atelectasis",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+)
 CHRONIC = ("Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
-P_ABNORMAL_ACUTE = 0.5     # share of images with at least one acute finding
-P_ACUTE = 0.10             # prevalence of each acute finding among all images
-P_CHRONIC = 0.12           # prevalence of each chronic finding among patients
+P_ABNORMAL_ACUTE = 0.5  # share of images with at least one acute finding
+P_ACUTE = 0.10  # prevalence of each acute finding among all images
+P_CHRONIC = 0.12  # prevalence of each chronic finding among patients
 P_CARDIOMEGALY_PATIENT = 0.18
-P_AP = 0.35                # ChestX-ray14 has ~40 % AP films
+P_AP = 0.35  # ChestX-ray14 has ~40 % AP films
 AP_HEART_MAGNIFICATION = 1.12
 
 
@@ -80,24 +89,31 @@ def sample_patient(seed: int, patient_id: int, n_images: int) -> list[dict]:
     else:
         heart_ratio = float(np.clip(rng.normal(0.425, 0.03), 0.34, 0.49))
     if chronic["Emphysema"]:
-        heart_ratio -= 0.025                            # the long, narrow heart of hyperinflation
-    build = rng.normal(0.0, 1.0)                         # habitus: negative slim, positive heavy
+        heart_ratio -= 0.025  # the long, narrow heart of hyperinflation
+    build = rng.normal(0.0, 1.0)  # habitus: negative slim, positive heavy
     female = sex == "F"
     patient = dict(
-        sex=sex, age0=first_age, ctr0=heart_ratio,
-        chest_w=float(np.clip(0.90 + 0.025 * build + 0.0006 * (first_age - 45) - (0.02 if female else 0),
-                              0.84, 0.97)),
+        sex=sex,
+        age0=first_age,
+        ctr0=heart_ratio,
+        chest_w=float(np.clip(0.90 + 0.025 * build + 0.0006 * (first_age - 45) - (0.02 if female else 0), 0.84, 0.97)),
         thickness=float(np.clip(22 + 2.5 * build + 0.04 * (first_age - 45) - (1.5 if female else 0), 16, 31)),
         lat=float(np.clip(rng.normal(0.79, 0.02) - (0.02 if female else 0), 0.72, 0.85)),
-        apex=rng.normal(-0.80, 0.02), dome=rng.normal(0.38, 0.03), dome_diff=rng.normal(0.055, 0.02),
-        cp_drop=rng.normal(0.20, 0.025), med=rng.normal(0.11, 0.01),
+        apex=rng.normal(-0.80, 0.02),
+        dome=rng.normal(0.38, 0.03),
+        dome_diff=rng.normal(0.055, 0.02),
+        cp_drop=rng.normal(0.20, 0.025),
+        med=rng.normal(0.11, 0.01),
         knob=float(np.clip(0.035 + 0.0011 * (first_age - 30) + rng.normal(0, 0.008), 0.02, 0.11)),
         knob_y=rng.normal(-0.36, 0.03),
         bone_density=float(np.clip(1.0 - 0.006 * max(first_age - 35, 0) * (1.4 if female else 1.0), 0.55, 1.0)),
-        rib_spacing=rng.normal(0.145, 0.008), rib_top=rng.normal(-0.86, 0.02),
+        rib_spacing=rng.normal(0.145, 0.008),
+        rib_top=rng.normal(-0.86, 0.02),
         breast=float(rng.uniform(0.6, 1.3)) if female else 0.0,
-        hilum_r=rng.normal(0.24, 0.02), hilum_l=rng.normal(0.23, 0.02),
-        hilum_y=rng.normal(-0.12, 0.03), vessel_phase=rng.uniform(0, 2 * np.pi, 8),
+        hilum_r=rng.normal(0.24, 0.02),
+        hilum_l=rng.normal(0.23, 0.02),
+        hilum_y=rng.normal(-0.12, 0.03),
+        vessel_phase=rng.uniform(0, 2 * np.pi, 8),
         chronic=chronic,
     )
     # chronic finding parameters (fixed for the patient)
@@ -107,8 +123,10 @@ def sample_patient(seed: int, patient_id: int, n_images: int) -> list[dict]:
     patient["hernia_r"] = rng.uniform(0.075, 0.12)
     patient["fib_phase"] = rng.uniform(0, 2 * np.pi, 3)
     patient["fib_angle"] = rng.uniform(0, np.pi)
-    patient["bullae"] = [(rng.choice([-1.0, 1.0]), rng.uniform(0.35, 0.65), rng.uniform(-0.55, -0.2),
-                          rng.uniform(0.06, 0.11)) for _ in range(2)]
+    patient["bullae"] = [
+        (rng.choice([-1.0, 1.0]), rng.uniform(0.35, 0.65), rng.uniform(-0.55, -0.2), rng.uniform(0.06, 0.11))
+        for _ in range(2)
+    ]
     patient["n_bullae"] = int(rng.integers(1, 3))
 
     cases = []
@@ -124,8 +142,14 @@ def sample_film(rng: np.random.Generator, patient: dict, patient_id: int, follow
     """One film of ``patient``: view, scanner, positioning, inspiration, findings; returns its case dict."""
     view = "AP" if rng.random() < P_AP else "PA"
     ap = view == "AP"
-    case: dict = dict(patient_id=patient_id, follow_up=follow_up, age=age, sex=patient["sex"], view=view,
-                      scanner=int(rng.integers(0, len(SCANNERS))))
+    case: dict = dict(
+        patient_id=patient_id,
+        follow_up=follow_up,
+        age=age,
+        sex=patient["sex"],
+        view=view,
+        scanner=int(rng.integers(0, len(SCANNERS))),
+    )
     case["female"] = float(patient["sex"] == "F")
     case["ap"] = float(ap)
     case["cx"] = rng.normal(0.0, 0.015)
@@ -133,7 +157,7 @@ def sample_film(rng: np.random.Generator, patient: dict, patient_id: int, follow
     case["chest_w"] = patient["chest_w"]
     case["thickness"] = patient["thickness"]
     case["lung_depth"] = 0.58 * patient["thickness"]
-    inspiration = rng.normal(0.0, 0.025) + (0.06 if ap else 0.0)   # AP (supine, portable): poorer inspiration
+    inspiration = rng.normal(0.0, 0.025) + (0.06 if ap else 0.0)  # AP (supine, portable): poorer inspiration
     case["med"] = patient["med"]
     case["knob"], case["knob_y"] = patient["knob"], patient["knob_y"] + case["cy"]
     case["bone_density"] = patient["bone_density"]
@@ -152,7 +176,7 @@ def sample_film(rng: np.random.Generator, patient: dict, patient_id: int, follow
     for side, _ in SIDES:
         case[f"lat_{side}"] = patient["lat"] + rng.normal(0, 0.006)
         case[f"apex_{side}"] = patient["apex"] + case["cy"] + rng.normal(0, 0.01)
-        left_lower = patient["dome_diff"] if side == "l" else 0.0          # the left dome sits lower
+        left_lower = patient["dome_diff"] if side == "l" else 0.0  # the left dome sits lower
         case[f"dome_{side}"] = patient["dome"] + case["cy"] + inspiration + left_lower
         case[f"cp_{side}"] = case[f"dome_{side}"] + patient["cp_drop"]
 
@@ -167,14 +191,14 @@ def sample_film(rng: np.random.Generator, patient: dict, patient_id: int, follow
             findings[name] = True
 
     # --- findings that change the anatomy come first
-    if findings["Emphysema"]:   # hyperinflation: low flat domes, lucent lungs, pruned vessels
+    if findings["Emphysema"]:  # hyperinflation: low flat domes, lucent lungs, pruned vessels
         for side, _ in SIDES:
             case[f"dome_{side}"] += 0.09
             case[f"cp_{side}"] = case[f"dome_{side}"] + 0.09
             case[f"lat_{side}"] += 0.02
         case["mu_lung"] = 0.032
         case["vessel_amp"] = 0.6
-    if findings["Fibrosis"]:    # volume loss
+    if findings["Fibrosis"]:  # volume loss
         for side, _ in SIDES:
             case[f"dome_{side}"] -= 0.05
             case[f"cp_{side}"] -= 0.05
@@ -211,16 +235,18 @@ def sample_film(rng: np.random.Generator, patient: dict, patient_id: int, follow
     case["con_phase"] = rng.uniform(0, 2 * np.pi, 2)
     case["atel_y"], case["atel_len"] = rng.uniform(0.08, 0.2), rng.uniform(0.18, 0.32)
     case["atel_tilt"], case["atel_w"] = rng.normal(0.0, 0.12), rng.uniform(0.018, 0.03)
-    case["pna_side"] = rng.choice([-1.0, 1.0, 0.0], p=[0.4, 0.4, 0.2])   # 0 = both lungs
-    case["pna_blobs"] = np.stack([rng.uniform(0.35, 0.75, 3), rng.uniform(-0.2, 0.3, 3),
-                                  rng.uniform(0.07, 0.13, 3)], 1)
+    case["pna_side"] = rng.choice([-1.0, 1.0, 0.0], p=[0.4, 0.4, 0.2])  # 0 = both lungs
+    case["pna_blobs"] = np.stack([rng.uniform(0.35, 0.75, 3), rng.uniform(-0.2, 0.3, 3), rng.uniform(0.07, 0.13, 3)], 1)
     case["pna_phase"] = rng.uniform(0, 2 * np.pi, 2)
     case["inf_side"] = rng.choice([-1.0, 1.0, 0.0], p=[0.35, 0.35, 0.3])
     case["inf_y"], case["inf_r"] = rng.uniform(-0.35, 0.15), rng.uniform(0.18, 0.28)
     case["inf_phase"] = rng.uniform(0, 2 * np.pi, 3)
     case["edema_amp"] = rng.uniform(0.35, 0.6)
-    case["pt_side"], case["pt_apical"], case["pt_width"] = (patient["pt_side"], float(patient["pt_apical"]),
-                                                            patient["pt_width"])
+    case["pt_side"], case["pt_apical"], case["pt_width"] = (
+        patient["pt_side"],
+        float(patient["pt_apical"]),
+        patient["pt_width"],
+    )
     case["hernia_r"] = patient["hernia_r"]
     case["fib_phase"], case["fib_angle"] = patient["fib_phase"], patient["fib_angle"]
     case["bullae"] = np.asarray(patient["bullae"])
@@ -254,7 +280,7 @@ def place_in_lung(rng: np.random.Generator, case: dict, radius: float) -> np.nda
     the radius shrinks by 20 % after each of 4 failed rounds, then a safe spot in the right mid zone)."""
     angles = np.linspace(0, 2 * np.pi, 12, endpoint=False)
     for attempt in range(4):
-        r = radius * (0.8 ** attempt)
+        r = radius * (0.8**attempt)
         xs = rng.uniform(-0.85, 0.85, 96)
         ys = rng.uniform(-0.75, 0.45, 96)
         px = xs[:, None] + 1.15 * r * np.concatenate([[0.0], np.cos(angles)])[None]

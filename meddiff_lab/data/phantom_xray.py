@@ -27,17 +27,26 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 __all__ = [
-    "CM_PER_UNIT", "MU_SOFT", "MU_LUNG", "MU_BONE", "MU_SPONGY", "SCANNERS",
-    "pixel_centres", "pixel_size_mm", "TissueLayers", "line_integral", "detect_and_process",
+    "CM_PER_UNIT",
+    "MU_SOFT",
+    "MU_LUNG",
+    "MU_BONE",
+    "MU_SPONGY",
+    "SCANNERS",
+    "pixel_centres",
+    "pixel_size_mm",
+    "TissueLayers",
+    "line_integral",
+    "detect_and_process",
 ]
 
 CM_PER_UNIT = 20.0  # one normalised image unit is 20 cm (the field of view is 40 cm)
 
 # Linear attenuation coefficients (cm^-1) at an effective energy of about 60 keV.
-MU_SOFT = 0.20      # soft tissue, blood, fluid
-MU_LUNG = 0.05      # aerated lung (about 0.25 g/cm3)
-MU_BONE = 0.48      # cortical bone
-MU_SPONGY = 0.28    # vertebral bodies (trabecular bone)
+MU_SOFT = 0.20  # soft tissue, blood, fluid
+MU_LUNG = 0.05  # aerated lung (about 0.25 g/cm3)
+MU_BONE = 0.48  # cortical bone
+MU_SPONGY = 0.28  # vertebral bodies (trabecular bone)
 
 #: Four simulated scanners: dose (relative), detector blur (mm), scatter-to-primary ratio,
 #: characteristic-curve contrast, curve centre, edge enhancement.
@@ -103,14 +112,20 @@ class TissueLayers:
     vessels_visible: np.ndarray
 
     @classmethod
-    def start(cls, body: np.ndarray, aerated_lung: np.ndarray, vessels: np.ndarray) -> "TissueLayers":
+    def start(cls, body: np.ndarray, aerated_lung: np.ndarray, vessels: np.ndarray) -> TissueLayers:
         """The layers of normal anatomy before bones, airways and findings are added (those start at 0)."""
         shape = body.shape
-        return cls(body=body, aerated_lung=aerated_lung,
-                   lung_filled=np.zeros(shape, np.float32), soft_tissue_added=np.zeros(shape, np.float32),
-                   air=np.zeros(shape, np.float32), bone=np.zeros(shape, np.float32),
-                   lung_removed=np.zeros(shape, np.float32), vessels=vessels,
-                   vessels_visible=np.ones(shape, np.float32))
+        return cls(
+            body=body,
+            aerated_lung=aerated_lung,
+            lung_filled=np.zeros(shape, np.float32),
+            soft_tissue_added=np.zeros(shape, np.float32),
+            air=np.zeros(shape, np.float32),
+            bone=np.zeros(shape, np.float32),
+            lung_removed=np.zeros(shape, np.float32),
+            vessels=vessels,
+            vessels_visible=np.ones(shape, np.float32),
+        )
 
 
 def line_integral(layers: TissueLayers, mu_lung) -> np.ndarray:
@@ -127,11 +142,13 @@ def line_integral(layers: TissueLayers, mu_lung) -> np.ndarray:
     aerated = layers.aerated_lung
     body = layers.body
     lung_still_aerated = np.clip(aerated - np.minimum(lung_filled, aerated), 0.0, None)
-    total = (MU_SOFT * (body + layers.soft_tissue_added - np.minimum(layers.air, body))
-             - (MU_SOFT - mu_lung) * np.minimum(aerated, body)
-             + (MU_SOFT - mu_lung) * (aerated - lung_still_aerated)
-             - mu_lung * np.minimum(layers.lung_removed, lung_still_aerated)
-             + (MU_BONE - MU_SOFT) * layers.bone * (body > 0.2))
+    total = (
+        MU_SOFT * (body + layers.soft_tissue_added - np.minimum(layers.air, body))
+        - (MU_SOFT - mu_lung) * np.minimum(aerated, body)
+        + (MU_SOFT - mu_lung) * (aerated - lung_still_aerated)
+        - mu_lung * np.minimum(layers.lung_removed, lung_still_aerated)
+        + (MU_BONE - MU_SOFT) * layers.bone * (body > 0.2)
+    )
     return np.clip(total, 0.0, None).astype(np.float32)
 
 
@@ -149,8 +166,9 @@ def broad_blur(images: np.ndarray, sigma_frac: float) -> np.ndarray:
     if height % factor or width % factor or height != width:
         return gaussian_blur(images, sigma_frac * height)
     small = images.reshape(n, height // factor, factor, width // factor, factor).mean(axis=(2, 4))
-    small = gaussian_filter(small, sigma=(0.0, sigma_frac * height / factor, sigma_frac * width / factor),
-                            mode="nearest")
+    small = gaussian_filter(
+        small, sigma=(0.0, sigma_frac * height / factor, sigma_frac * width / factor), mode="nearest"
+    )
     up = _upsample_matrix(height // factor, height)
     return np.einsum("ij,njk,lk->nil", up, small.astype(np.float32), up, optimize=True).astype(np.float32)
 
@@ -167,8 +185,15 @@ def _upsample_matrix(n_small: int, n_big: int) -> np.ndarray:
     return m
 
 
-def detect_and_process(line: np.ndarray, stacked: dict[str, np.ndarray], noise: np.ndarray | None,
-                       size: int, lung_field: np.ndarray, body: np.ndarray, dose: float = 1.0) -> np.ndarray:
+def detect_and_process(
+    line: np.ndarray,
+    stacked: dict[str, np.ndarray],
+    noise: np.ndarray | None,
+    size: int,
+    lung_field: np.ndarray,
+    body: np.ndarray,
+    dose: float = 1.0,
+) -> np.ndarray:
     """Line integral → photons (scatter, quantum noise, detector blur) → log → scanner processing.
 
     Args:
@@ -192,15 +217,15 @@ def detect_and_process(line: np.ndarray, stacked: dict[str, np.ndarray], noise: 
     # photons per pixel without the patient: fixed fluence per mm², so smaller images are less noisy
     i0 = 4000.0 * (128.0 / size) ** 2 * settings["dose"] * (1.0 - 0.3 * ap) * float(dose)
     row_coords = pixel_centres(size)[None, :, None]
-    heel = 1.0 + HEEL * row_coords                          # (1, H, 1): fewer photons at the top
+    heel = 1.0 + HEEL * row_coords  # (1, H, 1): fewer photons at the top
     primary = np.exp(-line)
-    spr = settings["spr"] * (1.0 + 1.2 * ap)              # portable AP films are often taken without a grid
+    spr = settings["spr"] * (1.0 + 1.2 * ap)  # portable AP films are often taken without a grid
     detected = (primary + broad_blur(primary, 0.18) * _per_image(spr)) * heel
     expected = _per_image(i0) * detected
     counts = expected if noise is None else expected + np.sqrt(expected) * noise  # Poisson variance = mean
-    for scanner_id in np.unique(scanner):               # detector blur (MTF), one per scanner
+    for scanner_id in np.unique(scanner):  # detector blur (MTF), one per scanner
         sel = scanner == scanner_id
-        sigma = math.sqrt((SCANNERS[scanner_id]["blur_mm"] / px_mm) ** 2 + 0.35 ** 2)
+        sigma = math.sqrt((SCANNERS[scanner_id]["blur_mm"] / px_mm) ** 2 + 0.35**2)
         counts[sel] = gaussian_blur(counts[sel], sigma)
     log_signal = np.log(_per_image(i0) / np.maximum(counts, 0.5))
     log_expected = -np.log(detected)

@@ -33,11 +33,10 @@ import csv
 import math
 import re
 import warnings
-from pathlib import Path
-from typing import Callable, Sequence
-
 import zipfile
 import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -88,7 +87,7 @@ def _load_grey(path: Path, image_size: int | None) -> np.ndarray:
     if img.mode != "L":
         img = img.convert("L")
     if image_size is not None and img.size != (image_size, image_size):
-        img = img.resize((image_size, image_size), Image.BILINEAR)   # PIL antialiases when shrinking
+        img = img.resize((image_size, image_size), Image.BILINEAR)  # PIL antialiases when shrinking
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
@@ -201,8 +200,10 @@ def read_nih_metadata(path) -> list[dict]:
     try:
         return _read_nih_rows(path)
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r}); "
-                         f"expected the ChestX-ray14 CSV as published (UTF-8)") from None
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start : exc.start + 1]!r}); "
+            f"expected the ChestX-ray14 CSV as published (UTF-8)"
+        ) from None
 
 
 def _parse_patient_id(text: str) -> int:
@@ -231,8 +232,10 @@ def _read_nih_rows(path: Path) -> list[dict]:
                     break
         missing = [f for f in ("image_index", "finding_labels", "patient_id") if f not in where]
         if missing:
-            raise ValueError(f"{path} is not ChestX-ray14 metadata: missing column(s) "
-                             f"{[ _NIH_COLUMNS[m][0] for m in missing]}; found columns {header}")
+            raise ValueError(
+                f"{path} is not ChestX-ray14 metadata: missing column(s) "
+                f"{[_NIH_COLUMNS[m][0] for m in missing]}; found columns {header}"
+            )
         records, first_line = [], {}
         for line_no, row in enumerate(reader, start=2):
             if not row or not any(cell.strip() for cell in row):
@@ -252,8 +255,10 @@ def _read_nih_rows(path: Path) -> list[dict]:
             if not get("image_index"):
                 raise ValueError(f"{path}, line {line_no}: empty Image Index; every row names its image file")
             if not get("finding_labels"):
-                raise ValueError(f"{path}, line {line_no}: empty Finding Labels for {get('image_index')}; write "
-                                 f"'No Finding' for an image without findings")
+                raise ValueError(
+                    f"{path}, line {line_no}: empty Finding Labels for {get('image_index')}; write "
+                    f"'No Finding' for an image without findings"
+                )
             try:
                 labels = labels_from_string(get("finding_labels"))
             except ValueError as exc:
@@ -262,18 +267,31 @@ def _read_nih_rows(path: Path) -> list[dict]:
             try:
                 patient_id = _parse_patient_id(pid_text)
             except (ValueError, OverflowError):
-                raise ValueError(f"{path}, line {line_no}: Patient ID {pid_text!r} is not a whole number "
-                                 f"(expected e.g. 12 or 00012)") from None
+                raise ValueError(
+                    f"{path}, line {line_no}: Patient ID {pid_text!r} is not a whole number (expected e.g. 12 or 00012)"
+                ) from None
             if get("image_index") in first_line:
-                raise ValueError(f"{path}, line {line_no}: image {get('image_index')} is listed twice (first on "
-                                 f"line {first_line[get('image_index')]}); remove the duplicate row")
+                raise ValueError(
+                    f"{path}, line {line_no}: image {get('image_index')} is listed twice (first on "
+                    f"line {first_line[get('image_index')]}); remove the duplicate row"
+                )
             first_line[get("image_index")] = line_no
-            records.append(dict(
-                image_index=get("image_index"), labels=labels, finding_labels=get("finding_labels"),
-                patient_id=patient_id, follow_up=num("follow_up", int), age=_parse_age(get("age")),
-                sex=get("sex") or None, view=get("view") or None,
-                width=num("width"), height=num("height"), spacing_x=num("spacing_x"), spacing_y=num("spacing_y"),
-            ))
+            records.append(
+                dict(
+                    image_index=get("image_index"),
+                    labels=labels,
+                    finding_labels=get("finding_labels"),
+                    patient_id=patient_id,
+                    follow_up=num("follow_up", int),
+                    age=_parse_age(get("age")),
+                    sex=get("sex") or None,
+                    view=get("view") or None,
+                    width=num("width"),
+                    height=num("height"),
+                    spacing_x=num("spacing_x"),
+                    spacing_y=num("spacing_y"),
+                )
+            )
     return records
 
 
@@ -306,16 +324,20 @@ def _check_official_lists(root: Path, records: list[dict]) -> None:
     train_val, test = (set(_read_list(path)) for path in lists.values())
     both = sorted(train_val & test)
     if both:
-        raise ValueError(f"{root}: image {both[0]} is in both train_val_list.txt and test_list.txt "
-                         f"({len(both)} image(s) in both); the official split must not share an image")
+        raise ValueError(
+            f"{root}: image {both[0]} is in both train_val_list.txt and test_list.txt "
+            f"({len(both)} image(s) in both); the official split must not share an image"
+        )
     patient = {r["image_index"]: r["patient_id"] for r in records}
     train_patients = {patient[i] for i in train_val if i in patient}
     leaked = sorted({patient[i] for i in test if i in patient} & train_patients)
     if leaked:
         example = next(i for i in sorted(test) if patient.get(i) == leaked[0])
-        raise ValueError(f"{root}: patient {leaked[0]} has images in both train_val_list.txt and test_list.txt "
-                         f"(e.g. {example} in test_list.txt; {len(leaked)} patient(s) in both): the split leaks "
-                         f"patients; every image of a patient belongs to one list")
+        raise ValueError(
+            f"{root}: patient {leaked[0]} has images in both train_val_list.txt and test_list.txt "
+            f"(e.g. {example} in test_list.txt; {len(leaked)} patient(s) in both): the split leaks "
+            f"patients; every image of a patient belongs to one list"
+        )
 
 
 class ChestXray14(_ItemsDataset):
@@ -340,8 +362,18 @@ class ChestXray14(_ItemsDataset):
 
     SPLITS = ("train", "val", "train_val", "test", "all")
 
-    def __init__(self, root, split: str = "train", image_size: int | None = 64, *, masks: Sequence[str] | None = None,
-                 transform: Callable | None = None, missing: str = "skip", val_fraction: float = 0.1, seed: int = 0):
+    def __init__(
+        self,
+        root,
+        split: str = "train",
+        image_size: int | None = 64,
+        *,
+        masks: Sequence[str] | None = None,
+        transform: Callable | None = None,
+        missing: str = "skip",
+        val_fraction: float = 0.1,
+        seed: int = 0,
+    ):
         _check_image_size(image_size)
         self.root = Path(root)
         self.split = _check_split(split, self.SPLITS, "ChestXray14")
@@ -351,20 +383,31 @@ class ChestXray14(_ItemsDataset):
         if missing not in ("skip", "error"):
             raise ValueError(f"missing must be 'skip' or 'error', got {missing!r}")
         if not self.root.is_dir():
-            raise FileNotFoundError(f"ChestX-ray14 folder not found: {self.root}. See data/README.md for where "
-                                    f"to get it, or use DATA_SOURCE='synthetic'.")
-        csv_path = next((self.root / name for name in ("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv")
-                         if (self.root / name).is_file()), None)
+            raise FileNotFoundError(
+                f"ChestX-ray14 folder not found: {self.root}. See data/README.md for where "
+                f"to get it, or use DATA_SOURCE='synthetic'."
+            )
+        csv_path = next(
+            (
+                self.root / name
+                for name in ("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv")
+                if (self.root / name).is_file()
+            ),
+            None,
+        )
         if csv_path is None:
-            raise FileNotFoundError(f"no Data_Entry_2017.csv (or Data_Entry_2017_v2020.csv) in {self.root}: "
-                                    f"this is not the ChestX-ray14 layout")
+            raise FileNotFoundError(
+                f"no Data_Entry_2017.csv (or Data_Entry_2017_v2020.csv) in {self.root}: "
+                f"this is not the ChestX-ray14 layout"
+            )
         records = read_nih_metadata(csv_path)
         if self.split != "all":
             list_name = "test_list.txt" if self.split == "test" else "train_val_list.txt"
             list_path = self.root / list_name
             if not list_path.is_file():
-                raise FileNotFoundError(f"split {self.split!r} needs {list_path} (the NIH split list); "
-                                        f"use split='all' to read every image")
+                raise FileNotFoundError(
+                    f"split {self.split!r} needs {list_path} (the NIH split list); use split='all' to read every image"
+                )
             _check_official_lists(self.root, records)
             wanted = set(_read_list(list_path))
             records = [r for r in records if r["image_index"] in wanted]
@@ -380,14 +423,21 @@ class ChestXray14(_ItemsDataset):
         present = [r for r in records if r["image_index"] in files]
         absent = len(records) - len(present)
         if absent and missing == "error":
-            raise FileNotFoundError(f"{absent} image(s) of split {self.split!r} listed in {csv_path.name} are not "
-                                    f"under {self.root} (first: {next(r['image_index'] for r in records if r['image_index'] not in files)})")
+            raise FileNotFoundError(
+                f"{absent} image(s) of split {self.split!r} listed in {csv_path.name} are not "
+                f"under {self.root} (first: {next(r['image_index'] for r in records if r['image_index'] not in files)})"
+            )
         if not present:
-            raise FileNotFoundError(f"none of the {len(records)} images of split {self.split!r} was found under "
-                                    f"{self.root} (looked in images_*/images/, images/ and the folder itself)")
+            raise FileNotFoundError(
+                f"none of the {len(records)} images of split {self.split!r} was found under "
+                f"{self.root} (looked in images_*/images/, images/ and the folder itself)"
+            )
         if absent:
-            warnings.warn(f"ChestXray14: {absent} of {len(records)} images of split {self.split!r} are not on disk "
-                          f"and are left out (partial download?)", stacklevel=2)
+            warnings.warn(
+                f"ChestXray14: {absent} of {len(records)} images of split {self.split!r} are not on disk "
+                f"and are left out (partial download?)",
+                stacklevel=2,
+            )
         self.records = present
         self.csv_path = csv_path
         self._paths = [files[r["image_index"]] for r in present]
@@ -434,7 +484,9 @@ class ChestXray14(_ItemsDataset):
         return torch.from_numpy(np.stack(out))
 
     def __repr__(self) -> str:
-        return f"ChestXray14(root={str(self.root)!r}, split={self.split!r}, image_size={self.image_size}, n={len(self)})"
+        return (
+            f"ChestXray14(root={str(self.root)!r}, split={self.split!r}, image_size={self.image_size}, n={len(self)})"
+        )
 
 
 # ------------------------------------------------------------------------------------ MedMNIST
@@ -461,8 +513,16 @@ class MedMNIST(_ItemsDataset):
 
     SPLITS = ("train", "val", "test")
 
-    def __init__(self, root, split: str = "train", image_size: int | None = 64, *, flag: str = "chestmnist",
-                 size: int | None = None, transform: Callable | None = None):
+    def __init__(
+        self,
+        root,
+        split: str = "train",
+        image_size: int | None = 64,
+        *,
+        flag: str = "chestmnist",
+        size: int | None = None,
+        transform: Callable | None = None,
+    ):
         _check_image_size(image_size)
         self.split = _check_split(split, self.SPLITS, "MedMNIST")
         self.flag, self.image_size, self.transform = flag, image_size, transform
@@ -471,8 +531,9 @@ class MedMNIST(_ItemsDataset):
             with np.load(self.path) as data:
                 key_i, key_l = f"{self.split}_images", f"{self.split}_labels"
                 if key_i not in data.files or key_l not in data.files:
-                    raise ValueError(f"{self.path} has no {key_i!r}/{key_l!r} arrays; it has {data.files} "
-                                     f"(expected a MedMNIST .npz)")
+                    raise ValueError(
+                        f"{self.path} has no {key_i!r}/{key_l!r} arrays; it has {data.files} (expected a MedMNIST .npz)"
+                    )
                 self._images = np.asarray(data[key_i])
                 self._raw_labels = np.asarray(data[key_l])
         except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
@@ -481,7 +542,7 @@ class MedMNIST(_ItemsDataset):
             if str(self.path) in str(exc):
                 raise
             raise ValueError(f"cannot read {self.path} as a MedMNIST .npz: {exc}") from None
-        if self._images.ndim == 4:                                # RGB datasets: average to grey
+        if self._images.ndim == 4:  # RGB datasets: average to grey
             self._images = self._images.mean(-1)
         if self._images.ndim != 3:
             raise ValueError(f"{self.path}: {self.split}_images has shape {self._images.shape}; expected (N, H, W)")
@@ -493,14 +554,16 @@ class MedMNIST(_ItemsDataset):
             finite = np.isfinite(self._images)
             if not finite.all():
                 bad = np.flatnonzero(~finite.reshape(len(finite), -1).all(1))
-                raise ValueError(f"{self.path}: {len(bad)} image(s) of {self.split}_images hold NaN or inf "
-                                 f"(first: index {bad[0]}); expected finite pixel values")
+                raise ValueError(
+                    f"{self.path}: {len(bad)} image(s) of {self.split}_images hold NaN or inf "
+                    f"(first: index {bad[0]}); expected finite pixel values"
+                )
         raw = self._raw_labels.reshape(len(self._raw_labels), -1)
         self._labels = np.zeros((len(raw), len(CXR_LABELS)), np.float32)
         if flag.startswith("chestmnist") and raw.shape[1] == len(CXR_LABELS):
             self._labels[:] = raw
         elif flag.startswith("pneumoniamnist"):
-            self._labels[:, CXR_LABELS.index("Pneumonia")] = (raw[:, 0] == 1)
+            self._labels[:, CXR_LABELS.index("Pneumonia")] = raw[:, 0] == 1
         else:
             self.labels_known = False
         self._patient_ids = np.full(len(raw), -1, np.int64)
@@ -509,14 +572,18 @@ class MedMNIST(_ItemsDataset):
     def _find(root: Path, flag: str, size: int | None) -> Path:
         if root.is_file():
             return root
-        names = ([f"{flag}_{size}.npz"] if size not in (None, 28) else [f"{flag}.npz", f"{flag}_28.npz"])
-        names += [p.name for p in sorted(root.glob(f"{flag}*.npz"))] + [p.name for p in sorted((root / "medmnist").glob(f"{flag}*.npz"))]
+        names = [f"{flag}_{size}.npz"] if size not in (None, 28) else [f"{flag}.npz", f"{flag}_28.npz"]
+        names += [p.name for p in sorted(root.glob(f"{flag}*.npz"))] + [
+            p.name for p in sorted((root / "medmnist").glob(f"{flag}*.npz"))
+        ]
         for folder in (root, root / "medmnist"):
             for name in names:
                 if (folder / name).is_file():
                     return folder / name
-        raise FileNotFoundError(f"no {flag} .npz under {root} (looked for {names[:2]} in {root} and {root / 'medmnist'}); "
-                                f"get it with: meddiff-lab data download medmnist --root data/downloads")
+        raise FileNotFoundError(
+            f"no {flag} .npz under {root} (looked for {names[:2]} in {root} and {root / 'medmnist'}); "
+            f"get it with: meddiff-lab data download medmnist --root data/downloads"
+        )
 
     def __len__(self) -> int:
         return len(self._images)
@@ -575,8 +642,18 @@ class ImageFolderDataset(_ItemsDataset):
 
     SPLITS = ("train", "val", "test", "all")
 
-    def __init__(self, root, split: str = "train", image_size: int | None = 64, *, classes: Sequence[str] | None = None,
-                 transform: Callable | None = None, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0):
+    def __init__(
+        self,
+        root,
+        split: str = "train",
+        image_size: int | None = 64,
+        *,
+        classes: Sequence[str] | None = None,
+        transform: Callable | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+    ):
         _check_image_size(image_size)
         self.split = _check_split(split, self.SPLITS, "ImageFolderDataset")
         self.image_size, self.transform = image_size, transform
@@ -586,7 +663,9 @@ class ImageFolderDataset(_ItemsDataset):
         if not self._class_dirs(root) and (root / "chest_xray").is_dir():
             root = root / "chest_xray"
         self.root = root
-        split_dirs = {d.name.lower(): d for d in root.iterdir() if d.is_dir() and d.name.lower() in ("train", "val", "test")}
+        split_dirs = {
+            d.name.lower(): d for d in root.iterdir() if d.is_dir() and d.name.lower() in ("train", "val", "test")
+        }
         if split_dirs and self.split != "all":
             if self.split not in split_dirs:
                 raise FileNotFoundError(f"{root} has split folders {sorted(split_dirs)} but no {self.split!r}")
@@ -599,20 +678,24 @@ class ImageFolderDataset(_ItemsDataset):
         self.classes = list(classes) if classes is not None else found_classes
         unknown = set(self.classes) - set(found_classes)
         if unknown or not self.classes:
-            raise FileNotFoundError(f"class folder(s) {sorted(unknown) or '(none)'} not found in {bases[0]}; "
-                                    f"it has {found_classes}")
+            raise FileNotFoundError(
+                f"class folder(s) {sorted(unknown) or '(none)'} not found in {bases[0]}; it has {found_classes}"
+            )
         files = []
         for b in bases:
             for label, name in enumerate(self.classes):
                 folder = b / name
                 if folder.is_dir():
-                    files += [(p, label) for p in sorted(folder.iterdir())
-                              if p.suffix.lower() in _IMAGE_EXTENSIONS and not p.name.startswith(".")]
+                    files += [
+                        (p, label)
+                        for p in sorted(folder.iterdir())
+                        if p.suffix.lower() in _IMAGE_EXTENSIONS and not p.name.startswith(".")
+                    ]
         if not files:
             raise FileNotFoundError(f"no images ({', '.join(_IMAGE_EXTENSIONS)}) in the class folders of {bases[0]}")
         if not split_dirs and self.split != "all":
             pids = [_kermany_patient(p.name) for p, _ in files]
-            ids = [pid if pid >= 0 else -(i + 1) for i, pid in enumerate(pids)]   # no ID: each file its own patient
+            ids = [pid if pid >= 0 else -(i + 1) for i, pid in enumerate(pids)]  # no ID: each file its own patient
             keep = _split_indices(ids, self.split, val_fraction, test_fraction, seed)
             files = [files[i] for i in keep]
         self._files = files
@@ -628,8 +711,11 @@ class ImageFolderDataset(_ItemsDataset):
     @staticmethod
     def _class_dirs(folder: Path) -> list[Path]:
         skip = {"train", "val", "test", "__macosx", "chest_xray"}
-        return [d for d in sorted(folder.iterdir()) if d.is_dir() and d.name.lower() not in skip
-                and not d.name.startswith(".")]
+        return [
+            d
+            for d in sorted(folder.iterdir())
+            if d.is_dir() and d.name.lower() not in skip and not d.name.startswith(".")
+        ]
 
     def __len__(self) -> int:
         return len(self._files)
@@ -647,8 +733,10 @@ class ImageFolderDataset(_ItemsDataset):
         return self._finish(item)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, classes={self.classes}, "
-                f"image_size={self.image_size}, n={len(self)})")
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, classes={self.classes}, "
+            f"image_size={self.image_size}, n={len(self)})"
+        )
 
 
 class MedNIST(ImageFolderDataset):
@@ -663,14 +751,23 @@ class MedNIST(ImageFolderDataset):
     ``labels`` are all zeros and ``labels_known`` is False: MedNIST has no finding labels.
     """
 
-    def __init__(self, root, split: str = "train", image_size: int | None = 64, *,
-                 classes: Sequence[str] | None = ("CXR",), transform: Callable | None = None, seed: int = 0):
+    def __init__(
+        self,
+        root,
+        split: str = "train",
+        image_size: int | None = 64,
+        *,
+        classes: Sequence[str] | None = ("CXR",),
+        transform: Callable | None = None,
+        seed: int = 0,
+    ):
         root = Path(root)
         if (root / "MedNIST").is_dir():
             root = root / "MedNIST"
         if not root.is_dir():
-            raise FileNotFoundError(f"MedNIST not found at {root}; get it with: meddiff-lab data download mednist "
-                                    f"--root data/downloads")
+            raise FileNotFoundError(
+                f"MedNIST not found at {root}; get it with: meddiff-lab data download mednist --root data/downloads"
+            )
         super().__init__(root, split, image_size, classes=classes, transform=transform, seed=seed)
         self.labels_known = False
 
@@ -690,8 +787,16 @@ class SyntheticCXR(_ItemsDataset):
 
     SPLITS = ("train", "val", "test", "all")
 
-    def __init__(self, n: int = 512, split: str = "train", image_size: int = 64, seed: int = 0, *,
-                 masks: Sequence[str] | None = None, transform: Callable | None = None):
+    def __init__(
+        self,
+        n: int = 512,
+        split: str = "train",
+        image_size: int = 64,
+        seed: int = 0,
+        *,
+        masks: Sequence[str] | None = None,
+        transform: Callable | None = None,
+    ):
         from meddiff_lab.data.phantom import generate_phantoms
 
         self.split = _check_split(split, self.SPLITS, "SyntheticCXR")
@@ -713,10 +818,15 @@ class SyntheticCXR(_ItemsDataset):
             "labels": torch.from_numpy(self.batch.labels[index].copy()),
             "patient_id": meta["patient_id"],
             "image_index": meta["image_index"],
-            "follow_up": meta["follow_up"], "age": meta["age"], "sex": meta["sex"], "view": meta["view"],
+            "follow_up": meta["follow_up"],
+            "age": meta["age"],
+            "sex": meta["sex"],
+            "view": meta["view"],
         }
         if self.mask_names:
-            item["masks"] = torch.from_numpy(np.stack([self.batch.masks[k][index] for k in self.mask_names]).astype(np.float32))
+            item["masks"] = torch.from_numpy(
+                np.stack([self.batch.masks[k][index] for k in self.mask_names]).astype(np.float32)
+            )
         return self._finish(item)
 
     def __repr__(self) -> str:
@@ -768,9 +878,20 @@ def _has_class_images(folder: Path, depth: int = 0) -> bool:
 
 def _source_name(source: str) -> str:
     key = str(source).lower().replace("-", "").replace("_", "")
-    aliases = {"synthetic": "synthetic", "phantom": "synthetic", "chestxray14": "chestxray14", "nih": "chestxray14",
-               "chestmnist": "medmnist", "pneumoniamnist": "medmnist", "medmnist": "medmnist", "mednist": "mednist",
-               "folder": "folder", "imagefolder": "folder", "kermany": "folder", "dicom": "dicom"}
+    aliases = {
+        "synthetic": "synthetic",
+        "phantom": "synthetic",
+        "chestxray14": "chestxray14",
+        "nih": "chestxray14",
+        "chestmnist": "medmnist",
+        "pneumoniamnist": "medmnist",
+        "medmnist": "medmnist",
+        "mednist": "mednist",
+        "folder": "folder",
+        "imagefolder": "folder",
+        "kermany": "folder",
+        "dicom": "dicom",
+    }
     if key not in aliases:
         raise ValueError(f"unknown DATA_SOURCE {source!r}; expected one of {', '.join(DATA_SOURCES)}")
     return aliases[key]
@@ -789,8 +910,9 @@ def find_source_root(source: str, root) -> Path | None:
     return None
 
 
-def load_dataset(source: str = "synthetic", root="../data", split: str = "train", image_size: int | None = 64,
-                 **kwargs) -> Dataset:
+def load_dataset(
+    source: str = "synthetic", root="../data", split: str = "train", image_size: int | None = 64, **kwargs
+) -> Dataset:
     """The dataset a notebook asks for with ``DATA_SOURCE`` and ``DATA_DIR``.
 
     Args:
@@ -821,8 +943,10 @@ def load_dataset(source: str = "synthetic", root="../data", split: str = "train"
         return SyntheticCXR(n, split, image_size or 64, seed, **kwargs)
     if folder is None:
         looked = ", ".join(str(Path(root) / d / s) for d in (".", "downloads") for s in _ROOT_CANDIDATES[name])
-        raise FileNotFoundError(f"DATA_SOURCE={source!r}: no data found (looked in {looked}). data/README.md says "
-                                f"where to get it; DATA_SOURCE='synthetic' always works.")
+        raise FileNotFoundError(
+            f"DATA_SOURCE={source!r}: no data found (looked in {looked}). data/README.md says "
+            f"where to get it; DATA_SOURCE='synthetic' always works."
+        )
     if name == "chestxray14":
         return ChestXray14(folder, split, image_size, **kwargs)
     if name == "medmnist":
@@ -836,8 +960,9 @@ def load_dataset(source: str = "synthetic", root="../data", split: str = "train"
     return ImageFolderDataset(folder, split, image_size, **kwargs)
 
 
-def load_images(source: str = "synthetic", root="../data", n: int = 64, image_size: int = 64,
-                split: str = "train", seed: int = 0) -> torch.Tensor:
+def load_images(
+    source: str = "synthetic", root="../data", n: int = 64, image_size: int = 64, split: str = "train", seed: int = 0
+) -> torch.Tensor:
     """Up to ``n`` images of a data source as one batch: (N, 1, image_size, image_size) float32 in [-1, 1].
 
     What the notebooks' ``DATA_SOURCE`` / ``DATA_DIR`` parameters load.
@@ -879,7 +1004,9 @@ def check_source(source: str, root, progress: bool = False) -> str:
     from tqdm.auto import tqdm
 
     name = _source_name(source)
-    splits = {"chestxray14": ("train_val", "test"), "synthetic": ("train_val", "test")}.get(name, ("train", "val", "test"))
+    splits = {"chestxray14": ("train_val", "test"), "synthetic": ("train_val", "test")}.get(
+        name, ("train", "val", "test")
+    )
     lines, problems = [], []
     folder = find_source_root(name, root)
     lines.append(f"{name}: found at {folder}" if folder else f"{name}: nothing under {root}")
@@ -908,12 +1035,19 @@ def check_source(source: str, root, progress: bool = False) -> str:
         counts = ds.label_counts() if getattr(ds, "labels_known", True) else {}
         top = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:5])
         n_pat = len(set(ds.patient_ids.tolist()) - {-1})
-        described = (f"first item {first['image_index']} image {tuple(first['image'].shape)} in "
-                     f"[{first['image'].min():.2f}, {first['image'].max():.2f}]" if first is not None else "no readable item")
-        lines.append(f"  {split:9s} {len(ds):6d} images, {n_pat} patients, {len(ds) - bad} read; {described}"
-                     + (f"; {top}" if top else ""))
+        described = (
+            f"first item {first['image_index']} image {tuple(first['image'].shape)} in "
+            f"[{first['image'].min():.2f}, {first['image'].max():.2f}]"
+            if first is not None
+            else "no readable item"
+        )
+        lines.append(
+            f"  {split:9s} {len(ds):6d} images, {n_pat} patients, {len(ds) - bad} read; {described}"
+            + (f"; {top}" if top else "")
+        )
     report = "\n".join(lines)
     if problems:
-        raise DataCheckError(f"{len(problems)} problem(s) in {name} under {root}; first: {problems[0]}",
-                             report, problems)
+        raise DataCheckError(
+            f"{len(problems)} problem(s) in {name} under {root}; first: {problems[0]}", report, problems
+        )
     return report

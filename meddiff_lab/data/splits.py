@@ -12,7 +12,7 @@ can score well by recognising the patient rather than the disease (leakage). Spl
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -77,8 +77,10 @@ def patient_split(patient_ids, fractions: Sequence[float] = (0.8, 0.2), seed: in
     unique, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     wanted_parts = int((fr > 0).sum())
     if len(unique) < wanted_parts:
-        raise ValueError(f"cannot split {len(unique)} patient(s) into {wanted_parts} non-empty parts "
-                         f"(fractions {tuple(fr.tolist())}): every part needs at least one patient")
+        raise ValueError(
+            f"cannot split {len(unique)} patient(s) into {wanted_parts} non-empty parts "
+            f"(fractions {tuple(fr.tolist())}): every part needs at least one patient"
+        )
     order = np.random.default_rng(seed).permutation(len(unique))
     # Cumulative image count at the *middle* of each patient decides its part: a patient straddling a
     # cut goes to the side holding most of its images.
@@ -127,18 +129,24 @@ def _as_indices(indices, count: int, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be a 1-D index array or boolean mask, got shape {array.shape}")
     if array.dtype == bool:
         if len(array) != count:
-            raise ValueError(f"{name} is a boolean mask of length {len(array)} but there are {count} images; "
-                             f"give one True/False per image, or an array of indices")
+            raise ValueError(
+                f"{name} is a boolean mask of length {len(array)} but there are {count} images; "
+                f"give one True/False per image, or an array of indices"
+            )
         return np.flatnonzero(array)
     if len(array) == 0:
         return np.zeros(0, dtype=np.int64)
     if array.dtype.kind not in "iuf" or (array.dtype.kind == "f" and not np.all(array == np.round(array))):
-        raise ValueError(f"{name} must hold integer image indices (or be a boolean mask), got {array.dtype} "
-                         f"values such as {array[:3].tolist()}")
+        raise ValueError(
+            f"{name} must hold integer image indices (or be a boolean mask), got {array.dtype} "
+            f"values such as {array[:3].tolist()}"
+        )
     array = array.astype(np.int64)
     if array.min() < -count or array.max() >= count:
-        raise ValueError(f"{name} holds index {int(array.max() if array.max() >= count else array.min())}, "
-                         f"out of range for {count} images")
+        raise ValueError(
+            f"{name} holds index {int(array.max() if array.max() >= count else array.min())}, "
+            f"out of range for {count} images"
+        )
     return array % count
 
 
@@ -148,8 +156,9 @@ def shared_patients(patient_ids, indices_a, indices_b) -> np.ndarray:
     ``indices_a`` / ``indices_b``: integer indices into ``patient_ids`` or boolean masks of the same length.
     """
     ids = _as_id_array(patient_ids)
-    return np.intersect1d(ids[_as_indices(indices_a, len(ids), "indices_a")],
-                          ids[_as_indices(indices_b, len(ids), "indices_b")])
+    return np.intersect1d(
+        ids[_as_indices(indices_a, len(ids), "indices_a")], ids[_as_indices(indices_b, len(ids), "indices_b")]
+    )
 
 
 def leakage_report(patient_ids, train_indices, test_indices) -> dict[str, float]:

@@ -19,8 +19,8 @@ on the patient's right (dextrocardia), a finding rather than a variant.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -72,15 +72,24 @@ def _tail(value_range, keys, label_keys) -> list:
     """Clip to the value range and drop MONAI's metadata (plain tensors for the diffusion code)."""
     lo, hi = value_range
     if keys is None:
-        return [mt.ScaleIntensityRange(a_min=lo, a_max=hi, b_min=lo, b_max=hi, clip=True),
-                mt.EnsureType(data_type="tensor", dtype=torch.float32, track_meta=False)]
-    return [mt.ScaleIntensityRanged(keys=keys, a_min=lo, a_max=hi, b_min=lo, b_max=hi, clip=True),
-            mt.EnsureTyped(keys=keys + label_keys, data_type="tensor", dtype=torch.float32, track_meta=False)]
+        return [
+            mt.ScaleIntensityRange(a_min=lo, a_max=hi, b_min=lo, b_max=hi, clip=True),
+            mt.EnsureType(data_type="tensor", dtype=torch.float32, track_meta=False),
+        ]
+    return [
+        mt.ScaleIntensityRanged(keys=keys, a_min=lo, a_max=hi, b_min=lo, b_max=hi, clip=True),
+        mt.EnsureTyped(keys=keys + label_keys, data_type="tensor", dtype=torch.float32, track_meta=False),
+    ]
 
 
-def eval_transforms(image_size: int | Sequence[int] | None = None, *, spatial_dims: int = 2,
-                    keys: Sequence[str] | str | None = None, label_keys: Sequence[str] | str = (),
-                    value_range: tuple[float, float] = (-1.0, 1.0)) -> mt.Compose:
+def eval_transforms(
+    image_size: int | Sequence[int] | None = None,
+    *,
+    spatial_dims: int = 2,
+    keys: Sequence[str] | str | None = None,
+    label_keys: Sequence[str] | str = (),
+    value_range: tuple[float, float] = (-1.0, 1.0),
+) -> mt.Compose:
     """The deterministic pipeline for validation, test and sampling references: type, resize, clip.
 
     Args:
@@ -97,12 +106,23 @@ def eval_transforms(image_size: int | Sequence[int] | None = None, *, spatial_di
     return mt.Compose(_head(image_size, keys, label_keys) + _tail(value_range, keys, label_keys))
 
 
-def train_transforms(image_size: int | Sequence[int] | None = None, *, spatial_dims: int = 2,
-                     keys: Sequence[str] | str | None = None, label_keys: Sequence[str] | str = (),
-                     rotate_degrees: float = 15.0, zoom: tuple[float, float] = (0.9, 1.1),
-                     translate_fraction: float = 0.04, elastic: bool = False, noise_std: float = 0.03,
-                     gamma: tuple[float, float] = (0.8, 1.25), intensity_scale: float = 0.1, prob: float = 0.5,
-                     value_range: tuple[float, float] = (-1.0, 1.0), seed: int | None = None) -> mt.Compose:
+def train_transforms(
+    image_size: int | Sequence[int] | None = None,
+    *,
+    spatial_dims: int = 2,
+    keys: Sequence[str] | str | None = None,
+    label_keys: Sequence[str] | str = (),
+    rotate_degrees: float = 15.0,
+    zoom: tuple[float, float] = (0.9, 1.1),
+    translate_fraction: float = 0.04,
+    elastic: bool = False,
+    noise_std: float = 0.03,
+    gamma: tuple[float, float] = (0.8, 1.25),
+    intensity_scale: float = 0.1,
+    prob: float = 0.5,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    seed: int | None = None,
+) -> mt.Compose:
     """The randomised training pipeline: anatomically plausible augmentation only (no flips).
 
     Args:
@@ -124,23 +144,28 @@ def train_transforms(image_size: int | Sequence[int] | None = None, *, spatial_d
     if not 0.0 <= prob <= 1.0:
         raise ValueError(f"prob must be in [0, 1], got {prob!r}")
     if rotate_degrees < 0 or not 0 < zoom[0] <= zoom[1] or noise_std < 0 or translate_fraction < 0:
-        raise ValueError(f"augmentation strengths must be non-negative and zoom (min, max) positive with min <= max; "
-                         f"got rotate_degrees={rotate_degrees}, zoom={zoom}, noise_std={noise_std}, "
-                         f"translate_fraction={translate_fraction}")
+        raise ValueError(
+            f"augmentation strengths must be non-negative and zoom (min, max) positive with min <= max; "
+            f"got rotate_degrees={rotate_degrees}, zoom={zoom}, noise_std={noise_std}, "
+            f"translate_fraction={translate_fraction}"
+        )
     rotate = float(np.deg2rad(rotate_degrees))
     side = image_size[0] if image_size is not None else 64
     affine_args = dict(
-        prob=prob, rotate_range=(rotate,) if spatial_dims == 2 else (rotate,) * 3,
+        prob=prob,
+        rotate_range=(rotate,) if spatial_dims == 2 else (rotate,) * 3,
         scale_range=((zoom[0] - 1.0, zoom[1] - 1.0),) * spatial_dims,
-        translate_range=(translate_fraction * side,) * spatial_dims, padding_mode="zeros",
+        translate_range=(translate_fraction * side,) * spatial_dims,
+        padding_mode="zeros",
     )
     elastic_args = dict(prob=prob, magnitude_range=(0.5, 1.5), padding_mode="zeros")
     if spatial_dims == 2:
         elastic_args["spacing"] = (max(side // 4, 4),) * 2
     else:
         elastic_args["sigma_range"] = (4.0, 6.0)
-    elastic_cls, elastic_dict_cls = (mt.Rand2DElastic, mt.Rand2DElasticd) if spatial_dims == 2 else (
-        mt.Rand3DElastic, mt.Rand3DElasticd)
+    elastic_cls, elastic_dict_cls = (
+        (mt.Rand2DElastic, mt.Rand2DElasticd) if spatial_dims == 2 else (mt.Rand3DElastic, mt.Rand3DElasticd)
+    )
     noise_args = dict(prob=prob, std=noise_std)
     contrast_args = dict(prob=prob, gamma=gamma)
     scale_args = dict(prob=prob, factors=intensity_scale)
@@ -152,20 +177,27 @@ def train_transforms(image_size: int | Sequence[int] | None = None, *, spatial_d
         random_steps = [mt.ShiftIntensity(-lo), mt.RandAffine(mode="bilinear", **affine_args)]
         if elastic:
             random_steps.append(elastic_cls(mode="bilinear", **elastic_args))
-        random_steps += [mt.ShiftIntensity(lo), mt.RandAdjustContrast(**contrast_args),
-                         mt.RandScaleIntensity(**scale_args),
-                         mt.RandGaussianNoise(**noise_args)]
+        random_steps += [
+            mt.ShiftIntensity(lo),
+            mt.RandAdjustContrast(**contrast_args),
+            mt.RandScaleIntensity(**scale_args),
+            mt.RandGaussianNoise(**noise_args),
+        ]
     else:
         spatial_keys = keys + label_keys
         modes = ("bilinear",) * len(keys) + ("nearest",) * len(label_keys)
-        random_steps = [mt.ShiftIntensityd(keys=keys, offset=-lo),
-                        mt.RandAffined(keys=spatial_keys, mode=modes, **affine_args)]
+        random_steps = [
+            mt.ShiftIntensityd(keys=keys, offset=-lo),
+            mt.RandAffined(keys=spatial_keys, mode=modes, **affine_args),
+        ]
         if elastic:
             random_steps.append(elastic_dict_cls(keys=spatial_keys, mode=modes, **elastic_args))
-        random_steps += [mt.ShiftIntensityd(keys=keys, offset=lo),
-                         mt.RandAdjustContrastd(keys=keys, **contrast_args),
-                         mt.RandScaleIntensityd(keys=keys, **scale_args),
-                         mt.RandGaussianNoised(keys=keys, **noise_args)]
+        random_steps += [
+            mt.ShiftIntensityd(keys=keys, offset=lo),
+            mt.RandAdjustContrastd(keys=keys, **contrast_args),
+            mt.RandScaleIntensityd(keys=keys, **scale_args),
+            mt.RandGaussianNoised(keys=keys, **noise_args),
+        ]
     pipeline = mt.Compose(_head(image_size, keys, label_keys) + random_steps + _tail(value_range, keys, label_keys))
     if seed is not None:
         pipeline.set_random_state(seed=int(seed))
@@ -189,8 +221,9 @@ class GalleryRow:
     note: str = ""
 
 
-def augmentation_gallery(image, n_variants: int = 4, seed: int = 0,
-                         value_range: tuple[float, float] = (-1.0, 1.0)) -> list[GalleryRow]:
+def augmentation_gallery(
+    image, n_variants: int = 4, seed: int = 0, value_range: tuple[float, float] = (-1.0, 1.0)
+) -> list[GalleryRow]:
     """Apply each augmentation on its own, ``n_variants`` times, to one radiograph.
 
     Args:
@@ -213,16 +246,30 @@ def augmentation_gallery(image, n_variants: int = 4, seed: int = 0,
     side = min(arr.shape)
     lo, hi = value_range
     clip = mt.ScaleIntensityRange(a_min=lo, a_max=hi, b_min=lo, b_max=hi, clip=True)
-    def padded_with_air(transform):          # pad with the bottom of the value range (air), as training does
+
+    def padded_with_air(transform):  # pad with the bottom of the value range (air), as training does
         return mt.Compose([mt.ShiftIntensity(-lo), transform, mt.ShiftIntensity(lo)])
 
     plausible = [
-        ("rotation ±15°", padded_with_air(mt.RandRotate(range_x=np.deg2rad(15), prob=1.0, padding_mode="zeros")),
-         "patients are never perfectly straight"),
-        ("zoom 0.85–1.15", mt.RandZoom(prob=1.0, min_zoom=0.85, max_zoom=1.15, mode="bilinear", padding_mode="minimum"),
-         "distance and habitus vary"),
-        ("elastic", padded_with_air(mt.Rand2DElastic(spacing=(max(side // 4, 4),) * 2, magnitude_range=(1.0, 2.0),
-                                                     prob=1.0, padding_mode="zeros")), "small smooth shape changes"),
+        (
+            "rotation ±15°",
+            padded_with_air(mt.RandRotate(range_x=np.deg2rad(15), prob=1.0, padding_mode="zeros")),
+            "patients are never perfectly straight",
+        ),
+        (
+            "zoom 0.85–1.15",
+            mt.RandZoom(prob=1.0, min_zoom=0.85, max_zoom=1.15, mode="bilinear", padding_mode="minimum"),
+            "distance and habitus vary",
+        ),
+        (
+            "elastic",
+            padded_with_air(
+                mt.Rand2DElastic(
+                    spacing=(max(side // 4, 4),) * 2, magnitude_range=(1.0, 2.0), prob=1.0, padding_mode="zeros"
+                )
+            ),
+            "small smooth shape changes",
+        ),
         ("Gaussian noise", mt.RandGaussianNoise(prob=1.0, std=0.08, sample_std=False), "lower dose, other detector"),
         ("contrast (gamma)", mt.RandAdjustContrast(prob=1.0, gamma=(0.6, 1.6)), "other scanner or processing"),
         ("intensity scale", mt.RandScaleIntensity(factors=0.2, prob=1.0), "other exposure"),
@@ -233,6 +280,12 @@ def augmentation_gallery(image, n_variants: int = 4, seed: int = 0,
         outs = [np.asarray(clip(transform(torch.from_numpy(arr[None].copy()))))[0] for _ in range(n_variants)]
         rows.append(GalleryRow(name, np.stack(outs).astype(np.float32), True, note))
     flipped = np.asarray(mt.Flip(spatial_axis=1)(torch.from_numpy(arr[None].copy())))[0]
-    rows.append(GalleryRow("left-right flip", np.repeat(flipped[None], n_variants, axis=0).astype(np.float32),
-                           False, ANATOMICALLY_WRONG["left-right flip"]))
+    rows.append(
+        GalleryRow(
+            "left-right flip",
+            np.repeat(flipped[None], n_variants, axis=0).astype(np.float32),
+            False,
+            ANATOMICALLY_WRONG["left-right flip"],
+        )
+    )
     return rows

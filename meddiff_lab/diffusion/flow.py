@@ -91,9 +91,15 @@ def flow_velocity(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise - x0
 
 
-def sample_flow_timesteps(batch_size: int, num_train_timesteps: int = 1000, method: str = "uniform",
-                          generator: torch.Generator | None = None, device=None, loc: float = 0.0,
-                          scale: float = 1.0) -> torch.Tensor:
+def sample_flow_timesteps(
+    batch_size: int,
+    num_train_timesteps: int = 1000,
+    method: str = "uniform",
+    generator: torch.Generator | None = None,
+    device=None,
+    loc: float = 0.0,
+    scale: float = 1.0,
+) -> torch.Tensor:
     r"""Training times :math:`t = s\,T`, (B,) float32 in ``(0, T)``.
 
     ``"uniform"``: :math:`s \sim U(0, 1)` (Liu et al.). ``"logit-normal"``: :math:`s = \sigma(u)`,
@@ -109,9 +115,17 @@ def sample_flow_timesteps(batch_size: int, num_train_timesteps: int = 1000, meth
     return (s * num_train_timesteps).to(device=device, dtype=torch.float32)
 
 
-def flow_matching_loss(model, x0: torch.Tensor, noise: torch.Tensor | None = None, timesteps=None, *,
-                       num_train_timesteps: int = 1000, timestep_sampling: str = "uniform",
-                       generator: torch.Generator | None = None, model_kwargs: dict | None = None) -> torch.Tensor:
+def flow_matching_loss(
+    model,
+    x0: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    timesteps=None,
+    *,
+    num_train_timesteps: int = 1000,
+    timestep_sampling: str = "uniform",
+    generator: torch.Generator | None = None,
+    model_kwargs: dict | None = None,
+) -> torch.Tensor:
     r"""Equation (3) for one batch: draw :math:`s` and :math:`\varepsilon` (unless given), form :math:`x_s`,
     regress ``model(x_s, t)`` onto :math:`\varepsilon - x_0`. Returns the mean squared error (a scalar).
 
@@ -123,8 +137,9 @@ def flow_matching_loss(model, x0: torch.Tensor, noise: torch.Tensor | None = Non
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     if timesteps is None:
-        timesteps = sample_flow_timesteps(x0.shape[0], num_train_timesteps, timestep_sampling, generator,
-                                          device=x0.device)
+        timesteps = sample_flow_timesteps(
+            x0.shape[0], num_train_timesteps, timestep_sampling, generator, device=x0.device
+        )
     timesteps = torch.as_tensor(timesteps, dtype=torch.float32, device=x0.device).flatten()
     if timesteps.numel() == 1:
         timesteps = timesteps.expand(x0.shape[0])
@@ -161,8 +176,10 @@ class RectifiedFlowScheduler:
 
     def __init__(self, num_train_timesteps: int = 1000, shift: float = 1.0, prediction_type: str = "velocity"):
         if prediction_type not in ("velocity", "flow"):
-            raise ValueError(f"RectifiedFlowScheduler predicts the velocity (noise - x0); got prediction_type "
-                             f"{prediction_type!r}. For epsilon/v-prediction use DDIMScheduler.")
+            raise ValueError(
+                f"RectifiedFlowScheduler predicts the velocity (noise - x0); got prediction_type "
+                f"{prediction_type!r}. For epsilon/v-prediction use DDIMScheduler."
+            )
         if num_train_timesteps < 1 or not shift > 0:
             raise ValueError(f"need num_train_timesteps >= 1 and shift > 0, got {num_train_timesteps}, {shift}")
         self.num_train_timesteps = int(num_train_timesteps)
@@ -171,8 +188,11 @@ class RectifiedFlowScheduler:
         self.num_inference_steps: int | None = None
         self.timesteps = torch.empty(0, dtype=torch.long)
         self.sigmas = torch.empty(0)
-        self.config = {"num_train_timesteps": self.num_train_timesteps, "shift": self.shift,
-                       "prediction_type": self.prediction_type}
+        self.config = {
+            "num_train_timesteps": self.num_train_timesteps,
+            "shift": self.shift,
+            "prediction_type": self.prediction_type,
+        }
 
     def set_timesteps(self, num_inference_steps: int, device=None) -> None:
         """``num_inference_steps`` Euler steps from :math:`s = 1` (pure noise) to :math:`s = 0` (data)."""
@@ -195,13 +215,13 @@ class RectifiedFlowScheduler:
         t = int(round(float(timestep)))
         matches = (self.timesteps.cpu() == t).nonzero()
         if len(matches) == 0:
-            raise ValueError(f"timestep {timestep} is not one of this scheduler's timesteps "
-                             f"{self.timesteps.tolist()}")
+            raise ValueError(f"timestep {timestep} is not one of this scheduler's timesteps {self.timesteps.tolist()}")
         index = int(matches[0])
         return float(self.sigmas[index]), float(self.sigmas[index + 1])
 
-    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, generator=None,
-             return_dict: bool = True) -> SchedulerOutput:
+    def step(
+        self, model_output: torch.Tensor, timestep, sample: torch.Tensor, generator=None, return_dict: bool = True
+    ) -> SchedulerOutput:
         r"""Equation (4) from ``timestep`` to the next one of the schedule.
 
         Args:
@@ -233,12 +253,21 @@ class RectifiedFlowScheduler:
         return self.num_train_timesteps
 
     def __repr__(self) -> str:
-        return (f"RectifiedFlowScheduler(num_train_timesteps={self.num_train_timesteps}, shift={self.shift}, "
-                f"steps={self.num_inference_steps})")
+        return (
+            f"RectifiedFlowScheduler(num_train_timesteps={self.num_train_timesteps}, shift={self.shift}, "
+            f"steps={self.num_inference_steps})"
+        )
 
 
-def euler_sample(model, noise: torch.Tensor, num_steps: int | None = None, num_train_timesteps: int = 1000,
-                 shift: float = 1.0, *, sigmas=None) -> torch.Tensor:
+def euler_sample(
+    model,
+    noise: torch.Tensor,
+    num_steps: int | None = None,
+    num_train_timesteps: int = 1000,
+    shift: float = 1.0,
+    *,
+    sigmas=None,
+) -> torch.Tensor:
     r"""The whole sampler in a few lines (the same numbers as :class:`RectifiedFlowScheduler` with
     :func:`~meddiff_lab.diffusion.sample`): Euler steps of (4) from ``noise`` (:math:`s = 1`) to :math:`s = 0`.
 

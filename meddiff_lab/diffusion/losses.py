@@ -32,14 +32,16 @@ from .schedules import NoiseSchedule
 WEIGHTINGS = (None, "min_snr")
 
 
-def diffusion_target(schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, timesteps,
-                     prediction_type: str = "epsilon") -> torch.Tensor:
+def diffusion_target(
+    schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, timesteps, prediction_type: str = "epsilon"
+) -> torch.Tensor:
     """The regression target for ``prediction_type``: ε, x₀ or v. Shaped like ``x0``."""
     return x0_eps_to_model_output(schedule, x0, noise, timesteps, prediction_type)
 
 
-def min_snr_weights(schedule: NoiseSchedule, timesteps: torch.Tensor, gamma: float = 5.0,
-                    prediction_type: str = "epsilon") -> torch.Tensor:
+def min_snr_weights(
+    schedule: NoiseSchedule, timesteps: torch.Tensor, gamma: float = 5.0, prediction_type: str = "epsilon"
+) -> torch.Tensor:
     """Per-sample min-SNR-γ loss weights, (B,) float32 (see the module docstring)."""
     check_prediction_type(prediction_type)
     if not gamma > 0:
@@ -61,8 +63,9 @@ def _default_win_size(spatial: tuple[int, ...]) -> int:
     return max(win, 1)
 
 
-def ssim_loss(pred: torch.Tensor, target: torch.Tensor, data_range: float = 2.0,
-              win_size: int | None = None) -> torch.Tensor:
+def ssim_loss(
+    pred: torch.Tensor, target: torch.Tensor, data_range: float = 2.0, win_size: int | None = None
+) -> torch.Tensor:
     """Per-image ``1 - SSIM(pred, target)`` with MONAI's SSIM (Gaussian window, σ = 1.5), (B,).
 
     Args:
@@ -79,10 +82,21 @@ def ssim_loss(pred: torch.Tensor, target: torch.Tensor, data_range: float = 2.0,
     return loss_fn(pred, target).reshape(pred.shape[0], -1).mean(dim=1)
 
 
-def diffusion_loss(model_output: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
-                   schedule: NoiseSchedule, *, prediction_type: str = "epsilon", weighting: str | None = None,
-                   snr_gamma: float = 5.0, ssim_weight: float = 0.0, ssim_win_size: int | None = None,
-                   x_t: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+def diffusion_loss(
+    model_output: torch.Tensor,
+    x0: torch.Tensor,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+    schedule: NoiseSchedule,
+    *,
+    prediction_type: str = "epsilon",
+    weighting: str | None = None,
+    snr_gamma: float = 5.0,
+    ssim_weight: float = 0.0,
+    ssim_win_size: int | None = None,
+    x_t: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """The diffusion training loss for one batch.
 
     Args:
@@ -125,11 +139,21 @@ def diffusion_loss(model_output: torch.Tensor, x0: torch.Tensor, noise: torch.Te
     return per_sample.mean() if reduction == "mean" else per_sample
 
 
-def hybrid_loss(model_output: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
-                schedule: NoiseSchedule, *, prediction_type: str = "epsilon", mse_weight: float = 0.7,
-                ssim_weight: float = 0.3, **kwargs) -> torch.Tensor:
+def hybrid_loss(
+    model_output: torch.Tensor,
+    x0: torch.Tensor,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+    schedule: NoiseSchedule,
+    *,
+    prediction_type: str = "epsilon",
+    mse_weight: float = 0.7,
+    ssim_weight: float = 0.3,
+    **kwargs,
+) -> torch.Tensor:
     """``mse_weight·MSE + ssim_weight·(1 − SSIM(x̂₀, x₀))``, default 0.7/0.3 (weights must sum to 1)."""
     if abs(mse_weight + ssim_weight - 1.0) > 1e-6:
         raise ValueError(f"mse_weight + ssim_weight must be 1, got {mse_weight} + {ssim_weight}")
-    return diffusion_loss(model_output, x0, noise, timesteps, schedule, prediction_type=prediction_type,
-                          ssim_weight=ssim_weight, **kwargs)
+    return diffusion_loss(
+        model_output, x0, noise, timesteps, schedule, prediction_type=prediction_type, ssim_weight=ssim_weight, **kwargs
+    )

@@ -39,8 +39,10 @@ def _alphas_cumprod_of(schedule) -> torch.Tensor:
     elif hasattr(schedule, "alphas_cumprod"):
         values = schedule.alphas_cumprod
     else:
-        raise TypeError("schedule must be a NoiseSchedule, a scheduler with .alphas_cumprod, or a tensor of "
-                        f"alphas_cumprod; got {type(schedule).__name__}")
+        raise TypeError(
+            "schedule must be a NoiseSchedule, a scheduler with .alphas_cumprod, or a tensor of "
+            f"alphas_cumprod; got {type(schedule).__name__}"
+        )
     return torch.as_tensor(values).detach().to(torch.float64).cpu()
 
 

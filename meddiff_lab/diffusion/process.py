@@ -6,7 +6,8 @@ Notation as in Ho et al. (2020), with 0-based code indices (``t = 0`` is the pap
 * closed form: :math:`q(x_t \mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t) I)`, i.e.
   :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon`
 * posterior (eq. 6-7): :math:`q(x_{t-1} \mid x_t, x_0) = \mathcal N(\tilde\mu_t, \tilde\beta_t I)` with
-  :math:`\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t} x_0 + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} x_t`
+  :math:`\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t} x_0
+  + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} x_t`
   and :math:`\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t`
 * velocity (Salimans & Ho 2022): :math:`v = \sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1-\bar\alpha_t}\,x_0`
 
@@ -40,8 +41,9 @@ def _coefficient(values: torch.Tensor, t, like: torch.Tensor) -> torch.Tensor:
 
 def _check_schedule(schedule) -> NoiseSchedule:
     if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule (NoiseSchedule.from_name('linear')), got "
-                        f"{type(schedule).__name__}")
+        raise TypeError(
+            f"schedule must be a NoiseSchedule (NoiseSchedule.from_name('linear')), got {type(schedule).__name__}"
+        )
     return schedule
 
 
@@ -60,7 +62,8 @@ def forward_step(schedule: NoiseSchedule, x_prev: torch.Tensor, noise: torch.Ten
 
 
 def add_noise(schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
-    r"""Sample :math:`q(x_t\mid x_0)` in one go: :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon`.
+    r"""Sample :math:`q(x_t\mid x_0)` in one go:
+    :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon`.
 
     Args:
         schedule: the :class:`NoiseSchedule`.
@@ -98,7 +101,8 @@ def posterior_mean_coefficients(schedule: NoiseSchedule, t) -> tuple[float, floa
 
 
 def posterior_mean(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
-    r""":math:`\tilde\mu_t(x_t, x_0) = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t}x_0 + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}x_t`.
+    r""":math:`\tilde\mu_t(x_t, x_0) = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t}x_0
+    + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}x_t`.
 
     Args:
         x0: clean (or predicted clean) images (B, C, ...).
@@ -139,7 +143,8 @@ def predict_eps_from_x0(schedule: NoiseSchedule, x_t: torch.Tensor, x0: torch.Te
 
 
 def get_velocity(schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
-    r"""The v-prediction target :math:`v = \sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1-\bar\alpha_t}\,x_0` (as diffusers' ``get_velocity``)."""
+    r"""The v-prediction target :math:`v = \sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1-\bar\alpha_t}\,x_0`
+    (as diffusers' ``get_velocity``)."""
     alpha_bar = _coefficient(schedule.alphas_cumprod, t, x0)
     return alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0
 
@@ -163,8 +168,9 @@ def check_prediction_type(prediction_type: str) -> str:
     return prediction_type
 
 
-def model_output_to_x0_eps(schedule: NoiseSchedule, model_output: torch.Tensor, x_t: torch.Tensor, t,
-                           prediction_type: str = "epsilon") -> tuple[torch.Tensor, torch.Tensor]:
+def model_output_to_x0_eps(
+    schedule: NoiseSchedule, model_output: torch.Tensor, x_t: torch.Tensor, t, prediction_type: str = "epsilon"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn a network's output (ε, x₀ or v, per ``prediction_type``) into the pair (x̂₀, ε̂)."""
     check_prediction_type(prediction_type)
     if prediction_type == "epsilon":
@@ -174,8 +180,9 @@ def model_output_to_x0_eps(schedule: NoiseSchedule, model_output: torch.Tensor, 
     return predict_x0_from_v(schedule, x_t, model_output, t), predict_eps_from_v(schedule, x_t, model_output, t)
 
 
-def x0_eps_to_model_output(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor, t,
-                           prediction_type: str = "epsilon") -> torch.Tensor:
+def x0_eps_to_model_output(
+    schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor, t, prediction_type: str = "epsilon"
+) -> torch.Tensor:
     """What a network with ``prediction_type`` should output when the truth is (x₀, ε): its training target."""
     check_prediction_type(prediction_type)
     if prediction_type == "epsilon":

@@ -49,7 +49,7 @@ samplers take any scheduler with ``alphas_cumprod`` and ``config.prediction_type
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -185,7 +185,7 @@ class _Denoiser:
         if self.clip:
             x0 = x0.clamp(-1, 1)
         ab = float(self.alphas_cumprod[t])
-        eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)   # ε̂ consistent with the clipped x̂₀ (as DDIM)
+        eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)  # ε̂ consistent with the clipped x̂₀ (as DDIM)
         return x0, eps
 
     def alpha_bar(self, t: int) -> float:
@@ -212,17 +212,28 @@ def _progress(iterable, progress: bool, desc: str):
 
 def _check_measurement(y: torch.Tensor, name: str = "y") -> torch.Tensor:
     if not isinstance(y, torch.Tensor) or y.ndim != 4:
-        raise ValueError(f"{name} must be a (B, C, H, W) tensor in the model's range [-1, 1], got "
-                         f"{type(y).__name__} {tuple(getattr(y, 'shape', ()))}")
+        raise ValueError(
+            f"{name} must be a (B, C, H, W) tensor in the model's range [-1, 1], got "
+            f"{type(y).__name__} {tuple(getattr(y, 'shape', ()))}"
+        )
     if not bool(torch.isfinite(y).all()):
         raise ValueError(f"{name} contains NaN or inf")
     return y.float()
 
 
 # ---------------------------------------------------------------------------------------- samplers
-def sdedit(model, scheduler, y: torch.Tensor, start_timestep: int, num_inference_steps: int, *,
-           sigma_y: float = 0.0, eta: float = 0.0, generator: torch.Generator | None = None,
-           progress: bool = False) -> torch.Tensor:
+def sdedit(
+    model,
+    scheduler,
+    y: torch.Tensor,
+    start_timestep: int,
+    num_inference_steps: int,
+    *,
+    sigma_y: float = 0.0,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     r"""SDEdit (Meng et al. 2022): noise ``y`` to ``start_timestep``, then DDIM back to a clean image.
 
     Args:
@@ -260,9 +271,18 @@ def sdedit(model, scheduler, y: torch.Tensor, start_timestep: int, num_inference
     return x
 
 
-def ddnm_sample(model, scheduler, y: torch.Tensor, operator, num_inference_steps: int, *,
-                sigma_y: float = 0.0, start_timestep: int | None = None, generator: torch.Generator | None = None,
-                progress: bool = False) -> torch.Tensor:
+def ddnm_sample(
+    model,
+    scheduler,
+    y: torch.Tensor,
+    operator,
+    num_inference_steps: int,
+    *,
+    sigma_y: float = 0.0,
+    start_timestep: int | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     r"""One posterior sample by DDNM (``sigma_y = 0``) or DDNM+ (``sigma_y > 0``), Wang et al. 2023.
 
     Args:
@@ -307,8 +327,17 @@ def ddnm_sample(model, scheduler, y: torch.Tensor, operator, num_inference_steps
     return x
 
 
-def repaint(model, scheduler, y: torch.Tensor, known: torch.Tensor, num_inference_steps: int, *,
-            resample: int = 2, generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+def repaint(
+    model,
+    scheduler,
+    y: torch.Tensor,
+    known: torch.Tensor,
+    num_inference_steps: int,
+    *,
+    resample: int = 2,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     r"""RePaint inpainting (Lugmayr et al. 2022): known pixels from ``y`` noised, the hole from the model.
 
     Args:
@@ -341,10 +370,11 @@ def repaint(model, scheduler, y: torch.Tensor, known: torch.Tensor, num_inferenc
             unknown = a * x0 + b * x
             if t_prev >= 0:
                 unknown = unknown + math.sqrt(var) * _randn(x.shape, generator, x)
-            known_part = math.sqrt(ab_prev) * y + math.sqrt(1 - ab_prev) * _randn(y.shape, generator, y) \
-                if t_prev >= 0 else y
+            known_part = (
+                math.sqrt(ab_prev) * y + math.sqrt(1 - ab_prev) * _randn(y.shape, generator, y) if t_prev >= 0 else y
+            )
             x_prev = m * known_part + (1 - m) * unknown
-            if u + 1 < int(resample) and t_prev >= 0:   # back to t: q(x_t | x_t') with ᾱ_t/ᾱ_t'
+            if u + 1 < int(resample) and t_prev >= 0:  # back to t: q(x_t | x_t') with ᾱ_t/ᾱ_t'
                 alpha = ab_t / ab_prev
                 x = math.sqrt(alpha) * x_prev + math.sqrt(1 - alpha) * _randn(x.shape, generator, x)
             else:
@@ -356,5 +386,14 @@ def repaint(model, scheduler, y: torch.Tensor, known: torch.Tensor, num_inferenc
 #: the samplers of this module by name (for loops in the notebook)
 SAMPLERS: dict[str, Callable] = {"sdedit": sdedit, "ddnm": ddnm_sample, "repaint": repaint}
 
-__all__ = ["IdentityOperator", "AveragePoolOperator", "MaskOperator", "restoration_timesteps", "matched_timestep",
-           "sdedit", "ddnm_sample", "repaint", "SAMPLERS"]
+__all__ = [
+    "IdentityOperator",
+    "AveragePoolOperator",
+    "MaskOperator",
+    "restoration_timesteps",
+    "matched_timestep",
+    "sdedit",
+    "ddnm_sample",
+    "repaint",
+    "SAMPLERS",
+]

@@ -63,7 +63,7 @@ class Trajectory:
     def __len__(self) -> int:
         return int(self.timesteps.shape[0])
 
-    def subsample(self, frames: int) -> "Trajectory":
+    def subsample(self, frames: int) -> Trajectory:
         """At most ``frames`` steps, evenly spread and always including the first and the last."""
         n = len(self)
         if frames >= n:
@@ -104,8 +104,10 @@ def resolve_null_class(model, null_class=None):
     num_embeds = getattr(config, "num_class_embeds", None) if config is not None else None
     if isinstance(num_embeds, int):
         return num_embeds - 1
-    raise ValueError("classifier-free guidance needs the unconditional label: pass null_class=... (by this "
-                     "package's convention the index num_classes, the extra embedding learnt with label dropout)")
+    raise ValueError(
+        "classifier-free guidance needs the unconditional label: pass null_class=... (by this "
+        "package's convention the index num_classes, the extra embedding learnt with label dropout)"
+    )
 
 
 def _null_labels(class_labels: torch.Tensor, null_class) -> torch.Tensor:
@@ -125,10 +127,23 @@ def _model_device(model) -> torch.device:
 
 
 @torch.no_grad()
-def sample(model, scheduler, shape, *, generator: torch.Generator | None = None, class_labels=None,
-           guidance_scale: float | None = None, num_inference_steps: int | None = None, progress: bool = True,
-           return_trajectory: bool = False, eta: float | None = None, null_class=None, noise=None,
-           device: torch.device | str | None = None, trajectory_every: int = 1):
+def sample(
+    model,
+    scheduler,
+    shape,
+    *,
+    generator: torch.Generator | None = None,
+    class_labels=None,
+    guidance_scale: float | None = None,
+    num_inference_steps: int | None = None,
+    progress: bool = True,
+    return_trajectory: bool = False,
+    eta: float | None = None,
+    null_class=None,
+    noise=None,
+    device: torch.device | str | None = None,
+    trajectory_every: int = 1,
+):
     """Generate images by running ``scheduler``'s reverse process with ``model``.
 
     Args:
@@ -163,8 +178,10 @@ def sample(model, scheduler, shape, *, generator: torch.Generator | None = None,
     if trajectory_every < 1:
         raise ValueError(f"trajectory_every must be >= 1, got {trajectory_every}")
     if guidance_scale is not None and class_labels is None:
-        raise ValueError("guidance_scale needs class_labels (classifier-free guidance mixes the labelled and "
-                         "the unlabelled prediction)")
+        raise ValueError(
+            "guidance_scale needs class_labels (classifier-free guidance mixes the labelled and "
+            "the unlabelled prediction)"
+        )
     device = torch.device(device) if device is not None else _model_device(model)
     if num_inference_steps is not None:
         scheduler.set_timesteps(num_inference_steps)
@@ -223,8 +240,16 @@ def sample(model, scheduler, shape, *, generator: torch.Generator | None = None,
 
 
 @torch.no_grad()
-def ddim_invert(model, scheduler, x0: torch.Tensor, *, num_inference_steps: int | None = None,
-                class_labels=None, fixed_point_iterations: int = 0, progress: bool = False) -> torch.Tensor:
+def ddim_invert(
+    model,
+    scheduler,
+    x0: torch.Tensor,
+    *,
+    num_inference_steps: int | None = None,
+    class_labels=None,
+    fixed_point_iterations: int = 0,
+    progress: bool = False,
+) -> torch.Tensor:
     r"""Run deterministic DDIM (η = 0) backwards: find the noise :math:`x_T` that DDIM maps to ``x0``.
 
     The DDIM update is an Euler step of an ODE, so it can be integrated in either direction:
@@ -269,8 +294,15 @@ def ddim_invert(model, scheduler, x0: torch.Tensor, *, num_inference_steps: int 
 
 
 @torch.no_grad()
-def generate_samples(model: torch.nn.Module, scheduler, num_samples: int, image_size: int, steps: int,
-                     seed: int = 0, progress: bool = False) -> torch.Tensor:
+def generate_samples(
+    model: torch.nn.Module,
+    scheduler,
+    num_samples: int,
+    image_size: int,
+    steps: int,
+    seed: int = 0,
+    progress: bool = False,
+) -> torch.Tensor:
     """``num_samples`` images from ``model``, reproducibly: :func:`sample` with ``steps`` steps of ``scheduler``.
 
     The starting noise comes from a CPU generator seeded with ``seed`` (the same images on any device);
@@ -285,8 +317,9 @@ def generate_samples(model: torch.nn.Module, scheduler, num_samples: int, image_
     generator = torch.Generator(device="cpu").manual_seed(seed)
     scheduler.set_timesteps(steps)
     try:
-        images = sample(model, scheduler, (num_samples, 1, image_size, image_size), generator=generator,
-                        progress=progress)
+        images = sample(
+            model, scheduler, (num_samples, 1, image_size, image_size), generator=generator, progress=progress
+        )
     finally:
         model.train(was_training)
     return images.to(device).clamp(-1, 1)

@@ -20,8 +20,8 @@ Timesteps are 0-based (``0 .. T-1``) and the ``"leading"`` spacing is diffusers'
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -89,23 +89,42 @@ class _SchedulerBase:
     order = 1
     init_noise_sigma = 1.0
 
-    def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
-                 beta_schedule: str = "linear", prediction_type: str = "epsilon", clip_sample: bool = True,
-                 clip_sample_range: float = 1.0, timestep_spacing: str = "leading", steps_offset: int = 0,
-                 schedule: NoiseSchedule | None = None, **extra) -> None:
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        prediction_type: str = "epsilon",
+        clip_sample: bool = True,
+        clip_sample_range: float = 1.0,
+        timestep_spacing: str = "leading",
+        steps_offset: int = 0,
+        schedule: NoiseSchedule | None = None,
+        **extra,
+    ) -> None:
         check_prediction_type(prediction_type)
         if timestep_spacing not in TIMESTEP_SPACINGS:
-            raise ValueError(f"timestep_spacing must be one of {', '.join(TIMESTEP_SPACINGS)}, got {timestep_spacing!r}")
+            raise ValueError(
+                f"timestep_spacing must be one of {', '.join(TIMESTEP_SPACINGS)}, got {timestep_spacing!r}"
+            )
         if schedule is None:
             schedule = NoiseSchedule.from_name(beta_schedule, num_train_timesteps, beta_start, beta_end)
         elif not isinstance(schedule, NoiseSchedule):
             raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
         self.schedule = schedule
         self.config = SchedulerConfig(
-            num_train_timesteps=schedule.num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
-            beta_schedule=schedule.name, prediction_type=prediction_type, clip_sample=bool(clip_sample),
-            clip_sample_range=float(clip_sample_range), timestep_spacing=timestep_spacing,
-            steps_offset=int(steps_offset), **extra)
+            num_train_timesteps=schedule.num_train_timesteps,
+            beta_start=beta_start,
+            beta_end=beta_end,
+            beta_schedule=schedule.name,
+            prediction_type=prediction_type,
+            clip_sample=bool(clip_sample),
+            clip_sample_range=float(clip_sample_range),
+            timestep_spacing=timestep_spacing,
+            steps_offset=int(steps_offset),
+            **extra,
+        )
         self.betas = schedule.betas
         self.alphas = schedule.alphas
         self.alphas_cumprod = schedule.alphas_cumprod
@@ -140,8 +159,9 @@ class _SchedulerBase:
         """
         T = self.num_train_timesteps
         if not isinstance(num_inference_steps, (int, np.integer)) or not 1 <= num_inference_steps <= T:
-            raise ValueError(f"num_inference_steps must be an integer in 1..{T} (the training steps), "
-                             f"got {num_inference_steps!r}")
+            raise ValueError(
+                f"num_inference_steps must be an integer in 1..{T} (the training steps), got {num_inference_steps!r}"
+            )
         n = int(num_inference_steps)
         spacing = self.config.timestep_spacing
         if spacing == "leading":
@@ -185,10 +205,14 @@ class _SchedulerBase:
     @staticmethod
     def _check_inputs(model_output: torch.Tensor, sample: torch.Tensor) -> None:
         if not isinstance(model_output, torch.Tensor) or not isinstance(sample, torch.Tensor):
-            raise TypeError("model_output and sample must be tensors (if your model returns an object, pass its .sample)")
+            raise TypeError(
+                "model_output and sample must be tensors (if your model returns an object, pass its .sample)"
+            )
         if model_output.shape != sample.shape:
-            raise ValueError(f"model_output has shape {tuple(model_output.shape)} but sample has "
-                             f"{tuple(sample.shape)}; they must match")
+            raise ValueError(
+                f"model_output has shape {tuple(model_output.shape)} but sample has "
+                f"{tuple(sample.shape)}; they must match"
+            )
 
     def _timestep(self, timestep) -> int:
         t = int(timestep)
@@ -211,7 +235,8 @@ class _SchedulerBase:
 
 
 class DDPMScheduler(_SchedulerBase):
-    r"""Ancestral sampling of Ho et al. (2020): sample :math:`x_{t-1} \sim \mathcal N(\tilde\mu_t(x_t, \hat x_0), \sigma_t^2 I)`.
+    r"""Ancestral sampling of Ho et al. (2020):
+    sample :math:`x_{t-1} \sim \mathcal N(\tilde\mu_t(x_t, \hat x_0), \sigma_t^2 I)`.
 
     .. math::
 
@@ -234,15 +259,35 @@ class DDPMScheduler(_SchedulerBase):
         schedule: a ready :class:`NoiseSchedule` (overrides the beta arguments).
     """
 
-    def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
-                 beta_schedule: str = "linear", variance_type: str = "fixed_small", clip_sample: bool = True,
-                 prediction_type: str = "epsilon", clip_sample_range: float = 1.0,
-                 timestep_spacing: str = "leading", steps_offset: int = 0,
-                 schedule: NoiseSchedule | None = None) -> None:
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        variance_type: str = "fixed_small",
+        clip_sample: bool = True,
+        prediction_type: str = "epsilon",
+        clip_sample_range: float = 1.0,
+        timestep_spacing: str = "leading",
+        steps_offset: int = 0,
+        schedule: NoiseSchedule | None = None,
+    ) -> None:
         if variance_type not in VARIANCE_TYPES:
             raise ValueError(f"variance_type must be one of {', '.join(VARIANCE_TYPES)}, got {variance_type!r}")
-        super().__init__(num_train_timesteps, beta_start, beta_end, beta_schedule, prediction_type, clip_sample,
-                         clip_sample_range, timestep_spacing, steps_offset, schedule, variance_type=variance_type)
+        super().__init__(
+            num_train_timesteps,
+            beta_start,
+            beta_end,
+            beta_schedule,
+            prediction_type,
+            clip_sample,
+            clip_sample_range,
+            timestep_spacing,
+            steps_offset,
+            schedule,
+            variance_type=variance_type,
+        )
 
     @property
     def variance_type(self) -> str:
@@ -268,9 +313,15 @@ class DDPMScheduler(_SchedulerBase):
         variance = (1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * current_beta_t
         return torch.clamp(variance, min=1e-20)
 
-    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor,
-             generator: torch.Generator | None = None, return_dict: bool = True,
-             variance_noise: torch.Tensor | None = None):
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+        variance_noise: torch.Tensor | None = None,
+    ):
         """One reverse step from ``timestep`` to the previous timestep.
 
         Args:
@@ -317,7 +368,8 @@ class DDIMScheduler(_SchedulerBase):
 
         x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0
                + \sqrt{1-\bar\alpha_{t'}-\sigma_t^2}\,\hat\varepsilon + \sigma_t z,
-        \qquad \sigma_t = \eta\sqrt{\frac{1-\bar\alpha_{t'}}{1-\bar\alpha_t}}\sqrt{1-\frac{\bar\alpha_t}{\bar\alpha_{t'}}}
+        \qquad \sigma_t = \eta\sqrt{\frac{1-\bar\alpha_{t'}}{1-\bar\alpha_t}}
+                          \sqrt{1-\frac{\bar\alpha_t}{\bar\alpha_{t'}}}
 
     with :math:`t' = t - T/n` the previous timestep. ``eta = 0`` is deterministic (an ODE: the same
     noise always gives the same image, and an image can be inverted to its noise); ``eta = 1`` is
@@ -329,16 +381,37 @@ class DDIMScheduler(_SchedulerBase):
         others: as in :class:`DDPMScheduler`.
     """
 
-    def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
-                 beta_schedule: str = "linear", clip_sample: bool = True, set_alpha_to_one: bool = True,
-                 steps_offset: int = 0, prediction_type: str = "epsilon", clip_sample_range: float = 1.0,
-                 timestep_spacing: str = "leading", eta: float = 0.0,
-                 schedule: NoiseSchedule | None = None) -> None:
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        clip_sample: bool = True,
+        set_alpha_to_one: bool = True,
+        steps_offset: int = 0,
+        prediction_type: str = "epsilon",
+        clip_sample_range: float = 1.0,
+        timestep_spacing: str = "leading",
+        eta: float = 0.0,
+        schedule: NoiseSchedule | None = None,
+    ) -> None:
         if not eta >= 0:
             raise ValueError(f"eta must be >= 0 (0: deterministic DDIM, 1: DDPM-like), got {eta!r}")
-        super().__init__(num_train_timesteps, beta_start, beta_end, beta_schedule, prediction_type, clip_sample,
-                         clip_sample_range, timestep_spacing, steps_offset, schedule, eta=float(eta),
-                         set_alpha_to_one=bool(set_alpha_to_one))
+        super().__init__(
+            num_train_timesteps,
+            beta_start,
+            beta_end,
+            beta_schedule,
+            prediction_type,
+            clip_sample,
+            clip_sample_range,
+            timestep_spacing,
+            steps_offset,
+            schedule,
+            eta=float(eta),
+            set_alpha_to_one=bool(set_alpha_to_one),
+        )
         self.final_alpha_cumprod = torch.tensor(1.0) if set_alpha_to_one else self.alphas_cumprod[0]
 
     @property
@@ -360,9 +433,17 @@ class DDIMScheduler(_SchedulerBase):
         beta_prod_t_prev = 1 - alpha_prod_t_prev
         return (beta_prod_t_prev / beta_prod_t) * (1 - alpha_prod_t / alpha_prod_t_prev)
 
-    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor,
-             generator: torch.Generator | None = None, return_dict: bool = True, *, eta: float | None = None,
-             variance_noise: torch.Tensor | None = None):
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+        *,
+        eta: float | None = None,
+        variance_noise: torch.Tensor | None = None,
+    ):
         """One DDIM step from ``timestep`` to ``timestep - T // num_inference_steps``.
 
         Args:
@@ -399,8 +480,7 @@ class DDIMScheduler(_SchedulerBase):
             return prev_sample, pred_original_sample
         return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
 
-    def inversion_step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor,
-                       next_timestep) -> torch.Tensor:
+    def inversion_step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, next_timestep) -> torch.Tensor:
         r"""The deterministic DDIM step run forwards (η = 0): from :math:`x_t` at ``timestep`` to ``next_timestep`` > t.
 
         :math:`x_{t''} = \sqrt{\bar\alpha_{t''}}\hat x_0 + \sqrt{1-\bar\alpha_{t''}}\hat\varepsilon`. ``timestep``
@@ -412,7 +492,7 @@ class DDIMScheduler(_SchedulerBase):
         alpha_prod_t = self._alpha_prod_prev(t)
         alpha_prod_next = self.alphas_cumprod[t_next]
         pred_original_sample, pred_epsilon = self._predict_x0_and_eps(model_output, sample, alpha_prod_t)
-        return alpha_prod_next ** 0.5 * pred_original_sample + (1 - alpha_prod_next) ** 0.5 * pred_epsilon
+        return alpha_prod_next**0.5 * pred_original_sample + (1 - alpha_prod_next) ** 0.5 * pred_epsilon
 
 
 #: the schedulers :func:`scheduler_from_config` builds, by ``kind``
@@ -431,10 +511,15 @@ def scheduler_from_config(config, kind: str = "ddim") -> DDIMScheduler | DDPMSch
     if kind not in SCHEDULER_KINDS:
         raise ValueError(f"scheduler kind must be one of {', '.join(SCHEDULER_KINDS)}, got {kind!r}")
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    missing = [k for k in ("num_train_timesteps", "beta_start", "beta_end", "schedule", "prediction_type")
-               if k not in cfg]
+    missing = [
+        k for k in ("num_train_timesteps", "beta_start", "beta_end", "schedule", "prediction_type") if k not in cfg
+    ]
     if missing:
         raise ValueError(f"a scheduler config needs {missing}; got the keys {sorted(cfg)}")
-    return SCHEDULER_KINDS[kind](num_train_timesteps=int(cfg["num_train_timesteps"]),
-                                 beta_start=float(cfg["beta_start"]), beta_end=float(cfg["beta_end"]),
-                                 beta_schedule=cfg["schedule"], prediction_type=cfg["prediction_type"])
+    return SCHEDULER_KINDS[kind](
+        num_train_timesteps=int(cfg["num_train_timesteps"]),
+        beta_start=float(cfg["beta_start"]),
+        beta_end=float(cfg["beta_end"]),
+        beta_schedule=cfg["schedule"],
+        prediction_type=cfg["prediction_type"],
+    )

@@ -56,7 +56,8 @@ def scaled_linear_betas(num_train_timesteps: int, beta_start: float = 1e-4, beta
 
 
 def cosine_alpha_bar(t: torch.Tensor | float, s: float = COSINE_S):
-    r"""The cosine schedule's continuous :math:`\bar\alpha(t)=\cos^2\big(\frac{t+s}{1+s}\cdot\frac{\pi}{2}\big)`, t in [0, 1]."""
+    r"""The cosine schedule's continuous :math:`\bar\alpha(t)=\cos^2\big(\frac{t+s}{1+s}\cdot\frac{\pi}{2}\big)`,
+    t in [0, 1]."""
     if isinstance(t, torch.Tensor):
         return torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
     return math.cos((t + s) / (1 + s) * math.pi / 2) ** 2
@@ -73,8 +74,9 @@ def cosine_betas(num_train_timesteps: int, s: float = COSINE_S, max_beta: float 
     return torch.clamp(1 - alpha_bar[1:] / alpha_bar[:-1], max=max_beta)
 
 
-def sigmoid_betas(num_train_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02,
-                  sig_range: float = 6.0) -> torch.Tensor:
+def sigmoid_betas(
+    num_train_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02, sig_range: float = 6.0
+) -> torch.Tensor:
     """GeoDiff's sigmoid schedule: betas follow a sigmoid from ``beta_start`` to ``beta_end``. float64 (T,)."""
     x = torch.linspace(-sig_range, sig_range, num_train_timesteps, dtype=torch.float64)
     return torch.sigmoid(x) * (beta_end - beta_start) + beta_start
@@ -102,8 +104,9 @@ class NoiseSchedule:
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
-    def from_name(cls, name: str, num_train_timesteps: int = 1000, beta_start: float = 1e-4,
-                  beta_end: float = 0.02) -> "NoiseSchedule":
+    def from_name(
+        cls, name: str, num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+    ) -> NoiseSchedule:
         """A schedule by name: ``"linear"``, ``"scaled_linear"``, ``"cosine"`` or ``"sigmoid"``.
 
         diffusers' and MONAI's names (``"squaredcos_cap_v2"``, ``"linear_beta"``...) are accepted too.
@@ -114,13 +117,16 @@ class NoiseSchedule:
         """
         key = SCHEDULE_ALIASES.get(name, name) if isinstance(name, str) else name
         if key not in SCHEDULE_NAMES:
-            raise ValueError(f"unknown noise schedule {name!r}; expected one of {', '.join(SCHEDULE_NAMES)} "
-                             f"(or diffusers'/MONAI's names {', '.join(SCHEDULE_ALIASES)})")
+            raise ValueError(
+                f"unknown noise schedule {name!r}; expected one of {', '.join(SCHEDULE_NAMES)} "
+                f"(or diffusers'/MONAI's names {', '.join(SCHEDULE_ALIASES)})"
+            )
         if not isinstance(num_train_timesteps, int) or num_train_timesteps < 1:
             raise ValueError(f"num_train_timesteps must be a positive integer, got {num_train_timesteps!r}")
         if key != "cosine" and not (0 < beta_start <= beta_end < 1):
-            raise ValueError(f"expected 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, "
-                             f"beta_end={beta_end}")
+            raise ValueError(
+                f"expected 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, beta_end={beta_end}"
+            )
         if key == "linear":
             betas = linear_betas(num_train_timesteps, beta_start, beta_end)
         elif key == "scaled_linear":
@@ -132,7 +138,7 @@ class NoiseSchedule:
         return cls._from_float64_betas(key, betas)
 
     @classmethod
-    def from_betas(cls, betas, name: str = "custom") -> "NoiseSchedule":
+    def from_betas(cls, betas, name: str = "custom") -> NoiseSchedule:
         """A schedule from explicit betas (a sequence or tensor of T values in (0, 1))."""
         betas = torch.as_tensor(betas, dtype=torch.float64).flatten()
         if betas.numel() == 0 or not torch.all((betas > 0) & (betas < 1)):
@@ -140,7 +146,7 @@ class NoiseSchedule:
         return cls._from_float64_betas(name, betas)
 
     @classmethod
-    def from_alphas_cumprod(cls, alphas_cumprod, name: str = "custom") -> "NoiseSchedule":
+    def from_alphas_cumprod(cls, alphas_cumprod, name: str = "custom") -> NoiseSchedule:
         r"""A schedule from :math:`\bar\alpha_t` (strictly decreasing, in (0, 1]); betas follow as
         :math:`1 - \bar\alpha_t/\bar\alpha_{t-1}`."""
         abar = torch.as_tensor(alphas_cumprod, dtype=torch.float64).flatten()
@@ -150,7 +156,7 @@ class NoiseSchedule:
         return cls._from_float64_betas(name, 1 - abar / prev)
 
     @classmethod
-    def _from_float64_betas(cls, name: str, betas: torch.Tensor) -> "NoiseSchedule":
+    def _from_float64_betas(cls, name: str, betas: torch.Tensor) -> NoiseSchedule:
         alphas = 1.0 - betas
         alphas_cumprod = torch.cumprod(alphas, dim=0)
         snr = alphas_cumprod / (1.0 - alphas_cumprod)
@@ -183,8 +189,9 @@ class NoiseSchedule:
         r""":math:`\log \mathrm{SNR}(t)` (natural log)."""
         return self.snr.log()
 
-    def shift_snr(self, factor: float) -> "NoiseSchedule":
-        r"""The schedule with every SNR multiplied by ``factor``: :math:`\mathrm{SNR}'(t) = \text{factor}\cdot\mathrm{SNR}(t)`.
+    def shift_snr(self, factor: float) -> NoiseSchedule:
+        r"""The schedule with every SNR multiplied by ``factor``:
+        :math:`\mathrm{SNR}'(t) = \text{factor}\cdot\mathrm{SNR}(t)`.
 
         Averaging an image down by ``k`` in each axis averages ``k²`` pixels of independent noise, which
         multiplies the SNR by about ``k²``: a schedule tuned at 64 px is *less* noisy at 256 px.
@@ -196,9 +203,11 @@ class NoiseSchedule:
         snr = self.snr.double() * factor
         return NoiseSchedule.from_alphas_cumprod(snr / (1 + snr), name=f"{self.name}(snr×{factor:g})")
 
-    def to(self, device: torch.device | str) -> "NoiseSchedule":
+    def to(self, device: torch.device | str) -> NoiseSchedule:
         """The same schedule with its tensors on ``device``."""
-        return NoiseSchedule(self.name, *(getattr(self, k).to(device) for k in ("betas", "alphas", "alphas_cumprod", "snr")))
+        return NoiseSchedule(
+            self.name, *(getattr(self, k).to(device) for k in ("betas", "alphas", "alphas_cumprod", "snr"))
+        )
 
     def timestep_where_snr_below(self, snr: float) -> int:
         """The first (0-based) timestep whose SNR is below ``snr`` (T if none)."""
@@ -206,6 +215,8 @@ class NoiseSchedule:
         return int(below[0]) if len(below) else self.num_train_timesteps
 
     def __repr__(self) -> str:
-        return (f"NoiseSchedule({self.name!r}, T={self.num_train_timesteps}, "
-                f"beta={float(self.betas[0]):.3g}..{float(self.betas[-1]):.3g}, "
-                f"alphas_cumprod[-1]={float(self.alphas_cumprod[-1]):.3g})")
+        return (
+            f"NoiseSchedule({self.name!r}, T={self.num_train_timesteps}, "
+            f"beta={float(self.betas[0]):.3g}..{float(self.betas[-1]):.3g}, "
+            f"alphas_cumprod[-1]={float(self.alphas_cumprod[-1]):.3g})"
+        )

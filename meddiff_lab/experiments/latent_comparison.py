@@ -36,22 +36,34 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from meddiff_lab.experiments._results import write_results
 
-__all__ = ["LatentComparisonProfile", "LATENT_COMPARISON_PROFILES", "LATENT_ARMS", "get_latent_comparison_profile",
-           "training_flops_per_step", "run_latent_comparison", "latent_comparison_markdown",
-           "write_latent_comparison_results", "export_arm", "solver_comparison"]
+__all__ = [
+    "LatentComparisonProfile",
+    "LATENT_COMPARISON_PROFILES",
+    "LATENT_ARMS",
+    "get_latent_comparison_profile",
+    "training_flops_per_step",
+    "run_latent_comparison",
+    "latent_comparison_markdown",
+    "write_latent_comparison_results",
+    "export_arm",
+    "solver_comparison",
+]
 
 #: arm -> (objective, space)
 LATENT_ARMS: dict[str, tuple[str, str]] = {
-    "latent ε": ("epsilon", "latent"), "latent v": ("v_prediction", "latent"),
-    "latent rectified flow": ("rectified_flow", "latent"), "pixel ε": ("epsilon", "pixel"),
+    "latent ε": ("epsilon", "latent"),
+    "latent v": ("v_prediction", "latent"),
+    "latent rectified flow": ("rectified_flow", "latent"),
+    "pixel ε": ("epsilon", "pixel"),
 }
 LINEAR = {"schedule": "linear", "num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02}
 
@@ -87,8 +99,10 @@ class LatentComparisonProfile:
 
     def __post_init__(self) -> None:
         if self.reference_steps not in self.step_sweep:
-            raise ValueError(f"profile {self.name!r}: reference_steps {self.reference_steps} must be one of "
-                             f"step_sweep {self.step_sweep}")
+            raise ValueError(
+                f"profile {self.name!r}: reference_steps {self.reference_steps} must be one of "
+                f"step_sweep {self.step_sweep}"
+            )
         for field_name in ("train_images", "eval_images", "latent_batch", "pixel_batch"):
             if getattr(self, field_name) < 2:
                 raise ValueError(f"profile {self.name!r}: {field_name} must be >= 2, got {getattr(self, field_name)}")
@@ -98,21 +112,43 @@ class LatentComparisonProfile:
 
 LATENT_COMPARISON_PROFILES: dict[str, LatentComparisonProfile] = {
     "ci": LatentComparisonProfile(
-        name="ci", image_size=32, train_images=32, eval_images=16, budget_gflops=2.0, max_seconds=30,
-        latent_batch=8, pixel_batch=4, latent_channels=(16, 16), pixel_channels=(16, 16, 16), step_sweep=(2, 4),
-        reference_steps=4, warmup_steps=2),
+        name="ci",
+        image_size=32,
+        train_images=32,
+        eval_images=16,
+        budget_gflops=2.0,
+        max_seconds=30,
+        latent_batch=8,
+        pixel_batch=4,
+        latent_channels=(16, 16),
+        pixel_channels=(16, 16, 16),
+        step_sweep=(2, 4),
+        reference_steps=4,
+        warmup_steps=2,
+    ),
     "full": LatentComparisonProfile(
-        name="full", image_size=128, train_images=4000, eval_images=500, budget_gflops=2.5e5, max_seconds=90,
-        latent_batch=128, pixel_batch=32, latent_channels=(32, 64, 64), pixel_channels=(32, 64, 64, 64),
-        step_sweep=(10, 25, 50, 100), reference_steps=50),
+        name="full",
+        image_size=128,
+        train_images=4000,
+        eval_images=500,
+        budget_gflops=2.5e5,
+        max_seconds=90,
+        latent_batch=128,
+        pixel_batch=32,
+        latent_channels=(32, 64, 64),
+        pixel_channels=(32, 64, 64, 64),
+        step_sweep=(10, 25, 50, 100),
+        reference_steps=50,
+    ),
 }
 
 
 def get_latent_comparison_profile(name: str) -> LatentComparisonProfile:
     """The named profile; ``ValueError`` naming the known ones otherwise."""
     if name not in LATENT_COMPARISON_PROFILES:
-        raise ValueError(f"unknown latent-comparison profile {name!r}; expected one of "
-                         f"{', '.join(LATENT_COMPARISON_PROFILES)}")
+        raise ValueError(
+            f"unknown latent-comparison profile {name!r}; expected one of {', '.join(LATENT_COMPARISON_PROFILES)}"
+        )
     return LATENT_COMPARISON_PROFILES[name]
 
 
@@ -138,12 +174,19 @@ def _unet(channels: tuple[int, ...], in_channels: int) -> torch.nn.Module:
     from meddiff_lab.models import UNet
 
     torch.manual_seed(0)
-    return UNet(in_channels=in_channels, out_channels=in_channels, channels=channels, num_head_channels=16,
-                attention_levels=(False,) * (len(channels) - 1) + (True,), norm_num_groups=8)
+    return UNet(
+        in_channels=in_channels,
+        out_channels=in_channels,
+        channels=channels,
+        num_head_channels=16,
+        attention_levels=(False,) * (len(channels) - 1) + (True,),
+        norm_num_groups=8,
+    )
 
 
-def run_latent_comparison(profile: LatentComparisonProfile, autoencoder, *, device=None, out=None,
-                          log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_latent_comparison(
+    profile: LatentComparisonProfile, autoencoder, *, device=None, out=None, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Train the four arms at equal FLOPs, sample them at every swept step count and measure each.
 
     Args:
@@ -162,15 +205,17 @@ def run_latent_comparison(profile: LatentComparisonProfile, autoencoder, *, devi
     from meddiff_lab.data import generate_phantoms
     from meddiff_lab.diffusion import sample
     from meddiff_lab.models.autoencoder import decode_in_batches, encode_dataset, scheduler_for
-    from meddiff_lab.training.latent import train_denoiser, training_memory_mb
     from meddiff_lab.runtime import hardware_description
+    from meddiff_lab.training.latent import train_denoiser, training_memory_mb
 
     started = time.perf_counter()
     device = torch.device(device or "cpu")
     size, n = profile.image_size, profile.eval_images
     if int(autoencoder.config["image_size"]) != size:
-        raise ValueError(f"the autoencoder is for {autoencoder.config['image_size']} px; profile {profile.name!r} "
-                         f"has image_size {size}")
+        raise ValueError(
+            f"the autoencoder is for {autoencoder.config['image_size']} px; profile {profile.name!r} "
+            f"has image_size {size}"
+        )
     to_range = lambda batch: torch.from_numpy(batch.images)[:, None] * 2 - 1  # noqa: E731
     train = to_range(generate_phantoms(profile.train_images, size, 0, masks=()))
     real = to_range(generate_phantoms(2 * n, size, 1, masks=()))
@@ -182,15 +227,17 @@ def run_latent_comparison(profile: LatentComparisonProfile, autoencoder, *, devi
     def set_metrics(images):
         f = features(images)
         precision, recall = metrics.precision_recall(f_real, f)
-        return {"fid": metrics.fid(f_real, f), "kid": metrics.kid(f_real, f), "precision": precision,
-                "recall": recall}
+        return {"fid": metrics.fid(f_real, f), "kid": metrics.kid(f_real, f), "precision": precision, "recall": recall}
 
     floor = set_metrics(real_b)
     autoencoder = autoencoder.to(device).eval()
     with torch.no_grad():
-        recon = torch.cat([autoencoder.reconstruct(real_a[i:i + 64].to(device)).cpu() for i in range(0, n, 64)])
-    ceiling = {"psnr_db": metrics.psnr(recon, real_a, data_range=2.0),
-               "ssim": metrics.ssim(recon, real_a, data_range=2.0), **set_metrics(recon)}
+        recon = torch.cat([autoencoder.reconstruct(real_a[i : i + 64].to(device)).cpu() for i in range(0, n, 64)])
+    ceiling = {
+        "psnr_db": metrics.psnr(recon, real_a, data_range=2.0),
+        "ssim": metrics.ssim(recon, real_a, data_range=2.0),
+        **set_metrics(recon),
+    }
     encode_started = time.perf_counter()
     mu, sigma = encode_dataset(autoencoder, train)
     encode_seconds = time.perf_counter() - encode_started
@@ -217,50 +264,97 @@ def run_latent_comparison(profile: LatentComparisonProfile, autoencoder, *, devi
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         data = train if pixel else (lambda index: mu[index] + sigma[index] * torch.randn(mu[index].shape))
-        run = train_denoiser(model, data, objective, steps, batch, profile.learning_rate, profile.ema_decay,
-                             profile.warmup_steps, max_seconds=profile.max_seconds, progress=False,
-                             num_items=len(train))
-        arms[name] = {"objective": objective, "space": space, "batch": batch, "planned_steps": steps,
-                      "steps": run.steps, "images": run.images, "gflops_per_step": flops / 1e9,
-                      "training_gflops": run.steps * flops / 1e9, "capped": run.steps < steps,
-                      "seconds": run.seconds, "images_per_sec": run.images_per_sec,
-                      "training_memory_mb": memory, "final_loss": run.history[-1]["loss"] if run.history else None,
-                      "cuda_peak_mb": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-                                       else None)}
-        log(f"{name}: {run.steps}/{steps} steps, {run.images} images, {run.seconds:.0f} s, "
-            f"{run.images_per_sec:.0f} images/s")
+        run = train_denoiser(
+            model,
+            data,
+            objective,
+            steps,
+            batch,
+            profile.learning_rate,
+            profile.ema_decay,
+            profile.warmup_steps,
+            max_seconds=profile.max_seconds,
+            progress=False,
+            num_items=len(train),
+        )
+        arms[name] = {
+            "objective": objective,
+            "space": space,
+            "batch": batch,
+            "planned_steps": steps,
+            "steps": run.steps,
+            "images": run.images,
+            "gflops_per_step": flops / 1e9,
+            "training_gflops": run.steps * flops / 1e9,
+            "capped": run.steps < steps,
+            "seconds": run.seconds,
+            "images_per_sec": run.images_per_sec,
+            "training_memory_mb": memory,
+            "final_loss": run.history[-1]["loss"] if run.history else None,
+            "cuda_peak_mb": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None),
+        }
+        log(
+            f"{name}: {run.steps}/{steps} steps, {run.images} images, {run.seconds:.0f} s, "
+            f"{run.images_per_sec:.0f} images/s"
+        )
         if out is not None:
             from safetensors.torch import save_file
 
             folder = Path(out) / "arms"
             folder.mkdir(parents=True, exist_ok=True)
-            save_file({k: v.detach().float().cpu().contiguous() for k, v in run.ema_model.state_dict().items()},
-                      str(folder / f"{name.replace(' ', '_')}.safetensors"))
+            save_file(
+                {k: v.detach().float().cpu().contiguous() for k, v in run.ema_model.state_dict().items()},
+                str(folder / f"{name.replace(' ', '_')}.safetensors"),
+            )
         by_steps = {}
         for sampling_steps in profile.step_sweep:
             sample_started = time.perf_counter()
             scheduler = scheduler_for({**LINEAR, "prediction_type": objective})
             shape = (n, 1, size, size) if pixel else (n, *latent_shape)
             with torch.no_grad():
-                x = sample(run.ema_model, scheduler, shape, generator=torch.Generator().manual_seed(0),
-                           num_inference_steps=sampling_steps, progress=False)
+                x = sample(
+                    run.ema_model,
+                    scheduler,
+                    shape,
+                    generator=torch.Generator().manual_seed(0),
+                    num_inference_steps=sampling_steps,
+                    progress=False,
+                )
                 images = x.clamp(-1, 1).cpu() if pixel else decode_in_batches(autoencoder.decode, x).cpu()
-            by_steps[str(sampling_steps)] = {**set_metrics(images),
-                                             "seconds_per_sample": (time.perf_counter() - sample_started) / n}
+            by_steps[str(sampling_steps)] = {
+                **set_metrics(images),
+                "seconds_per_sample": (time.perf_counter() - sample_started) / n,
+            }
             if out is not None and sampling_steps == profile.reference_steps:
-                torch.save((images[:64] * 127.5 + 127.5).round().to(torch.uint8),
-                           Path(out) / "arms" / f"{name.replace(' ', '_')}_samples.pt")
+                torch.save(
+                    (images[:64] * 127.5 + 127.5).round().to(torch.uint8),
+                    Path(out) / "arms" / f"{name.replace(' ', '_')}_samples.pt",
+                )
         arms[name]["by_steps"] = by_steps
         del model, run
 
     reference = str(profile.reference_steps)
     target = arms["latent v"]["by_steps"][reference]["kid"]
-    steps_to_target = {name: next((s for s in profile.step_sweep if arm["by_steps"][str(s)]["kid"] <= target), None)
-                       for name, arm in arms.items()}
-    return {"experiment": "latent-comparison", "profile": asdict(profile), "n": n, "floor": floor,
-            "ceiling": ceiling, "latent_shape": list(latent_shape), "encode_seconds": encode_seconds,
-            "encode_gflops": encode_gflops, "arms": arms, "target_kid": target, "steps_to_target": steps_to_target,
-            "hardware": hardware_description(), "device": str(device), "seconds": time.perf_counter() - started}
+    steps_to_target = {
+        name: next((s for s in profile.step_sweep if arm["by_steps"][str(s)]["kid"] <= target), None)
+        for name, arm in arms.items()
+    }
+    return {
+        "experiment": "latent-comparison",
+        "profile": asdict(profile),
+        "n": n,
+        "floor": floor,
+        "ceiling": ceiling,
+        "latent_shape": list(latent_shape),
+        "encode_seconds": encode_seconds,
+        "encode_gflops": encode_gflops,
+        "arms": arms,
+        "target_kid": target,
+        "steps_to_target": steps_to_target,
+        "hardware": hardware_description(),
+        "device": str(device),
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def _f(value, digits=3) -> str:
@@ -271,33 +365,51 @@ def latent_comparison_markdown(results: dict[str, Any]) -> str:
     """The comparison as markdown tables (what ran where, the table at the reference steps, steps vs KID)."""
     p, ref = results["profile"], str(results["profile"]["reference_steps"])
     floor = results["floor"]
-    lines = [f"# Pixel vs latent, ε/v vs rectified flow at equal training compute (profile `{p['name']}`)", "",
-             f"{results['hardware']}; {results['seconds']:.0f} s in all. Every arm: {p['budget_gflops']:g} GFLOPs "
-             f"of training (FlopCounterMode, forward + backward), {p['image_size']} px, {p['train_images']} training "
-             f"phantoms; N = {results['n']} samples vs {results['n']} unseen phantoms (domain features). Latents "
-             f"{tuple(results['latent_shape'])}; encoding the training set once cost {results['encode_gflops']:.0f} "
-             "GFLOPs (not in the budget).", "",
-             f"| arm | steps × batch | images seen | train images/s | training memory (MB) | FID | KID | precision "
-             f"| recall | steps to KID ≤ {results['target_kid']:.3f} |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Pixel vs latent, ε/v vs rectified flow at equal training compute (profile `{p['name']}`)",
+        "",
+        f"{results['hardware']}; {results['seconds']:.0f} s in all. Every arm: {p['budget_gflops']:g} GFLOPs "
+        f"of training (FlopCounterMode, forward + backward), {p['image_size']} px, {p['train_images']} training "
+        f"phantoms; N = {results['n']} samples vs {results['n']} unseen phantoms (domain features). Latents "
+        f"{tuple(results['latent_shape'])}; encoding the training set once cost {results['encode_gflops']:.0f} "
+        "GFLOPs (not in the budget).",
+        "",
+        f"| arm | steps × batch | images seen | train images/s | training memory (MB) | FID | KID | precision "
+        f"| recall | steps to KID ≤ {results['target_kid']:.3f} |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, arm in results["arms"].items():
         m = arm["by_steps"][ref]
         capped = " (capped by time: less compute)" if arm["capped"] else ""
-        lines.append(f"| {name} | {arm['steps']} × {arm['batch']}{capped} | {arm['images']:,} | "
-                     f"{arm['images_per_sec']:.0f} | {arm['training_memory_mb']:.0f} | {m['fid']:.2f} | {m['kid']:.3f} | "
-                     f"{m['precision']:.3f} | {m['recall']:.3f} | "
-                     f"{results['steps_to_target'][name] if results['steps_to_target'][name] else 'not within ' + str(max(p['step_sweep']))} |")
-    lines.append(f"| floor (real vs real) | | | | | {floor['fid']:.2f} | {floor['kid']:.3f} | {floor['precision']:.3f} | "
-                 f"{floor['recall']:.3f} | |")
+        to_target = results["steps_to_target"][name] or f"not within {max(p['step_sweep'])}"
+        lines.append(
+            f"| {name} | {arm['steps']} × {arm['batch']}{capped} | {arm['images']:,} | "
+            f"{arm['images_per_sec']:.0f} | {arm['training_memory_mb']:.0f} | {m['fid']:.2f} | {m['kid']:.3f} | "
+            f"{m['precision']:.3f} | {m['recall']:.3f} | "
+            f"{to_target} |"
+        )
+    lines.append(
+        f"| floor (real vs real) | | | | | {floor['fid']:.2f} | {floor['kid']:.3f} | {floor['precision']:.3f} | "
+        f"{floor['recall']:.3f} | |"
+    )
     c = results["ceiling"]
-    lines.append(f"| autoencoder reconstructions (the latent arms' ceiling) | | | | | {c['fid']:.2f} | {c['kid']:.3f} | "
-                 f"{c['precision']:.3f} | {c['recall']:.3f} | |")
-    lines += ["", f"Metrics at {ref} sampling steps (DDIM for ε and v, Euler for rectified flow). The KID target is "
-              f"the latent v arm's at {ref} steps.", "", "## KID by sampling steps", "",
-              "| arm | " + " | ".join(f"{s} steps" for s in p["step_sweep"]) + " |",
-              "|---|" + "---|" * len(p["step_sweep"])]
+    lines.append(
+        f"| autoencoder reconstructions (the latent arms' ceiling) | | | | | {c['fid']:.2f} | {c['kid']:.3f} | "
+        f"{c['precision']:.3f} | {c['recall']:.3f} | |"
+    )
+    lines += [
+        "",
+        f"Metrics at {ref} sampling steps (DDIM for ε and v, Euler for rectified flow). The KID target is "
+        f"the latent v arm's at {ref} steps.",
+        "",
+        "## KID by sampling steps",
+        "",
+        "| arm | " + " | ".join(f"{s} steps" for s in p["step_sweep"]) + " |",
+        "|---|" + "---|" * len(p["step_sweep"]),
+    ]
     for name, arm in results["arms"].items():
         lines.append(f"| {name} | " + " | ".join(_f(arm["by_steps"][str(s)]["kid"]) for s in p["step_sweep"]) + " |")
-    lines.append(f"| floor | " + " | ".join(_f(floor["kid"]) for _ in p["step_sweep"]) + " |")
+    lines.append("| floor | " + " | ".join(_f(floor["kid"]) for _ in p["step_sweep"]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -322,8 +434,10 @@ def export_arm(out, arm: str, autoencoder_model: str, destination, name: str, co
 
     out, destination = Path(out), Path(destination)
     if arm not in LATENT_ARMS or LATENT_ARMS[arm][1] != "latent":
-        raise ValueError(f"arm {arm!r} is not a latent arm; expected one of "
-                         f"{[a for a, (_, space) in LATENT_ARMS.items() if space == 'latent']}")
+        raise ValueError(
+            f"arm {arm!r} is not a latent arm; expected one of "
+            f"{[a for a, (_, space) in LATENT_ARMS.items() if space == 'latent']}"
+        )
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     profile, record = results["profile"], results["arms"][arm]
     base_weights = pretrained_dir() / f"{autoencoder_model}.safetensors"
@@ -334,23 +448,43 @@ def export_arm(out, arm: str, autoencoder_model: str, destination, name: str, co
     channels = list(profile["latent_channels"])
     latent_channels = int(base_config["latent_shape"][0])
     config = {
-        "name": name, "image_size": int(profile["image_size"]), "kind": "latent_diffusion",
-        "autoencoder": base_config["autoencoder"], "scale_factor": base_config["scale_factor"],
+        "name": name,
+        "image_size": int(profile["image_size"]),
+        "kind": "latent_diffusion",
+        "autoencoder": base_config["autoencoder"],
+        "scale_factor": base_config["scale_factor"],
         "latent_shape": base_config["latent_shape"],
-        "model": {"channels": channels, "attention_levels": [False] * (len(channels) - 1) + [True],
-                  "num_res_blocks": 1, "num_head_channels": 16, "norm_num_groups": 8, "spatial_dims": 2,
-                  "in_channels": latent_channels, "out_channels": latent_channels},
+        "model": {
+            "channels": channels,
+            "attention_levels": [False] * (len(channels) - 1) + [True],
+            "num_res_blocks": 1,
+            "num_head_channels": 16,
+            "norm_num_groups": 8,
+            "spatial_dims": 2,
+            "in_channels": latent_channels,
+            "out_channels": latent_channels,
+        },
         "diffusion": {**LINEAR, "prediction_type": record["objective"]},
         "data": {"data_source": "synthetic", "num_images": int(profile["train_images"]), "data_seed": 0},
         "weights": f"autoencoder: {autoencoder_model}'s; unet: EMA",
-        "parameters": {"autoencoder": int(sum(v.numel() for k, v in tensors.items() if k.startswith("autoencoder."))),
-                       "unet": int(sum(v.numel() for v in unet.values()))},
-        "training": {"command": command or results.get("command"), "arm": arm, "experiment": "latent-comparison",
-                     "steps": record["steps"], "batch_size": record["batch"], "images_seen": record["images"],
-                     "training_gflops": record["training_gflops"], "seconds": record["seconds"],
-                     "final_loss": record["final_loss"], "hardware": results["hardware"],
-                     "optimizer": f"AdamW, learning rate {profile['learning_rate']}, {profile['warmup_steps']} "
-                                  f"warm-up steps, gradient clipping 1.0, EMA {profile['ema_decay']}"},
+        "parameters": {
+            "autoencoder": int(sum(v.numel() for k, v in tensors.items() if k.startswith("autoencoder."))),
+            "unet": int(sum(v.numel() for v in unet.values())),
+        },
+        "training": {
+            "command": command or results.get("command"),
+            "arm": arm,
+            "experiment": "latent-comparison",
+            "steps": record["steps"],
+            "batch_size": record["batch"],
+            "images_seen": record["images"],
+            "training_gflops": record["training_gflops"],
+            "seconds": record["seconds"],
+            "final_loss": record["final_loss"],
+            "hardware": results["hardware"],
+            "optimizer": f"AdamW, learning rate {profile['learning_rate']}, {profile['warmup_steps']} "
+            f"warm-up steps, gradient clipping 1.0, EMA {profile['ema_decay']}",
+        },
     }
     destination.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(destination), metadata={"format": "pt", "name": name})
@@ -358,8 +492,15 @@ def export_arm(out, arm: str, autoencoder_model: str, destination, name: str, co
     return destination
 
 
-def solver_comparison(out, autoencoder, arm: str = "latent ε", steps: tuple[int, ...] = (5, 10, 15, 20, 25),
-                      reference_steps: int = 50, device=None, log: Callable[[str], None] = print) -> dict[str, Any]:
+def solver_comparison(
+    out,
+    autoencoder,
+    arm: str = "latent ε",
+    steps: tuple[int, ...] = (5, 10, 15, 20, 25),
+    reference_steps: int = 50,
+    device=None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """How many DPM-Solver++ steps (diffusers' ``DPMSolverMultistepScheduler`` through the course's
     ``sample``) match DDIM-``reference_steps``'s KID, for one ε or v arm of a finished comparison.
 
@@ -394,15 +535,27 @@ def solver_comparison(out, autoencoder, arm: str = "latent ε", steps: tuple[int
 
     def kid_of(scheduler, count):
         with torch.no_grad():
-            x = sample(model, scheduler, (n, *results["latent_shape"]), generator=torch.Generator().manual_seed(0),
-                       num_inference_steps=count, progress=False)
+            x = sample(
+                model,
+                scheduler,
+                (n, *results["latent_shape"]),
+                generator=torch.Generator().manual_seed(0),
+                num_inference_steps=count,
+                progress=False,
+            )
             images = decode_in_batches(autoencoder.decode, x).cpu()
         return metrics.kid(f_real, metrics.extract_features(images, encoder).double().cpu())
 
     ddim = scheduler_for({**LINEAR, "prediction_type": record["objective"]})
-    dpm = diffusers.DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
-                                                beta_end=0.02, algorithm_type="dpmsolver++", solver_order=2,
-                                                prediction_type=record["objective"])
+    dpm = diffusers.DPMSolverMultistepScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=1e-4,
+        beta_end=0.02,
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        prediction_type=record["objective"],
+    )
     reference = kid_of(ddim, reference_steps)
     log(f"DDIM-{reference_steps} KID {reference:.3f}")
     kid = {"DPM-Solver++": {}, "DDIM": {}}
@@ -412,5 +565,12 @@ def solver_comparison(out, autoencoder, arm: str = "latent ε", steps: tuple[int
         log(f"{count} steps: DPM-Solver++ KID {kid['DPM-Solver++'][count]:.3f}, DDIM {kid['DDIM'][count]:.3f}")
     enough = [c for c in steps if kid["DPM-Solver++"][c] <= reference]
     floor = metrics.kid(f_real, metrics.extract_features(real[n:], encoder).double().cpu())
-    return {"arm": arm, "n": n, "reference_steps": reference_steps, "reference_kid": reference, "kid": kid,
-            "steps_to_match": min(enough) if enough else None, "floor_kid": floor}
+    return {
+        "arm": arm,
+        "n": n,
+        "reference_steps": reference_steps,
+        "reference_kid": reference,
+        "kid": kid,
+        "steps_to_match": min(enough) if enough else None,
+        "floor_kid": floor,
+    }

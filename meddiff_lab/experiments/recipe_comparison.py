@@ -38,10 +38,10 @@ from __future__ import annotations
 import csv
 import json
 import re
-import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -52,8 +52,18 @@ from meddiff_lab.models.pretrained import load_model
 from meddiff_lab.runtime import hardware_description
 from meddiff_lab.training.trainer import TrainConfig, train_from_config
 
-__all__ = ["RecipeProfile", "RECIPE_PROFILES", "RECIPES", "REFERENCE_ARM", "SEED_ARM", "get_recipe_profile",
-           "recipe_config", "run_recipe_comparison", "recipe_markdown", "write_recipe_results"]
+__all__ = [
+    "RecipeProfile",
+    "RECIPE_PROFILES",
+    "RECIPES",
+    "REFERENCE_ARM",
+    "SEED_ARM",
+    "get_recipe_profile",
+    "recipe_config",
+    "run_recipe_comparison",
+    "recipe_markdown",
+    "write_recipe_results",
+]
 
 REFERENCE_ARM = "v (zoo recipe)"
 SEED_ARM = "v (zoo recipe), seed 1"
@@ -108,8 +118,10 @@ class RecipeProfile:
             if getattr(self, name) < 1:
                 raise ValueError(f"recipe profile {self.name!r}: {name} must be >= 1, got {getattr(self, name)}")
         if self.images_per_arm % (2 * self.batch_size):
-            raise ValueError(f"recipe profile {self.name!r}: images_per_arm ({self.images_per_arm}) must be a "
-                             f"multiple of twice the batch ({2 * self.batch_size}), so 'batch x 2' sees the same images")
+            raise ValueError(
+                f"recipe profile {self.name!r}: images_per_arm ({self.images_per_arm}) must be a "
+                f"multiple of twice the batch ({2 * self.batch_size}), so 'batch x 2' sees the same images"
+            )
 
     @property
     def steps(self) -> int:
@@ -119,19 +131,54 @@ class RecipeProfile:
 
 RECIPE_PROFILES: dict[str, RecipeProfile] = {
     # seconds on one CPU thread: the tests
-    "ci": RecipeProfile(name="ci", image_size=16, train_images=64, images_per_arm=64, batch_size=8,
-                        learning_rate=2e-3, warmup_steps=2, ema_decay=0.9, eval_images=8, sample_steps=3,
-                        checkpoint_every=4, model={"channels": [16, 32], "attention_levels": [False, True],
-                                                   "num_res_blocks": 1, "num_head_channels": 16,
-                                                   "norm_num_groups": 8}),
+    "ci": RecipeProfile(
+        name="ci",
+        image_size=16,
+        train_images=64,
+        images_per_arm=64,
+        batch_size=8,
+        learning_rate=2e-3,
+        warmup_steps=2,
+        ema_decay=0.9,
+        eval_images=8,
+        sample_steps=3,
+        checkpoint_every=4,
+        model={
+            "channels": [16, 32],
+            "attention_levels": [False, True],
+            "num_res_blocks": 1,
+            "num_head_channels": 16,
+            "norm_num_groups": 8,
+        },
+    ),
     # the committed comparison: about 5 minutes of training per arm on one CPU core with bf16
-    "cpu": RecipeProfile(name="cpu", image_size=32, train_images=16000, images_per_arm=38400, batch_size=32,
-                         learning_rate=1.5e-3, warmup_steps=100, ema_decay=0.995, eval_images=500,
-                         sample_steps=50, checkpoint_every=200),
+    "cpu": RecipeProfile(
+        name="cpu",
+        image_size=32,
+        train_images=16000,
+        images_per_arm=38400,
+        batch_size=32,
+        learning_rate=1.5e-3,
+        warmup_steps=100,
+        ema_decay=0.995,
+        eval_images=500,
+        sample_steps=50,
+        checkpoint_every=200,
+    ),
     # the same comparison at the zoo's size and batch, for a GPU
-    "gpu": RecipeProfile(name="gpu", image_size=64, train_images=16000, images_per_arm=256000, batch_size=256,
-                         learning_rate=1.5e-3, warmup_steps=100, ema_decay=0.999, eval_images=1000,
-                         sample_steps=50, checkpoint_every=250),
+    "gpu": RecipeProfile(
+        name="gpu",
+        image_size=64,
+        train_images=16000,
+        images_per_arm=256000,
+        batch_size=256,
+        learning_rate=1.5e-3,
+        warmup_steps=100,
+        ema_decay=0.999,
+        eval_images=1000,
+        sample_steps=50,
+        checkpoint_every=250,
+    ),
 }
 
 
@@ -156,10 +203,20 @@ def recipe_config(profile: RecipeProfile, arm: str, threads: int | None = 1) -> 
     batch = profile.batch_size * int(change.pop("batch_factor", 1))
     learning_rate = profile.learning_rate * float(change.pop("learning_rate_factor", 1.0))
     config = TrainConfig.from_yaml(profile.base_config).replace(
-        image_size=profile.image_size, num_images=profile.train_images, batch_size=batch,
-        max_steps=profile.images_per_arm // batch, learning_rate=learning_rate, warmup_steps=profile.warmup_steps,
-        ema_decay=profile.ema_decay, checkpoint_every=profile.checkpoint_every, sample_every=0, log_every=20,
-        threads=threads, **({"model": dict(profile.model)} if profile.model else {}), **change)
+        image_size=profile.image_size,
+        num_images=profile.train_images,
+        batch_size=batch,
+        max_steps=profile.images_per_arm // batch,
+        learning_rate=learning_rate,
+        warmup_steps=profile.warmup_steps,
+        ema_decay=profile.ema_decay,
+        checkpoint_every=profile.checkpoint_every,
+        sample_every=0,
+        log_every=20,
+        threads=threads,
+        **({"model": dict(profile.model)} if profile.model else {}),
+        **change,
+    )
     config.validate()
     return config
 
@@ -172,15 +229,26 @@ def _train_arm(profile: RecipeProfile, arm: str, folder: Path, threads: int | No
         rows = list(csv.DictReader(handle))
     speeds = sorted(float(row["images_per_sec"]) for row in rows)
     precision_file = folder / "precision.json"
-    return {"config": {k: v for k, v in asdict(config).items() if k != "model"},
-            "images_seen": config.max_steps * config.batch_size, "steps": int(trainer.step),
-            "seconds": float(trainer.seconds), "median_images_per_sec": speeds[len(speeds) // 2] if speeds else None,
-            "final_loss": sum(float(r["loss"]) for r in rows[-5:]) / max(1, len(rows[-5:])),
-            "precision": json.loads(precision_file.read_text(encoding="utf-8")) if precision_file.is_file() else None}
+    return {
+        "config": {k: v for k, v in asdict(config).items() if k != "model"},
+        "images_seen": config.max_steps * config.batch_size,
+        "steps": int(trainer.step),
+        "seconds": float(trainer.seconds),
+        "median_images_per_sec": speeds[len(speeds) // 2] if speeds else None,
+        "final_loss": sum(float(r["loss"]) for r in rows[-5:]) / max(1, len(rows[-5:])),
+        "precision": json.loads(precision_file.read_text(encoding="utf-8")) if precision_file.is_file() else None,
+    }
 
 
-def run_arm(profile: RecipeProfile, arm: str, out, real: torch.Tensor, threads: int | None = 1,
-            device=None, progress: bool = False) -> dict[str, Any]:
+def run_arm(
+    profile: RecipeProfile,
+    arm: str,
+    out,
+    real: torch.Tensor,
+    threads: int | None = 1,
+    device=None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Train (or resume) one arm, evaluate it and write ``out/arms/<slug>/result.json``; returns it.
 
     An arm whose ``result.json`` exists is read back, not rerun.
@@ -192,20 +260,37 @@ def run_arm(profile: RecipeProfile, arm: str, out, real: torch.Tensor, threads: 
     folder.mkdir(parents=True, exist_ok=True)
     training = _train_arm(profile, arm, folder, threads)
     loaded = load_model(folder / "last.pt", device=device)
-    evaluation = evaluate_model(loaded, profile.eval_images, steps=(profile.sample_steps,), real=real,
-                                readers=False, progress=progress)
+    evaluation = evaluate_model(
+        loaded, profile.eval_images, steps=(profile.sample_steps,), real=real, readers=False, progress=progress
+    )
     row = evaluation["by_steps"][profile.sample_steps]
-    result = {"arm": arm, "change": RECIPES[arm], "training": training, "hardware": hardware_description(threads),
-              "fid": row["fid"], "kid": row["kid"], "kid_spread": row["kid_spread"], "precision": row["precision"],
-              "recall": row["recall"], "ms_ssim": row["ms_ssim"], "sampling_seconds": row["sampling_seconds"],
-              "noisy_real_fid": evaluation["noisy_real"]["fid"]["model"]}
+    result = {
+        "arm": arm,
+        "change": RECIPES[arm],
+        "training": training,
+        "hardware": hardware_description(threads),
+        "fid": row["fid"],
+        "kid": row["kid"],
+        "kid_spread": row["kid_spread"],
+        "precision": row["precision"],
+        "recall": row["recall"],
+        "ms_ssim": row["ms_ssim"],
+        "sampling_seconds": row["sampling_seconds"],
+        "noisy_real_fid": evaluation["noisy_real"]["fid"]["model"],
+    }
     text = json.dumps(result, indent=2, default=float) + "\n"
     atomic_write(result_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return result
 
 
-def run_recipe_comparison(profile: RecipeProfile, out, arms: Sequence[str] | None = None, threads: int | None = 1,
-                          device=None, progress: bool = False) -> dict[str, Any]:
+def run_recipe_comparison(
+    profile: RecipeProfile,
+    out,
+    arms: Sequence[str] | None = None,
+    threads: int | None = 1,
+    device=None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Run ``arms`` (default: every arm of :data:`RECIPES`) and gather every finished arm under ``out``.
 
     Returns ``{"profile", "arms": {arm: result}, "missing": [...], "hardware"}``; arms finished by another
@@ -243,8 +328,10 @@ def _check_profile(profile: RecipeProfile, out: Path) -> None:
         theirs = json.loads(path.read_text(encoding="utf-8"))
         differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if differ:
-            raise ValueError(f"{out} holds a recipe comparison of another profile (differing: {', '.join(differ)}); "
-                             f"use another --out")
+            raise ValueError(
+                f"{out} holds a recipe comparison of another profile (differing: {', '.join(differ)}); "
+                f"use another --out"
+            )
         return
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(mine, indent=2) + "\n"
@@ -289,31 +376,46 @@ def recipe_markdown(results: dict[str, Any]) -> str:
     arms = results["arms"]
     verdicts = recipe_verdicts(results)
     spread = seed_spread(results)
-    lines = [f"Recipe comparison, profile `{p['name']}`: every arm sees {p['images_per_arm']:,} training images "
-             f"({p['image_size']} px, batch {p['batch_size']} unless the arm changes it); N = {p['eval_images']} "
-             f"samples (DDIM-{p['sample_steps']}, EMA weights) against N unseen phantoms, domain features.", "",
-             "| arm | FID | KID (± std over half-size subsets) | precision | recall | train img/s | verdict vs zoo recipe |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Recipe comparison, profile `{p['name']}`: every arm sees {p['images_per_arm']:,} training images "
+        f"({p['image_size']} px, batch {p['batch_size']} unless the arm changes it); N = {p['eval_images']} "
+        f"samples (DDIM-{p['sample_steps']}, EMA weights) against N unseen phantoms, domain features.",
+        "",
+        "| arm | FID | KID (± std over half-size subsets) | precision | recall | train img/s | verdict vs zoo recipe |",
+        "|---|---|---|---|---|---|---|",
+    ]
     first = None
     for arm, r in arms.items():
         first = first or r
         speed = r["training"]["median_images_per_sec"] or float("nan")
-        lines.append(f"| {arm} | {r['fid']['model']:.2f} | {r['kid_spread']['value']:.4f} ± "
-                     f"{r['kid_spread']['std_over_subsets']:.4f} | {r['precision']['model']:.3f} | "
-                     f"{r['recall']['model']:.3f} | {speed:.0f} | {verdicts.get(arm, 'reference' if arm == REFERENCE_ARM else 'the seed spread')} |")
+        verdict = verdicts.get(arm, "reference" if arm == REFERENCE_ARM else "the seed spread")
+        lines.append(
+            f"| {arm} | {r['fid']['model']:.2f} | {r['kid_spread']['value']:.4f} ± "
+            f"{r['kid_spread']['std_over_subsets']:.4f} | {r['precision']['model']:.3f} | "
+            f"{r['recall']['model']:.3f} | {speed:.0f} | {verdict} |"
+        )
     if first is not None:
-        lines.append(f"| floor (real vs real) | {first['fid']['floor']:.2f} | {first['kid']['floor']:.4f} | "
-                     f"{first['precision']['floor']:.3f} | {first['recall']['floor']:.3f} | | |")
+        lines.append(
+            f"| floor (real vs real) | {first['fid']['floor']:.2f} | {first['kid']['floor']:.4f} | "
+            f"{first['precision']['floor']:.3f} | {first['recall']['floor']:.3f} | | |"
+        )
         lines.append(f"| noisy real (σ = 0.05) | {first['noisy_real_fid']:.2f} | | | | | |")
     lines.append("")
-    lines.append("Seed-to-seed spread of the zoo recipe (|FID seed 0 − FID seed 1|): "
-                 + (f"{spread:.2f}; an arm is called better or worse only beyond twice that." if spread is not None
-                    else "not measured yet."))
+    lines.append(
+        "Seed-to-seed spread of the zoo recipe (|FID seed 0 − FID seed 1|): "
+        + (
+            f"{spread:.2f}; an arm is called better or worse only beyond twice that."
+            if spread is not None
+            else "not measured yet."
+        )
+    )
     if results.get("missing"):
         lines.append(f"Not run yet: {', '.join(results['missing'])}.")
     if first is not None:
-        lines.append(f"Hardware: {first['hardware']}. Train img/s is the median over `log.csv`'s windows (on "
-                     f"a shared machine it varies with the load; the images seen do not).")
+        lines.append(
+            f"Hardware: {first['hardware']}. Train img/s is the median over `log.csv`'s windows (on "
+            f"a shared machine it varies with the load; the images seen do not)."
+        )
     return "\n".join(lines) + "\n"
 
 

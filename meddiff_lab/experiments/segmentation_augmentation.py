@@ -71,39 +71,70 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
-
 from scipy import ndimage, stats
 
 from meddiff_lab.data import generate_phantoms
 from meddiff_lab.data.edges import edge_maps, edges_to_condition
+from meddiff_lab.diffusion.sampling import generate_samples
 from meddiff_lab.experiments._results import write_results
 from meddiff_lab.metrics import dice
 from meddiff_lab.metrics.generative import ms_ssim_diversity, ms_ssim_settings
 from meddiff_lab.models.controlnet import BoundCondition
-from meddiff_lab.training.segmentation import (SEG_STRUCTURES, classical_augmentation, phantom_pixel_spacing_mm,
-                                               predict_masks, segmentation_scores, stack_masks, train_segmentation)
-from meddiff_lab.diffusion.sampling import generate_samples
 from meddiff_lab.runtime import hardware_description
+from meddiff_lab.training.segmentation import (
+    SEG_STRUCTURES,
+    classical_augmentation,
+    phantom_pixel_spacing_mm,
+    predict_masks,
+    segmentation_scores,
+    stack_masks,
+    train_segmentation,
+)
 
 __all__ = [
-    "SegAugmentationProfile", "SEG_AUGMENTATION_PROFILES", "SEG_AUGMENTATION_ARMS", "BASELINES", "LEFT_OUT",
-    "get_seg_augmentation_profile", "Split", "ExperimentData", "make_splits", "labelled_draw",
-    "mask_boundaries", "edge_and_mask_control", "warp_pairs", "SyntheticPairs", "generate_synthetic_pairs",
-    "synthetic_pair_quality", "train_arm", "score_network", "paired_interval", "grid_cells", "GroupStore",
+    "SegAugmentationProfile",
+    "SEG_AUGMENTATION_PROFILES",
+    "SEG_AUGMENTATION_ARMS",
+    "BASELINES",
+    "LEFT_OUT",
+    "get_seg_augmentation_profile",
+    "Split",
+    "ExperimentData",
+    "make_splits",
+    "labelled_draw",
+    "mask_boundaries",
+    "edge_and_mask_control",
+    "warp_pairs",
+    "SyntheticPairs",
+    "generate_synthetic_pairs",
+    "synthetic_pair_quality",
+    "train_arm",
+    "score_network",
+    "paired_interval",
+    "grid_cells",
+    "GroupStore",
     "run_seg_augmentation",
-    "results_markdown", "write_seg_augmentation_results",
+    "results_markdown",
+    "write_seg_augmentation_results",
 ]
 
 #: The arms, in the order they are trained and shown ("labelled only" first: it is the pseudo-label teacher).
 SEG_AUGMENTATION_ARMS: tuple[str, ...] = (
-    "labelled only", "+ classical", "+ synthetic", "+ synthetic + classical", "synthetic pretrain, real fine-tune",
-    "+ pseudo-labels", "more real labels (2n)", "more real labels (4n)",
+    "labelled only",
+    "+ classical",
+    "+ synthetic",
+    "+ synthetic + classical",
+    "synthetic pretrain, real fine-tune",
+    "+ pseudo-labels",
+    "more real labels (2n)",
+    "more real labels (4n)",
 )
 #: The arms that use the pretrained generator's synthetic pairs.
 GENERATOR_ARMS: tuple[str, ...] = ("+ synthetic", "+ synthetic + classical", "synthetic pretrain, real fine-tune")
@@ -113,7 +144,8 @@ BASELINES: tuple[str, ...] = ("labelled only", "+ classical")
 LEFT_OUT: dict[str, str] = {
     "+ synthetic from a generator trained on the n pairs only": (
         "left out for cost: it trains one mask-conditioned generator per (n, draw), 12 of them in the full grid "
-        "(notebook 07's classroom run trains them for 120 steps and measured no gain)"),
+        "(notebook 07's classroom run trains them for 120 steps and measured no gain)"
+    ),
 }
 
 UNLABELLED_SEED, LABELLED_SEED, VALIDATION_SEED, TEST_SEED, REFERENCE_SEED = 0, 1, 2, 3, 4
@@ -163,8 +195,17 @@ class SegAugmentationProfile:
     image_size: int = 64
 
     def __post_init__(self) -> None:
-        positive = ("draws", "seeds", "segmenter_steps", "batch_size", "synthetic_per_image", "sampling_steps",
-                    "reference_steps", "reference_images", "test_images")
+        positive = (
+            "draws",
+            "seeds",
+            "segmenter_steps",
+            "batch_size",
+            "synthetic_per_image",
+            "sampling_steps",
+            "reference_steps",
+            "reference_images",
+            "test_images",
+        )
         for field_name in positive:
             value = getattr(self, field_name)
             if not isinstance(value, (int, np.integer)) or value < 1:
@@ -172,17 +213,26 @@ class SegAugmentationProfile:
         if not self.labelled_sizes or min(self.labelled_sizes) < 2:
             raise ValueError(f"profile {self.name!r}: labelled_sizes must be integers >= 2, got {self.labelled_sizes}")
         if self.segmenter_steps < 2:
-            raise ValueError(f"profile {self.name!r}: segmenter_steps must be >= 2 (the pretrain arm splits them), "
-                             f"got {self.segmenter_steps}")
+            raise ValueError(
+                f"profile {self.name!r}: segmenter_steps must be >= 2 (the pretrain arm splits them), "
+                f"got {self.segmenter_steps}"
+            )
         if not 0.0 < self.pretrain_fraction < 1.0:
-            raise ValueError(f"profile {self.name!r}: pretrain_fraction must be in (0, 1), got {self.pretrain_fraction}")
+            raise ValueError(
+                f"profile {self.name!r}: pretrain_fraction must be in (0, 1), got {self.pretrain_fraction}"
+            )
         most = max(self.labelled_sizes)
-        needs = {"labelled_pool_images": 4 * most, "unlabelled_images": most * self.synthetic_per_image,
-                 "validation_images": 2}
+        needs = {
+            "labelled_pool_images": 4 * most,
+            "unlabelled_images": most * self.synthetic_per_image,
+            "validation_images": 2,
+        }
         for field_name, least in needs.items():
             if getattr(self, field_name) < least:
-                raise ValueError(f"profile {self.name!r}: {field_name} must be >= {least} for n up to {most} and "
-                                 f"k = {self.synthetic_per_image}, got {getattr(self, field_name)}")
+                raise ValueError(
+                    f"profile {self.name!r}: {field_name} must be >= {least} for n up to {most} and "
+                    f"k = {self.synthetic_per_image}, got {getattr(self, field_name)}"
+                )
 
     @property
     def runs(self) -> int:
@@ -192,22 +242,73 @@ class SegAugmentationProfile:
 
 SEG_AUGMENTATION_PROFILES: dict[str, SegAugmentationProfile] = {
     "ci": SegAugmentationProfile(
-        name="ci", labelled_sizes=(4,), draws=1, seeds=1, segmenter_steps=20, batch_size=8, synthetic_per_image=1,
-        sampling_steps=5, pretrain_fraction=0.5, labelled_pool_images=16, unlabelled_images=8,
-        validation_images=8, test_images=8, reference_images=16, reference_steps=20),
+        name="ci",
+        labelled_sizes=(4,),
+        draws=1,
+        seeds=1,
+        segmenter_steps=20,
+        batch_size=8,
+        synthetic_per_image=1,
+        sampling_steps=5,
+        pretrain_fraction=0.5,
+        labelled_pool_images=16,
+        unlabelled_images=8,
+        validation_images=8,
+        test_images=8,
+        reference_images=16,
+        reference_steps=20,
+    ),
     "classroom": SegAugmentationProfile(
-        name="classroom", labelled_sizes=(4,), draws=1, seeds=1, segmenter_steps=100, batch_size=16,
-        synthetic_per_image=4, sampling_steps=10, pretrain_fraction=0.5, labelled_pool_images=16,
-        unlabelled_images=16, validation_images=16, test_images=32, reference_images=128, reference_steps=100),
+        name="classroom",
+        labelled_sizes=(4,),
+        draws=1,
+        seeds=1,
+        segmenter_steps=100,
+        batch_size=16,
+        synthetic_per_image=4,
+        sampling_steps=10,
+        pretrain_fraction=0.5,
+        labelled_pool_images=16,
+        unlabelled_images=16,
+        validation_images=16,
+        test_images=32,
+        reference_images=128,
+        reference_steps=100,
+    ),
     "notebook-full": SegAugmentationProfile(
-        name="notebook-full", labelled_sizes=(4, 8), draws=2, seeds=2, segmenter_steps=500, batch_size=16,
-        synthetic_per_image=8, sampling_steps=25, pretrain_fraction=0.5, labelled_pool_images=64,
-        unlabelled_images=128, validation_images=32, test_images=128, reference_images=512, reference_steps=1000),
+        name="notebook-full",
+        labelled_sizes=(4, 8),
+        draws=2,
+        seeds=2,
+        segmenter_steps=500,
+        batch_size=16,
+        synthetic_per_image=8,
+        sampling_steps=25,
+        pretrain_fraction=0.5,
+        labelled_pool_images=64,
+        unlabelled_images=128,
+        validation_images=32,
+        test_images=128,
+        reference_images=512,
+        reference_steps=1000,
+    ),
     "full": SegAugmentationProfile(
-        name="full", labelled_sizes=(4, 8, 16, 32), draws=3, seeds=3, segmenter_steps=1000, batch_size=16,
-        synthetic_per_image=8, sampling_steps=25, pretrain_fraction=0.5, labelled_pool_images=512,
-        unlabelled_images=2048, validation_images=64, test_images=256, reference_images=1024,
-        reference_steps=2000),
+        name="full",
+        labelled_sizes=(4, 8, 16, 32),
+        draws=3,
+        seeds=3,
+        segmenter_steps=1000,
+        batch_size=16,
+        synthetic_per_image=8,
+        sampling_steps=25,
+        pretrain_fraction=0.5,
+        labelled_pool_images=512,
+        unlabelled_images=2048,
+        validation_images=64,
+        test_images=256,
+        reference_images=1024,
+        reference_steps=2000,
+    ),
 }
 
 
@@ -218,8 +319,9 @@ def get_seg_augmentation_profile(name: str) -> SegAugmentationProfile:
         ValueError: for an unknown name, listing the known ones.
     """
     if name not in SEG_AUGMENTATION_PROFILES:
-        raise ValueError(f"unknown seg-augmentation profile {name!r}; expected one of "
-                         f"{', '.join(SEG_AUGMENTATION_PROFILES)}")
+        raise ValueError(
+            f"unknown seg-augmentation profile {name!r}; expected one of {', '.join(SEG_AUGMENTATION_PROFILES)}"
+        )
     return SEG_AUGMENTATION_PROFILES[name]
 
 
@@ -234,7 +336,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.images)
 
-    def subset(self, index) -> "Split":
+    def subset(self, index) -> Split:
         index = torch.as_tensor(index, dtype=torch.long)
         return Split(self.images[index], None if self.masks is None else self.masks[index])
 
@@ -264,7 +366,8 @@ def make_splits(profile: SegAugmentationProfile) -> ExperimentData:
         labelled_pool=_phantom_split(profile.labelled_pool_images, size, LABELLED_SEED),
         validation=_phantom_split(profile.validation_images, size, VALIDATION_SEED),
         test=_phantom_split(profile.test_images, size, TEST_SEED),
-        reference=_phantom_split(profile.reference_images, size, REFERENCE_SEED))
+        reference=_phantom_split(profile.reference_images, size, REFERENCE_SEED),
+    )
 
 
 def labelled_draw(pool_size: int, count: int, draw: int) -> np.ndarray:
@@ -305,9 +408,15 @@ def edge_and_mask_control(images, masks) -> torch.Tensor:
     return edges_to_condition(edges | mask_boundaries(masks))
 
 
-def warp_pairs(images, masks, per_image: int, seed: int, rotate_degrees: float = 10.0,
-               zoom: tuple[float, float] = (0.9, 1.1),
-               translate_fraction: float = 0.05) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def warp_pairs(
+    images,
+    masks,
+    per_image: int,
+    seed: int,
+    rotate_degrees: float = 10.0,
+    zoom: tuple[float, float] = (0.9, 1.1),
+    translate_fraction: float = 0.05,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``per_image`` random mild affine warps of each (image, mask) pair, the same warp for both.
 
     The ranges are those of :func:`~meddiff_lab.training.segmentation.random_mask_variants`; the
@@ -328,13 +437,19 @@ def warp_pairs(images, masks, per_image: int, seed: int, rotate_degrees: float =
 
     images, masks = torch.as_tensor(images, dtype=torch.float32), torch.as_tensor(masks, dtype=torch.float32)
     if images.ndim != 4 or masks.ndim != 4 or len(images) != len(masks) or images.shape[2:] != masks.shape[2:]:
-        raise ValueError(f"images (N, 1, H, W) and masks (N, C, H, W) must match, got {tuple(images.shape)} "
-                         f"and {tuple(masks.shape)}")
+        raise ValueError(
+            f"images (N, 1, H, W) and masks (N, C, H, W) must match, got {tuple(images.shape)} and {tuple(masks.shape)}"
+        )
     side = images.shape[-1]
-    warp = mt.RandAffined(keys=("image", "label"), prob=1.0, rotate_range=(math.radians(rotate_degrees),),
-                          scale_range=((zoom[0] - 1, zoom[1] - 1),) * 2,
-                          translate_range=(translate_fraction * side,) * 2, mode=("bilinear", "nearest"),
-                          padding_mode=("border", "zeros"))
+    warp = mt.RandAffined(
+        keys=("image", "label"),
+        prob=1.0,
+        rotate_range=(math.radians(rotate_degrees),),
+        scale_range=((zoom[0] - 1, zoom[1] - 1),) * 2,
+        translate_range=(translate_fraction * side,) * 2,
+        mode=("bilinear", "nearest"),
+        padding_mode=("border", "zeros"),
+    )
     warp.set_random_state(seed=int(seed))
     source = torch.arange(len(images)).repeat_interleave(int(per_image))
     tracking = get_track_meta()
@@ -374,8 +489,9 @@ class SyntheticPairs:
         return len(self.images)
 
 
-def generate_synthetic_pairs(generator, images, masks, per_image: int, sampling_steps: int, seed: int,
-                             batch_size: int = 64) -> SyntheticPairs:
+def generate_synthetic_pairs(
+    generator, images, masks, per_image: int, sampling_steps: int, seed: int, batch_size: int = 64
+) -> SyntheticPairs:
     """Draw ``per_image`` synthetic (image, mask) pairs for every labelled pair.
 
     Args:
@@ -393,14 +509,22 @@ def generate_synthetic_pairs(generator, images, masks, per_image: int, sampling_
     device = next(generator.model.parameters()).device
     chunks = []
     for start in range(0, len(controls), batch_size):
-        control = controls[start:start + batch_size].to(device)
+        control = controls[start : start + batch_size].to(device)
         bound = BoundCondition(generator.model, mask=control)
-        chunks.append(generate_samples(bound, generator.scheduler, len(control), control.shape[-1], sampling_steps,
-                                       seed=int(seed) + start).cpu())
+        chunks.append(
+            generate_samples(
+                bound, generator.scheduler, len(control), control.shape[-1], sampling_steps, seed=int(seed) + start
+            ).cpu()
+        )
     generated = torch.cat(chunks) if chunks else warped_images[:0]
-    return SyntheticPairs(images=generated, masks=warped_masks, source_index=source,
-                          source_masks=torch.as_tensor(masks, dtype=torch.float32)[source],
-                          warped_sources=warped_images, controls=controls)
+    return SyntheticPairs(
+        images=generated,
+        masks=warped_masks,
+        source_index=source,
+        source_masks=torch.as_tensor(masks, dtype=torch.float32)[source],
+        warped_sources=warped_images,
+        controls=controls,
+    )
 
 
 # ------------------------------------------------------------------------------- synthetic quality
@@ -416,8 +540,9 @@ def paired_ms_ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     from monai.metrics.regression import compute_ms_ssim
 
     kernel, weights = ms_ssim_settings(a.shape[-1])
-    values = compute_ms_ssim((a + 1) / 2, (b + 1) / 2, spatial_dims=2, data_range=1.0, kernel_size=kernel,
-                             weights=weights)
+    values = compute_ms_ssim(
+        (a + 1) / 2, (b + 1) / 2, spatial_dims=2, data_range=1.0, kernel_size=kernel, weights=weights
+    )
     return float(values.mean())
 
 
@@ -431,8 +556,9 @@ def _same_source_ms_ssim(pairs: SyntheticPairs) -> float | None:
     return paired_ms_ssim(pairs.images[first], pairs.images[second])
 
 
-def synthetic_pair_quality(reference_net: torch.nn.Module, pairs: SyntheticPairs, other: Split,
-                           seed: int = 0) -> dict[str, Any]:
+def synthetic_pair_quality(
+    reference_net: torch.nn.Module, pairs: SyntheticPairs, other: Split, seed: int = 0
+) -> dict[str, Any]:
     """Mask fidelity and diversity of synthetic pairs, each beside its floor.
 
     Args:
@@ -454,7 +580,7 @@ def synthetic_pair_quality(reference_net: torch.nn.Module, pairs: SyntheticPairs
     rng = np.random.default_rng(int(seed))
     other_masks = other.masks[torch.as_tensor(rng.integers(len(other), size=len(pairs)))]
     predicted = predict_masks(reference_net, pairs.images)
-    real = other.images[:len(pairs)] if len(other) >= len(pairs) else other.images
+    real = other.images[: len(pairs)] if len(other) >= len(pairs) else other.images
     return {
         "pairs": len(pairs),
         "fidelity_dice": mean_dice(predicted, pairs.masks),
@@ -474,8 +600,17 @@ def _union(*splits: Split) -> Split:
     return Split(torch.cat([s.images for s in splits]), torch.cat([s.masks for s in splits]))
 
 
-def train_arm(arm: str, labelled: Split, *, synthetic: Split, pseudo: Split | None, more_labels: dict[int, Split],
-              profile: SegAugmentationProfile, seed: int, device=None) -> tuple[torch.nn.Module, int, int]:
+def train_arm(
+    arm: str,
+    labelled: Split,
+    *,
+    synthetic: Split,
+    pseudo: Split | None,
+    more_labels: dict[int, Split],
+    profile: SegAugmentationProfile,
+    seed: int,
+    device=None,
+) -> tuple[torch.nn.Module, int, int]:
     """Train the segmenter of one arm for ``profile.segmenter_steps`` steps in all.
 
     Args:
@@ -495,28 +630,38 @@ def train_arm(arm: str, labelled: Split, *, synthetic: Split, pseudo: Split | No
     if arm == "synthetic pretrain, real fine-tune":
         pretrain = min(steps - 1, max(1, round(profile.pretrain_fraction * steps)))
         first = train_segmentation(synthetic.images, synthetic.masks, steps=pretrain, seed=seed, **options)
-        second = train_segmentation(labelled.images, labelled.masks, steps=steps - pretrain, seed=seed,
-                                    net=first.net, **options)
+        second = train_segmentation(
+            labelled.images, labelled.masks, steps=steps - pretrain, seed=seed, net=first.net, **options
+        )
         return second.net, first.steps + second.steps, len(synthetic) + len(labelled)
-    sets = {"labelled only": labelled, "+ classical": labelled, "+ synthetic": _union(labelled, synthetic),
-            "+ synthetic + classical": _union(labelled, synthetic),
-            "more real labels (2n)": more_labels.get(2), "more real labels (4n)": more_labels.get(4),
-            "+ pseudo-labels": _union(labelled, pseudo) if pseudo is not None else None}
+    sets = {
+        "labelled only": labelled,
+        "+ classical": labelled,
+        "+ synthetic": _union(labelled, synthetic),
+        "+ synthetic + classical": _union(labelled, synthetic),
+        "more real labels (2n)": more_labels.get(2),
+        "more real labels (4n)": more_labels.get(4),
+        "+ pseudo-labels": _union(labelled, pseudo) if pseudo is not None else None,
+    }
     if arm not in sets:
         raise ValueError(f"unknown arm {arm!r}; expected one of {SEG_AUGMENTATION_ARMS}")
     if sets[arm] is None:
         raise ValueError(f"arm {arm!r} needs its training pairs (pseudo-labels or more labels), got None")
     augmentation = classical_augmentation(seed=seed) if "classical" in arm else None
-    run = train_segmentation(sets[arm].images, sets[arm].masks, steps=steps, seed=seed, augmentation=augmentation,
-                             **options)
+    run = train_segmentation(
+        sets[arm].images, sets[arm].masks, steps=steps, seed=seed, augmentation=augmentation, **options
+    )
     return run.net, run.steps, len(sets[arm])
 
 
 def score_network(net: torch.nn.Module, split: Split, spacing_mm: float) -> dict[str, float]:
     """Dice (mean of the structures), heart Dice and HD95 (mm, mean of the structures) on ``split``."""
     scores = segmentation_scores(predict_masks(net, split.images), split.masks, spacing_mm=spacing_mm)
-    return {"dice": scores.mean_dice, "heart_dice": scores.per_structure()["heart"]["dice"],
-            "hd95_mm": scores.mean_hd95}
+    return {
+        "dice": scores.mean_dice,
+        "heart_dice": scores.per_structure()["heart"]["dice"],
+        "hd95_mm": scores.mean_hd95,
+    }
 
 
 # ---------------------------------------------------------------------------------------- statistics
@@ -536,8 +681,9 @@ def paired_interval(differences, confidence: float = 0.95) -> dict[str, float | 
     return {"mean": mean, "low": mean - half, "high": mean + half, "count": len(values)}
 
 
-def paired_difference(results: dict[str, Any], n: int, arm: str, baseline: str, metric: str = "dice",
-                      confidence: float = 0.95) -> dict[str, float | int | None]:
+def paired_difference(
+    results: dict[str, Any], n: int, arm: str, baseline: str, metric: str = "dice", confidence: float = 0.95
+) -> dict[str, float | int | None]:
     """``arm`` minus ``baseline`` at labelled-set size ``n``, paired by (draw, seed), with its t interval
     (:func:`paired_interval`); any two arms of ``results["runs"]``, not only the :data:`BASELINES`."""
     score = {(r["arm"], r["draw"], r["seed"]): r[metric] for r in results["runs"] if r["n"] == n}
@@ -562,8 +708,16 @@ def _summaries(rows: list[dict]) -> list[dict]:
             chosen = [r for r in rows if r["n"] == n and r["arm"] == arm]
             if chosen:
                 means = {key: float(np.mean([r[key] for r in chosen])) for key in (*METRICS, "val_dice")}
-                out.append({"n": n, "arm": arm, "runs": len(chosen), "steps": sorted({r["steps"] for r in chosen}),
-                            "training_pairs": int(np.mean([r["training_pairs"] for r in chosen])), **means})
+                out.append(
+                    {
+                        "n": n,
+                        "arm": arm,
+                        "runs": len(chosen),
+                        "steps": sorted({r["steps"] for r in chosen}),
+                        "training_pairs": int(np.mean([r["training_pairs"] for r in chosen])),
+                        **means,
+                    }
+                )
     return out
 
 
@@ -575,8 +729,11 @@ def _differences(rows: list[dict]) -> list[dict]:
             for arm in SEG_AUGMENTATION_ARMS:
                 if arm == baseline:
                     continue
-                pairs = [(r, by_key[(n, baseline, r["draw"], r["seed"])]) for r in rows
-                         if r["n"] == n and r["arm"] == arm and (n, baseline, r["draw"], r["seed"]) in by_key]
+                pairs = [
+                    (r, by_key[(n, baseline, r["draw"], r["seed"])])
+                    for r in rows
+                    if r["n"] == n and r["arm"] == arm and (n, baseline, r["draw"], r["seed"]) in by_key
+                ]
                 for metric in METRICS:
                     if pairs:
                         interval = paired_interval([a[metric] - b[metric] for a, b in pairs])
@@ -589,9 +746,15 @@ def _draw_inputs(data: ExperimentData, generator, profile: SegAugmentationProfil
     """The labelled set, its 2n/4n supersets, the synthetic pairs and the unlabelled images of one (n, draw)."""
     order = labelled_draw(len(data.labelled_pool), 4 * n, draw)
     labelled = data.labelled_pool.subset(order[:n])
-    more = {factor: data.labelled_pool.subset(order[:factor * n]) for factor in (2, 4)}
-    pairs = generate_synthetic_pairs(generator, labelled.images, labelled.masks, profile.synthetic_per_image,
-                                     profile.sampling_steps, seed=10_000 * draw + n)
+    more = {factor: data.labelled_pool.subset(order[: factor * n]) for factor in (2, 4)}
+    pairs = generate_synthetic_pairs(
+        generator,
+        labelled.images,
+        labelled.masks,
+        profile.synthetic_per_image,
+        profile.sampling_steps,
+        seed=10_000 * draw + n,
+    )
     count = n * profile.synthetic_per_image
     unlabelled = data.unlabelled.subset(np.random.default_rng(1000 + draw).permutation(len(data.unlabelled))[:count])
     return labelled, more, pairs, unlabelled
@@ -643,9 +806,20 @@ def _done(records: list[dict]) -> tuple[set, set]:
     return groups, synthetic
 
 
-def _run_cells(data: ExperimentData, generator, reference_net, profile: SegAugmentationProfile,
-               cells: list[tuple[int, int]], *, device, store: GroupStore | None, done_groups: set,
-               done_synthetic: set, deadline: float | None, progress_bar=None) -> tuple[list[dict], list[dict]]:
+def _run_cells(
+    data: ExperimentData,
+    generator,
+    reference_net,
+    profile: SegAugmentationProfile,
+    cells: list[tuple[int, int]],
+    *,
+    device,
+    store: GroupStore | None,
+    done_groups: set,
+    done_synthetic: set,
+    deadline: float | None,
+    progress_bar=None,
+) -> tuple[list[dict], list[dict]]:
     """Train every arm of every (n, draw) cell for every seed not yet done; returns (rows, synthetic rows)."""
     spacing = phantom_pixel_spacing_mm(profile.image_size)
     rows, synthetic_rows = [], []
@@ -668,20 +842,46 @@ def _run_cells(data: ExperimentData, generator, reference_net, profile: SegAugme
             group, pseudo = [], None
             for arm in SEG_AUGMENTATION_ARMS:
                 arm_started = time.perf_counter()
-                net, steps, count = train_arm(arm, labelled, synthetic=synthetic, pseudo=pseudo, more_labels=more,
-                                              profile=profile, seed=seed, device=device)
+                net, steps, count = train_arm(
+                    arm,
+                    labelled,
+                    synthetic=synthetic,
+                    pseudo=pseudo,
+                    more_labels=more,
+                    profile=profile,
+                    seed=seed,
+                    device=device,
+                )
                 if arm == "labelled only":  # the teacher of the pseudo-label arm
                     pseudo = Split(unlabelled.images, predict_masks(net, unlabelled.images).float())
-                group.append({"n": n, "draw": draw, "seed": seed, "arm": arm, "steps": steps,
-                              "training_pairs": count, **score_network(net, data.test, spacing),
-                              "val_dice": score_network(net, data.validation, spacing)["dice"],
-                              "seconds": time.perf_counter() - arm_started})
+                group.append(
+                    {
+                        "n": n,
+                        "draw": draw,
+                        "seed": seed,
+                        "arm": arm,
+                        "steps": steps,
+                        "training_pairs": count,
+                        **score_network(net, data.test, spacing),
+                        "val_dice": score_network(net, data.validation, spacing)["dice"],
+                        "seconds": time.perf_counter() - arm_started,
+                    }
+                )
                 if progress_bar is not None:
                     progress_bar.update(1)
             rows += group
             if store is not None:
-                store.append({"kind": "group", "n": n, "draw": draw, "seed": seed, "rows": group,
-                              "hardware": hardware_description(), "device": str(device or "cpu")})
+                store.append(
+                    {
+                        "kind": "group",
+                        "n": n,
+                        "draw": draw,
+                        "seed": seed,
+                        "rows": group,
+                        "hardware": hardware_description(),
+                        "device": str(device or "cpu"),
+                    }
+                )
     return rows, synthetic_rows
 
 
@@ -689,25 +889,45 @@ def _save_shared(out: Path, data: ExperimentData, reference_net) -> None:
     """Splits and the reference segmenter, for the workers (written atomically)."""
     from meddiff_lab.training.checkpoint import save_checkpoint
 
-    splits = {name: {"images": getattr(data, name).images,
-                     "masks": None if getattr(data, name).masks is None else getattr(data, name).masks.bool()}
-              for name in ("unlabelled", "labelled_pool", "validation", "test", "reference")}
-    save_checkpoint(out / "shared.pt", {"model": {k: v.cpu() for k, v in reference_net.state_dict().items()},
-                                        "step": 0, "config": {"what": "seg-augmentation splits and reference"},
-                                        "splits": splits})
+    splits = {
+        name: {
+            "images": getattr(data, name).images,
+            "masks": None if getattr(data, name).masks is None else getattr(data, name).masks.bool(),
+        }
+        for name in ("unlabelled", "labelled_pool", "validation", "test", "reference")
+    }
+    save_checkpoint(
+        out / "shared.pt",
+        {
+            "model": {k: v.cpu() for k, v in reference_net.state_dict().items()},
+            "step": 0,
+            "config": {"what": "seg-augmentation splits and reference"},
+            "splits": splits,
+        },
+    )
 
 
 def _load_shared(out: Path) -> tuple[ExperimentData, dict]:
     from meddiff_lab.training.checkpoint import load_checkpoint
 
     state = load_checkpoint(out / "shared.pt")
-    splits = {name: Split(part["images"], None if part["masks"] is None else part["masks"].float())
-              for name, part in state["splits"].items()}
+    splits = {
+        name: Split(part["images"], None if part["masks"] is None else part["masks"].float())
+        for name, part in state["splits"].items()
+    }
     return ExperimentData(**splits), state["model"]
 
 
-def _worker(worker: int, workers: int, profile: SegAugmentationProfile, out: str, device: str | None,
-            threads: int, deadline_seconds: float | None, started_wall: float) -> None:
+def _worker(
+    worker: int,
+    workers: int,
+    profile: SegAugmentationProfile,
+    out: str,
+    device: str | None,
+    threads: int,
+    deadline_seconds: float | None,
+    started_wall: float,
+) -> None:
     """One worker process: every ``workers``-th cell of the grid, from the shared splits and reference."""
     from meddiff_lab.models import load_pretrained
     from meddiff_lab.training.segmentation import make_segmentation_net
@@ -724,13 +944,31 @@ def _worker(worker: int, workers: int, profile: SegAugmentationProfile, out: str
     cells = grid_cells(profile)[worker::workers]
     remaining = None if deadline_seconds is None else deadline_seconds - (time.time() - started_wall)
     deadline = None if remaining is None else time.perf_counter() + remaining
-    _run_cells(data, generator, reference_net, profile, cells, device=device, store=GroupStore(out_path, worker),
-               done_groups=done_groups, done_synthetic=done_synthetic, deadline=deadline)
+    _run_cells(
+        data,
+        generator,
+        reference_net,
+        profile,
+        cells,
+        device=device,
+        store=GroupStore(out_path, worker),
+        done_groups=done_groups,
+        done_synthetic=done_synthetic,
+        deadline=deadline,
+    )
 
 
-def run_seg_augmentation(profile: SegAugmentationProfile, *, generator=None, device=None, progress: bool = True,
-                         log: Callable[[str], None] = print, out=None, workers: int = 1,
-                         max_seconds: float | None = None) -> dict[str, Any]:
+def run_seg_augmentation(
+    profile: SegAugmentationProfile,
+    *,
+    generator=None,
+    device=None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    out=None,
+    workers: int = 1,
+    max_seconds: float | None = None,
+) -> dict[str, Any]:
     """Run the grid of ``profile`` (or what is left of it) and return everything measured (JSON-ready).
 
     Args:
@@ -761,8 +999,9 @@ def run_seg_augmentation(profile: SegAugmentationProfile, *, generator=None, dev
     from meddiff_lab.models import load_pretrained
 
     if workers < 1 or (workers > 1 and out is None):
-        raise ValueError(f"workers must be >= 1, and more than one needs an out folder; got workers={workers}, "
-                         f"out={out!r}")
+        raise ValueError(
+            f"workers must be >= 1, and more than one needs an out folder; got workers={workers}, out={out!r}"
+        )
     started, started_wall = time.perf_counter(), time.time()
     deadline = None if max_seconds is None else started + float(max_seconds)
     out_path = None if out is None else Path(out)
@@ -770,8 +1009,10 @@ def run_seg_augmentation(profile: SegAugmentationProfile, *, generator=None, dev
         _check_same_profile(out_path, profile)
     generator = generator if generator is not None else load_pretrained(profile.generator)
     if int(generator.config["image_size"]) != profile.image_size:
-        raise ValueError(f"generator {profile.generator!r} draws {generator.config['image_size']} px images but "
-                         f"profile {profile.name!r} has image_size {profile.image_size}")
+        raise ValueError(
+            f"generator {profile.generator!r} draws {generator.config['image_size']} px images but "
+            f"profile {profile.name!r} has image_size {profile.image_size}"
+        )
     if device is not None:
         generator.model.to(device)
     spacing = phantom_pixel_spacing_mm(profile.image_size)
@@ -785,33 +1026,68 @@ def run_seg_augmentation(profile: SegAugmentationProfile, *, generator=None, dev
         log(f"resuming from {out_path}: splits and reference segmenter loaded")
     else:
         data = make_splits(profile)
-        reference_net = train_segmentation(data.reference.images, data.reference.masks, steps=profile.reference_steps,
-                                           batch_size=profile.batch_size, learning_rate=profile.learning_rate, seed=0,
-                                           device=device).net
+        reference_net = train_segmentation(
+            data.reference.images,
+            data.reference.masks,
+            steps=profile.reference_steps,
+            batch_size=profile.batch_size,
+            learning_rate=profile.learning_rate,
+            seed=0,
+            device=device,
+        ).net
         if out_path is not None:
             _save_shared(out_path, data, reference_net)
-    log(f"splits: {len(data.unlabelled)} unlabelled, {len(data.labelled_pool)} labelled pool, "
-        f"{len(data.validation)} validation, {len(data.test)} test, {len(data.reference)} reference")
+    log(
+        f"splits: {len(data.unlabelled)} unlabelled, {len(data.labelled_pool)} labelled pool, "
+        f"{len(data.validation)} validation, {len(data.test)} test, {len(data.reference)} reference"
+    )
     reference_scores = score_network(reference_net, data.test, spacing)
     records = GroupStore.read(out_path) if out_path is not None else []
     done_groups, done_synthetic = _done(records)
     if done_groups:
         log(f"{len(done_groups)} of {len(grid_cells(profile)) * profile.seeds} groups already done")
     if workers == 1:
-        bar = tqdm(total=profile.runs, initial=len(done_groups) * len(SEG_AUGMENTATION_ARMS), desc="segmenter runs",
-                   unit="run", disable=not progress)
-        rows, synthetic_rows = _run_cells(data, generator, reference_net, profile, grid_cells(profile), device=device,
-                                          store=GroupStore(out_path) if out_path is not None else None,
-                                          done_groups=done_groups, done_synthetic=done_synthetic, deadline=deadline,
-                                          progress_bar=bar)
+        bar = tqdm(
+            total=profile.runs,
+            initial=len(done_groups) * len(SEG_AUGMENTATION_ARMS),
+            desc="segmenter runs",
+            unit="run",
+            disable=not progress,
+        )
+        rows, synthetic_rows = _run_cells(
+            data,
+            generator,
+            reference_net,
+            profile,
+            grid_cells(profile),
+            device=device,
+            store=GroupStore(out_path) if out_path is not None else None,
+            done_groups=done_groups,
+            done_synthetic=done_synthetic,
+            deadline=deadline,
+            progress_bar=bar,
+        )
         bar.close()
     else:
         import torch.multiprocessing as mp
 
         context = mp.get_context("spawn")
-        processes = [context.Process(target=_worker, args=(w, workers, profile, str(out_path),
-                                                           None if device is None else str(device), 1, max_seconds,
-                                                           started_wall)) for w in range(workers)]
+        processes = [
+            context.Process(
+                target=_worker,
+                args=(
+                    w,
+                    workers,
+                    profile,
+                    str(out_path),
+                    None if device is None else str(device),
+                    1,
+                    max_seconds,
+                    started_wall,
+                ),
+            )
+            for w in range(workers)
+        ]
         for process in processes:
             process.start()
         for process in processes:
@@ -828,8 +1104,16 @@ def run_seg_augmentation(profile: SegAugmentationProfile, *, generator=None, dev
                 where = record.get("hardware", "unrecorded")
                 groups_by_hardware[where] = groups_by_hardware.get(where, 0) + 1
     log(f"{len(rows)} segmenter runs in the results; this call took {time.perf_counter() - started:.0f} s")
-    return _assemble(profile, rows, synthetic_rows, reference_scores, device, workers,
-                     time.perf_counter() - started, groups_by_hardware)
+    return _assemble(
+        profile,
+        rows,
+        synthetic_rows,
+        reference_scores,
+        device,
+        workers,
+        time.perf_counter() - started,
+        groups_by_hardware,
+    )
 
 
 def _rows_from(records: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -856,27 +1140,46 @@ def _check_same_profile(out: Path, profile: SegAugmentationProfile) -> None:
         theirs = json.loads(path.read_text(encoding="utf-8"))
         if theirs != mine:
             changed = sorted(k for k in mine if theirs.get(k) != mine[k])
-            raise ValueError(f"{out} holds a run of another profile (differs in {', '.join(changed)}); "
-                             "use a new --out folder")
+            raise ValueError(
+                f"{out} holds a run of another profile (differs in {', '.join(changed)}); use a new --out folder"
+            )
     else:
         path.write_text(json.dumps(mine, indent=2) + "\n", encoding="utf-8")
 
 
-def _assemble(profile: SegAugmentationProfile, rows: list[dict], synthetic_rows: list[dict], reference_scores: dict,
-              device, workers: int, seconds: float, groups_by_hardware: dict | None = None) -> dict[str, Any]:
+def _assemble(
+    profile: SegAugmentationProfile,
+    rows: list[dict],
+    synthetic_rows: list[dict],
+    reference_scores: dict,
+    device,
+    workers: int,
+    seconds: float,
+    groups_by_hardware: dict | None = None,
+) -> dict[str, Any]:
     groups_total = len(grid_cells(profile)) * profile.seeds
     groups_done = len({(r["n"], r["draw"], r["seed"]) for r in rows})
     return {
-        "experiment": "seg-augmentation", "profile": dataclasses.asdict(profile), "arms": list(SEG_AUGMENTATION_ARMS),
-        "baselines": list(BASELINES), "runs": rows, "summary": _summaries(rows), "differences": _differences(rows),
+        "experiment": "seg-augmentation",
+        "profile": dataclasses.asdict(profile),
+        "arms": list(SEG_AUGMENTATION_ARMS),
+        "baselines": list(BASELINES),
+        "runs": rows,
+        "summary": _summaries(rows),
+        "differences": _differences(rows),
         "synthetic": synthetic_rows,
-        "reference": {"images": profile.reference_images, "steps": profile.reference_steps,
-                      "test": reference_scores},
-        "groups_done": groups_done, "groups_total": groups_total, "complete": groups_done == groups_total,
+        "reference": {"images": profile.reference_images, "steps": profile.reference_steps, "test": reference_scores},
+        "groups_done": groups_done,
+        "groups_total": groups_total,
+        "complete": groups_done == groups_total,
         "groups_by_hardware": groups_by_hardware or {},
         "segmenter_seconds": float(sum(r["seconds"] for r in rows)),
-        "left_out": dict(LEFT_OUT), "hardware": hardware_description(), "threads": torch.get_num_threads(),
-        "workers": workers, "device": str(device or "cpu"), "seconds": seconds,
+        "left_out": dict(LEFT_OUT),
+        "hardware": hardware_description(),
+        "threads": torch.get_num_threads(),
+        "workers": workers,
+        "device": str(device or "cpu"),
+        "seconds": seconds,
     }
 
 
@@ -892,8 +1195,10 @@ def _interval(row: dict | None, digits: int = 3) -> str:
         return "—"
     if row["low"] is None:
         return f"{_number(row['mean'], digits, True)} (one pair: no interval)"
-    return f"{_number(row['mean'], digits, True)} [{_number(row['low'], digits, True)}, " \
-           f"{_number(row['high'], digits, True)}]"
+    return (
+        f"{_number(row['mean'], digits, True)} [{_number(row['low'], digits, True)}, "
+        f"{_number(row['high'], digits, True)}]"
+    )
 
 
 def _find(rows: list[dict], **keys) -> dict | None:
@@ -904,54 +1209,93 @@ def results_markdown(results: dict[str, Any]) -> str:
     """The results as markdown: what ran where, test scores, paired differences, synthetic pairs, notes."""
     p = results["profile"]
     lines = [
-        f"# Segmentation with few labels: augmentation arms (profile `{p['name']}`)", "",
+        f"# Segmentation with few labels: augmentation arms (profile `{p['name']}`)",
+        "",
         f"Last call: {results['seconds']:.0f} s on {results['hardware']} (segmenters on {results['device']}). "
         f"Grid: n ∈ {{{', '.join(map(str, p['labelled_sizes']))}}}, {p['draws']} draw(s) × {p['seeds']} seed(s); "
         f"every arm {p['segmenter_steps']} segmenter steps of {p['batch_size']} pairs; k = {p['synthetic_per_image']} "
         f"synthetic pair(s) per labelled image from `{p['generator']}` (DDIM-{p['sampling_steps']}); "
-        f"{p['test_images']} test and {p['validation_images']} validation images.", "",
-        (f"All {results['groups_total']} (n, draw, seed) groups ran." if results.get("complete", True) else
-         f"**Incomplete:** {results['groups_done']} of {results['groups_total']} (n, draw, seed) groups ran (the run "
-         "stopped at its time limit; rerunning the same command with the same --out resumes); the 'runs' column "
-         "says how many each mean has."), "",
-        *([f"Groups by hardware: {'; '.join(f'{count} on {where}' for where, count in results['groups_by_hardware'].items())}.", ""]
-          if results.get("groups_by_hardware") else []),
-        "## Test scores (means over draws × seeds) and paired Dice differences, 95 % t intervals", "",
+        f"{p['test_images']} test and {p['validation_images']} validation images.",
+        "",
+        (
+            f"All {results['groups_total']} (n, draw, seed) groups ran."
+            if results.get("complete", True)
+            else f"**Incomplete:** {results['groups_done']} of {results['groups_total']} (n, draw, seed) groups ran "
+            "(the run stopped at its time limit; rerunning the same command with the same --out resumes); "
+            "the 'runs' column says how many each mean has."
+        ),
+        "",
+        *(
+            [
+                "Groups by hardware: "
+                + "; ".join(f"{count} on {where}" for where, count in results["groups_by_hardware"].items())
+                + ".",
+                "",
+            ]
+            if results.get("groups_by_hardware")
+            else []
+        ),
+        "## Test scores (means over draws × seeds) and paired Dice differences, 95 % t intervals",
+        "",
         "| n | arm | steps | pairs | Dice | heart Dice | HD95 (mm) | val Dice | Δ Dice vs labelled only | "
-        "Δ Dice vs + classical |", "|---|---|---|---|---|---|---|---|---|---|"]
+        "Δ Dice vs + classical |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in results["summary"]:
-        versus = [_interval(_find(results["differences"], n=s["n"], arm=s["arm"], baseline=b, metric="dice"))
-                  for b in BASELINES]
-        lines.append(f"| {s['n']} | {s['arm']} | {'/'.join(map(str, s['steps']))} | {s['training_pairs']} | "
-                     f"{_number(s['dice'])} | {_number(s['heart_dice'])} | {_number(s['hd95_mm'], 1)} | "
-                     f"{_number(s['val_dice'])} | {versus[0]} | {versus[1]} |")
-    lines += ["", "## Paired differences vs labelled only: heart Dice and HD95 (mm)", "",
-              "| n | arm | Δ heart Dice | Δ HD95 (mm) |", "|---|---|---|---|"]
+        versus = [
+            _interval(_find(results["differences"], n=s["n"], arm=s["arm"], baseline=b, metric="dice"))
+            for b in BASELINES
+        ]
+        lines.append(
+            f"| {s['n']} | {s['arm']} | {'/'.join(map(str, s['steps']))} | {s['training_pairs']} | "
+            f"{_number(s['dice'])} | {_number(s['heart_dice'])} | {_number(s['hd95_mm'], 1)} | "
+            f"{_number(s['val_dice'])} | {versus[0]} | {versus[1]} |"
+        )
+    lines += [
+        "",
+        "## Paired differences vs labelled only: heart Dice and HD95 (mm)",
+        "",
+        "| n | arm | Δ heart Dice | Δ HD95 (mm) |",
+        "|---|---|---|---|",
+    ]
     for s in results["summary"]:
         if s["arm"] != "labelled only":
-            cells = [_interval(_find(results["differences"], n=s["n"], arm=s["arm"], baseline="labelled only",
-                                     metric=m), 3 if m != "hd95_mm" else 1) for m in ("heart_dice", "hd95_mm")]
+            cells = [
+                _interval(
+                    _find(results["differences"], n=s["n"], arm=s["arm"], baseline="labelled only", metric=m),
+                    3 if m != "hd95_mm" else 1,
+                )
+                for m in ("heart_dice", "hd95_mm")
+            ]
             lines.append(f"| {s['n']} | {s['arm']} | {cells[0]} | {cells[1]} |")
     lines += _synthetic_table(results)
     ref = results["reference"]
-    lines += ["", "## Notes", "",
-              f"- Reference segmenter (the fidelity instrument, not an arm): {ref['images']} real labelled images, "
-              f"{ref['steps']} steps; on the real test images Dice {_number(ref['test']['dice'])}, heart Dice "
-              f"{_number(ref['test']['heart_dice'])}, HD95 {_number(ref['test']['hd95_mm'], 1)} mm (the fidelity "
-              "ceiling).",
-              "- Fidelity floors: an image that ignored its control scores about the 'other phantom' floor; one "
-              "that ignored the warp scores as well against the source mask as against the intended one.",
-              "- Diversity is mean pairwise MS-SSIM (lower = more diverse); 'real' is the same number of real "
-              "validation images."]
+    lines += [
+        "",
+        "## Notes",
+        "",
+        f"- Reference segmenter (the fidelity instrument, not an arm): {ref['images']} real labelled images, "
+        f"{ref['steps']} steps; on the real test images Dice {_number(ref['test']['dice'])}, heart Dice "
+        f"{_number(ref['test']['heart_dice'])}, HD95 {_number(ref['test']['hd95_mm'], 1)} mm (the fidelity "
+        "ceiling).",
+        "- Fidelity floors: an image that ignored its control scores about the 'other phantom' floor; one "
+        "that ignored the warp scores as well against the source mask as against the intended one.",
+        "- Diversity is mean pairwise MS-SSIM (lower = more diverse); 'real' is the same number of real "
+        "validation images.",
+    ]
     lines += [f"- Left out: {arm}: {why}." for arm, why in results["left_out"].items()]
     return "\n".join(lines) + "\n"
 
 
 def _synthetic_table(results: dict[str, Any]) -> list[str]:
-    lines = ["", "## Synthetic pairs: mask fidelity and diversity beside their floors (means over draws)", "",
-             "| n | pairs | fidelity Dice | floor: other phantom | floor: source mask | masks alone: other / source "
-             "| MS-SSIM synthetic | MS-SSIM real | MS-SSIM same source | MS-SSIM to warped source |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## Synthetic pairs: mask fidelity and diversity beside their floors (means over draws)",
+        "",
+        "| n | pairs | fidelity Dice | floor: other phantom | floor: source mask | masks alone: other / source "
+        "| MS-SSIM synthetic | MS-SSIM real | MS-SSIM same source | MS-SSIM to warped source |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
 
     def mean(rows, key):
         values = [r[key] for r in rows if r[key] is not None]
@@ -959,12 +1303,14 @@ def _synthetic_table(results: dict[str, Any]) -> list[str]:
 
     for n in sorted({r["n"] for r in results["synthetic"]}):
         rows = [r for r in results["synthetic"] if r["n"] == n]
-        lines.append(f"| {n} | {rows[0]['pairs']} | {_number(mean(rows, 'fidelity_dice'))} | "
-                     f"{_number(mean(rows, 'floor_other_phantom'))} | {_number(mean(rows, 'floor_source_mask'))} | "
-                     f"{_number(mean(rows, 'masks_other_phantom'))} / {_number(mean(rows, 'masks_source'))} | "
-                     f"{_number(mean(rows, 'diversity_synthetic'))} | {_number(mean(rows, 'diversity_real'))} | "
-                     f"{_number(mean(rows, 'diversity_same_source'))} | "
-                     f"{_number(mean(rows, 'ms_ssim_to_warped_source'))} |")
+        lines.append(
+            f"| {n} | {rows[0]['pairs']} | {_number(mean(rows, 'fidelity_dice'))} | "
+            f"{_number(mean(rows, 'floor_other_phantom'))} | {_number(mean(rows, 'floor_source_mask'))} | "
+            f"{_number(mean(rows, 'masks_other_phantom'))} / {_number(mean(rows, 'masks_source'))} | "
+            f"{_number(mean(rows, 'diversity_synthetic'))} | {_number(mean(rows, 'diversity_real'))} | "
+            f"{_number(mean(rows, 'diversity_same_source'))} | "
+            f"{_number(mean(rows, 'ms_ssim_to_warped_source'))} |"
+        )
     return lines
 
 

@@ -1,4 +1,5 @@
-"""Metrics for synthetic medical images: FID/KID on domain features, precision/recall, diversity, PSNR/SSIM, Dice/HD95, memorisation.
+"""Metrics for synthetic medical images: FID/KID on domain features, precision/recall, diversity, PSNR/SSIM,
+Dice/HD95, memorisation.
 
 Names are imported lazily from their modules (one concept per module), so
 ``from meddiff_lab.metrics import X`` works for every public name listed in ``_PUBLIC``.

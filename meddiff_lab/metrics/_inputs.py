@@ -30,8 +30,10 @@ def feature_matrix(value: Any, name: str, min_rows: int = 2) -> torch.Tensor:
     """Check a feature matrix ``(N, F)``: 2-D, at least ``min_rows`` rows, finite. Returns float64."""
     features = as_tensor(value, name, torch.float64)
     if features.ndim != 2:
-        raise ValueError(f"{name} must be a feature matrix (N, F) with one row per image, got shape "
-                         f"{tuple(features.shape)}; extract features first (e.g. with PhantomEncoder.features)")
+        raise ValueError(
+            f"{name} must be a feature matrix (N, F) with one row per image, got shape "
+            f"{tuple(features.shape)}; extract features first (e.g. with PhantomEncoder.features)"
+        )
     if features.shape[0] < min_rows:
         raise ValueError(f"{name} needs at least {min_rows} rows (images), got {features.shape[0]}")
     if not torch.isfinite(features).all():
@@ -41,8 +43,10 @@ def feature_matrix(value: Any, name: str, min_rows: int = 2) -> torch.Tensor:
 
 def same_width(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"{name_a} and {name_b} must have the same number of features, got "
-                         f"{a.shape[1]} and {b.shape[1]} (were they made by the same feature extractor?)")
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same number of features, got "
+            f"{a.shape[1]} and {b.shape[1]} (were they made by the same feature extractor?)"
+        )
 
 
 def image_batch(value: Any, name: str) -> torch.Tensor:
@@ -57,8 +61,9 @@ def image_batch(value: Any, name: str) -> torch.Tensor:
     elif images.ndim == 3:
         images = images[:, None]
     if images.ndim not in (4, 5):
-        raise ValueError(f"{name} must be (H, W), (N, H, W), (B, C, H, W) or (B, C, D, H, W), "
-                         f"got shape {tuple(images.shape)}")
+        raise ValueError(
+            f"{name} must be (H, W), (N, H, W), (B, C, H, W) or (B, C, D, H, W), got shape {tuple(images.shape)}"
+        )
     if not torch.isfinite(images).all():
         raise ValueError(f"{name} contains NaN or inf values")
     return images
@@ -75,9 +80,11 @@ def mask_batch(value: Any, name: str) -> torch.Tensor:
         raise ValueError(f"{name} must hold one binary mask per image (one channel), got shape {tuple(masks.shape)}")
     values = torch.unique(masks)
     if not bool(((values == 0) | (values == 1)).all()):
-        raise ValueError(f"{name} must be a binary mask (bool or 0/1 values), found values such as "
-                         f"{values[(values != 0) & (values != 1)][:3].tolist()}; threshold it first, "
-                         f"e.g. (probabilities > 0.5)")
+        raise ValueError(
+            f"{name} must be a binary mask (bool or 0/1 values), found values such as "
+            f"{values[(values != 0) & (values != 1)][:3].tolist()}; threshold it first, "
+            f"e.g. (probabilities > 0.5)"
+        )
     return masks
 
 

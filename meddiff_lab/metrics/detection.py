@@ -27,8 +27,10 @@ def _flat(scores, masks, region=None) -> tuple[torch.Tensor, torch.Tensor]:
     m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks).bool()
     s = s.reshape(m.shape) if s.numel() == m.numel() else s
     if s.shape != m.shape:
-        raise ValueError(f"scores {tuple(s.shape)} and masks {tuple(m.shape)} must have the same shape "
-                         "(one score per pixel, e.g. (N, 1, H, W) beside (N, 1, H, W))")
+        raise ValueError(
+            f"scores {tuple(s.shape)} and masks {tuple(m.shape)} must have the same shape "
+            "(one score per pixel, e.g. (N, 1, H, W) beside (N, 1, H, W))"
+        )
     if region is not None:
         r = torch.as_tensor(np.asarray(region) if not isinstance(region, torch.Tensor) else region).bool()
         r = r.reshape(m.shape) if r.numel() == m.numel() else r

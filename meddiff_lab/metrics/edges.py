@@ -31,8 +31,9 @@ def _as_bool_stack(edges, name: str) -> np.ndarray:
     if array.ndim != 3:
         raise ValueError(f"{name} must be (N, H, W) or (H, W) edge maps, got shape {array.shape}")
     if array.dtype != bool:
-        raise ValueError(f"{name} must be boolean edge maps (e.g. from meddiff_lab.data.edges.edge_maps), "
-                         f"got dtype {array.dtype}")
+        raise ValueError(
+            f"{name} must be boolean edge maps (e.g. from meddiff_lab.data.edges.edge_maps), got dtype {array.dtype}"
+        )
     return array
 
 

@@ -8,21 +8,37 @@ that sample size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from meddiff_lab.metrics._inputs import image_batch
 from meddiff_lab.metrics.features import _LOADERS, extract_features, load_phantom_encoder
-from meddiff_lab.metrics.generative import (fid, kid, memorisation_threshold, ms_ssim_diversity,
-                                            nearest_training_images, precision_recall)
+from meddiff_lab.metrics.generative import (
+    fid,
+    kid,
+    memorisation_threshold,
+    ms_ssim_diversity,
+    nearest_training_images,
+    precision_recall,
+)
 
 
-def evaluate_generated(generated, real, train=None, heldout=None, extractor="phantom", copy_extractor=None,
-                       value_range: Sequence[float] = (-1.0, 1.0), k: int = 3, seed: int = 0,
-                       ms_ssim_pairs: int = 500) -> dict[str, Any]:
+def evaluate_generated(
+    generated,
+    real,
+    train=None,
+    heldout=None,
+    extractor="phantom",
+    copy_extractor=None,
+    value_range: Sequence[float] = (-1.0, 1.0),
+    k: int = 3,
+    seed: int = 0,
+    ms_ssim_pairs: int = 500,
+) -> dict[str, Any]:
     """FID, KID, precision/recall and MS-SSIM diversity of ``generated`` against ``real``, with floors;
     with ``train``, the memorisation check too.
 
@@ -53,39 +69,53 @@ def evaluate_generated(generated, real, train=None, heldout=None, extractor="pha
     _check_sets_agree(sets, value_range)
     n = min(len(generated_b), len(real_b) // 2)
     if n < k + 1:
-        raise ValueError(f"need at least {2 * (k + 1)} real and {k + 1} generated images, got {len(real_b)} and "
-                         f"{len(generated_b)}")
-    generated_b, real_a, real_b2, real_rest = generated_b[:n], real_b[:n], real_b[n:2 * n], real_b[n:]
+        raise ValueError(
+            f"need at least {2 * (k + 1)} real and {k + 1} generated images, got {len(real_b)} and {len(generated_b)}"
+        )
+    generated_b, real_a, real_b2, real_rest = generated_b[:n], real_b[:n], real_b[n : 2 * n], real_b[n:]
     extractor_name = extractor if isinstance(extractor, str) else getattr(extractor, "name", type(extractor).__name__)
     if isinstance(extractor, str):
         extractor = _LOADERS[extractor]()
-    feats = {name: extract_features(x, extractor, value_range=value_range)
-             for name, x in (("generated", generated_b), ("real_a", real_a), ("real_b", real_b2))}
+    feats = {
+        name: extract_features(x, extractor, value_range=value_range)
+        for name, x in (("generated", generated_b), ("real_a", real_a), ("real_b", real_b2))
+    }
     results: dict[str, Any] = {"n": n, "extractor": extractor_name}
     results["fid"] = {"model": fid(feats["real_a"], feats["generated"]), "floor": fid(feats["real_a"], feats["real_b"])}
-    results["kid"] = {"model": kid(feats["real_a"], feats["generated"], seed=seed),
-                      "floor": kid(feats["real_a"], feats["real_b"], seed=seed)}
+    results["kid"] = {
+        "model": kid(feats["real_a"], feats["generated"], seed=seed),
+        "floor": kid(feats["real_a"], feats["real_b"], seed=seed),
+    }
     model_pr, floor_pr = (precision_recall(feats["real_a"], feats[other], k=k) for other in ("generated", "real_b"))
     results["precision"] = {"model": model_pr[0], "floor": floor_pr[0]}
     results["recall"] = {"model": model_pr[1], "floor": floor_pr[1]}
-    results["ms_ssim"] = {"model": ms_ssim_diversity(generated_b, value_range, ms_ssim_pairs, seed=seed),
-                          "floor": ms_ssim_diversity(real_b2, value_range, ms_ssim_pairs, seed=seed)}
+    results["ms_ssim"] = {
+        "model": ms_ssim_diversity(generated_b, value_range, ms_ssim_pairs, seed=seed),
+        "floor": ms_ssim_diversity(real_b2, value_range, ms_ssim_pairs, seed=seed),
+    }
     if train is not None:
         if copy_extractor is None:
             copy_extractor = load_phantom_encoder(output="copy_embedding") if extractor_name == "phantom" else extractor
         calibration = real_rest if heldout is None else heldout
-        embed = {name: extract_features(x, copy_extractor, value_range=value_range)
-                 for name, x in (("generated", generated_b), ("real_a", real_a), ("heldout", calibration),
-                                 ("train", train))}
+        embed = {
+            name: extract_features(x, copy_extractor, value_range=value_range)
+            for name, x in (("generated", generated_b), ("real_a", real_a), ("heldout", calibration), ("train", train))
+        }
         threshold = memorisation_threshold(embed["heldout"], embed["train"])
         nearest = nearest_training_images(embed["generated"], embed["train"])
         flagged = torch.nonzero(nearest.similarity > threshold).flatten()
         fresh = nearest_training_images(embed["real_a"], embed["train"])
         results["memorisation"] = {
-            "threshold": threshold, "flagged": int(len(flagged)), "flagged_real": int((fresh.similarity > threshold).sum()),
-            "flagged_index": flagged.tolist(), "nearest_index": nearest.index[flagged].tolist(),
+            "threshold": threshold,
+            "flagged": int(len(flagged)),
+            "flagged_real": int((fresh.similarity > threshold).sum()),
+            "flagged_index": flagged.tolist(),
+            "nearest_index": nearest.index[flagged].tolist(),
             "similarity": nearest.similarity[flagged].tolist(),
-            "median_similarity": {"model": float(nearest.similarity.median()), "floor": float(fresh.similarity.median())},
+            "median_similarity": {
+                "model": float(nearest.similarity.median()),
+                "floor": float(fresh.similarity.median()),
+            },
         }
     return results
 
@@ -96,32 +126,40 @@ def _check_sets_agree(sets: dict[str, torch.Tensor], value_range: Sequence[float
     low, high = float(value_range[0]), float(value_range[1])
     if not low < high:
         raise ValueError(f"value_range must be (min, max) with min < max, got {tuple(value_range)}")
-    tolerance = 0.05 * (high - low)   # a sampler's slight overshoot is fine; 0-255 read as [-1, 1] is not
+    tolerance = 0.05 * (high - low)  # a sampler's slight overshoot is fine; 0-255 read as [-1, 1] is not
     for name, images in sets.items():
         if len(images) == 0:
             raise ValueError(f"{name} holds no images")
         found = (float(images.min()), float(images.max()))
         if found[0] < low - tolerance or found[1] > high + tolerance:
-            raise ValueError(f"{name} images span [{found[0]:.4g}, {found[1]:.4g}] but value_range is ({low:g}, "
-                             f"{high:g}); pass the images' real range (e.g. value_range=(0, 255) for uint8) or "
-                             f"rescale them")
+            raise ValueError(
+                f"{name} images span [{found[0]:.4g}, {found[1]:.4g}] but value_range is ({low:g}, "
+                f"{high:g}); pass the images' real range (e.g. value_range=(0, 255) for uint8) or "
+                f"rescale them"
+            )
     reference, shape = next(iter(sets.items()))[0], tuple(next(iter(sets.values())).shape[1:])
     for name, images in sets.items():
         if tuple(images.shape[1:]) != shape:
-            raise ValueError(f"{name} images are {tuple(images.shape[1:])} (C, H, W) but {reference} images are "
-                             f"{shape}; compare sets of the same resolution and channels")
+            raise ValueError(
+                f"{name} images are {tuple(images.shape[1:])} (C, H, W) but {reference} images are "
+                f"{shape}; compare sets of the same resolution and channels"
+            )
 
 
 def format_results(results: dict[str, Any]) -> str:
     """A small text table: metric, model, real-vs-real floor."""
-    lines = [f"{results['n']} generated images vs {results['n']} real; features: {results['extractor']}",
-             f"{'metric':<12}{'model':>12}{'floor':>12}"]
+    lines = [
+        f"{results['n']} generated images vs {results['n']} real; features: {results['extractor']}",
+        f"{'metric':<12}{'model':>12}{'floor':>12}",
+    ]
     for name in ("fid", "kid", "precision", "recall", "ms_ssim"):
         lines.append(f"{name:<12}{results[name]['model']:>12.4f}{results[name]['floor']:>12.4f}")
     if "memorisation" in results:
         m = results["memorisation"]
-        lines.append(f"memorisation: {m['flagged']} of {results['n']} generated images above the copy threshold "
-                     f"{m['threshold']:.4f} (real held-out images: {m['flagged_real']})")
+        lines.append(
+            f"memorisation: {m['flagged']} of {results['n']} generated images above the copy threshold "
+            f"{m['threshold']:.4f} (real held-out images: {m['flagged_real']})"
+        )
     return "\n".join(lines)
 
 
@@ -149,22 +187,29 @@ def load_image_set(path, value_range: Sequence[float] | None = None) -> tuple[to
         try:
             array = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
-            raise ValueError(f"image set {path} is not a readable .npy array (truncated or another format?): "
-                             f"{_first_line(exc)}") from None
+            raise ValueError(
+                f"image set {path} is not a readable .npy array (truncated or another format?): {_first_line(exc)}"
+            ) from None
     elif path.suffix == ".npz":
         array = _read_npz(path)
     elif path.suffix == ".pt":
         try:
             array = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch.load raises many types for a file that is not a tensor file
-            raise ValueError(f"image set {path} is not a readable tensor file holding only tensors (truncated, "
-                             f"another format, or pickled objects, which are refused): {_first_line(exc)}") from None
+            raise ValueError(
+                f"image set {path} is not a readable tensor file holding only tensors (truncated, "
+                f"another format, or pickled objects, which are refused): {_first_line(exc)}"
+            ) from None
         if not isinstance(array, torch.Tensor):
             raise ValueError(f"{path} holds a {type(array).__name__}, expected a tensor of images")
     else:
         raise ValueError(f"{path}: unknown image-set format {path.suffix!r}; expected .npy, .npz, .pt or a folder")
-    if isinstance(array, np.ndarray) and array.dtype.kind not in "uif" or isinstance(array, torch.Tensor) and (
-            array.dtype == torch.bool or array.is_complex()):
+    if (
+        isinstance(array, np.ndarray)
+        and array.dtype.kind not in "uif"
+        or isinstance(array, torch.Tensor)
+        and (array.dtype == torch.bool or array.is_complex())
+    ):
         raise ValueError(f"image set {path} holds {array.dtype} values; expected numbers (uint8 or float)")
     dtype = str(array.dtype).replace("torch.", "")
     images = image_batch(array, str(path))
@@ -174,11 +219,14 @@ def load_image_set(path, value_range: Sequence[float] | None = None) -> tuple[to
     if value_range is None:
         value_range = _infer_value_range(dtype, low, high)
         if value_range is None:
-            raise ValueError(f"image set {path} ({dtype}) has values in [{low:.4g}, {high:.4g}]; expected uint8 "
-                             f"0-255, or floats in [0, 1] or [-1, 1]. Rescale the images (or pass value_range)")
+            raise ValueError(
+                f"image set {path} ({dtype}) has values in [{low:.4g}, {high:.4g}]; expected uint8 "
+                f"0-255, or floats in [0, 1] or [-1, 1]. Rescale the images (or pass value_range)"
+            )
     elif low < value_range[0] - 1e-3 or high > value_range[1] + 1e-3:
-        raise ValueError(f"image set {path} has values in [{low:.4g}, {high:.4g}], outside value_range "
-                         f"{tuple(value_range)}")
+        raise ValueError(
+            f"image set {path} has values in [{low:.4g}, {high:.4g}], outside value_range {tuple(value_range)}"
+        )
     return images, (float(value_range[0]), float(value_range[1]))
 
 
@@ -212,10 +260,14 @@ def _read_png_folder(path: Path) -> np.ndarray:
                 img.load()
                 images.append(np.asarray(img.convert("L"), dtype=np.uint8))
         except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise ValueError(f"{file}: cannot be read as a PNG image (truncated or damaged?): {_first_line(exc)}") from None
+            raise ValueError(
+                f"{file}: cannot be read as a PNG image (truncated or damaged?): {_first_line(exc)}"
+            ) from None
         if images[-1].shape != images[0].shape:
-            raise ValueError(f"the PNGs in {path} differ in size: {files[0].name} is {images[0].shape} px, "
-                             f"{file.name} is {images[-1].shape} px; expected one resolution")
+            raise ValueError(
+                f"the PNGs in {path} differ in size: {files[0].name} is {images[0].shape} px, "
+                f"{file.name} is {images[-1].shape} px; expected one resolution"
+            )
     return np.stack(images).astype(np.float32) / 255.0
 
 
@@ -230,8 +282,9 @@ def _read_npz(path: Path) -> np.ndarray:
                 raise ValueError(f"{path} holds {keys}; expected an array called 'images'")
             return archive["images" if "images" in keys else keys[0]]
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
-        raise ValueError(f"image set {path} is not a readable .npz archive (truncated or another format?): "
-                         f"{_first_line(exc)}") from None
+        raise ValueError(
+            f"image set {path} is not a readable .npz archive (truncated or another format?): {_first_line(exc)}"
+        ) from None
     except ValueError as exc:
         if str(path) in str(exc):
             raise

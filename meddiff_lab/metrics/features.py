@@ -29,8 +29,8 @@ import json
 import os
 import warnings
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +42,10 @@ PHANTOM_ENCODER_NAME = "phantom_encoder"
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 RADIMAGENET_FILES = ("RadImageNet-ResNet50_notop.pth", "radimagenet_resnet50.pth", "radimagenet_resnet50.safetensors")
-RADIMAGENET_SOURCE = ("the RadImageNet ResNet-50 converted to PyTorch (e.g. torch.hub.load('Warvito/radimagenet-models', "
-                      "'radimagenet_resnet50') downloads it into ~/.cache/torch/hub/checkpoints/)")
+RADIMAGENET_SOURCE = (
+    "the RadImageNet ResNet-50 converted to PyTorch (e.g. torch.hub.load('Warvito/radimagenet-models', "
+    "'radimagenet_resnet50') downloads it into ~/.cache/torch/hub/checkpoints/)"
+)
 
 
 class WeightsNotAvailable(FileNotFoundError):
@@ -58,8 +60,12 @@ def pretrained_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("MEDDIFF_WEIGHTS_DIR"):
         dirs.append(Path(os.environ["MEDDIFF_WEIGHTS_DIR"]))
-    dirs += [Path(__file__).resolve().parents[2] / "data" / "pretrained", Path("data/pretrained"),
-             Path("../data/pretrained"), Path(torch.hub.get_dir()) / "checkpoints"]
+    dirs += [
+        Path(__file__).resolve().parents[2] / "data" / "pretrained",
+        Path("data/pretrained"),
+        Path("../data/pretrained"),
+        Path(torch.hub.get_dir()) / "checkpoints",
+    ]
     unique: list[Path] = []
     for d in dirs:
         if d.resolve() not in [u.resolve() for u in unique]:
@@ -121,14 +127,29 @@ class PhantomEncoder(nn.Module):
             so any size works; the shipped encoder was trained at 64 (and 32 upsampled to 64).
     """
 
-    def __init__(self, channels: Sequence[int] = (32, 64, 96, 96), feature_dim: int = 32, num_labels: int = 14,
-                 input_size: int = 64, projection_dim: int = 64, ctr_mean: float = 0.5, ctr_std: float = 0.08):
+    def __init__(
+        self,
+        channels: Sequence[int] = (32, 64, 96, 96),
+        feature_dim: int = 32,
+        num_labels: int = 14,
+        input_size: int = 64,
+        projection_dim: int = 64,
+        ctr_mean: float = 0.5,
+        ctr_std: float = 0.08,
+    ):
         super().__init__()
-        self.config = {"channels": list(channels), "feature_dim": feature_dim, "num_labels": num_labels,
-                       "input_size": input_size, "projection_dim": projection_dim,
-                       "ctr_mean": float(ctr_mean), "ctr_std": float(ctr_std)}
-        self.stem = nn.Sequential(nn.Conv2d(1, channels[0], 4, stride=2, padding=1), nn.BatchNorm2d(channels[0]),
-                                  nn.SiLU())
+        self.config = {
+            "channels": list(channels),
+            "feature_dim": feature_dim,
+            "num_labels": num_labels,
+            "input_size": input_size,
+            "projection_dim": projection_dim,
+            "ctr_mean": float(ctr_mean),
+            "ctr_std": float(ctr_std),
+        }
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, channels[0], 4, stride=2, padding=1), nn.BatchNorm2d(channels[0]), nn.SiLU()
+        )
         widths = [channels[0], *channels]
         self.stages = nn.Sequential(*[_Stage(a, b) for a, b in zip(widths[:-1], widths[1:])])
         self.to_features = nn.Linear(channels[-1], feature_dim)
@@ -136,13 +157,14 @@ class PhantomEncoder(nn.Module):
         self.ctr_head = nn.Linear(feature_dim, 1)
         self.view_sex_head = nn.Linear(feature_dim, 2)
         self.quality_head = nn.Linear(feature_dim, 2)
-        self.projection = nn.Sequential(nn.Linear(feature_dim, feature_dim), nn.SiLU(), nn.Linear(feature_dim, projection_dim))
+        self.projection = nn.Sequential(
+            nn.Linear(feature_dim, feature_dim), nn.SiLU(), nn.Linear(feature_dim, projection_dim)
+        )
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
         size = self.config["input_size"]
         if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                              antialias=x.shape[-1] > size)
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
         return x
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -157,10 +179,15 @@ class PhantomEncoder(nn.Module):
         fractions of the largest ones seen in training), ``projection`` (B, P) L2-normalised."""
         feats = self.features(images)
         ctr_standardized = self.ctr_head(feats)[:, 0]
-        return {"features": feats, "label_logits": self.label_head(feats), "ctr_standardized": ctr_standardized,
-                "ctr": self.config["ctr_mean"] + self.config["ctr_std"] * ctr_standardized,
-                "view_sex_logits": self.view_sex_head(feats), "quality": self.quality_head(feats),
-                "projection": F.normalize(self.projection(feats), dim=1)}
+        return {
+            "features": feats,
+            "label_logits": self.label_head(feats),
+            "ctr_standardized": ctr_standardized,
+            "ctr": self.config["ctr_mean"] + self.config["ctr_std"] * ctr_standardized,
+            "view_sex_logits": self.view_sex_head(feats),
+            "quality": self.quality_head(feats),
+            "projection": F.normalize(self.projection(feats), dim=1),
+        }
 
 
 class _FeaturesOnly(nn.Module):
@@ -193,8 +220,9 @@ class _CopyEmbedding(nn.Module):
         return F.normalize(self.encoder.projection(self.encoder.features(images)), dim=1)
 
 
-def save_phantom_encoder(encoder: PhantomEncoder, out_dir, card: dict | None = None,
-                         name: str = PHANTOM_ENCODER_NAME) -> Path:
+def save_phantom_encoder(
+    encoder: PhantomEncoder, out_dir, card: dict | None = None, name: str = PHANTOM_ENCODER_NAME
+) -> Path:
     """Write ``name.safetensors`` (the weights) and ``name.json`` (config + ``card``) into ``out_dir``."""
     from safetensors.torch import save_file
 
@@ -203,8 +231,9 @@ def save_phantom_encoder(encoder: PhantomEncoder, out_dir, card: dict | None = N
     tensors = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     path = out_dir / f"{name}.safetensors"
     save_file(tensors, str(path), metadata={"config": json.dumps(encoder.config)})
-    (out_dir / f"{name}.json").write_text(json.dumps({"config": encoder.config, **(card or {})}, indent=2) + "\n",
-                                          encoding="utf-8")
+    (out_dir / f"{name}.json").write_text(
+        json.dumps({"config": encoder.config, **(card or {})}, indent=2) + "\n", encoding="utf-8"
+    )
     return path
 
 
@@ -235,7 +264,8 @@ def load_phantom_encoder(path=None, output: str = "features") -> nn.Module:
             raise WeightsNotAvailable(
                 f"the phantom encoder weights ({PHANTOM_ENCODER_NAME}.safetensors) were not found in {_searched()}; "
                 f"train them with `meddiff-lab metrics train-encoder --config configs/phantom_encoder.yaml "
-                f"--out data/pretrained` (a few minutes on one CPU thread)")
+                f"--out data/pretrained` (a few minutes on one CPU thread)"
+            )
     path = Path(path)
     if not path.is_file():
         raise WeightsNotAvailable(f"encoder weights file {path} does not exist")
@@ -314,7 +344,8 @@ def load_inception(path=None) -> nn.Module:
         reason = "timm is not installed"
     raise WeightsNotAvailable(
         f"ImageNet Inception weights are not on this machine ({reason}). Download {INCEPTION_URL} "
-        f"(about 95 MB) and put {INCEPTION_FILE} in one of: {_searched()}; or set $MEDDIFF_WEIGHTS_DIR.")
+        f"(about 95 MB) and put {INCEPTION_FILE} in one of: {_searched()}; or set $MEDDIFF_WEIGHTS_DIR."
+    )
 
 
 # -------------------------------------------------------------------------------------- RadImageNet
@@ -355,8 +386,9 @@ class RadImageNetResNet50(nn.Module):
         self.layer4 = self._make_layer(512, 3, 2)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        downsample = nn.Sequential(nn.Conv2d(self.in_planes, planes * 4, 1, stride=stride),
-                                   nn.BatchNorm2d(planes * 4, eps=1.001e-5))
+        downsample = nn.Sequential(
+            nn.Conv2d(self.in_planes, planes * 4, 1, stride=stride), nn.BatchNorm2d(planes * 4, eps=1.001e-5)
+        )
         layers = [_Bottleneck(self.in_planes, planes, stride, downsample)]
         self.in_planes = planes * 4
         layers += [_Bottleneck(self.in_planes, planes) for _ in range(blocks - 1)]
@@ -393,8 +425,10 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)  # never unpickles code
     except Exception as exc:
-        raise ValueError(f"{path} could not be read as a PyTorch state dict ({type(exc).__name__}: {exc}); expected "
-                         f"{RADIMAGENET_SOURCE}") from exc
+        raise ValueError(
+            f"{path} could not be read as a PyTorch state dict ({type(exc).__name__}: {exc}); expected "
+            f"{RADIMAGENET_SOURCE}"
+        ) from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -419,7 +453,8 @@ def load_radimagenet(path=None) -> nn.Module:
         if path is None:
             raise WeightsNotAvailable(
                 f"RadImageNet weights are not on this machine. Get {RADIMAGENET_SOURCE} and put the file as "
-                f"{RADIMAGENET_FILES[0]} in one of: {_searched()}; or set $MEDDIFF_WEIGHTS_DIR.")
+                f"{RADIMAGENET_FILES[0]} in one of: {_searched()}; or set $MEDDIFF_WEIGHTS_DIR."
+            )
     path = Path(path)
     if not path.is_file():
         raise WeightsNotAvailable(f"RadImageNet weights file {path} does not exist")
@@ -435,23 +470,36 @@ def load_radimagenet(path=None) -> nn.Module:
     expected = {k: v.shape for k, v in network.state_dict().items() if not k.endswith("num_batches_tracked")}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected and not k.endswith("num_batches_tracked")]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(shape)}" for k, shape in expected.items()
-             if k in state and tuple(state[k].shape) != tuple(shape)]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(shape)}"
+        for k, shape in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(shape)
+    ]
     if missing or unexpected or wrong:
-        raise ValueError(f"{path} does not fit a RadImageNet ResNet-50: {len(missing)} missing parameters "
-                         f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
-                         f"{len(wrong)} of the wrong shape (e.g. {wrong[:2]})")
+        raise ValueError(
+            f"{path} does not fit a RadImageNet ResNet-50: {len(missing)} missing parameters "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
+            f"{len(wrong)} of the wrong shape (e.g. {wrong[:2]})"
+        )
     network.load_state_dict(state, strict=False)  # only num_batches_tracked may be absent
     return _RadImageNetFeatures(network.eval()).eval()
 
 
 # ------------------------------------------------------------------------------------------ extraction
 _LOADERS: dict[str, Callable[[], nn.Module]] = {
-    "phantom": load_phantom_encoder, "inception": load_inception, "radimagenet": load_radimagenet}
+    "phantom": load_phantom_encoder,
+    "inception": load_inception,
+    "radimagenet": load_radimagenet,
+}
 
 
-def extract_features(images, extractor: str | nn.Module | Callable = "phantom", batch_size: int = 64,
-                     value_range: Sequence[float] = (-1.0, 1.0), device: str | torch.device | None = None) -> torch.Tensor:
+def extract_features(
+    images,
+    extractor: str | nn.Module | Callable = "phantom",
+    batch_size: int = 64,
+    value_range: Sequence[float] = (-1.0, 1.0),
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
     """Features of a set of images, batch by batch, without gradients.
 
     Args:
@@ -481,7 +529,7 @@ def extract_features(images, extractor: str | nn.Module | Callable = "phantom", 
     out = []
     with torch.no_grad():
         for start in range(0, len(batch), batch_size):
-            chunk = (batch[start:start + batch_size].to(device) - low) / (high - low) * 2 - 1
+            chunk = (batch[start : start + batch_size].to(device) - low) / (high - low) * 2 - 1
             out.append(extractor(chunk).float().cpu())
     features = torch.cat(out)
     if features.ndim != 2:
@@ -489,5 +537,15 @@ def extract_features(images, extractor: str | nn.Module | Callable = "phantom", 
     return features
 
 
-__all__ = ["PhantomEncoder", "load_phantom_encoder", "save_phantom_encoder", "load_inception", "load_radimagenet",
-           "extract_features", "RadImageNetResNet50", "WeightsNotAvailable", "pretrained_dirs", "find_weights"]
+__all__ = [
+    "PhantomEncoder",
+    "load_phantom_encoder",
+    "save_phantom_encoder",
+    "load_inception",
+    "load_radimagenet",
+    "extract_features",
+    "RadImageNetResNet50",
+    "WeightsNotAvailable",
+    "pretrained_dirs",
+    "find_weights",
+]

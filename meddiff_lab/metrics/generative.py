@@ -24,7 +24,8 @@ Feature matrices are ``(N, F)`` (one row per image); images are ``(N, 1, H, W)``
 from __future__ import annotations
 
 import warnings
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -57,8 +58,10 @@ def frechet_distance(mu_a, sigma_a, mu_b, sigma_b) -> float:
     mu_a, mu_b = (torch.as_tensor(np.asarray(m), dtype=torch.float64) for m in (mu_a, mu_b))
     sigma_a, sigma_b = (torch.as_tensor(np.asarray(s), dtype=torch.float64) for s in (sigma_a, sigma_b))
     if mu_a.shape != mu_b.shape or sigma_a.shape != sigma_b.shape or sigma_a.shape != (mu_a.numel(),) * 2:
-        raise ValueError(f"means must be (F,) and covariances (F, F) with one F, got {tuple(mu_a.shape)}, "
-                         f"{tuple(mu_b.shape)}, {tuple(sigma_a.shape)}, {tuple(sigma_b.shape)}")
+        raise ValueError(
+            f"means must be (F,) and covariances (F, F) with one F, got {tuple(mu_a.shape)}, "
+            f"{tuple(mu_b.shape)}, {tuple(sigma_a.shape)}, {tuple(sigma_b.shape)}"
+        )
     sqrt_a = _psd_sqrt(sigma_a)
     middle = sqrt_a @ sigma_b @ sqrt_a
     eigenvalues = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0)
@@ -93,9 +96,12 @@ def fid(real_features, generated_features) -> float:
     generated = feature_matrix(generated_features, "generated_features")
     same_width(real, generated, "real_features", "generated_features")
     if min(len(real), len(generated)) <= real.shape[1]:
-        warnings.warn(f"FID on {len(real)} and {len(generated)} images with {real.shape[1]} features: the "
-                      f"covariances are rank-deficient and FID is strongly biased upward; compare it only "
-                      f"with a floor computed at the same sample size", stacklevel=2)
+        warnings.warn(
+            f"FID on {len(real)} and {len(generated)} images with {real.shape[1]} features: the "
+            f"covariances are rank-deficient and FID is strongly biased upward; compare it only "
+            f"with a floor computed at the same sample size",
+            stacklevel=2,
+        )
     return frechet_distance(real.mean(0), torch.cov(real.T), generated.mean(0), torch.cov(generated.T))
 
 
@@ -117,8 +123,15 @@ def mmd2_unbiased(k_aa: torch.Tensor, k_bb: torch.Tensor, k_ab: torch.Tensor) ->
     return float(term_aa + term_bb - 2 * k_ab.mean())
 
 
-def kid(real_features, generated_features, num_subsets: int = 100, subset_size: int = 1000,
-        degree: int = 3, seed: int = 0, return_std: bool = False) -> float | tuple[float, float]:
+def kid(
+    real_features,
+    generated_features,
+    num_subsets: int = 100,
+    subset_size: int = 1000,
+    degree: int = 3,
+    seed: int = 0,
+    return_std: bool = False,
+) -> float | tuple[float, float]:
     r"""Kernel inception distance: unbiased MMD² with the cubic polynomial kernel, averaged over subsets.
 
     Each of ``num_subsets`` rounds draws ``min(subset_size, N, M)`` rows from each set (without
@@ -147,8 +160,11 @@ def kid(real_features, generated_features, num_subsets: int = 100, subset_size: 
     for _ in range(num_subsets):
         a = real[torch.randperm(len(real), generator=generator)[:size]]
         b = generated[torch.randperm(len(generated), generator=generator)[:size]]
-        values.append(mmd2_unbiased(polynomial_kernel(a, a, degree), polynomial_kernel(b, b, degree),
-                                    polynomial_kernel(a, b, degree)))
+        values.append(
+            mmd2_unbiased(
+                polynomial_kernel(a, a, degree), polynomial_kernel(b, b, degree), polynomial_kernel(a, b, degree)
+            )
+        )
     mean = float(np.mean(values))
     return (mean, float(np.std(values))) if return_std else mean
 
@@ -163,12 +179,13 @@ def knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
     return distances.kthvalue(k + 1, dim=1).values
 
 
-def manifold_coverage(reference: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor,
-                      batch_size: int = 1024) -> torch.Tensor:
+def manifold_coverage(
+    reference: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor, batch_size: int = 1024
+) -> torch.Tensor:
     """For each query row: is it inside at least one reference ball ``|q - r_i| <= radii_i``? ``(M,)`` bool."""
     inside = []
     for start in range(0, len(queries), batch_size):
-        distances = torch.cdist(queries[start:start + batch_size], reference)
+        distances = torch.cdist(queries[start : start + batch_size], reference)
         inside.append((distances <= radii[None]).any(dim=1))
     return torch.cat(inside)
 
@@ -213,12 +230,15 @@ def ms_ssim_settings(image_size: int, kernel_size: int = 7, max_scales: int = 5)
         if image_size // max(1, scales - 1) ** 2 > kernel_size - 1:
             weights = np.asarray(MS_SSIM_WEIGHTS[:scales])
             return kernel_size, tuple(float(w) for w in weights / weights.sum())
-    raise ValueError(f"images of {image_size} pixels are too small for MS-SSIM with a {kernel_size}-pixel "
-                     f"window; use kernel_size < {image_size + 1}")
+    raise ValueError(
+        f"images of {image_size} pixels are too small for MS-SSIM with a {kernel_size}-pixel "
+        f"window; use kernel_size < {image_size + 1}"
+    )
 
 
-def ms_ssim_diversity(images, value_range: Sequence[float] = (-1.0, 1.0), num_pairs: int = 500,
-                      kernel_size: int = 7, seed: int = 0) -> float:
+def ms_ssim_diversity(
+    images, value_range: Sequence[float] = (-1.0, 1.0), num_pairs: int = 500, kernel_size: int = 7, seed: int = 0
+) -> float:
     r"""Mean MS-SSIM between random pairs of images: lower means a more diverse set.
 
     A model that collapses onto a few images has pairs that look alike (MS-SSIM near 1). Real images
@@ -245,9 +265,12 @@ def ms_ssim_diversity(images, value_range: Sequence[float] = (-1.0, 1.0), num_pa
     pairs = _random_pairs(len(batch), num_pairs, seed)
     scores = []
     for start in range(0, len(pairs), 128):
-        i, j = pairs[start:start + 128].T
-        scores.append(compute_ms_ssim(batch[i], batch[j], spatial_dims=2, data_range=1.0,
-                                      kernel_size=kernel, weights=weights).reshape(-1))
+        i, j = pairs[start : start + 128].T
+        scores.append(
+            compute_ms_ssim(
+                batch[i], batch[j], spatial_dims=2, data_range=1.0, kernel_size=kernel, weights=weights
+            ).reshape(-1)
+        )
     return float(torch.cat(scores).mean())
 
 
@@ -281,8 +304,10 @@ def _rows(value: Any, name: str) -> torch.Tensor:
 def _unit(rows: torch.Tensor, name: str) -> torch.Tensor:
     norms = rows.norm(dim=1, keepdim=True)
     if bool((norms == 0).any()):
-        raise ValueError(f"{name} has {int((norms == 0).sum())} constant image(s) or zero feature vector(s), "
-                         f"whose similarity is undefined")
+        raise ValueError(
+            f"{name} has {int((norms == 0).sum())} constant image(s) or zero feature vector(s), "
+            f"whose similarity is undefined"
+        )
     return rows / norms
 
 
@@ -316,8 +341,10 @@ def nearest_training_images(generated, train, batch_size: int = 512) -> NearestT
     """
     gen_rows, train_rows = _rows(generated, "generated"), _rows(train, "train")
     if gen_rows.shape[1] != train_rows.shape[1]:
-        raise ValueError(f"generated and train must have the same image size (or feature width), got "
-                         f"{gen_rows.shape[1]} and {train_rows.shape[1]} values per image")
+        raise ValueError(
+            f"generated and train must have the same image size (or feature width), got "
+            f"{gen_rows.shape[1]} and {train_rows.shape[1]} values per image"
+        )
     if torch.as_tensor(np.asarray(train) if not isinstance(train, torch.Tensor) else train).ndim == 2:
         # features share a large common component: centre both sets on the training mean first
         centre = train_rows.mean(dim=0, keepdim=True)
@@ -325,7 +352,7 @@ def nearest_training_images(generated, train, batch_size: int = 512) -> NearestT
     gen_rows, train_rows = _unit(gen_rows, "generated"), _unit(train_rows, "train")
     best_sim, best_idx = [], []
     for start in range(0, len(gen_rows), batch_size):
-        sim, idx = (gen_rows[start:start + batch_size] @ train_rows.T).max(dim=1)
+        sim, idx = (gen_rows[start : start + batch_size] @ train_rows.T).max(dim=1)
         best_sim.append(sim)
         best_idx.append(idx)
     return NearestTraining(torch.cat(best_sim).float(), torch.cat(best_idx))
@@ -364,19 +391,34 @@ def memorisation_threshold(heldout, train, quantile: float = 1.0, margin: float 
     return floor + margin * (1.0 - floor)
 
 
-def near_copies(images: torch.Tensor, generator: torch.Generator, shift: int = 1, contrast: float = 0.95,
-                noise_std: float = 0.02) -> torch.Tensor:
+def near_copies(
+    images: torch.Tensor, generator: torch.Generator, shift: int = 1, contrast: float = 0.95, noise_std: float = 0.02
+) -> torch.Tensor:
     """Planted near-copies of ``(B, 1, H, W)`` [-1, 1] images, to check that the memorisation check finds them.
 
     Each image is shifted ``shift`` pixels right (its first column repeated), its contrast scaled by
     ``contrast`` and Gaussian noise of standard deviation ``noise_std`` added, clipped to [-1, 1]:
     what a memorising model's output looks like.
     """
-    shifted = torch.cat([images[..., :1].repeat_interleave(shift, dim=-1), images[..., :-shift]], dim=-1) \
-        if shift else images
+    shifted = (
+        torch.cat([images[..., :1].repeat_interleave(shift, dim=-1), images[..., :-shift]], dim=-1) if shift else images
+    )
     return (shifted * contrast + noise_std * torch.randn(images.shape, generator=generator)).clamp(-1, 1)
 
 
-__all__ = ["fid", "kid", "precision_recall", "ms_ssim_diversity", "nearest_training_images",
-           "memorisation_threshold", "near_copies", "frechet_distance", "polynomial_kernel", "mmd2_unbiased",
-           "knn_radii", "ms_ssim_settings", "NearestTraining", "MS_SSIM_WEIGHTS"]
+__all__ = [
+    "fid",
+    "kid",
+    "precision_recall",
+    "ms_ssim_diversity",
+    "nearest_training_images",
+    "memorisation_threshold",
+    "near_copies",
+    "frechet_distance",
+    "polynomial_kernel",
+    "mmd2_unbiased",
+    "knn_radii",
+    "ms_ssim_settings",
+    "NearestTraining",
+    "MS_SSIM_WEIGHTS",
+]

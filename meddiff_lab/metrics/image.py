@@ -34,8 +34,9 @@ def _pair(pred, target) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _check_range(data_range: float) -> float:
     if not isinstance(data_range, (int, float)) or not data_range > 0:
-        raise ValueError(f"data_range must be a positive number (1.0 for [0, 1] images, 2.0 for [-1, 1]), "
-                         f"got {data_range!r}")
+        raise ValueError(
+            f"data_range must be a positive number (1.0 for [0, 1] images, 2.0 for [-1, 1]), got {data_range!r}"
+        )
     return float(data_range)
 
 
@@ -71,10 +72,13 @@ def ssim(pred, target, data_range: float, win_size: int = 11, reduction: str = "
 
     pred_b, target_b = _pair(pred, target)
     if min(pred_b.shape[2:]) < win_size:
-        raise ValueError(f"images of shape {tuple(pred_b.shape[2:])} are smaller than the SSIM window "
-                         f"({win_size} px); pass a smaller win_size")
-    metric = SSIMMetric(spatial_dims=pred_b.ndim - 2, data_range=_check_range(data_range), win_size=win_size,
-                        reduction="none")
+        raise ValueError(
+            f"images of shape {tuple(pred_b.shape[2:])} are smaller than the SSIM window "
+            f"({win_size} px); pass a smaller win_size"
+        )
+    metric = SSIMMetric(
+        spatial_dims=pred_b.ndim - 2, data_range=_check_range(data_range), win_size=win_size, reduction="none"
+    )
     return reduce(metric(pred_b, target_b), reduction)
 
 
@@ -86,7 +90,7 @@ def nmse(pred, target, reduction: str = "mean") -> float | torch.Tensor:
     """
     pred_b, target_b = _pair(pred, target)
     flat_pred, flat_target = pred_b.reshape(len(pred_b), -1).double(), target_b.reshape(len(target_b), -1).double()
-    energy = (flat_target ** 2).sum(dim=1)
+    energy = (flat_target**2).sum(dim=1)
     if bool((energy == 0).any()):
         raise ValueError("target has an all-zero image, for which NMSE is undefined")
     return reduce(((flat_pred - flat_target) ** 2).sum(dim=1) / energy, reduction)

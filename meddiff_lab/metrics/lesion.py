@@ -81,17 +81,20 @@ def find_lesions(lesion_masks, ring: int = 3, min_area: int = 1) -> list[Lesion]
 def lesion_contrast(images, lesions: list[Lesion]) -> np.ndarray:
     """(L,) signed contrast of each lesion: mean inside minus mean of its ring."""
     x = _batch(images, "images")
-    return np.asarray([x[l.image][l.inside].mean() - x[l.image][l.ring].mean() for l in lesions])
+    return np.asarray(
+        [x[lesion.image][lesion.inside].mean() - x[lesion.image][lesion.ring].mean() for lesion in lesions]
+    )
 
 
 def lesion_cnr(images, lesions: list[Lesion]) -> np.ndarray:
     """(L,) contrast-to-noise ratio of each lesion: |contrast| / std of the ring (inf for a flat ring)."""
     x = _batch(images, "images")
     out = []
-    for l in lesions:
-        contrast = abs(x[l.image][l.inside].mean() - x[l.image][l.ring].mean())
-        spread = x[l.image][l.ring].std()
-        flat = spread <= 1e-9 * (1.0 + abs(x[l.image][l.ring].mean()))   # a constant ring, up to rounding
+    for lesion in lesions:
+        image = x[lesion.image]
+        contrast = abs(image[lesion.inside].mean() - image[lesion.ring].mean())
+        spread = image[lesion.ring].std()
+        flat = spread <= 1e-9 * (1.0 + abs(image[lesion.ring].mean()))  # a constant ring, up to rounding
         out.append(np.inf if flat else contrast / spread)
     return np.asarray(out)
 
@@ -121,9 +124,19 @@ def default_threshold(truth, lesions: list[Lesion]) -> float:
     return 0.5 * float(np.median(contrasts)) if len(contrasts) else 0.1
 
 
-def lesion_changes(restored, truth, lesion_masks, *, lesions: list[Lesion] | None = None, keep: float = 0.5,
-                   threshold: float | None = None, min_area: int = 4, smooth: float = 1.0, ring: int = 3,
-                   region=None) -> LesionChanges:
+def lesion_changes(
+    restored,
+    truth,
+    lesion_masks,
+    *,
+    lesions: list[Lesion] | None = None,
+    keep: float = 0.5,
+    threshold: float | None = None,
+    min_area: int = 4,
+    smooth: float = 1.0,
+    ring: int = 3,
+    region=None,
+) -> LesionChanges:
     """Count true lesions that vanish and lesion-like blobs that appear in ``restored``.
 
     Args:
@@ -165,5 +178,12 @@ def lesion_changes(restored, truth, lesion_masks, *, lesions: list[Lesion] | Non
     return LesionChanges(len(lesions), vanished, appeared, threshold, appeared_mask)
 
 
-__all__ = ["Lesion", "find_lesions", "lesion_contrast", "lesion_cnr", "LesionChanges", "lesion_changes",
-           "default_threshold"]
+__all__ = [
+    "Lesion",
+    "find_lesions",
+    "lesion_contrast",
+    "lesion_cnr",
+    "LesionChanges",
+    "lesion_changes",
+    "default_threshold",
+]

@@ -19,7 +19,8 @@ and adds what a reader of the card needs to judge the numbers:
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -49,9 +50,18 @@ def _kid_with_spread(real_features, generated_features, seed: int) -> dict[str, 
     return {"value": float(value), "std_over_subsets": float(spread), "subset_size": half}
 
 
-def evaluate_model(loaded, n: int, steps: Sequence[int] = (50,), seed: int = 0, noise_sigma: float = 0.05,
-                   train: torch.Tensor | None = None, readers: bool = True, real: torch.Tensor | None = None,
-                   progress: bool = True, classifier_steps: int = 200) -> dict[str, Any]:
+def evaluate_model(
+    loaded,
+    n: int,
+    steps: Sequence[int] = (50,),
+    seed: int = 0,
+    noise_sigma: float = 0.05,
+    train: torch.Tensor | None = None,
+    readers: bool = True,
+    real: torch.Tensor | None = None,
+    progress: bool = True,
+    classifier_steps: int = 200,
+) -> dict[str, Any]:
     """Sample ``loaded`` (a :class:`~meddiff_lab.models.pretrained.PretrainedModel`) and evaluate it.
 
     Args:
@@ -89,14 +99,16 @@ def evaluate_model(loaded, n: int, steps: Sequence[int] = (50,), seed: int = 0, 
         first = samples if first is None else first
     generator = torch.Generator().manual_seed(seed + 7)
     # the second real set plus faint noise, scored against the first like a model
-    noisy = (real[n:2 * n] + noise_sigma * torch.randn(real[n:2 * n].shape, generator=generator)).clamp(-1, 1)
-    reference = evaluate_generated(noisy, real[:2 * n], extractor=encoder, seed=seed)
+    noisy = (real[n : 2 * n] + noise_sigma * torch.randn(real[n : 2 * n].shape, generator=generator)).clamp(-1, 1)
+    reference = evaluate_generated(noisy, real[: 2 * n], extractor=encoder, seed=seed)
     reference["noise_sigma"] = noise_sigma
     results["noisy_real"] = reference
     if readers:
-        study = reader_study(real[n:2 * n], first, seed=seed, classifier_steps=classifier_steps)
-        results["readers"] = {name: {"accuracy": r.accuracy, "interval": list(r.interval), "questions": r.questions,
-                                     "correct": r.correct} for name, r in study.items()}
+        study = reader_study(real[n : 2 * n], first, seed=seed, classifier_steps=classifier_steps)
+        results["readers"] = {
+            name: {"accuracy": r.accuracy, "interval": list(r.interval), "questions": r.questions, "correct": r.correct}
+            for name, r in study.items()
+        }
         results["readers_sentence"] = describe_study(study)
     return results
 
@@ -106,28 +118,42 @@ def format_model_card(results: dict[str, Any]) -> str:
     by_steps = results["by_steps"]
     first = next(iter(by_steps.values()))
     noisy = results["noisy_real"]
-    lines = [f"Evaluated on {results['n']} samples per row against {results['n']} unseen phantoms (seed 1), "
-             f"domain features of the phantom encoder. Floor: two disjoint real sets of {results['n']}. "
-             f"Noisy real: real phantoms + Gaussian noise σ = {noisy['noise_sigma']} (on [-1, 1]) scored like a model.",
-             "",
-             "| | FID | KID (± std over half-size subsets) | precision | recall | MS-SSIM | sampling s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Evaluated on {results['n']} samples per row against {results['n']} unseen phantoms (seed 1), "
+        f"domain features of the phantom encoder. Floor: two disjoint real sets of {results['n']}. "
+        f"Noisy real: real phantoms + Gaussian noise σ = {noisy['noise_sigma']} (on [-1, 1]) scored like a model.",
+        "",
+        "| | FID | KID (± std over half-size subsets) | precision | recall | MS-SSIM | sampling s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for count, row in by_steps.items():
-        lines.append(f"| model, {results.get('sampler', 'DDIM')}-{count} | {row['fid']['model']:.2f} | {row['kid_spread']['value']:.4f} ± "
-                     f"{row['kid_spread']['std_over_subsets']:.4f} | {row['precision']['model']:.3f} | "
-                     f"{row['recall']['model']:.3f} | {row['ms_ssim']['model']:.3f} | {row['sampling_seconds']:.0f} |")
-    lines.append(f"| noisy real (σ = {noisy['noise_sigma']}) | {noisy['fid']['model']:.2f} | {noisy['kid']['model']:.4f} | "
-                 f"{noisy['precision']['model']:.3f} | {noisy['recall']['model']:.3f} | {noisy['ms_ssim']['model']:.3f} | |")
-    lines.append(f"| floor (real vs real) | {first['fid']['floor']:.2f} | {first['kid']['floor']:.4f} | "
-                 f"{first['precision']['floor']:.3f} | {first['recall']['floor']:.3f} | {first['ms_ssim']['floor']:.3f} | |")
+        lines.append(
+            f"| model, {results.get('sampler', 'DDIM')}-{count} | {row['fid']['model']:.2f} | "
+            f"{row['kid_spread']['value']:.4f} ± "
+            f"{row['kid_spread']['std_over_subsets']:.4f} | {row['precision']['model']:.3f} | "
+            f"{row['recall']['model']:.3f} | {row['ms_ssim']['model']:.3f} | {row['sampling_seconds']:.0f} |"
+        )
+    lines.append(
+        f"| noisy real (σ = {noisy['noise_sigma']}) | {noisy['fid']['model']:.2f} | {noisy['kid']['model']:.4f} | "
+        f"{noisy['precision']['model']:.3f} | {noisy['recall']['model']:.3f} | {noisy['ms_ssim']['model']:.3f} | |"
+    )
+    lines.append(
+        f"| floor (real vs real) | {first['fid']['floor']:.2f} | {first['kid']['floor']:.4f} | "
+        f"{first['precision']['floor']:.3f} | {first['recall']['floor']:.3f} | {first['ms_ssim']['floor']:.3f} | |"
+    )
     if "memorisation" in first:
         m = first["memorisation"]
-        lines += ["", f"Near-copies: {m['flagged']} of {first['n']} samples above the copy threshold {m['threshold']:.4f} "
-                      f"(real unseen images above it: {m['flagged_real']})."]
+        lines += [
+            "",
+            f"Near-copies: {m['flagged']} of {first['n']} samples above the copy threshold {m['threshold']:.4f} "
+            f"(real unseen images above it: {m['flagged_real']}).",
+        ]
     if "readers" in results:
         lines += ["", "| reader | accuracy | 95 % interval | questions |", "|---|---|---|---|"]
         for name, r in results["readers"].items():
-            lines.append(f"| {name} | {100 * r['accuracy']:.0f} % | {100 * r['interval'][0]:.0f}–{100 * r['interval'][1]:.0f} % "
-                         f"| {r['questions']} |")
+            lines.append(
+                f"| {name} | {100 * r['accuracy']:.0f} % | {100 * r['interval'][0]:.0f}–{100 * r['interval'][1]:.0f} % "
+                f"| {r['questions']} |"
+            )
         lines += ["", results["readers_sentence"]]
     return "\n".join(lines)

@@ -26,8 +26,9 @@ means *this* reader could not tell at this number of questions, not that nobody 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,8 +62,10 @@ class ReaderResult:
 
     def __str__(self) -> str:
         low, high = self.interval
-        return (f"{self.name}: {self.correct} of {self.questions} correct ({100 * self.accuracy:.0f} %; "
-                f"95 % interval {100 * low:.0f}-{100 * high:.0f} %), AUC {self.auc:.2f}")
+        return (
+            f"{self.name}: {self.correct} of {self.questions} correct ({100 * self.accuracy:.0f} %; "
+            f"95 % interval {100 * low:.0f}-{100 * high:.0f} %), AUC {self.auc:.2f}"
+        )
 
 
 def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -109,7 +112,7 @@ def air_corner_std(images, corner: int | None = None) -> torch.Tensor:
     x = image_batch(images, "images")[:, 0]
     side = corner or max(4, x.shape[-2] // 10)
     patches = torch.stack([x[:, :side, :side], x[:, :side, -side:], x[:, -side:, :side], x[:, -side:, -side:]], 1)
-    patches = patches.flatten(2)                                             # (N, 4, side * side)
+    patches = patches.flatten(2)  # (N, 4, side * side)
     darkest = patches.mean(-1).argmin(1)
     return patches.std(-1)[torch.arange(len(x)), darkest]
 
@@ -128,8 +131,9 @@ def high_pass_energy(images) -> torch.Tensor:
     return F.conv2d(x, kernel).pow(2).mean(dim=(1, 2, 3))
 
 
-def threshold_reader(name: str, score: Callable[[Any], torch.Tensor], real_train, generated_train, real_test,
-                     generated_test) -> ReaderResult:
+def threshold_reader(
+    name: str, score: Callable[[Any], torch.Tensor], real_train, generated_train, real_test, generated_test
+) -> ReaderResult:
     """A one-number reader: fit a threshold (and its direction) on the training halves, score the test halves.
 
     The threshold is the midpoint between two neighbouring training scores that classifies the most
@@ -141,7 +145,7 @@ def threshold_reader(name: str, score: Callable[[Any], torch.Tensor], real_train
     best = (-1.0, 0.0, 1)
     for threshold in candidates:
         for sign in (1, -1):  # sign 1: generated scores higher
-            right = ((sign * train_gen > sign * threshold).sum() + (sign * train_real <= sign * threshold).sum())
+            right = (sign * train_gen > sign * threshold).sum() + (sign * train_real <= sign * threshold).sum()
             if right > best[0]:
                 best = (float(right), float(threshold), sign)
     _, threshold, sign = best
@@ -158,9 +162,13 @@ class _SmallCNN(torch.nn.Module):
     def __init__(self, width: int = 16):
         super().__init__()
         self.features = torch.nn.Sequential(
-            torch.nn.Conv2d(1, width, 3, stride=2, padding=1), torch.nn.SiLU(),
-            torch.nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), torch.nn.SiLU(),
-            torch.nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), torch.nn.SiLU())
+            torch.nn.Conv2d(1, width, 3, stride=2, padding=1),
+            torch.nn.SiLU(),
+            torch.nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            torch.nn.SiLU(),
+            torch.nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
+            torch.nn.SiLU(),
+        )
         self.head = torch.nn.Linear(4 * width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -168,8 +176,17 @@ class _SmallCNN(torch.nn.Module):
         return self.head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))[:, 0]
 
 
-def classifier_two_sample_test(real_train, generated_train, real_test, generated_test, *, steps: int = 200,
-                               batch_size: int = 32, seed: int = 0, name: str = "trained classifier") -> ReaderResult:
+def classifier_two_sample_test(
+    real_train,
+    generated_train,
+    real_test,
+    generated_test,
+    *,
+    steps: int = 200,
+    batch_size: int = 32,
+    seed: int = 0,
+    name: str = "trained classifier",
+) -> ReaderResult:
     """Train a small CNN to tell generated from real on the training halves; score it on the test halves.
 
     Args:
@@ -182,8 +199,15 @@ def classifier_two_sample_test(real_train, generated_train, real_test, generated
         The held-out :class:`ReaderResult` of the classifier's logit, thresholded where it best
         separates the training halves (a classifier that learned nothing scores about 50 %).
     """
-    tensors = [image_batch(x, n)[:, :1] for x, n in ((real_train, "real_train"), (generated_train, "generated_train"),
-                                                      (real_test, "real_test"), (generated_test, "generated_test"))]
+    tensors = [
+        image_batch(x, n)[:, :1]
+        for x, n in (
+            (real_train, "real_train"),
+            (generated_train, "generated_train"),
+            (real_test, "real_test"),
+            (generated_test, "generated_test"),
+        )
+    ]
     r_train, g_train, r_test, g_test = tensors
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
@@ -215,8 +239,14 @@ def classifier_two_sample_test(real_train, generated_train, real_test, generated
 
 
 def _result(name: str, correct: int, questions: int, auc: float) -> ReaderResult:
-    return ReaderResult(name=name, correct=correct, questions=questions, accuracy=correct / questions,
-                        interval=wilson_interval(correct, questions), auc=auc)
+    return ReaderResult(
+        name=name,
+        correct=correct,
+        questions=questions,
+        accuracy=correct / questions,
+        interval=wilson_interval(correct, questions),
+        auc=auc,
+    )
 
 
 # ---------------------------------------------------------------------------------------- the study
@@ -224,7 +254,7 @@ def split_halves(images, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A random half of ``images`` to fit a reader on, and the other half to test it on."""
     x = image_batch(images, "images")
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    return x[order[: len(x) // 2]], x[order[len(x) // 2:]]
+    return x[order[: len(x) // 2]], x[order[len(x) // 2 :]]
 
 
 def reader_study(real, generated, *, seed: int = 0, classifier_steps: int = 200) -> dict[str, ReaderResult]:
@@ -244,8 +274,10 @@ def reader_study(real, generated, *, seed: int = 0, classifier_steps: int = 200)
     real_fit, real_test = split_halves(real, seed)
     generated_fit, generated_test = split_halves(generated, seed + 1)
     if min(len(real_fit), len(real_test), len(generated_fit), len(generated_test)) < 2:
-        raise ValueError(f"reader_study needs at least 4 real and 4 generated images, got {len(real_fit) + len(real_test)}"
-                         f" and {len(generated_fit) + len(generated_test)}")
+        raise ValueError(
+            f"reader_study needs at least 4 real and 4 generated images, got {len(real_fit) + len(real_test)}"
+            f" and {len(generated_fit) + len(generated_test)}"
+        )
     halves = (real_fit, generated_fit, real_test, generated_test)
     return {
         "air-corner std": threshold_reader("air-corner std", air_corner_std, *halves),
@@ -258,14 +290,28 @@ def describe_study(study: dict[str, ReaderResult]) -> str:
     """One plain sentence on how distinguishable the samples are, generated from the readers' numbers."""
     best = max(study.values(), key=lambda r: (r.interval[0], r.accuracy))
     low, high = best.interval
-    score = (f"{best.name} reader: {best.correct} of {best.questions} held-out images right, "
-             f"{100 * best.accuracy:.0f} % (95 % interval {100 * low:.0f}-{100 * high:.0f} %)")
+    score = (
+        f"{best.name} reader: {best.correct} of {best.questions} held-out images right, "
+        f"{100 * best.accuracy:.0f} % (95 % interval {100 * low:.0f}-{100 * high:.0f} %)"
+    )
     if not best.distinguishable:
-        return (f"No reader told the samples from real images better than chance at this number of questions "
-                f"(best, the {score}); that is no proof that nobody can.")
+        return (
+            f"No reader told the samples from real images better than chance at this number of questions "
+            f"(best, the {score}); that is no proof that nobody can."
+        )
     how = "easily" if best.accuracy >= 0.9 else "clearly" if low > 0.6 else "slightly"
     return f"The samples are {how} distinguishable from real images: the {score}."
 
 
-__all__ = ["ReaderResult", "wilson_interval", "roc_auc", "air_corner_std", "high_pass_energy", "threshold_reader",
-           "classifier_two_sample_test", "split_halves", "reader_study", "describe_study"]
+__all__ = [
+    "ReaderResult",
+    "wilson_interval",
+    "roc_auc",
+    "air_corner_std",
+    "high_pass_energy",
+    "threshold_reader",
+    "classifier_two_sample_test",
+    "split_halves",
+    "reader_study",
+    "describe_study",
+]

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -68,8 +68,9 @@ def dice(pred, target, reduction: str = "mean") -> float | torch.Tensor:
     return reduce(values, reduction)
 
 
-def hd95(pred, target, spacing: float | Sequence[float] | None = None, percentile: float = 95.0,
-         reduction: str = "mean") -> float | torch.Tensor:
+def hd95(
+    pred, target, spacing: float | Sequence[float] | None = None, percentile: float = 95.0, reduction: str = "mean"
+) -> float | torch.Tensor:
     """95th-percentile symmetric Hausdorff distance between mask boundaries (MONAI ``HausdorffDistanceMetric``).
 
     Args:
@@ -86,8 +87,9 @@ def hd95(pred, target, spacing: float | Sequence[float] | None = None, percentil
     pred_b, target_b = _pair(pred, target)
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
-    metric = HausdorffDistanceMetric(include_background=True, percentile=None if percentile == 100 else percentile,
-                                     reduction="none")
+    metric = HausdorffDistanceMetric(
+        include_background=True, percentile=None if percentile == 100 else percentile, reduction="none"
+    )
     pred_empty = pred_b.flatten(1).sum(1) == 0
     target_empty = target_b.flatten(1).sum(1) == 0
     values = torch.zeros(len(pred_b), dtype=torch.float64)
@@ -103,8 +105,12 @@ def hd95(pred, target, spacing: float | Sequence[float] | None = None, percentil
 
 def _confusion(pred_b: torch.Tensor, target_b: torch.Tensor) -> dict[str, torch.Tensor]:
     p, t = pred_b.flatten(1).bool(), target_b.flatten(1).bool()
-    return {"tp": (p & t).sum(1).double(), "fp": (p & ~t).sum(1).double(),
-            "tn": (~p & ~t).sum(1).double(), "fn": (~p & t).sum(1).double()}
+    return {
+        "tp": (p & t).sum(1).double(),
+        "fp": (p & ~t).sum(1).double(),
+        "tn": (~p & ~t).sum(1).double(),
+        "fn": (~p & t).sum(1).double(),
+    }
 
 
 def sensitivity(pred, target, reduction: str = "mean") -> float | torch.Tensor:
@@ -119,8 +125,9 @@ def specificity(pred, target, reduction: str = "mean") -> float | torch.Tensor:
     return reduce(c["tn"] / (c["tn"] + c["fp"]), reduction)
 
 
-def postprocess_mask(mask, num_components: int | None = None, fill_holes: bool = False, min_size: int = 0,
-                     opening_radius: int = 0) -> torch.Tensor:
+def postprocess_mask(
+    mask, num_components: int | None = None, fill_holes: bool = False, min_size: int = 0, opening_radius: int = 0
+) -> torch.Tensor:
     """Morphological clean-up of binary masks, in this order: opening, small islands, holes, components.
 
     Args:
@@ -191,8 +198,10 @@ def masks_to_condition(masks) -> torch.Tensor:
     """
     stacked = stack_masks(masks) if isinstance(masks, Mapping) else torch.as_tensor(masks, dtype=torch.float32)
     if stacked.ndim != 4 or stacked.shape[1] != len(SEG_STRUCTURES):
-        raise ValueError(f"masks must be a dict of (N, H, W) masks or (N, {len(SEG_STRUCTURES)}, H, W) stacked as "
-                         f"{SEG_STRUCTURES}, got shape {tuple(stacked.shape)}")
+        raise ValueError(
+            f"masks must be a dict of (N, H, W) masks or (N, {len(SEG_STRUCTURES)}, H, W) stacked as "
+            f"{SEG_STRUCTURES}, got shape {tuple(stacked.shape)}"
+        )
     lungs = (stacked[:, 0] > 0.5) | (stacked[:, 1] > 0.5)
     heart = stacked[:, 2] > 0.5
     condition = torch.full(lungs.shape, -1.0)
@@ -214,8 +223,10 @@ def predict_masks(net: torch.nn.Module, images, batch_size: int = 64, threshold:
     was_training = net.training
     net.eval()
     device = next(iter(net.parameters()), torch.empty(0)).device
-    out = [(torch.sigmoid(net(images[i:i + batch_size].to(device))) > threshold).cpu()
-           for i in range(0, len(images), batch_size)]
+    out = [
+        (torch.sigmoid(net(images[i : i + batch_size].to(device))) > threshold).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     net.train(was_training)
     return torch.cat(out)
 
@@ -251,15 +262,18 @@ class SegmentationScores:
 
     def per_structure(self) -> dict[str, dict[str, float]]:
         """``{structure: {"dice": mean, "hd95": mean}}``."""
-        return {s: {"dice": float(self.dice[:, i].mean()), "hd95": float(self.hd95[:, i].mean())}
-                for i, s in enumerate(self.structures)}
+        return {
+            s: {"dice": float(self.dice[:, i].mean()), "hd95": float(self.hd95[:, i].mean())}
+            for i, s in enumerate(self.structures)
+        }
 
 
 def _channels(pred, target) -> tuple[torch.Tensor, torch.Tensor]:
     pred, target = torch.as_tensor(pred).float(), torch.as_tensor(target).float()
     if pred.shape != target.shape or pred.ndim != 4:
-        raise ValueError(f"pred and target must both be (N, C, H, W), got {tuple(pred.shape)} and "
-                         f"{tuple(target.shape)}")
+        raise ValueError(
+            f"pred and target must both be (N, C, H, W), got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     return pred, target
 
 
@@ -270,12 +284,18 @@ def dice_per_structure(pred, target) -> np.ndarray:
         pred, target: ``(N, C, H, W)`` 0/1 (bool or float).
     """
     pred, target = _channels(pred, target)
-    return np.stack([torch.as_tensor(dice(pred[:, c:c + 1], target[:, c:c + 1], reduction="none")).double().numpy()
-                     for c in range(pred.shape[1])], axis=1)
+    return np.stack(
+        [
+            torch.as_tensor(dice(pred[:, c : c + 1], target[:, c : c + 1], reduction="none")).double().numpy()
+            for c in range(pred.shape[1])
+        ],
+        axis=1,
+    )
 
 
-def segmentation_scores(pred, target, structures: Sequence[str] = SEG_STRUCTURES,
-                        spacing_mm: float | None = None) -> SegmentationScores:
+def segmentation_scores(
+    pred, target, structures: Sequence[str] = SEG_STRUCTURES, spacing_mm: float | None = None
+) -> SegmentationScores:
     """Dice and HD95 of predicted masks against the truth, per image and structure.
 
     Args:
@@ -290,13 +310,20 @@ def segmentation_scores(pred, target, structures: Sequence[str] = SEG_STRUCTURES
     diagonal = math.hypot(*pred.shape[2:]) * scale
     distances, empty = [], 0
     for c in range(pred.shape[1]):
-        d = torch.as_tensor(hd95(pred[:, c:c + 1], target[:, c:c + 1], spacing=spacing_mm,
-                                 reduction="none")).double().numpy()
+        d = (
+            torch.as_tensor(hd95(pred[:, c : c + 1], target[:, c : c + 1], spacing=spacing_mm, reduction="none"))
+            .double()
+            .numpy()
+        )
         empty += int(np.isinf(d).sum())
         distances.append(np.where(np.isinf(d), diagonal, d))
-    return SegmentationScores(dice=dice_per_structure(pred, target), hd95=np.stack(distances, 1),
-                              structures=tuple(structures), unit="px" if spacing_mm is None else "mm",
-                              empty_predictions=empty)
+    return SegmentationScores(
+        dice=dice_per_structure(pred, target),
+        hd95=np.stack(distances, 1),
+        structures=tuple(structures),
+        unit="px" if spacing_mm is None else "mm",
+        empty_predictions=empty,
+    )
 
 
 def measure_cardiothoracic_ratio(net: torch.nn.Module, images, clean: bool = True) -> np.ndarray:
@@ -317,13 +344,27 @@ def measure_cardiothoracic_ratio(net: torch.nn.Module, images, clean: bool = Tru
     """
     pred = predict_masks(net, images)
     if clean:
-        pred = torch.stack([postprocess_mask(pred[:, c:c + 1], num_components=1)[:, 0]
-                            for c in range(pred.shape[1])], dim=1)
+        pred = torch.stack(
+            [postprocess_mask(pred[:, c : c + 1], num_components=1)[:, 0] for c in range(pred.shape[1])], dim=1
+        )
     pred = pred.numpy()
     right, left, heart = (pred[:, SEG_STRUCTURES.index(s)] for s in ("right_lung", "left_lung", "heart"))
     return cardiothoracic_ratio_from_masks(heart, right, left)
 
 
-__all__ = ["dice", "hd95", "sensitivity", "specificity", "postprocess_mask", "SEG_STRUCTURES", "stack_masks",
-           "masks_to_condition", "predict_masks", "SegmentationScores", "dice_per_structure", "segmentation_scores",
-           "measure_cardiothoracic_ratio", "cardiothoracic_ratio_from_masks"]
+__all__ = [
+    "dice",
+    "hd95",
+    "sensitivity",
+    "specificity",
+    "postprocess_mask",
+    "SEG_STRUCTURES",
+    "stack_masks",
+    "masks_to_condition",
+    "predict_masks",
+    "SegmentationScores",
+    "dice_per_structure",
+    "segmentation_scores",
+    "measure_cardiothoracic_ratio",
+    "cardiothoracic_ratio_from_masks",
+]

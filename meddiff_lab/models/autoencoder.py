@@ -9,7 +9,8 @@ decodes its samples with :math:`D(z)`::
 :class:`LatentAutoencoder` wraps ``monai.networks.nets.AutoencoderKL``. Its encoder outputs a mean
 :math:`\mu` and a standard deviation :math:`\sigma` per latent value; training minimises
 
-.. math:: \mathcal L = \lVert D(z) - x\rVert_1 + \beta\,\mathrm{KL}\big(\mathcal N(\mu,\sigma^2)\,\Vert\,\mathcal N(0, 1)\big),
+.. math:: \mathcal L = \lVert D(z) - x\rVert_1
+          + \beta\,\mathrm{KL}\big(\mathcal N(\mu,\sigma^2)\,\Vert\,\mathcal N(0, 1)\big),
           \qquad z = \mu + \sigma\,\varepsilon,
           \qquad \mathrm{KL} = \tfrac12\textstyle\sum(\mu^2 + \sigma^2 - \log\sigma^2 - 1),
 
@@ -34,9 +35,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -69,25 +70,46 @@ class LatentAutoencoder(nn.Module):
         config: the constructor arguments (plain data, for JSON).
     """
 
-    def __init__(self, image_size: int = 128, channels: Sequence[int] = (16, 32, 64), latent_channels: int = 4,
-                 num_res_blocks: int = 1, norm_num_groups: int = 16, attention: bool = False) -> None:
+    def __init__(
+        self,
+        image_size: int = 128,
+        channels: Sequence[int] = (16, 32, 64),
+        latent_channels: int = 4,
+        num_res_blocks: int = 1,
+        norm_num_groups: int = 16,
+        attention: bool = False,
+    ) -> None:
         super().__init__()
         from monai.networks.nets import AutoencoderKL
 
         channels = tuple(int(c) for c in channels)
         factor = 2 ** (len(channels) - 1)
         if image_size % factor:
-            raise ValueError(f"image_size {image_size} must be divisible by the downsampling factor {factor} "
-                             f"(2 ** (len(channels) - 1) for channels {channels})")
+            raise ValueError(
+                f"image_size {image_size} must be divisible by the downsampling factor {factor} "
+                f"(2 ** (len(channels) - 1) for channels {channels})"
+            )
         self.autoencoder = AutoencoderKL(
-            spatial_dims=2, in_channels=1, out_channels=1, channels=channels, latent_channels=latent_channels,
-            num_res_blocks=num_res_blocks, attention_levels=(False,) * len(channels),
-            norm_num_groups=norm_num_groups, with_encoder_nonlocal_attn=attention,
-            with_decoder_nonlocal_attn=attention)
+            spatial_dims=2,
+            in_channels=1,
+            out_channels=1,
+            channels=channels,
+            latent_channels=latent_channels,
+            num_res_blocks=num_res_blocks,
+            attention_levels=(False,) * len(channels),
+            norm_num_groups=norm_num_groups,
+            with_encoder_nonlocal_attn=attention,
+            with_decoder_nonlocal_attn=attention,
+        )
         self.register_buffer("scale_factor", torch.tensor(1.0))
-        self.config = dict(image_size=int(image_size), channels=list(channels), latent_channels=int(latent_channels),
-                           num_res_blocks=int(num_res_blocks), norm_num_groups=int(norm_num_groups),
-                           attention=bool(attention))
+        self.config = dict(
+            image_size=int(image_size),
+            channels=list(channels),
+            latent_channels=int(latent_channels),
+            num_res_blocks=int(num_res_blocks),
+            norm_num_groups=int(norm_num_groups),
+            attention=bool(attention),
+        )
 
     @property
     def downsample_factor(self) -> int:
@@ -115,7 +137,9 @@ class LatentAutoencoder(nn.Module):
         self._check(images)
         return self.autoencoder.encode(images)
 
-    def encode(self, images: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    def encode(
+        self, images: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Scaled latents :math:`c\\,\\mu` (or :math:`c\\,(\\mu + \\sigma\\varepsilon)` with ``sample=True``)."""
         z_mu, z_sigma = self.encode_distribution(images)
         z = z_mu
@@ -139,7 +163,7 @@ class LatentAutoencoder(nn.Module):
         generator = torch.Generator().manual_seed(0)
         latents = []
         for start in range(0, len(images), batch_size):
-            z_mu, z_sigma = self.encode_distribution(images[start:start + batch_size].to(self.scale_factor.device))
+            z_mu, z_sigma = self.encode_distribution(images[start : start + batch_size].to(self.scale_factor.device))
             latents.append(z_mu + z_sigma * torch.randn(z_mu.shape, generator=generator).to(z_mu))
         std = float(torch.cat(latents).std())
         self.train(was_training)
@@ -151,8 +175,9 @@ class LatentAutoencoder(nn.Module):
 
 def _conv_block(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
     groups = 8 if out_channels % 8 == 0 else 1
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1),
-                         nn.GroupNorm(groups, out_channels), nn.SiLU())
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1), nn.GroupNorm(groups, out_channels), nn.SiLU()
+    )
 
 
 class PlainAutoencoder(nn.Module):
@@ -204,8 +229,9 @@ class AutoencoderRun:
         return float(sum(rates) / len(rates)) if rates else float("nan")
 
 
-def autoencoder_loss(model: nn.Module, images: torch.Tensor, kl_weight: float = 1e-6,
-                     reconstruction: str = "l1") -> tuple[torch.Tensor, dict]:
+def autoencoder_loss(
+    model: nn.Module, images: torch.Tensor, kl_weight: float = 1e-6, reconstruction: str = "l1"
+) -> tuple[torch.Tensor, dict]:
     """One batch's loss: reconstruction (``"l1"`` or ``"mse"``) plus ``kl_weight`` · KL for a
     :class:`LatentAutoencoder`; the plain MSE for anything whose forward returns one tensor."""
     out = model(images)
@@ -224,10 +250,21 @@ def autoencoder_loss(model: nn.Module, images: torch.Tensor, kl_weight: float = 
     return loss, {"reconstruction": float(rec.detach()), "kl": float(kl.detach())}
 
 
-def train_autoencoder(model: nn.Module, images: torch.Tensor, steps: int, batch_size: int = 16,
-                      learning_rate: float = 1e-3, kl_weight: float = 1e-6, reconstruction: str | None = None,
-                      seed: int = 0, progress: bool = True, log_every: int = 10, max_seconds: float | None = None,
-                      start_step: int = 0, optimizer: torch.optim.Optimizer | None = None) -> AutoencoderRun:
+def train_autoencoder(
+    model: nn.Module,
+    images: torch.Tensor,
+    steps: int,
+    batch_size: int = 16,
+    learning_rate: float = 1e-3,
+    kl_weight: float = 1e-6,
+    reconstruction: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    log_every: int = 10,
+    max_seconds: float | None = None,
+    start_step: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> AutoencoderRun:
     """Train ``model`` (a :class:`LatentAutoencoder` or :class:`PlainAutoencoder`) on ``images``.
 
     Args:
@@ -253,8 +290,7 @@ def train_autoencoder(model: nn.Module, images: torch.Tensor, steps: int, batch_
     model.train()
     started = window_start = time.perf_counter()
     window_loss, window_steps, window_parts = 0.0, 0, {"reconstruction": 0.0, "kl": 0.0}
-    bar = tqdm(total=steps, initial=start_step, desc="autoencoder", unit="step", disable=not progress,
-               mininterval=1.0)
+    bar = tqdm(total=steps, initial=start_step, desc="autoencoder", unit="step", disable=not progress, mininterval=1.0)
     for step in range(start_step, steps):
         index = torch.randint(len(images), (batch_size,), generator=generator)
         loss, parts = autoencoder_loss(model, images[index].to(device), kl_weight, reconstruction)
@@ -274,9 +310,12 @@ def train_autoencoder(model: nn.Module, images: torch.Tensor, steps: int, batch_
         out_of_time = max_seconds is not None and elapsed_total >= max_seconds
         if run.steps % log_every == 0 or run.steps == steps or out_of_time:
             elapsed = time.perf_counter() - window_start
-            row = {"step": run.steps, "loss": window_loss / window_steps,
-                   **{k: v / window_steps for k, v in window_parts.items()},
-                   "images_per_sec": window_steps * batch_size / max(elapsed, 1e-9)}
+            row = {
+                "step": run.steps,
+                "loss": window_loss / window_steps,
+                **{k: v / window_steps for k, v in window_parts.items()},
+                "images_per_sec": window_steps * batch_size / max(elapsed, 1e-9),
+            }
             run.history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
             window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
@@ -288,14 +327,17 @@ def train_autoencoder(model: nn.Module, images: torch.Tensor, steps: int, batch_
     model.eval()
     run.optimizer = optimizer
     if progress:
-        print(f"autoencoder: {run.steps - start_step} steps in {run.seconds:.0f} s "
-              f"({run.images_per_sec:.1f} images/s), last loss {run.history[-1]['loss']:.4f}")
+        print(
+            f"autoencoder: {run.steps - start_step} steps in {run.seconds:.0f} s "
+            f"({run.images_per_sec:.1f} images/s), last loss {run.history[-1]['loss']:.4f}"
+        )
     return run
 
 
 @torch.no_grad()
-def encode_dataset(autoencoder: LatentAutoencoder, images: torch.Tensor, batch_size: int = 16,
-                   progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_dataset(
+    autoencoder: LatentAutoencoder, images: torch.Tensor, batch_size: int = 16, progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior (μ, σ) of every image, *scaled* by the autoencoder's scale factor: two (N, C, h, w) tensors.
     Draw training latents as ``mu + sigma * randn`` (a fresh draw each time is cheap augmentation)."""
     from tqdm.auto import tqdm
@@ -303,7 +345,9 @@ def encode_dataset(autoencoder: LatentAutoencoder, images: torch.Tensor, batch_s
     autoencoder.eval()
     mus, sigmas = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="encoding", disable=not progress, leave=False):
-        z_mu, z_sigma = autoencoder.encode_distribution(images[start:start + batch_size].to(autoencoder.scale_factor.device))
+        z_mu, z_sigma = autoencoder.encode_distribution(
+            images[start : start + batch_size].to(autoencoder.scale_factor.device)
+        )
         mus.append((z_mu * autoencoder.scale_factor).cpu())
         sigmas.append((z_sigma * autoencoder.scale_factor).cpu())
     return torch.cat(mus), torch.cat(sigmas)
@@ -312,7 +356,7 @@ def encode_dataset(autoencoder: LatentAutoencoder, images: torch.Tensor, batch_s
 @torch.no_grad()
 def decode_in_batches(decoder, latents: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
     """``decoder(latents)`` batch by batch, clamped to [-1, 1] (bounds the memory of decoding many samples)."""
-    return torch.cat([decoder(latents[i:i + batch_size]) for i in range(0, len(latents), batch_size)]).clamp(-1, 1)
+    return torch.cat([decoder(latents[i : i + batch_size]) for i in range(0, len(latents), batch_size)]).clamp(-1, 1)
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -357,19 +401,27 @@ class LatentDiffusionPipeline:
     name: str = "latent-diffusion"
 
     @torch.no_grad()
-    def sample_latents(self, n: int = 16, steps: int = 50, seed: int = 0, progress: bool = False,
-                       scheduler=None) -> torch.Tensor:
+    def sample_latents(
+        self, n: int = 16, steps: int = 50, seed: int = 0, progress: bool = False, scheduler=None
+    ) -> torch.Tensor:
         """``n`` latent samples (n, C, h, w) with ``steps`` steps of ``scheduler`` (default: ``self.scheduler``)."""
         from meddiff_lab.diffusion import sample
 
         scheduler = scheduler or self.scheduler
         generator = torch.Generator().manual_seed(seed)
-        return sample(self.model, scheduler, (n, *self.config["latent_shape"]), generator=generator,
-                      num_inference_steps=steps, progress=progress)
+        return sample(
+            self.model,
+            scheduler,
+            (n, *self.config["latent_shape"]),
+            generator=generator,
+            num_inference_steps=steps,
+            progress=progress,
+        )
 
     @torch.no_grad()
-    def sample(self, n: int = 16, steps: int = 50, seed: int = 0, progress: bool = False,
-               scheduler=None) -> torch.Tensor:
+    def sample(
+        self, n: int = 16, steps: int = 50, seed: int = 0, progress: bool = False, scheduler=None
+    ) -> torch.Tensor:
         """``n`` decoded samples (n, 1, H, W) float32 in [-1, 1]."""
         latents = self.sample_latents(n, steps, seed, progress, scheduler)
         return decode_in_batches(self.autoencoder.decode, latents)
@@ -383,14 +435,19 @@ def scheduler_for(diffusion: dict):
     if diffusion["prediction_type"] in ("rectified_flow", "velocity"):
         return RectifiedFlowScheduler(int(diffusion.get("num_train_timesteps", 1000)))
     # latents are not confined to [-1, 1]: no clipping of the predicted clean latent
-    return DDIMScheduler(num_train_timesteps=int(diffusion["num_train_timesteps"]),
-                         beta_start=float(diffusion["beta_start"]), beta_end=float(diffusion["beta_end"]),
-                         beta_schedule=diffusion["schedule"], prediction_type=diffusion["prediction_type"],
-                         clip_sample=False)
+    return DDIMScheduler(
+        num_train_timesteps=int(diffusion["num_train_timesteps"]),
+        beta_start=float(diffusion["beta_start"]),
+        beta_end=float(diffusion["beta_end"]),
+        beta_schedule=diffusion["schedule"],
+        prediction_type=diffusion["prediction_type"],
+        clip_sample=False,
+    )
 
 
-def load_latent_diffusion(weights: str | Path, config_path: str | Path | None = None, device=None,
-                          name: str | None = None) -> LatentDiffusionPipeline:
+def load_latent_diffusion(
+    weights: str | Path, config_path: str | Path | None = None, device=None, name: str | None = None
+) -> LatentDiffusionPipeline:
     """Load a latent diffusion model written by ``meddiff_lab.training.latent.export_latent_diffusion``."""
     from safetensors.torch import load_file
 
@@ -407,9 +464,15 @@ def load_latent_diffusion(weights: str | Path, config_path: str | Path | None = 
             raise ValueError(f"latent diffusion config {config_path} lacks {key!r}")
     state = load_file(str(weights))
     autoencoder = autoencoder_from_state(
-        config["autoencoder"], {k[len("autoencoder."):]: v for k, v in state.items() if k.startswith("autoencoder.")})
+        config["autoencoder"], {k[len("autoencoder.") :]: v for k, v in state.items() if k.startswith("autoencoder.")}
+    )
     unet = UNet(**unet_kwargs(config["model"]))
-    unet.load_state_dict({k[len("unet."):]: v.float() for k, v in state.items() if k.startswith("unet.")})
+    unet.load_state_dict({k[len("unet.") :]: v.float() for k, v in state.items() if k.startswith("unet.")})
     device = torch.device(device) if device is not None else torch.device("cpu")
-    return LatentDiffusionPipeline(model=unet.to(device).eval(), scheduler=scheduler_for(config["diffusion"]),
-                                   autoencoder=autoencoder.to(device), config=config, name=name or weights.stem)
+    return LatentDiffusionPipeline(
+        model=unet.to(device).eval(),
+        scheduler=scheduler_for(config["diffusion"]),
+        autoencoder=autoencoder.to(device),
+        config=config,
+        name=name or weights.stem,
+    )

@@ -23,8 +23,7 @@ from torch import nn
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 
 
-def conv_nd(spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3,
-            stride: int = 1) -> nn.Module:
+def conv_nd(spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1) -> nn.Module:
     """A ``spatial_dims``-D convolution with "same" padding (for odd kernels, at stride 1)."""
     if spatial_dims not in _CONV:
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
@@ -64,8 +63,9 @@ class _Relayout(torch.autograd.Function):
         return grad.contiguous(memory_format=ctx.input_format), None
 
 
-def group_norm(norm: nn.GroupNorm, x: torch.Tensor, scale: torch.Tensor | None = None,
-               shift: torch.Tensor | None = None) -> torch.Tensor:
+def group_norm(
+    norm: nn.GroupNorm, x: torch.Tensor, scale: torch.Tensor | None = None, shift: torch.Tensor | None = None
+) -> torch.Tensor:
     """``norm(x)``, or with an embedding's scale and shift ``norm(x) * (1 + scale) + shift`` (AdaGN).
 
     The same numbers as the plain modules, computed faster on the CPU:
@@ -103,8 +103,13 @@ def group_norm(norm: nn.GroupNorm, x: torch.Tensor, scale: torch.Tensor | None =
         gain = 1 + scale
         weight = norm.weight * gain if norm.weight is not None else gain
         bias = norm.bias * gain + shift if norm.bias is not None else shift
-        h = F.group_norm(h.reshape(1, batch * channels, *x.shape[2:]), batch * norm.num_groups,
-                         weight.reshape(-1), bias.reshape(-1), norm.eps).reshape(x.shape)
+        h = F.group_norm(
+            h.reshape(1, batch * channels, *x.shape[2:]),
+            batch * norm.num_groups,
+            weight.reshape(-1),
+            bias.reshape(-1),
+            norm.eps,
+        ).reshape(x.shape)
     return _Relayout.apply(h, _channels_last_format(x)) if channels_last else h
 
 
@@ -144,8 +149,16 @@ class ResBlock(nn.Module):
         dropout: dropout probability before the second convolution.
     """
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, emb_channels: int,
-                 norm_num_groups: int = 32, norm_eps: float = 1e-6, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        emb_channels: int,
+        norm_num_groups: int = 32,
+        norm_eps: float = 1e-6,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(norm_num_groups, in_channels, eps=norm_eps)
         self.conv1 = conv_nd(spatial_dims, in_channels, out_channels)
@@ -153,8 +166,11 @@ class ResBlock(nn.Module):
         self.norm2 = nn.GroupNorm(norm_num_groups, out_channels, eps=norm_eps)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = zero_init(conv_nd(spatial_dims, out_channels, out_channels))
-        self.skip = (nn.Identity() if in_channels == out_channels
-                     else conv_nd(spatial_dims, in_channels, out_channels, kernel_size=1))
+        self.skip = (
+            nn.Identity()
+            if in_channels == out_channels
+            else conv_nd(spatial_dims, in_channels, out_channels, kernel_size=1)
+        )
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, in_channels, *spatial)``, ``emb``: ``(B, emb_channels)``.
@@ -180,12 +196,14 @@ class SelfAttention(nn.Module):
         norm_eps: GroupNorm epsilon.
     """
 
-    def __init__(self, channels: int, num_head_channels: int = 32, norm_num_groups: int = 32,
-                 norm_eps: float = 1e-6) -> None:
+    def __init__(
+        self, channels: int, num_head_channels: int = 32, norm_num_groups: int = 32, norm_eps: float = 1e-6
+    ) -> None:
         super().__init__()
         if channels % num_head_channels != 0:
-            raise ValueError(f"SelfAttention: channels ({channels}) must be a multiple of "
-                             f"num_head_channels ({num_head_channels})")
+            raise ValueError(
+                f"SelfAttention: channels ({channels}) must be a multiple of num_head_channels ({num_head_channels})"
+            )
         self.num_heads = channels // num_head_channels
         self.norm = nn.GroupNorm(norm_num_groups, channels, eps=norm_eps)
         self.to_qkv = nn.Linear(channels, 3 * channels)
@@ -194,11 +212,11 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, C, *spatial)``. Returns the same shape."""
         batch, channels, *spatial = x.shape
-        tokens = group_norm(self.norm, x).flatten(2).transpose(1, 2)            # (B, N, C)
-        qkv = self.to_qkv(tokens).unflatten(-1, (3, self.num_heads, -1))        # (B, N, 3, heads, d)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)                                    # each (B, heads, N, d)
-        attended = attention(q, k, v)                                           # (B, heads, N, d)
-        attended = self.proj(attended.transpose(1, 2).flatten(2))               # (B, N, C)
+        tokens = group_norm(self.norm, x).flatten(2).transpose(1, 2)  # (B, N, C)
+        qkv = self.to_qkv(tokens).unflatten(-1, (3, self.num_heads, -1))  # (B, N, 3, heads, d)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, d)
+        attended = attention(q, k, v)  # (B, heads, N, d)
+        attended = self.proj(attended.transpose(1, 2).flatten(2))  # (B, N, C)
         return x + attended.transpose(1, 2).reshape(batch, channels, *spatial)
 
 

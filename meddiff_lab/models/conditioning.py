@@ -18,7 +18,7 @@ The training side (images and conditions of each job) is :mod:`meddiff_lab.train
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,8 +28,13 @@ from meddiff_lab.data.cxr_labels import CXR_LABELS
 from meddiff_lab.models.controlnet import ControlledUNet
 from meddiff_lab.models.unet import UNet
 
-__all__ = ["CONDITIONINGS", "FINDINGS_METADATA_FIELDS", "findings_metadata_to_cond", "build_zoo_model",
-           "VectorGuidance"]
+__all__ = [
+    "CONDITIONINGS",
+    "FINDINGS_METADATA_FIELDS",
+    "findings_metadata_to_cond",
+    "build_zoo_model",
+    "VectorGuidance",
+]
 
 #: The conditional jobs a training config may ask for (``conditioning:``).
 CONDITIONINGS = ("none", "findings_metadata", "mask", "edges")
@@ -37,7 +42,11 @@ CONDITIONINGS = ("none", "findings_metadata", "mask", "edges")
 
 def _fields() -> tuple[str, ...]:
     return tuple(f"{name} (+1 present, -1 absent)" for name in CXR_LABELS) + (
-        "age (years - 50) / 20", "sex (+1 female, -1 male)", "view (+1 PA, -1 AP)", "known (1; 0 = dropped)")
+        "age (years - 50) / 20",
+        "sex (+1 female, -1 male)",
+        "view (+1 PA, -1 AP)",
+        "known (1; 0 = dropped)",
+    )
 
 
 #: What each column of :func:`findings_metadata_to_cond`'s vectors means (18 columns).
@@ -59,7 +68,9 @@ def findings_metadata_to_cond(labels, metadata: Sequence[Mapping]) -> torch.Tens
     rows = []
     for i, m in enumerate(metadata):
         if m.get("sex") not in ("F", "M") or m.get("view") not in ("PA", "AP"):
-            raise ValueError(f"metadata[{i}] needs sex 'F'/'M' and view 'PA'/'AP', got {m.get('sex')!r}, {m.get('view')!r}")
+            raise ValueError(
+                f"metadata[{i}] needs sex 'F'/'M' and view 'PA'/'AP', got {m.get('sex')!r}, {m.get('view')!r}"
+            )
         age = float(m.get("age", float("nan")))
         if not np.isfinite(age) or age < 0:
             raise ValueError(f"metadata[{i}] needs a non-negative age in years, got {m.get('age')!r}")
@@ -79,8 +90,10 @@ def build_zoo_model(conditioning: str, model_kwargs: Mapping, base: nn.Module | 
         raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
     if conditioning in ("mask", "edges"):
         if not isinstance(base, UNet):
-            raise ValueError(f"conditioning {conditioning!r} trains a ControlNet on a frozen base U-Net; pass "
-                             f"base=load_pretrained(name).model (got {type(base).__name__})")
+            raise ValueError(
+                f"conditioning {conditioning!r} trains a ControlNet on a frozen base U-Net; pass "
+                f"base=load_pretrained(name).model (got {type(base).__name__})"
+            )
         return ControlledUNet(base, mask_channels=1)
     if conditioning == "findings_metadata":
         return UNet.from_config({**model_kwargs, "cond_dim": len(FINDINGS_METADATA_FIELDS)})

@@ -38,16 +38,24 @@ from torch import nn
 from meddiff_lab.models.blocks import conv_nd, zero_init
 from meddiff_lab.models.unet import UNet
 
-__all__ = ["MaskConcat", "ControlNet", "ControlledUNet", "BoundCondition", "unet_forward_with_residuals",
-           "skip_channels"]
+__all__ = [
+    "MaskConcat",
+    "ControlNet",
+    "ControlledUNet",
+    "BoundCondition",
+    "unet_forward_with_residuals",
+    "skip_channels",
+]
 
 
 def _check_mask(mask: torch.Tensor | None, x: torch.Tensor, channels: int, who: str) -> torch.Tensor:
     if mask is None:
         raise ValueError(f"{who} needs mask=... (B, {channels}, H, W); got None")
     if mask.ndim != x.ndim or mask.shape[1] != channels or mask.shape[2:] != x.shape[2:]:
-        raise ValueError(f"{who}: mask must be (B, {channels}, {', '.join(map(str, x.shape[2:]))}) to match x "
-                         f"{tuple(x.shape)}, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"{who}: mask must be (B, {channels}, {', '.join(map(str, x.shape[2:]))}) to match x "
+            f"{tuple(x.shape)}, got {tuple(mask.shape)}"
+        )
     if mask.shape[0] != x.shape[0]:
         if x.shape[0] % mask.shape[0]:
             raise ValueError(f"{who}: mask has {mask.shape[0]} images for a batch of {x.shape[0]}")
@@ -69,9 +77,11 @@ class MaskConcat(nn.Module):
     def __init__(self, unet: UNet, mask_channels: int = 1) -> None:
         super().__init__()
         if unet.in_channels <= mask_channels:
-            raise ValueError(f"MaskConcat: the U-Net has in_channels={unet.in_channels}, which leaves no image "
-                             f"channel beside {mask_channels} mask channel(s); build it with "
-                             f"in_channels = 1 + {mask_channels}")
+            raise ValueError(
+                f"MaskConcat: the U-Net has in_channels={unet.in_channels}, which leaves no image "
+                f"channel beside {mask_channels} mask channel(s); build it with "
+                f"in_channels = 1 + {mask_channels}"
+            )
         self.unet = unet
         self.mask_channels = mask_channels
 
@@ -97,9 +107,15 @@ def skip_channels(unet: UNet) -> list[int]:
     return out
 
 
-def unet_forward_with_residuals(unet: UNet, x: torch.Tensor, timesteps, class_labels=None, cond=None,
-                                skip_residuals: list[torch.Tensor] | None = None,
-                                middle_residual: torch.Tensor | None = None) -> torch.Tensor:
+def unet_forward_with_residuals(
+    unet: UNet,
+    x: torch.Tensor,
+    timesteps,
+    class_labels=None,
+    cond=None,
+    skip_residuals: list[torch.Tensor] | None = None,
+    middle_residual: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``unet(x, timesteps, class_labels, cond)`` with residuals added to its skips and middle output.
 
     The two places a ControlNet adds to: every skip connection (``skip_residuals``, one per entry of
@@ -107,8 +123,14 @@ def unet_forward_with_residuals(unet: UNet, x: torch.Tensor, timesteps, class_la
     ``unet(..., down_block_additional_residuals=..., mid_block_additional_residual=...)``; with no
     residuals it returns exactly ``unet(x, ...)``.
     """
-    return unet(x, timesteps, class_labels, cond, down_block_additional_residuals=skip_residuals,
-                mid_block_additional_residual=middle_residual)
+    return unet(
+        x,
+        timesteps,
+        class_labels,
+        cond,
+        down_block_additional_residuals=skip_residuals,
+        mid_block_additional_residual=middle_residual,
+    )
 
 
 class ControlNet(nn.Module):
@@ -147,8 +169,9 @@ class ControlNet(nn.Module):
         self.skip_convs = nn.ModuleList(zero_init(conv_nd(dims, c, c, kernel_size=1)) for c in skip_channels(base))
         self.middle_conv = zero_init(conv_nd(dims, channels[-1], channels[-1], kernel_size=1))
 
-    def forward(self, x: torch.Tensor, timesteps, mask: torch.Tensor, class_labels=None,
-                cond=None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, timesteps, mask: torch.Tensor, class_labels=None, cond=None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
         mask = _check_mask(mask, x, self.mask_channels, "ControlNet")
         encoder = self.encoder
         encoder._check_input(x)
@@ -170,8 +193,14 @@ class ControlledUNet(nn.Module):
     ``filter(lambda p: p.requires_grad, model.parameters())`` trains just the branch.
     """
 
-    def __init__(self, base: UNet, controlnet: ControlNet | None = None, conditioning_scale: float = 1.0,
-                 freeze_base: bool = True, mask_channels: int = 1) -> None:
+    def __init__(
+        self,
+        base: UNet,
+        controlnet: ControlNet | None = None,
+        conditioning_scale: float = 1.0,
+        freeze_base: bool = True,
+        mask_channels: int = 1,
+    ) -> None:
         super().__init__()
         self.base = base
         if freeze_base:
@@ -189,8 +218,7 @@ class ControlledUNet(nn.Module):
         if scale != 1.0:
             skip_residuals = [scale * r for r in skip_residuals]
             middle_residual = scale * middle_residual
-        return unet_forward_with_residuals(self.base, x, timesteps, class_labels, cond,
-                                           skip_residuals, middle_residual)
+        return unet_forward_with_residuals(self.base, x, timesteps, class_labels, cond, skip_residuals, middle_residual)
 
 
 class BoundCondition(nn.Module):

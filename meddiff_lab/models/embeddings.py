@@ -22,8 +22,13 @@ import torch
 from torch import nn
 
 
-def timestep_embedding(timesteps: torch.Tensor | int | float, dim: int, max_period: float = 10000.0,
-                       flip_sin_to_cos: bool = True, downscale_freq_shift: float = 0.0) -> torch.Tensor:
+def timestep_embedding(
+    timesteps: torch.Tensor | int | float,
+    dim: int,
+    max_period: float = 10000.0,
+    flip_sin_to_cos: bool = True,
+    downscale_freq_shift: float = 0.0,
+) -> torch.Tensor:
     """Sinusoidal embedding of diffusion timesteps.
 
     Args:
@@ -65,8 +70,9 @@ class TimestepEmbedding(nn.Module):
     def __init__(self, sinusoid_dim: int, embedding_dim: int) -> None:
         super().__init__()
         self.sinusoid_dim = sinusoid_dim
-        self.mlp = nn.Sequential(nn.Linear(sinusoid_dim, embedding_dim), nn.SiLU(),
-                                 nn.Linear(embedding_dim, embedding_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(sinusoid_dim, embedding_dim), nn.SiLU(), nn.Linear(embedding_dim, embedding_dim)
+        )
 
     def forward(self, timesteps: torch.Tensor | int | float) -> torch.Tensor:
         """``timesteps``: int, 0-d or ``(B,)`` tensor. Returns ``(B, embedding_dim)``."""
@@ -102,12 +108,16 @@ class ClassEmbedding(nn.Module):
         if labels.ndim == 0:
             labels = labels[None]
         if labels.dtype.is_floating_point or labels.ndim != 1:
-            raise ValueError(f"class_labels must be integer class indices of shape (B,), got "
-                             f"dtype {labels.dtype} and shape {tuple(labels.shape)}")
+            raise ValueError(
+                f"class_labels must be integer class indices of shape (B,), got "
+                f"dtype {labels.dtype} and shape {tuple(labels.shape)}"
+            )
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > self.num_classes):
-            raise ValueError(f"class_labels must lie in [0, {self.num_classes}] ({self.num_classes} = the null "
-                             f"class for classifier-free guidance), got values in "
-                             f"[{int(labels.min())}, {int(labels.max())}]")
+            raise ValueError(
+                f"class_labels must lie in [0, {self.num_classes}] ({self.num_classes} = the null "
+                f"class for classifier-free guidance), got values in "
+                f"[{int(labels.min())}, {int(labels.max())}]"
+            )
         return self.embedding(labels.long())
 
 
@@ -127,8 +137,7 @@ class ConditionEmbedding(nn.Module):
         if cond_dim < 1:
             raise ValueError(f"cond_dim must be >= 1, got {cond_dim}")
         self.cond_dim = cond_dim
-        self.mlp = nn.Sequential(nn.Linear(cond_dim, embedding_dim), nn.SiLU(),
-                                 nn.Linear(embedding_dim, embedding_dim))
+        self.mlp = nn.Sequential(nn.Linear(cond_dim, embedding_dim), nn.SiLU(), nn.Linear(embedding_dim, embedding_dim))
 
     def forward(self, cond: torch.Tensor) -> torch.Tensor:
         """``cond``: ``(B, cond_dim)`` float. Returns ``(B, embedding_dim)``."""

@@ -38,27 +38,27 @@ from meddiff_lab.runtime import hardware_description
 # name -> description. Each name has NAME.safetensors and NAME.json in the pretrained folder.
 PRETRAINED: dict[str, str] = {
     "phantom64": "Unconditional 64 px synthetic chest radiograph (phantom) model, version 3: 2.75 M-parameter U-Net "
-                 "(channels 16-32-64-128, attention at 8 px), v-prediction, linear schedule, EMA weights, trained "
-                 "on one GPU (896,000 images). Sample it with DDIM (50 steps): see MODEL_CARD_phantom64.md.",
+    "(channels 16-32-64-128, attention at 8 px), v-prediction, linear schedule, EMA weights, trained "
+    "on one GPU (896,000 images). Sample it with DDIM (50 steps): see MODEL_CARD_phantom64.md.",
     "phantom64-v2": "phantom64 version 2: the same network trained on one CPU thread (128,000 images), replaced by "
-                    "version 3 and kept as the frozen base of the zoo's ControlNets: see MODEL_CARD_phantom64-v2.md.",
+    "version 3 and kept as the frozen base of the zoo's ControlNets: see MODEL_CARD_phantom64-v2.md.",
     "phantom64-v1": "The first phantom64 (phantom version 1, epsilon prediction with min-SNR-5, 27,200 training "
-                    "images), replaced by phantom64 and kept for comparison: see MODEL_CARD_phantom64-v1.md.",
+    "images), replaced by phantom64 and kept for comparison: see MODEL_CARD_phantom64-v1.md.",
     "phantom64-cond": "64 px model conditioned on the 14 findings and the patient (age, sex, view), condition "
-                      "dropout for classifier-free guidance (training.zoo.VectorGuidance); the phantom64 network "
-                      "plus an 18-d condition vector, trained on one GPU: see MODEL_CARD_phantom64-cond.md.",
+    "dropout for classifier-free guidance (training.zoo.VectorGuidance); the phantom64 network "
+    "plus an 18-d condition vector, trained on one GPU: see MODEL_CARD_phantom64-cond.md.",
     "phantom64-controlnet-mask": "ControlNet on a frozen phantom64-v2 (its weights are in the file), steered by "
-                                 "lung/heart label maps (training.segmentation.masks_to_condition): see "
-                                 "MODEL_CARD_phantom64-controlnet-mask.md.",
+    "lung/heart label maps (training.segmentation.masks_to_condition): see "
+    "MODEL_CARD_phantom64-controlnet-mask.md.",
     "phantom64-controlnet-edge": "ControlNet on a frozen phantom64-v2 (its weights are in the file), steered by "
-                                 "automatic Canny edge maps (data.edges; no labels needed): see "
-                                 "MODEL_CARD_phantom64-controlnet-edge.md.",
+    "automatic Canny edge maps (data.edges; no labels needed): see "
+    "MODEL_CARD_phantom64-controlnet-edge.md.",
     "phantom128-ldm": "Latent diffusion at 128 px: MONAI AutoencoderKL (128 px -> 4 x 32 x 32 latents, scale factor "
-                      "in the file) + the course's U-Net on the latents, v-prediction, EMA weights; .sample(n, steps, "
-                      "seed) decodes. Trained briefly on one CPU thread: see MODEL_CARD_phantom128-ldm.md.",
+    "in the file) + the course's U-Net on the latents, v-prediction, EMA weights; .sample(n, steps, "
+    "seed) decodes. Trained briefly on one CPU thread: see MODEL_CARD_phantom128-ldm.md.",
     "phantom128-ldm-rf": "Latent rectified flow at 128 px: phantom128-ldm's autoencoder + the course's U-Net trained "
-                         "with the flow-matching objective on one GPU (the rectified-flow arm of notebook 10's "
-                         "equal-compute comparison); Euler sampling: see MODEL_CARD_phantom128-ldm-rf.md.",
+    "with the flow-matching objective on one GPU (the rectified-flow arm of notebook 10's "
+    "equal-compute comparison); Euler sampling: see MODEL_CARD_phantom128-ldm-rf.md.",
 }
 
 #: shipped models that are an autoencoder plus a latent network (loaded by models.autoencoder)
@@ -83,8 +83,9 @@ class PretrainedModel:
 
     def sample(self, n: int = 16, steps: int = 50, seed: int = 0, progress: bool = False) -> torch.Tensor:
         """``n`` DDIM samples, (n, 1, H, W) float32 in [-1, 1]."""
-        return generate_samples(self.model, self.scheduler, n, self.config["image_size"], steps, seed=seed,
-                                progress=progress)
+        return generate_samples(
+            self.model, self.scheduler, n, self.config["image_size"], steps, seed=seed, progress=progress
+        )
 
 
 def pretrained_dir() -> Path:
@@ -120,8 +121,10 @@ def _require_finite(state_dict: dict, what: str) -> None:
     """Weights with NaN or inf make every image garbage: refuse them, naming the file."""
     bad = nonfinite_tensors(state_dict)
     if bad:
-        raise ValueError(f"{what}: {len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]}); the run "
-                         f"diverged? use an earlier checkpoint")
+        raise ValueError(
+            f"{what}: {len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]}); the run "
+            f"diverged? use an earlier checkpoint"
+        )
 
 
 def _model_from_config(config: dict, state_dict: dict, device) -> torch.nn.Module:
@@ -135,8 +138,9 @@ def _model_from_config(config: dict, state_dict: dict, device) -> torch.nn.Modul
     return model.to(device).eval()
 
 
-def load_safetensors_model(weights: str | Path, config_path: str | Path | None = None, device=None,
-                           name: str | None = None) -> PretrainedModel:
+def load_safetensors_model(
+    weights: str | Path, config_path: str | Path | None = None, device=None, name: str | None = None
+) -> PretrainedModel:
     """Load ``weights`` (.safetensors) with the JSON config beside it (or ``config_path``)."""
     from safetensors.torch import load_file
 
@@ -153,8 +157,9 @@ def load_safetensors_model(weights: str | Path, config_path: str | Path | None =
     state = load_file(str(weights))
     _require_finite(state, f"pretrained weights {weights}")
     model = _model_from_config(config, state, device)
-    return PretrainedModel(model=model, scheduler=_scheduler_from_config(config), config=config,
-                           name=name or weights.stem)
+    return PretrainedModel(
+        model=model, scheduler=_scheduler_from_config(config), config=config, name=name or weights.stem
+    )
 
 
 def load_pretrained(name: str, device=None, root: str | Path | None = None) -> PretrainedModel:
@@ -173,12 +178,15 @@ def load_pretrained(name: str, device=None, root: str | Path | None = None) -> P
         raise FileNotFoundError(
             f"the weights of pretrained model {name!r} are not in {weights.parent} (expected {weights.name} and "
             f"{config.name}). Train and export them with `python -m meddiff_lab.training.latent --config "
-            f"configs/{name.replace('-', '_')}.yaml --out runs/{name} --export {weights}`.")
+            f"configs/{name.replace('-', '_')}.yaml --out runs/{name} --export {weights}`."
+        )
     if not weights.is_file() or not config.is_file():
         raise FileNotFoundError(
             f"the weights of pretrained model {name!r} are not in {weights.parent} (expected {weights.name} and "
-            f"{config.name}). Train them with `meddiff-lab train --config configs/pretrained_{name.replace('-', '_')}.yaml --out "
-            f"runs/{name}` and export with `meddiff-lab export --checkpoint runs/{name}/last.pt --out {weights}`.")
+            f"{config.name}). Train them with "
+            f"`meddiff-lab train --config configs/pretrained_{name.replace('-', '_')}.yaml --out "
+            f"runs/{name}` and export with `meddiff-lab export --checkpoint runs/{name}/last.pt --out {weights}`."
+        )
     if name in LATENT_PRETRAINED:
         from meddiff_lab.models.autoencoder import load_latent_diffusion
 
@@ -200,18 +208,26 @@ def load_model(spec: str | Path, device=None) -> PretrainedModel:
         weights = state["ema"]["model"] if "ema" in state else state["model"]
         _require_finite(weights, f"checkpoint {path}")
         device = torch.device(device) if device is not None else torch.device("cpu")
-        return PretrainedModel(model=_model_from_config(config, weights, device),
-                               scheduler=_scheduler_from_config(config), config=config, name=path.name)
-    raise ValueError(f"--model {spec_str!r} is neither a shipped model ({', '.join(sorted(PRETRAINED))}) nor an "
-                     f"existing .pt checkpoint or .safetensors file")
+        return PretrainedModel(
+            model=_model_from_config(config, weights, device),
+            scheduler=_scheduler_from_config(config),
+            config=config,
+            name=path.name,
+        )
+    raise ValueError(
+        f"--model {spec_str!r} is neither a shipped model ({', '.join(sorted(PRETRAINED))}) nor an "
+        f"existing .pt checkpoint or .safetensors file"
+    )
 
 
 def _config_from_training(train_config: dict) -> dict:
     return {
         "image_size": int(train_config["image_size"]),
         "model": dict(train_config["model"]),
-        "diffusion": {key: train_config[key] for key in ("schedule", "num_train_timesteps", "beta_start",
-                                                         "beta_end", "prediction_type")},
+        "diffusion": {
+            key: train_config[key]
+            for key in ("schedule", "num_train_timesteps", "beta_start", "beta_end", "prediction_type")
+        },
         "data": {key: train_config[key] for key in ("data_source", "num_images", "data_seed")},
         "conditioning": train_config.get("conditioning", "none"),
         "base_model": train_config.get("base_model"),
@@ -225,8 +241,14 @@ def _read_log(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, command: str | None = None,
-                      half: bool = False, name: str | None = None, description: str | None = None) -> Path:
+def export_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    command: str | None = None,
+    half: bool = False,
+    name: str | None = None,
+    description: str | None = None,
+) -> Path:
     """Write a training checkpoint's EMA weights as ``out`` (.safetensors) and its config as JSON beside it.
 
     The JSON records the model, schedule, prediction type, image size and the training facts: the
@@ -247,24 +269,28 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, command: str | No
     log = _read_log(checkpoint.parent / "log.csv")
     tail = log[-10:]
     config = _config_from_training(state["config"])
-    config.update({
-        "name": name or out.stem,
-        "description": description or PRETRAINED.get(name or out.stem, ""),
-        "weights": "EMA" if "ema" in state else "raw",
-        "dtype": str(dtype).replace("torch.", ""),
-        "parameters": int(sum(v.numel() for v in weights.values() if v.is_floating_point())),
-        "training": {
-            "command": command,
-            "config": state["config"],
-            "steps": int(state["step"]),
-            "seconds": round(float(state.get("seconds", 0.0)), 1),
-            "hardware": state.get("hardware") or hardware_description(state["config"].get("threads")),
-            "final_loss": round(sum(r["loss"] for r in tail) / len(tail), 5) if tail else state.get("loss"),
-            "images_per_sec": round(sum(r["images_per_sec"] for r in log) / len(log), 2) if log else None,
-            "images_seen": int(state["step"]) * int(state["config"]["batch_size"])
-                           * int(state["config"]["gradient_accumulation_steps"]) * int(state.get("world_size", 1)),
-        },
-    })
+    config.update(
+        {
+            "name": name or out.stem,
+            "description": description or PRETRAINED.get(name or out.stem, ""),
+            "weights": "EMA" if "ema" in state else "raw",
+            "dtype": str(dtype).replace("torch.", ""),
+            "parameters": int(sum(v.numel() for v in weights.values() if v.is_floating_point())),
+            "training": {
+                "command": command,
+                "config": state["config"],
+                "steps": int(state["step"]),
+                "seconds": round(float(state.get("seconds", 0.0)), 1),
+                "hardware": state.get("hardware") or hardware_description(state["config"].get("threads")),
+                "final_loss": round(sum(r["loss"] for r in tail) / len(tail), 5) if tail else state.get("loss"),
+                "images_per_sec": round(sum(r["images_per_sec"] for r in log) / len(log), 2) if log else None,
+                "images_seen": int(state["step"])
+                * int(state["config"]["batch_size"])
+                * int(state["config"]["gradient_accumulation_steps"])
+                * int(state.get("world_size", 1)),
+            },
+        }
+    )
     atomic_write(out, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt", "name": config["name"]}))
     json_path = out.with_suffix(".json")
     atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8"))

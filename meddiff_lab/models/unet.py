@@ -47,16 +47,39 @@ def _per_level(value: int | Sequence[int], levels: int, name: str) -> tuple[int,
 class DownLevel(nn.Module):
     """One resolution of the encoder: residual blocks (+ attention), then an optional downsampling."""
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, emb_channels: int,
-                 num_res_blocks: int, with_attention: bool, num_head_channels: int, add_downsample: bool,
-                 norm_num_groups: int, norm_eps: float, dropout: float) -> None:
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        emb_channels: int,
+        num_res_blocks: int,
+        with_attention: bool,
+        num_head_channels: int,
+        add_downsample: bool,
+        norm_num_groups: int,
+        norm_eps: float,
+        dropout: float,
+    ) -> None:
         super().__init__()
         self.resnets = nn.ModuleList(
-            ResBlock(spatial_dims, in_channels if i == 0 else out_channels, out_channels, emb_channels,
-                     norm_num_groups, norm_eps, dropout) for i in range(num_res_blocks))
+            ResBlock(
+                spatial_dims,
+                in_channels if i == 0 else out_channels,
+                out_channels,
+                emb_channels,
+                norm_num_groups,
+                norm_eps,
+                dropout,
+            )
+            for i in range(num_res_blocks)
+        )
         self.attentions = nn.ModuleList(
-            SelfAttention(out_channels, num_head_channels, norm_num_groups, norm_eps) if with_attention
-            else nn.Identity() for _ in range(num_res_blocks))
+            SelfAttention(out_channels, num_head_channels, norm_num_groups, norm_eps)
+            if with_attention
+            else nn.Identity()
+            for _ in range(num_res_blocks)
+        )
         self.downsample = Downsample(spatial_dims, out_channels) if add_downsample else None
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
@@ -73,8 +96,16 @@ class DownLevel(nn.Module):
 class MiddleBlock(nn.Module):
     """The bottleneck: residual block, self-attention, residual block (at the lowest resolution)."""
 
-    def __init__(self, spatial_dims: int, channels: int, emb_channels: int, num_head_channels: int,
-                 norm_num_groups: int, norm_eps: float, dropout: float) -> None:
+    def __init__(
+        self,
+        spatial_dims: int,
+        channels: int,
+        emb_channels: int,
+        num_head_channels: int,
+        norm_num_groups: int,
+        norm_eps: float,
+        dropout: float,
+    ) -> None:
         super().__init__()
         self.resnet1 = ResBlock(spatial_dims, channels, channels, emb_channels, norm_num_groups, norm_eps, dropout)
         self.attention = SelfAttention(channels, num_head_channels, norm_num_groups, norm_eps)
@@ -87,16 +118,39 @@ class MiddleBlock(nn.Module):
 class UpLevel(nn.Module):
     """One resolution of the decoder: residual blocks each eating one skip (+ attention), then upsampling."""
 
-    def __init__(self, spatial_dims: int, in_channels: int, skip_channels: Sequence[int], out_channels: int,
-                 emb_channels: int, with_attention: bool, num_head_channels: int, add_upsample: bool,
-                 norm_num_groups: int, norm_eps: float, dropout: float) -> None:
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        skip_channels: Sequence[int],
+        out_channels: int,
+        emb_channels: int,
+        with_attention: bool,
+        num_head_channels: int,
+        add_upsample: bool,
+        norm_num_groups: int,
+        norm_eps: float,
+        dropout: float,
+    ) -> None:
         super().__init__()
         self.resnets = nn.ModuleList(
-            ResBlock(spatial_dims, (in_channels if i == 0 else out_channels) + skip, out_channels, emb_channels,
-                     norm_num_groups, norm_eps, dropout) for i, skip in enumerate(skip_channels))
+            ResBlock(
+                spatial_dims,
+                (in_channels if i == 0 else out_channels) + skip,
+                out_channels,
+                emb_channels,
+                norm_num_groups,
+                norm_eps,
+                dropout,
+            )
+            for i, skip in enumerate(skip_channels)
+        )
         self.attentions = nn.ModuleList(
-            SelfAttention(out_channels, num_head_channels, norm_num_groups, norm_eps) if with_attention
-            else nn.Identity() for _ in skip_channels)
+            SelfAttention(out_channels, num_head_channels, norm_num_groups, norm_eps)
+            if with_attention
+            else nn.Identity()
+            for _ in skip_channels
+        )
         self.upsample = Upsample(spatial_dims, out_channels) if add_upsample else None
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
@@ -140,11 +194,22 @@ class UNet(nn.Module):
         guided = UNet(num_classes=15)            # class_labels in 0..14, 15 = null (unconditional)
     """
 
-    def __init__(self, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 1,
-                 channels: Sequence[int] = (32, 64, 128), attention_levels: Sequence[bool] = (False, False, True),
-                 num_res_blocks: int | Sequence[int] = 1, num_head_channels: int | Sequence[int] = 32,
-                 num_classes: int | None = None, cond_dim: int | None = None, norm_num_groups: int = 32,
-                 norm_eps: float = 1e-6, dropout: float = 0.0, channels_last: bool | None = None) -> None:
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        channels: Sequence[int] = (32, 64, 128),
+        attention_levels: Sequence[bool] = (False, False, True),
+        num_res_blocks: int | Sequence[int] = 1,
+        num_head_channels: int | Sequence[int] = 32,
+        num_classes: int | None = None,
+        cond_dim: int | None = None,
+        norm_num_groups: int = 32,
+        norm_eps: float = 1e-6,
+        dropout: float = 0.0,
+        channels_last: bool | None = None,
+    ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
@@ -152,21 +217,33 @@ class UNet(nn.Module):
         attention_levels = tuple(bool(a) for a in attention_levels)
         levels = len(channels)
         if levels < 1 or len(attention_levels) != levels:
-            raise ValueError(f"attention_levels must have one entry per level of channels {channels}, "
-                             f"got {attention_levels}")
+            raise ValueError(
+                f"attention_levels must have one entry per level of channels {channels}, got {attention_levels}"
+            )
         if any(c % norm_num_groups for c in channels):
-            raise ValueError(f"every entry of channels {channels} must be a multiple of "
-                             f"norm_num_groups={norm_num_groups}")
+            raise ValueError(
+                f"every entry of channels {channels} must be a multiple of norm_num_groups={norm_num_groups}"
+            )
         num_res_blocks = _per_level(num_res_blocks, levels, "num_res_blocks")
         num_head_channels = _per_level(num_head_channels, levels, "num_head_channels")
         for level, (c, heads, attend) in enumerate(zip(channels, num_head_channels, attention_levels)):
             if (attend or level == levels - 1) and c % heads:
                 raise ValueError(f"channels[{level}]={c} must be a multiple of num_head_channels[{level}]={heads}")
-        self.config = dict(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels,
-                           channels=channels, attention_levels=attention_levels, num_res_blocks=num_res_blocks,
-                           num_head_channels=num_head_channels, num_classes=num_classes, cond_dim=cond_dim,
-                           norm_num_groups=norm_num_groups, norm_eps=norm_eps, dropout=dropout,
-                           channels_last=channels_last)
+        self.config = dict(
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            channels=channels,
+            attention_levels=attention_levels,
+            num_res_blocks=num_res_blocks,
+            num_head_channels=num_head_channels,
+            num_classes=num_classes,
+            cond_dim=cond_dim,
+            norm_num_groups=norm_num_groups,
+            norm_eps=norm_eps,
+            dropout=dropout,
+            channels_last=channels_last,
+        )
         self.spatial_dims, self.in_channels, self.out_channels = spatial_dims, in_channels, out_channels
         self.channels, self.num_classes, self.cond_dim = channels, num_classes, cond_dim
         if channels_last is None:
@@ -186,9 +263,19 @@ class UNet(nn.Module):
         for level, out_c in enumerate(channels):
             in_c = channels[max(level - 1, 0)]
             last = level == levels - 1
-            self.down_levels.append(DownLevel(spatial_dims, in_c, out_c, emb_channels, num_res_blocks[level],
-                                              attention_levels[level], num_head_channels[level],
-                                              add_downsample=not last, **common))
+            self.down_levels.append(
+                DownLevel(
+                    spatial_dims,
+                    in_c,
+                    out_c,
+                    emb_channels,
+                    num_res_blocks[level],
+                    attention_levels[level],
+                    num_head_channels[level],
+                    add_downsample=not last,
+                    **common,
+                )
+            )
             skip_channels += [out_c] * (num_res_blocks[level] + (0 if last else 1))
 
         self.middle = MiddleBlock(spatial_dims, channels[-1], emb_channels, num_head_channels[-1], **common)
@@ -198,9 +285,19 @@ class UNet(nn.Module):
         for level in reversed(range(levels)):
             n = num_res_blocks[level] + 1
             level_skips = [skip_channels.pop() for _ in range(n)]
-            self.up_levels.append(UpLevel(spatial_dims, h_channels, level_skips, channels[level], emb_channels,
-                                          attention_levels[level], num_head_channels[level],
-                                          add_upsample=level > 0, **common))
+            self.up_levels.append(
+                UpLevel(
+                    spatial_dims,
+                    h_channels,
+                    level_skips,
+                    channels[level],
+                    emb_channels,
+                    attention_levels[level],
+                    num_head_channels[level],
+                    add_upsample=level > 0,
+                    **common,
+                )
+            )
             h_channels = channels[level]
 
         self.norm_out = nn.GroupNorm(norm_num_groups, channels[0], eps=norm_eps)
@@ -208,7 +305,7 @@ class UNet(nn.Module):
         self.to(memory_format=self.memory_format)  # convolution weights in the layout of the feature maps
 
     @classmethod
-    def from_config(cls, model_config: Mapping[str, Any], image_size: int | None = None) -> "UNet":
+    def from_config(cls, model_config: Mapping[str, Any], image_size: int | None = None) -> UNet:
         """The U-Net a config's ``model`` section describes (a training YAML, a shipped model's JSON).
 
         Args:
@@ -224,8 +321,10 @@ class UNet(nn.Module):
         if image_size is not None:
             levels = len(kwargs.get("channels", (32, 64, 128)))
             if image_size % 2 ** (levels - 1):
-                raise ValueError(f"image_size {image_size} must be a multiple of {2 ** (levels - 1)}: a U-Net with "
-                                 f"{levels} levels (model.channels) halves it {levels - 1} time(s)")
+                raise ValueError(
+                    f"image_size {image_size} must be a multiple of {2 ** (levels - 1)}: a U-Net with "
+                    f"{levels} levels (model.channels) halves it {levels - 1} time(s)"
+                )
         return cls(**kwargs)
 
     @property
@@ -233,13 +332,19 @@ class UNet(nn.Module):
         """The class index meaning "no label" (classifier-free guidance), or ``None`` if unconditional."""
         return self.num_classes
 
-    def embed(self, timesteps: torch.Tensor | int | float, batch_size: int,
-              class_labels: torch.Tensor | int | None = None, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(
+        self,
+        timesteps: torch.Tensor | int | float,
+        batch_size: int,
+        class_labels: torch.Tensor | int | None = None,
+        cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The embedding every residual block sees: time (+ class) (+ metadata). Returns ``(B, 4 * channels[0])``."""
         timesteps = torch.as_tensor(timesteps, device=self.conv_in.weight.device)
         if timesteps.ndim > 1 or timesteps.numel() not in (1, batch_size):
-            raise ValueError(f"timesteps must be a number or a ({batch_size},) tensor, got shape "
-                             f"{tuple(timesteps.shape)}")
+            raise ValueError(
+                f"timesteps must be a number or a ({batch_size},) tensor, got shape {tuple(timesteps.shape)}"
+            )
         emb = self.time_embedding(timesteps.reshape(-1).expand(batch_size))
         if self.class_embedding is not None:
             if class_labels is None:
@@ -247,18 +352,26 @@ class UNet(nn.Module):
             labels = torch.as_tensor(class_labels, device=emb.device).reshape(-1).expand(batch_size)
             emb = emb + self.class_embedding(labels)
         elif class_labels is not None:
-            raise ValueError("class_labels were given but this UNet has num_classes=None; "
-                             "build it with UNet(..., num_classes=N) for class conditioning")
+            raise ValueError(
+                "class_labels were given but this UNet has num_classes=None; "
+                "build it with UNet(..., num_classes=N) for class conditioning"
+            )
         if self.cond_embedding is not None and cond is not None:
             emb = emb + self.cond_embedding(cond)
         elif cond is not None:
             raise ValueError("cond was given but this UNet has cond_dim=None; build it with UNet(..., cond_dim=D)")
         return emb
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor | int | float,
-                class_labels: torch.Tensor | int | None = None, cond: torch.Tensor | None = None, *,
-                down_block_additional_residuals: Sequence[torch.Tensor] | None = None,
-                mid_block_additional_residual: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor | int | float,
+        class_labels: torch.Tensor | int | None = None,
+        cond: torch.Tensor | None = None,
+        *,
+        down_block_additional_residuals: Sequence[torch.Tensor] | None = None,
+        mid_block_additional_residual: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Predict from a noisy batch.
 
         Args:
@@ -279,8 +392,10 @@ class UNet(nn.Module):
         h, skips = self.encode(self.conv_in(x), emb)
         if down_block_additional_residuals is not None:
             if len(down_block_additional_residuals) != len(skips):
-                raise ValueError(f"down_block_additional_residuals: expected {len(skips)} tensors (one per skip "
-                                 f"connection), got {len(down_block_additional_residuals)}")
+                raise ValueError(
+                    f"down_block_additional_residuals: expected {len(skips)} tensors (one per skip "
+                    f"connection), got {len(down_block_additional_residuals)}"
+                )
             skips = [s + r for s, r in zip(skips, down_block_additional_residuals)]
         if mid_block_additional_residual is not None:
             h = h + mid_block_additional_residual
@@ -309,12 +424,12 @@ class UNet(nn.Module):
         expected_ndim = self.spatial_dims + 2
         if x.ndim != expected_ndim or x.shape[1] != self.in_channels:
             axes = "(B, C, H, W)" if self.spatial_dims == 2 else "(B, C, D, H, W)"
-            raise ValueError(f"x must be {axes} with C = in_channels = {self.in_channels}, "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(f"x must be {axes} with C = in_channels = {self.in_channels}, got shape {tuple(x.shape)}")
         factor = 2 ** (len(self.channels) - 1)
         if any(size % factor for size in x.shape[2:]):
-            raise ValueError(f"x's spatial sizes {tuple(x.shape[2:])} must be divisible by {factor} "
-                             f"(2 ** (number of levels - 1))")
+            raise ValueError(
+                f"x's spatial sizes {tuple(x.shape[2:])} must be divisible by {factor} (2 ** (number of levels - 1))"
+            )
 
 
 def unet_kwargs(model_config: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,10 +8,28 @@ names stay importable from here, as ``meddiff_lab.training.save_checkpoint`` and
 
 from __future__ import annotations
 
-from meddiff_lab.checkpoint import (REQUIRED_KEYS, RESUME_KEYS, atomic_write, capture_rng_state,  # noqa: F401
-                                    check_resumable, load_checkpoint, nonfinite_tensors,
-                                    remove_stale_temporaries, restore_rng_state, save_checkpoint)
+from meddiff_lab.checkpoint import (
+    REQUIRED_KEYS,
+    RESUME_KEYS,
+    atomic_write,
+    capture_rng_state,  # noqa: F401
+    check_resumable,
+    load_checkpoint,
+    nonfinite_tensors,
+    remove_stale_temporaries,
+    restore_rng_state,
+    save_checkpoint,
+)
 
-__all__ = ["REQUIRED_KEYS", "RESUME_KEYS", "atomic_write", "capture_rng_state", "check_resumable",
-           "load_checkpoint", "nonfinite_tensors", "remove_stale_temporaries", "restore_rng_state",
-           "save_checkpoint"]
+__all__ = [
+    "REQUIRED_KEYS",
+    "RESUME_KEYS",
+    "atomic_write",
+    "capture_rng_state",
+    "check_resumable",
+    "load_checkpoint",
+    "nonfinite_tensors",
+    "remove_stale_temporaries",
+    "restore_rng_state",
+    "save_checkpoint",
+]

@@ -21,13 +21,13 @@ ControlNet's frozen base stays as it is.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from meddiff_lab.training.trainer import SingleProcess, Trainer, TrainConfig
+from meddiff_lab.training.trainer import SingleProcess, TrainConfig, Trainer
 
 __all__ = ["metadata_to_cond", "METADATA_FIELDS", "train_conditional_diffusion", "ConditionalTrainingResult"]
 
@@ -88,13 +88,26 @@ class ConditionalTrainingResult:
     images_per_second: float = 0.0
 
 
-def train_conditional_diffusion(model: torch.nn.Module, images: torch.Tensor, *, steps: int, batch_size: int = 16,
-                                learning_rate: float = 1e-3, class_labels=None, cond=None, masks=None,
-                                label_dropout: float = 0.1, balance_classes: bool = False, schedule=None,
-                                prediction_type: str = "epsilon",
-                                ema_decay: float = 0.995, warmup_steps: int | None = None,
-                                max_grad_norm: float | None = 1.0, seed: int = 0,
-                                progress: bool = True) -> ConditionalTrainingResult:
+def train_conditional_diffusion(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int = 16,
+    learning_rate: float = 1e-3,
+    class_labels=None,
+    cond=None,
+    masks=None,
+    label_dropout: float = 0.1,
+    balance_classes: bool = False,
+    schedule=None,
+    prediction_type: str = "epsilon",
+    ema_decay: float = 0.995,
+    warmup_steps: int | None = None,
+    max_grad_norm: float | None = 1.0,
+    seed: int = 0,
+    progress: bool = True,
+) -> ConditionalTrainingResult:
     """Train ``model`` to denoise ``images`` given their conditions, in memory, with the package's :class:`Trainer`.
 
     A short-run front end for notebooks: the same loop as ``meddiff-lab train`` (EMA, clipping,
@@ -137,19 +150,41 @@ def train_conditional_diffusion(model: torch.nn.Module, images: torch.Tensor, *,
         raise ValueError("images contain NaN or inf")
     if int(steps) < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    config = TrainConfig(image_size=images.shape[-1], num_images=len(images), max_steps=int(steps),
-                         batch_size=batch_size, learning_rate=learning_rate, min_lr_ratio=0.05,
-                         warmup_steps=max(1, int(0.05 * steps)) if warmup_steps is None else int(warmup_steps),
-                         max_grad_norm=max_grad_norm, ema_decay=ema_decay, prediction_type=prediction_type,
-                         label_dropout=label_dropout, balance_classes=balance_classes, seed=seed,
-                         log_every=1, sample_every=0, checkpoint_every=0)
+    config = TrainConfig(
+        image_size=images.shape[-1],
+        num_images=len(images),
+        max_steps=int(steps),
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        min_lr_ratio=0.05,
+        warmup_steps=max(1, int(0.05 * steps)) if warmup_steps is None else int(warmup_steps),
+        max_grad_norm=max_grad_norm,
+        ema_decay=ema_decay,
+        prediction_type=prediction_type,
+        label_dropout=label_dropout,
+        balance_classes=balance_classes,
+        seed=seed,
+        log_every=1,
+        sample_every=0,
+        checkpoint_every=0,
+    )
     device = next(model.parameters()).device
-    trainer = Trainer(config, images=images, model=model, progress=progress, accelerator=SingleProcess(device),
-                      conditions={"class_labels": class_labels, "cond": cond, "mask": masks})
+    trainer = Trainer(
+        config,
+        images=images,
+        model=model,
+        progress=progress,
+        accelerator=SingleProcess(device),
+        conditions={"class_labels": class_labels, "cond": cond, "mask": masks},
+    )
     if schedule is not None:
         trainer.schedule = schedule
     trainer.train()
     model.eval()
-    return ConditionalTrainingResult(model=model, ema_model=trainer.ema.model,
-                                     losses=[row["loss"] for row in trainer.history], seconds=trainer.seconds,
-                                     images_per_second=steps * batch_size / max(trainer.seconds, 1e-9))
+    return ConditionalTrainingResult(
+        model=model,
+        ema_model=trainer.ema.model,
+        losses=[row["loss"] for row in trainer.history],
+        seconds=trainer.seconds,
+        images_per_second=steps * batch_size / max(trainer.seconds, 1e-9),
+    )

@@ -30,9 +30,10 @@ to noise and blur) written into the model card beside the weights.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,8 +74,9 @@ class EncoderConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 20
     temperature: float = 0.2
-    loss_weights: dict = field(default_factory=lambda: {"labels": 1.0, "ctr": 1.0, "view_sex": 0.5,
-                                                         "quality": 1.0, "contrastive": 0.5})
+    loss_weights: dict = field(
+        default_factory=lambda: {"labels": 1.0, "ctr": 1.0, "view_sex": 0.5, "quality": 1.0, "contrastive": 0.5}
+    )
     # degradation whose strength the quality head regresses (values in [-1, 1] units, blur in pixels)
     degrade_probability: float = 0.5
     max_noise_std: float = 0.2
@@ -94,13 +96,18 @@ class EncoderConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Check the type and range of every key (see ``_ENCODER_FIELDS``); raises ``ValueError`` naming each bad key."""
+        """Check the type and range of every key (see ``_ENCODER_FIELDS``); raises ``ValueError`` naming each
+        bad key."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         for name, value in check_fields(values, _ENCODER_FIELDS).items():
             setattr(self, name, value)
         channels = self.channels
-        if (isinstance(channels, (str, bytes)) or not hasattr(channels, "__len__") or not channels
-                or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)):
+        if (
+            isinstance(channels, (str, bytes))
+            or not hasattr(channels, "__len__")
+            or not channels
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)
+        ):
             raise ValueError(f"channels: expected a list of positive integers, got {channels!r}")
         self.channels = tuple(channels)
         weights = self.loss_weights
@@ -115,7 +122,7 @@ class EncoderConfig:
                 raise ValueError(f"loss_weights.{key}: expected a number >= 0, got {value!r}") from None
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> "EncoderConfig":
+    def from_mapping(cls, data: Mapping[str, Any]) -> EncoderConfig:
         """Build from a (possibly sectioned) mapping; unknown keys raise with the list of known ones."""
         flat: dict[str, Any] = {}
         for key, value in data.items():
@@ -130,29 +137,42 @@ class EncoderConfig:
         return cls(**flat)
 
     @classmethod
-    def from_yaml(cls, path) -> "EncoderConfig":
+    def from_yaml(cls, path) -> EncoderConfig:
         """Read a YAML encoder config (flat or sectioned); every error names the file."""
         return as_config(Path(path), cls, cls.from_mapping, "encoder config")
 
     @classmethod
-    def coerce(cls, config: "EncoderConfig | Mapping[str, Any] | str | Path") -> "EncoderConfig":
+    def coerce(cls, config: EncoderConfig | Mapping[str, Any] | str | Path) -> EncoderConfig:
         """``config`` as an :class:`EncoderConfig`: given one, a dict (:meth:`from_mapping`) or a YAML path."""
         return as_config(config, cls, cls.from_mapping, "encoder config")
 
 
 #: type and range of every EncoderConfig key (checked by EncoderConfig.validate)
 _ENCODER_FIELDS: dict[str, Field] = {
-    "image_size": Field("int", low=8), "train_images": Field("int", low=2), "val_images": Field("int", low=2),
-    "data_seed": Field("int", low=0), "feature_dim": Field("int", low=1), "projection_dim": Field("int", low=1),
-    "steps": Field("int", low=1), "batch_size": Field("int", low=2),
-    "learning_rate": Field("float", low=0.0, high=1.0, low_open=True), "weight_decay": Field("float", low=0.0),
-    "warmup_steps": Field("int", low=0), "temperature": Field("float", low=0.0, low_open=True),
+    "image_size": Field("int", low=8),
+    "train_images": Field("int", low=2),
+    "val_images": Field("int", low=2),
+    "data_seed": Field("int", low=0),
+    "feature_dim": Field("int", low=1),
+    "projection_dim": Field("int", low=1),
+    "steps": Field("int", low=1),
+    "batch_size": Field("int", low=2),
+    "learning_rate": Field("float", low=0.0, high=1.0, low_open=True),
+    "weight_decay": Field("float", low=0.0),
+    "warmup_steps": Field("int", low=0),
+    "temperature": Field("float", low=0.0, low_open=True),
     "loss_weights": Field("mapping"),
-    "degrade_probability": Field("float", low=0.0, high=1.0), "max_noise_std": Field("float", low=0.0),
-    "max_blur_sigma": Field("float", low=0.0), "shift_pixels": Field("int", low=0),
-    "contrast_jitter": Field("float", low=0.0, high=1.0), "brightness_jitter": Field("float", low=0.0),
-    "noise_std": Field("float", low=0.0), "low_res_probability": Field("float", low=0.0, high=1.0),
-    "seed": Field("int", low=0), "threads": Field("int", low=1, optional=True), "log_every": Field("int", low=1),
+    "degrade_probability": Field("float", low=0.0, high=1.0),
+    "max_noise_std": Field("float", low=0.0),
+    "max_blur_sigma": Field("float", low=0.0),
+    "shift_pixels": Field("int", low=0),
+    "contrast_jitter": Field("float", low=0.0, high=1.0),
+    "brightness_jitter": Field("float", low=0.0),
+    "noise_std": Field("float", low=0.0),
+    "low_res_probability": Field("float", low=0.0, high=1.0),
+    "seed": Field("int", low=0),
+    "threads": Field("int", low=1, optional=True),
+    "log_every": Field("int", low=1),
 }
 
 
@@ -176,7 +196,7 @@ def augment(images: torch.Tensor, config: EncoderConfig, generator: torch.Genera
     if s > 0:
         padded = F.pad(images, (s, s, s, s), mode="replicate")
         dy, dx = torch.randint(0, 2 * s + 1, (2, b), generator=generator)
-        images = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+        images = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
     contrast = 1 + config.contrast_jitter * (2 * torch.rand(b, 1, 1, 1, generator=generator) - 1)
     brightness = config.brightness_jitter * (2 * torch.rand(b, 1, 1, 1, generator=generator) - 1)
     images = images * contrast + brightness
@@ -188,7 +208,9 @@ def augment(images: torch.Tensor, config: EncoderConfig, generator: torch.Genera
     return (images + noise_level * torch.randn(images.shape, generator=generator)).clamp(-1, 1)
 
 
-def draw_degradation(batch: int, config: EncoderConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def draw_degradation(
+    batch: int, config: EncoderConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise std and blur sigma per image (B,): zero for ``1 - degrade_probability`` of the images; the
     others get noise, blur or both (each with probability 1/2, at least one), of uniform strength."""
     degraded = torch.rand(batch, generator=generator) < config.degrade_probability
@@ -209,8 +231,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(logits, partner)
 
 
-def encoder_losses(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], encoder: PhantomEncoder,
-                   config: EncoderConfig) -> dict[str, torch.Tensor]:
+def encoder_losses(
+    outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], encoder: PhantomEncoder, config: EncoderConfig
+) -> dict[str, torch.Tensor]:
     """The supervised losses for one batch of outputs (targets repeated for both views)."""
     ctr_target = (targets["ctr"] - encoder.config["ctr_mean"]) / encoder.config["ctr_std"]
     return {
@@ -221,8 +244,12 @@ def encoder_losses(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Te
 
 
 # -------------------------------------------------------------------------------------------- training
-def train_encoder(config: EncoderConfig | Mapping[str, Any] | str | Path, out_dir=None,
-                  command: str | None = None, progress: bool = True) -> tuple[PhantomEncoder, dict]:
+def train_encoder(
+    config: EncoderConfig | Mapping[str, Any] | str | Path,
+    out_dir=None,
+    command: str | None = None,
+    progress: bool = True,
+) -> tuple[PhantomEncoder, dict]:
     """Train the encoder, evaluate it on held-out phantoms and (with ``out_dir``) save weights + card.
 
     Returns:
@@ -239,12 +266,19 @@ def train_encoder(config: EncoderConfig | Mapping[str, Any] | str | Path, out_di
     train = phantom_tensors(config.train_images, config.image_size, config.data_seed)
     val = phantom_tensors(config.val_images, config.image_size, config.data_seed + 1)
     data_seconds = time.perf_counter() - started
-    encoder = PhantomEncoder(config.channels, config.feature_dim, train["labels"].shape[1], config.image_size,
-                             config.projection_dim, ctr_mean=float(train["ctr"].mean()),
-                             ctr_std=float(train["ctr"].std()))
+    encoder = PhantomEncoder(
+        config.channels,
+        config.feature_dim,
+        train["labels"].shape[1],
+        config.image_size,
+        config.projection_dim,
+        ctr_mean=float(train["ctr"].mean()),
+        ctr_std=float(train["ctr"].std()),
+    )
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_cosine(step, config.warmup_steps, config.steps, MIN_LR_RATIO))
+        optimizer, lambda step: warmup_cosine(step, config.warmup_steps, config.steps, MIN_LR_RATIO)
+    )
     weights = config.loss_weights
     history = []
     encoder.train()
@@ -253,7 +287,7 @@ def train_encoder(config: EncoderConfig | Mapping[str, Any] | str | Path, out_di
         noise_std, blur_sigma = draw_degradation(config.batch_size, config, generator)
         images = gaussian_blur(train["images"][idx], blur_sigma)
         views = torch.cat([augment(images, config, generator), augment(images, config, generator)])
-        views = (views + torch.cat([noise_std] * 2).view(-1, 1, 1, 1) * torch.randn(views.shape, generator=generator))
+        views = views + torch.cat([noise_std] * 2).view(-1, 1, 1, 1) * torch.randn(views.shape, generator=generator)
         outputs = encoder(views.clamp(-1, 1))
         targets = {k: torch.cat([train[k][idx]] * 2) for k in ("labels", "ctr", "view_sex")}
         losses = encoder_losses(outputs, targets, encoder, config)
@@ -267,8 +301,12 @@ def train_encoder(config: EncoderConfig | Mapping[str, Any] | str | Path, out_di
         optimizer.step()
         schedule.step()
         if step % config.log_every == 0 or step == config.steps:
-            row = {"step": step, "loss": round(float(total.detach()), 4), **{k: round(float(v.detach()), 4) for k, v in losses.items()},
-                   "elapsed_s": round(time.perf_counter() - started, 1)}
+            row = {
+                "step": step,
+                "loss": round(float(total.detach()), 4),
+                **{k: round(float(v.detach()), 4) for k, v in losses.items()},
+                "elapsed_s": round(time.perf_counter() - started, 1),
+            }
             history.append(row)
             if progress:
                 print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
@@ -278,11 +316,17 @@ def train_encoder(config: EncoderConfig | Mapping[str, Any] | str | Path, out_di
     card = {
         "name": "phantom_encoder",
         "description": "Domain feature encoder for FID/KID/precision-recall and copy detection on 64 px phantom "
-                       "chest radiographs (features: 32-d). Trained on phantom labels, cardiothoracic ratio, "
-                       "view/sex, noise/blur level and instance discrimination.",
-        "training": {"command": command, "config": to_jsonable(asdict(config)),
-                     "data_seconds": round(data_seconds, 1), "train_seconds": round(train_seconds, 1), "hardware": hardware_description(),
-                     "parameters": sum(p.numel() for p in encoder.parameters()), "history": history},
+        "chest radiographs (features: 32-d). Trained on phantom labels, cardiothoracic ratio, "
+        "view/sex, noise/blur level and instance discrimination.",
+        "training": {
+            "command": command,
+            "config": to_jsonable(asdict(config)),
+            "data_seconds": round(data_seconds, 1),
+            "train_seconds": round(train_seconds, 1),
+            "hardware": hardware_description(),
+            "parameters": sum(p.numel() for p in encoder.parameters()),
+            "history": history,
+        },
         "evaluation": evaluation,
     }
     if out_dir is not None:
@@ -297,12 +341,13 @@ def evaluate_encoder(encoder: PhantomEncoder, val: dict[str, torch.Tensor], gene
     """Held-out numbers for the card: what the features know and how they behave as a metric."""
     with torch.no_grad():
         out = encoder(val["images"])
-    label_auc = [image_auroc(out["label_logits"][:, j], val["labels"][:, j] > 0.5)
-                 for j in range(val["labels"].shape[1])]
+    label_auc = [
+        image_auroc(out["label_logits"][:, j], val["labels"][:, j] > 0.5) for j in range(val["labels"].shape[1])
+    ]
     finite_auc = [a for a in label_auc if np.isfinite(a)]
     feats = out["features"]
     n = len(feats) // 2
-    half_a, half_b = val["images"][:n], val["images"][n:2 * n]
+    half_a, half_b = val["images"][:n], val["images"][n : 2 * n]
 
     def features_of(images):
         with torch.no_grad():
@@ -314,6 +359,7 @@ def evaluate_encoder(encoder: PhantomEncoder, val: dict[str, torch.Tensor], gene
     # copy detection: half_a is the "training set", copies of some of its images vs fresh half_b images
     num_copies = min(16, n)
     copies = near_copies(half_a[:num_copies], generator)
+
     def embed(images):
         with torch.no_grad():
             return F.normalize(encoder.projection(encoder.features(images)), dim=1)
@@ -321,9 +367,10 @@ def evaluate_encoder(encoder: PhantomEncoder, val: dict[str, torch.Tensor], gene
     ea, eb = embed(half_a), embed(half_b)
     copy_eval = {}
     for space, (train_x, heldout_x, copies_x, fresh_x) in {
-            "copy_embedding": (ea, eb[: n // 2], embed(copies), eb[n // 2:]),
-            "features": (fa, fb[: n // 2], features_of(copies), fb[n // 2:]),
-            "pixels": (half_a, half_b[: n // 2], copies, half_b[n // 2:])}.items():
+        "copy_embedding": (ea, eb[: n // 2], embed(copies), eb[n // 2 :]),
+        "features": (fa, fb[: n // 2], features_of(copies), fb[n // 2 :]),
+        "pixels": (half_a, half_b[: n // 2], copies, half_b[n // 2 :]),
+    }.items():
         threshold = memorisation_threshold(heldout_x, train_x)
         copy_result = nearest_training_images(copies_x, train_x)
         fresh_result = nearest_training_images(fresh_x, train_x)
@@ -334,12 +381,17 @@ def evaluate_encoder(encoder: PhantomEncoder, val: dict[str, torch.Tensor], gene
             "fresh_flagged": float((fresh_result.similarity > threshold).float().mean()),
         }
     return {
-        "val_images": len(feats), "val_seed_offset": 1,
+        "val_images": len(feats),
+        "val_seed_offset": 1,
         "label_auroc_mean": round(float(np.mean(finite_auc)), 4),
         "label_auroc": {str(j): round(a, 4) for j, a in enumerate(label_auc)},
         "ctr_mae": round(float((out["ctr"] - val["ctr"]).abs().mean()), 4),
-        "view_accuracy": round(float(((out["view_sex_logits"][:, 0] > 0) == (val["view_sex"][:, 0] > 0.5)).float().mean()), 4),
-        "sex_accuracy": round(float(((out["view_sex_logits"][:, 1] > 0) == (val["view_sex"][:, 1] > 0.5)).float().mean()), 4),
+        "view_accuracy": round(
+            float(((out["view_sex_logits"][:, 0] > 0) == (val["view_sex"][:, 0] > 0.5)).float().mean()), 4
+        ),
+        "sex_accuracy": round(
+            float(((out["view_sex_logits"][:, 1] > 0) == (val["view_sex"][:, 1] > 0.5)).float().mean()), 4
+        ),
         "fid_real_vs_real": round(fid(fa, fb), 3),
         "fid_real_vs_noise_0.1": round(fid(fa, features_of(noisy)), 3),
         "fid_real_vs_blur_1px": round(fid(fa, features_of(blurred)), 3),
@@ -348,5 +400,14 @@ def evaluate_encoder(encoder: PhantomEncoder, val: dict[str, torch.Tensor], gene
     }
 
 
-__all__ = ["EncoderConfig", "train_encoder", "evaluate_encoder", "augment", "nt_xent", "phantom_tensors",
-           "draw_degradation", "encoder_losses", "MIN_LR_RATIO"]
+__all__ = [
+    "EncoderConfig",
+    "train_encoder",
+    "evaluate_encoder",
+    "augment",
+    "nt_xent",
+    "phantom_tensors",
+    "draw_degradation",
+    "encoder_losses",
+    "MIN_LR_RATIO",
+]

@@ -20,8 +20,15 @@ from meddiff_lab.training.segmentation import train_segmentation
 __all__ = ["build_instruments"]
 
 
-def build_instruments(image_size: int = 64, n_train: int = 2000, n_validation: int = 2000, n_test: int = 2000,
-                      segmenter_steps: int = 800, seed: int = 0, progress: bool = False) -> Instruments:
+def build_instruments(
+    image_size: int = 64,
+    n_train: int = 2000,
+    n_validation: int = 2000,
+    n_test: int = 2000,
+    segmenter_steps: int = 800,
+    seed: int = 0,
+    progress: bool = False,
+) -> Instruments:
     """Train the segmenter, calibrate the detector and make the real test set (a few minutes on a CPU).
 
     Args:
@@ -36,6 +43,7 @@ def build_instruments(image_size: int = 64, n_train: int = 2000, n_validation: i
         the :class:`~meddiff_lab.metrics.conditional_evaluation.Instruments` the checks take.
     """
     train = generate_phantoms(n_train, image_size, SEGMENTER_SEED, masks=SEG_STRUCTURES)
-    segmenter = train_segmentation(to_model_batch(train.images), stack_masks(train.masks), steps=segmenter_steps,
-                                   seed=seed, progress=progress).net
+    segmenter = train_segmentation(
+        to_model_batch(train.images), stack_masks(train.masks), steps=segmenter_steps, seed=seed, progress=progress
+    ).net
     return calibrate_instruments(segmenter, image_size, n_validation, n_test)

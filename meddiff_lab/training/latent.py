@@ -5,13 +5,9 @@ two-stage latent diffusion run that makes the shipped ``phantom128-ldm``.
 that "equal training compute" means the same code, the same batch, the same optimizer and the same
 wall-clock budget; only the data (pixels or latents) and the objective differ:
 
-=================  ===================================================  =============================
-objective          input                                                target
-=================  ===================================================  =============================
-``epsilon``        :math:`x_t=\sqrt{\bar\alpha_t}x_0+\sqrt{1-\bar\alpha_t}\varepsilon`   :math:`\varepsilon`
-``v_prediction``   the same                                             :math:`\sqrt{\bar\alpha_t}\varepsilon-\sqrt{1-\bar\alpha_t}x_0`
-``rectified_flow`` :math:`x_s=(1-s)x_0+s\varepsilon`                    :math:`\varepsilon-x_0`
-=================  ===================================================  =============================
+* ``epsilon``: input :math:`x_t=\sqrt{\bar\alpha_t}x_0+\sqrt{1-\bar\alpha_t}\varepsilon`, target :math:`\varepsilon`
+* ``v_prediction``: the same input, target :math:`\sqrt{\bar\alpha_t}\varepsilon-\sqrt{1-\bar\alpha_t}x_0`
+* ``rectified_flow``: input :math:`x_s=(1-s)x_0+s\varepsilon`, target :math:`\varepsilon-x_0`
 
 (The 64 px pixel models of notebooks 05-08 use :class:`~meddiff_lab.training.trainer.Trainer`, which
 adds logging files, sample grids, Accelerate and mixed precision; this loop keeps only EMA and
@@ -33,9 +29,10 @@ import copy
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -79,8 +76,14 @@ class DenoiserRun:
         return self.images / self.seconds if self.seconds > 0 else float("nan")
 
 
-def objective_loss(model: torch.nn.Module, x0: torch.Tensor, objective: str, schedule=None,
-                   generator: torch.Generator | None = None, num_train_timesteps: int = 1000) -> torch.Tensor:
+def objective_loss(
+    model: torch.nn.Module,
+    x0: torch.Tensor,
+    objective: str,
+    schedule=None,
+    generator: torch.Generator | None = None,
+    num_train_timesteps: int = 1000,
+) -> torch.Tensor:
     """One batch's loss for ``objective`` (see the module table); ``schedule`` is a NoiseSchedule for ε/v."""
     if objective == "rectified_flow":
         return flow_matching_loss(model, x0, num_train_timesteps=num_train_timesteps, generator=generator)
@@ -103,12 +106,24 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
                 target.copy_(source)
 
 
-def train_denoiser(model: torch.nn.Module, data: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
-                   objective: str = "epsilon", steps: int = 1000, batch_size: int = 16,
-                   learning_rate: float = 1e-3, ema_decay: float = 0.999, warmup_steps: int = 20,
-                   schedule=None, num_train_timesteps: int = 1000, seed: int = 0, max_seconds: float | None = None,
-                   progress: bool = True, log_every: int = 10, resume: DenoiserRun | None = None,
-                   num_items: int | None = None) -> DenoiserRun:
+def train_denoiser(
+    model: torch.nn.Module,
+    data: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+    objective: str = "epsilon",
+    steps: int = 1000,
+    batch_size: int = 16,
+    learning_rate: float = 1e-3,
+    ema_decay: float = 0.999,
+    warmup_steps: int = 20,
+    schedule=None,
+    num_train_timesteps: int = 1000,
+    seed: int = 0,
+    max_seconds: float | None = None,
+    progress: bool = True,
+    log_every: int = 10,
+    resume: DenoiserRun | None = None,
+    num_items: int | None = None,
+) -> DenoiserRun:
     """Train ``model`` to denoise ``data`` with ``objective`` for ``steps`` steps or ``max_seconds``.
 
     Args:
@@ -140,8 +155,12 @@ def train_denoiser(model: torch.nn.Module, data: torch.Tensor | Callable[[torch.
         run = resume
     else:
         optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
-        run = DenoiserRun(model=model, ema_model=copy.deepcopy(model).eval().requires_grad_(False),
-                          objective=objective, optimizer=optimizer)
+        run = DenoiserRun(
+            model=model,
+            ema_model=copy.deepcopy(model).eval().requires_grad_(False),
+            objective=objective,
+            optimizer=optimizer,
+        )
     lr_lambda = lambda s: min(1.0, (s + 1) / max(1, warmup_steps))  # noqa: E731
     generator = torch.Generator().manual_seed(seed * 7919 + run.steps)
     start_step, started = run.steps, time.perf_counter()
@@ -149,8 +168,14 @@ def train_denoiser(model: torch.nn.Module, data: torch.Tensor | Callable[[torch.
     window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
     device = next(model.parameters()).device  # batches are drawn on the CPU and moved to the model
     model.train()
-    bar = tqdm(total=steps, initial=start_step, desc=f"training ({objective})", unit="step",
-               disable=not progress, mininterval=1.0)
+    bar = tqdm(
+        total=steps,
+        initial=start_step,
+        desc=f"training ({objective})",
+        unit="step",
+        disable=not progress,
+        mininterval=1.0,
+    )
     while run.steps < steps:
         for group in run.optimizer.param_groups:
             group["lr"] = learning_rate * lr_lambda(run.steps)
@@ -174,8 +199,13 @@ def train_denoiser(model: torch.nn.Module, data: torch.Tensor | Callable[[torch.
         out_of_time = max_seconds is not None and time.perf_counter() - started >= max_seconds
         if run.steps % log_every == 0 or run.steps == steps or out_of_time:
             elapsed = time.perf_counter() - window_start
-            run.history.append({"step": run.steps, "loss": window_loss / window_steps,
-                                "images_per_sec": window_steps * batch_size / max(elapsed, 1e-9)})
+            run.history.append(
+                {
+                    "step": run.steps,
+                    "loss": window_loss / window_steps,
+                    "images_per_sec": window_steps * batch_size / max(elapsed, 1e-9),
+                }
+            )
             bar.set_postfix(loss=f"{run.history[-1]['loss']:.4f}", refresh=False)
             window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
         if out_of_time:
@@ -183,8 +213,10 @@ def train_denoiser(model: torch.nn.Module, data: torch.Tensor | Callable[[torch.
     bar.close()
     model.eval()
     if progress and run.history:
-        print(f"{objective}: {run.steps - start_step} steps in {run.seconds - seconds_before:.0f} s "
-              f"({run.images_per_sec:.1f} images/s), last loss {run.history[-1]['loss']:.4f}")
+        print(
+            f"{objective}: {run.steps - start_step} steps in {run.seconds - seconds_before:.0f} s "
+            f"({run.images_per_sec:.1f} images/s), last loss {run.history[-1]['loss']:.4f}"
+        )
     return run
 
 
@@ -212,8 +244,13 @@ def training_memory_mb(model: torch.nn.Module, example: torch.Tensor, objective:
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    parts = {"activations": sum(saved.values()), "weights": weights, "gradients": weights, "adam": 2 * weights,
-             "ema": weights}
+    parts = {
+        "activations": sum(saved.values()),
+        "weights": weights,
+        "gradients": weights,
+        "adam": 2 * weights,
+        "ema": weights,
+    }
     parts = {k: v / 2**20 for k, v in parts.items()}
     parts["total"] = sum(parts.values())
     return parts
@@ -240,8 +277,9 @@ def build_latent_unet(latent_config: dict, latent_channels: int) -> torch.nn.Mod
     return UNet(spatial_dims=2, in_channels=latent_channels, out_channels=latent_channels, **kwargs)
 
 
-def train_latent_diffusion_from_config(config_path: str | Path, out_dir: str | Path, resume: bool = False,
-                                       stage: str = "all", progress: bool = True) -> Path:
+def train_latent_diffusion_from_config(
+    config_path: str | Path, out_dir: str | Path, resume: bool = False, stage: str = "all", progress: bool = True
+) -> Path:
     """Run (or resume) the two stages the config describes; checkpoints in ``out_dir``. Returns ``out_dir``."""
     config = load_latent_config(config_path)
     out = Path(out_dir)
@@ -250,11 +288,15 @@ def train_latent_diffusion_from_config(config_path: str | Path, out_dir: str | P
     device = get_device()  # $MEDDIFF_DEVICE, else cuda when present, else the CPU
     data_cfg, ae_cfg, lat_cfg = config["data"], config["autoencoder"], config["latent"]
     started = time.perf_counter()
-    phantoms = generate_phantoms(int(data_cfg["num_images"]), int(data_cfg["image_size"]), int(data_cfg["data_seed"]),
-                                 masks=())
+    phantoms = generate_phantoms(
+        int(data_cfg["num_images"]), int(data_cfg["image_size"]), int(data_cfg["data_seed"]), masks=()
+    )
     images = to_model_batch(phantoms.images)
-    print(f"data: {len(images)} phantoms of {data_cfg['image_size']} px (seed {data_cfg['data_seed']}) in "
-          f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+    print(
+        f"data: {len(images)} phantoms of {data_cfg['image_size']} px (seed {data_cfg['data_seed']}) in "
+        f"{time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+    )
 
     # stage 1: the autoencoder, in chunks of checkpoint_every steps
     torch.manual_seed(int(config.get("seed", 0)))
@@ -270,13 +312,32 @@ def train_latent_diffusion_from_config(config_path: str | Path, out_dir: str | P
     total, every = int(ae_cfg["steps"]), int(ae_cfg.get("checkpoint_every", 100))
     budget = float(ae_cfg.get("max_seconds", float("inf")))  # training seconds in all, across resumes
     while step < total and seconds < budget and stage in ("all", "autoencoder"):
-        run = train_autoencoder(autoencoder, images, min(total, step + every), int(ae_cfg["batch_size"]),
-                                float(ae_cfg["learning_rate"]), float(ae_cfg["kl_weight"]), seed=int(config.get("seed", 0)),
-                                progress=progress, start_step=step, optimizer=optimizer, log_every=10,
-                                max_seconds=budget - seconds)
+        run = train_autoencoder(
+            autoencoder,
+            images,
+            min(total, step + every),
+            int(ae_cfg["batch_size"]),
+            float(ae_cfg["learning_rate"]),
+            float(ae_cfg["kl_weight"]),
+            seed=int(config.get("seed", 0)),
+            progress=progress,
+            start_step=step,
+            optimizer=optimizer,
+            log_every=10,
+            max_seconds=budget - seconds,
+        )
         step, seconds, history = run.steps, seconds + run.seconds, history + run.history
-        save_checkpoint(ae_path, {"model": autoencoder.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                                  "seconds": seconds, "history": history, "config": config})
+        save_checkpoint(
+            ae_path,
+            {
+                "model": autoencoder.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "seconds": seconds,
+                "history": history,
+                "config": config,
+            },
+        )
     if stage == "autoencoder":
         return out
     scale = autoencoder.fit_scale_factor(images[:512])
@@ -289,8 +350,12 @@ def train_latent_diffusion_from_config(config_path: str | Path, out_dir: str | P
     unet = build_latent_unet(lat_cfg, autoencoder.config["latent_channels"]).to(device)
     lat_path, run = out / "latent.pt", None
     diffusion = lat_cfg["diffusion"]
-    schedule = NoiseSchedule.from_name(diffusion["schedule"], num_train_timesteps=int(diffusion["num_train_timesteps"]),
-                                       beta_start=float(diffusion["beta_start"]), beta_end=float(diffusion["beta_end"]))
+    schedule = NoiseSchedule.from_name(
+        diffusion["schedule"],
+        num_train_timesteps=int(diffusion["num_train_timesteps"]),
+        beta_start=float(diffusion["beta_start"]),
+        beta_end=float(diffusion["beta_end"]),
+    )
     objective = diffusion["prediction_type"]
     if resume and lat_path.exists():
         state = load_checkpoint(lat_path, map_location=device)
@@ -299,22 +364,53 @@ def train_latent_diffusion_from_config(config_path: str | Path, out_dir: str | P
         ema.load_state_dict(state["ema"])
         optimizer = torch.optim.AdamW(unet.parameters(), lr=float(lat_cfg["learning_rate"]), weight_decay=0.0)
         optimizer.load_state_dict(state["optimizer"])
-        run = DenoiserRun(model=unet, ema_model=ema.eval().requires_grad_(False), objective=objective,
-                          history=list(state["history"]), seconds=float(state["seconds"]), steps=int(state["step"]),
-                          images=int(state["images"]), optimizer=optimizer, ema_updates=int(state["ema_updates"]))
+        run = DenoiserRun(
+            model=unet,
+            ema_model=ema.eval().requires_grad_(False),
+            objective=objective,
+            history=list(state["history"]),
+            seconds=float(state["seconds"]),
+            steps=int(state["step"]),
+            images=int(state["images"]),
+            optimizer=optimizer,
+            ema_updates=int(state["ema_updates"]),
+        )
         print(f"latent: resumed at step {run.steps}", file=sys.stderr)
     total, every = int(lat_cfg["steps"]), int(lat_cfg.get("checkpoint_every", 200))
     budget = float(lat_cfg.get("max_seconds", float("inf")))  # training seconds in all, across resumes
     while run is None or (run.steps < total and run.seconds < budget):
         target = min(total, (run.steps if run else 0) + every)
-        run = train_denoiser(unet, draw, objective, target, int(lat_cfg["batch_size"]), float(lat_cfg["learning_rate"]),
-                             float(lat_cfg["ema_decay"]), int(lat_cfg.get("warmup_steps", 50)), schedule=schedule,
-                             seed=int(config.get("seed", 0)), progress=progress, resume=run, num_items=len(mu),
-                             max_seconds=budget - (run.seconds if run else 0.0))
-        save_checkpoint(lat_path, {"model": unet.state_dict(), "ema": run.ema_model.state_dict(),
-                                   "optimizer": run.optimizer.state_dict(), "step": run.steps, "seconds": run.seconds,
-                                   "images": run.images, "ema_updates": run.ema_updates, "history": run.history,
-                                   "config": config, "scale_factor": scale})
+        run = train_denoiser(
+            unet,
+            draw,
+            objective,
+            target,
+            int(lat_cfg["batch_size"]),
+            float(lat_cfg["learning_rate"]),
+            float(lat_cfg["ema_decay"]),
+            int(lat_cfg.get("warmup_steps", 50)),
+            schedule=schedule,
+            seed=int(config.get("seed", 0)),
+            progress=progress,
+            resume=run,
+            num_items=len(mu),
+            max_seconds=budget - (run.seconds if run else 0.0),
+        )
+        save_checkpoint(
+            lat_path,
+            {
+                "model": unet.state_dict(),
+                "ema": run.ema_model.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "step": run.steps,
+                "seconds": run.seconds,
+                "images": run.images,
+                "ema_updates": run.ema_updates,
+                "history": run.history,
+                "config": config,
+                "scale_factor": scale,
+            },
+        )
     return out
 
 
@@ -332,8 +428,13 @@ def load_trained_autoencoder(path: str | Path, fit_images: int = 512):
     return autoencoder.eval()
 
 
-def export_latent_diffusion(out_dir: str | Path, destination: str | Path, config_path: str | Path,
-                            command: str | None = None, name: str = "phantom128-ldm") -> Path:
+def export_latent_diffusion(
+    out_dir: str | Path,
+    destination: str | Path,
+    config_path: str | Path,
+    command: str | None = None,
+    name: str = "phantom128-ldm",
+) -> Path:
     """Write the autoencoder and the latent U-Net's EMA weights into one .safetensors (keys prefixed
     ``autoencoder.`` and ``unet.``) and the JSON config beside it."""
     from safetensors.torch import save_file
@@ -350,24 +451,39 @@ def export_latent_diffusion(out_dir: str | Path, destination: str | Path, config
     latent_channels = autoencoder.config["latent_channels"]
     unet_config.update(spatial_dims=2, in_channels=latent_channels, out_channels=latent_channels)
     card = {
-        "name": name, "image_size": int(config["data"]["image_size"]),
+        "name": name,
+        "image_size": int(config["data"]["image_size"]),
         "kind": "latent_diffusion",
-        "autoencoder": autoencoder.config, "scale_factor": float(lat_state["scale_factor"]),
+        "autoencoder": autoencoder.config,
+        "scale_factor": float(lat_state["scale_factor"]),
         "latent_shape": list(autoencoder.latent_shape),
-        "model": unet_config, "diffusion": dict(config["latent"]["diffusion"]),
-        "data": {"data_source": "synthetic", "num_images": int(config["data"]["num_images"]),
-                 "data_seed": int(config["data"]["data_seed"])},
+        "model": unet_config,
+        "diffusion": dict(config["latent"]["diffusion"]),
+        "data": {
+            "data_source": "synthetic",
+            "num_images": int(config["data"]["num_images"]),
+            "data_seed": int(config["data"]["data_seed"]),
+        },
         "weights": "autoencoder: trained weights; unet: EMA",
-        "parameters": {"autoencoder": int(sum(v.numel() for k, v in tensors.items() if k.startswith("autoencoder."))),
-                       "unet": int(sum(v.numel() for k, v in tensors.items() if k.startswith("unet.")))},
+        "parameters": {
+            "autoencoder": int(sum(v.numel() for k, v in tensors.items() if k.startswith("autoencoder."))),
+            "unet": int(sum(v.numel() for k, v in tensors.items() if k.startswith("unet."))),
+        },
         "training": {
-            "command": command, "config": config,
-            "autoencoder": {"steps": int(ae_state["step"]), "seconds": round(float(ae_state["seconds"]), 1),
-                            "images_seen": int(ae_state["step"]) * int(config["autoencoder"]["batch_size"]),
-                            "final_loss": ae_state["history"][-1]["loss"] if ae_state["history"] else None},
-            "latent": {"steps": int(lat_state["step"]), "seconds": round(float(lat_state["seconds"]), 1),
-                       "images_seen": int(lat_state["images"]),
-                       "final_loss": lat_state["history"][-1]["loss"] if lat_state["history"] else None},
+            "command": command,
+            "config": config,
+            "autoencoder": {
+                "steps": int(ae_state["step"]),
+                "seconds": round(float(ae_state["seconds"]), 1),
+                "images_seen": int(ae_state["step"]) * int(config["autoencoder"]["batch_size"]),
+                "final_loss": ae_state["history"][-1]["loss"] if ae_state["history"] else None,
+            },
+            "latent": {
+                "steps": int(lat_state["step"]),
+                "seconds": round(float(lat_state["seconds"]), 1),
+                "images_seen": int(lat_state["images"]),
+                "final_loss": lat_state["history"][-1]["loss"] if lat_state["history"] else None,
+            },
             "hardware": hardware_description(int(config.get("threads", 1))),
         },
     }
@@ -379,8 +495,10 @@ def export_latent_diffusion(out_dir: str | Path, destination: str | Path, config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m meddiff_lab.training.latent",
-                                     description="Train (or resume) the two-stage latent diffusion model of a config.")
+    parser = argparse.ArgumentParser(
+        prog="python -m meddiff_lab.training.latent",
+        description="Train (or resume) the two-stage latent diffusion model of a config.",
+    )
     parser.add_argument("--config", required=True)
     parser.add_argument("--out", required=True, help="folder for autoencoder.pt and latent.pt")
     parser.add_argument("--resume", action="store_true")
@@ -389,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     train_latent_diffusion_from_config(args.config, args.out, resume=args.resume, stage=args.stage)
     if args.export:
-        command = f"python -m meddiff_lab.training.latent --config {args.config} --out {args.out} --export {args.export}"
+        command = (
+            f"python -m meddiff_lab.training.latent --config {args.config} --out {args.out} --export {args.export}"
+        )
         print(f"exported {export_latent_diffusion(args.out, args.export, args.config, command)}")
     return 0
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
 
@@ -66,8 +66,13 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def measure_step_speed(step_fn: Callable[[str], None], images_per_step: int, precisions=("no", "bf16"),
-                       rounds: int = 3, steps_per_round: int = 2) -> dict[str, float]:
+def measure_step_speed(
+    step_fn: Callable[[str], None],
+    images_per_step: int,
+    precisions=("no", "bf16"),
+    rounds: int = 3,
+    steps_per_round: int = 2,
+) -> dict[str, float]:
     """Training images per second of ``step_fn(precision)`` for each precision, timed alternately.
 
     The machine may be shared and its speed drifts, so the precisions take turns (round 1: fp32,
@@ -83,8 +88,10 @@ def measure_step_speed(step_fn: Callable[[str], None], images_per_step: int, pre
         ``{precision: images_per_sec}``.
     """
     if rounds < 1 or steps_per_round < 1 or images_per_step < 1:
-        raise ValueError(f"rounds, steps_per_round and images_per_step must be >= 1, got "
-                         f"{rounds}, {steps_per_round}, {images_per_step}")
+        raise ValueError(
+            f"rounds, steps_per_round and images_per_step must be >= 1, got "
+            f"{rounds}, {steps_per_round}, {images_per_step}"
+        )
     for precision in precisions:
         step_fn(precision)
     speeds: dict[str, list[float]] = {p: [] for p in precisions}
@@ -97,13 +104,19 @@ def measure_step_speed(step_fn: Callable[[str], None], images_per_step: int, pre
     return {p: statistics.median(v) for p, v in speeds.items()}
 
 
-def choose_precision(setting: str, device: torch.device, step_fn: Callable[[str], None] | None = None,
-                     images_per_step: int = 1, min_speedup: float = MIN_SPEEDUP, **measure_kwargs) -> PrecisionChoice:
+def choose_precision(
+    setting: str,
+    device: torch.device,
+    step_fn: Callable[[str], None] | None = None,
+    images_per_step: int = 1,
+    min_speedup: float = MIN_SPEEDUP,
+    **measure_kwargs,
+) -> PrecisionChoice:
     """Resolve a config's precision ``setting`` for ``device``.
 
-    ``"auto"``: bf16 on a CUDA GPU that has it (Ampere and newer), else float16; on a CPU with native bf16 and a ``step_fn`` to time, bf16 if it
-    trains at least ``min_speedup`` × faster than float32 (measured with :func:`measure_step_speed`),
-    float32 otherwise. Explicit settings are kept (``"fp16"`` needs CUDA).
+    ``"auto"``: bf16 on a CUDA GPU that has it (Ampere and newer), else float16; on a CPU with native bf16
+    and a ``step_fn`` to time, bf16 if it trains at least ``min_speedup`` × faster than float32 (measured
+    with :func:`measure_step_speed`), float32 otherwise. Explicit settings are kept (``"fp16"`` needs CUDA).
     """
     if setting not in PRECISIONS:
         raise ValueError(f"mixed_precision must be one of {PRECISIONS}, got {setting!r}")
@@ -116,19 +129,25 @@ def choose_precision(setting: str, device: torch.device, step_fn: Callable[[str]
         return PrecisionChoice(setting, setting, reason)
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
-            return PrecisionChoice(setting, "bf16", "auto on CUDA: this GPU has bf16, so bf16 autocast "
-                                                    "(float32's range: no gradient scaling)")
+            return PrecisionChoice(
+                setting,
+                "bf16",
+                "auto on CUDA: this GPU has bf16, so bf16 autocast (float32's range: no gradient scaling)",
+            )
         return PrecisionChoice(setting, "fp16", "auto on CUDA: float16 autocast with gradient scaling")
     if device.type != "cpu":
         return PrecisionChoice(setting, "no", f"auto on {device.type}: float32")
     if not cpu_has_native_bf16():
-        return PrecisionChoice(setting, "no", "auto: this CPU has no native bf16 instructions (AVX512-BF16/AMX), "
-                                              "so float32")
+        return PrecisionChoice(
+            setting, "no", "auto: this CPU has no native bf16 instructions (AVX512-BF16/AMX), so float32"
+        )
     if step_fn is None:
         return PrecisionChoice(setting, "no", "auto: native bf16 present but nothing to measure, so float32")
     speed = measure_step_speed(step_fn, images_per_step, **measure_kwargs)
     ratio = speed["bf16"] / speed["no"]
     chosen = "bf16" if ratio >= min_speedup else "no"
-    reason = (f"auto: measured {speed['no']:.1f} img/s float32 vs {speed['bf16']:.1f} bf16 ({ratio:.2f}x) "
-              f"-> {'bf16' if chosen == 'bf16' else 'float32'}")
+    reason = (
+        f"auto: measured {speed['no']:.1f} img/s float32 vs {speed['bf16']:.1f} bf16 ({ratio:.2f}x) "
+        f"-> {'bf16' if chosen == 'bf16' else 'float32'}"
+    )
     return PrecisionChoice(setting, chosen, reason, speed["no"], speed["bf16"])

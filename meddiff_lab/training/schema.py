@@ -16,9 +16,10 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["Field", "ConfigError", "check_fields", "read_yaml_mapping", "as_config"]
 
@@ -56,8 +57,10 @@ class Field:
         elif self.kind in ("int", "float"):
             noun = "an integer" if self.kind == "int" else "a number"
             if self.low is not None and self.high is not None:
-                text = (f"{noun} in {'(' if self.low_open else '['}{self.low:g}, "
-                        f"{self.high:g}{')' if self.high_open else ']'}")
+                text = (
+                    f"{noun} in {'(' if self.low_open else '['}{self.low:g}, "
+                    f"{self.high:g}{')' if self.high_open else ']'}"
+                )
             elif self.low is not None:
                 text = f"{noun} {'>' if self.low_open else '>='} {self.low:g}"
             elif self.high is not None:
@@ -65,8 +68,13 @@ class Field:
             else:
                 text = f"a finite {noun.split()[-1]}"
         else:
-            text = {"bool": "true or false", "str": "a string", "path": "a path (string)",
-                    "mapping": "a mapping of keys", "floats": f"a list of {self.length} numbers"}[self.kind]
+            text = {
+                "bool": "true or false",
+                "str": "a string",
+                "path": "a path (string)",
+                "mapping": "a mapping of keys",
+                "floats": f"a list of {self.length} numbers",
+            }[self.kind]
         return text + (" or null" if self.optional else "")
 
     def coerce(self, value: Any) -> Any:
@@ -191,8 +199,9 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     return dict(data)
 
 
-def as_config(config: Any, cls: type[ConfigT], from_mapping: Callable[[Mapping[str, Any]], ConfigT],
-              what: str) -> ConfigT:
+def as_config(
+    config: Any, cls: type[ConfigT], from_mapping: Callable[[Mapping[str, Any]], ConfigT], what: str
+) -> ConfigT:
     """``config`` as a ``cls`` (a config dataclass): given one, a mapping, or the path of a YAML file.
 
     Args:
@@ -217,5 +226,6 @@ def as_config(config: Any, cls: type[ConfigT], from_mapping: Callable[[Mapping[s
             return from_mapping(data)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{what} {path}: {exc}") from None
-    raise TypeError(f"{what}: expected a {cls.__name__}, a mapping or the path of a YAML file, "
-                    f"got {type(config).__name__}")
+    raise TypeError(
+        f"{what}: expected a {cls.__name__}, a mapping or the path of a YAML file, got {type(config).__name__}"
+    )

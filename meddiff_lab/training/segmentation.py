@@ -31,22 +31,37 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 
 from meddiff_lab.data.phantom import CM_PER_UNIT
-from meddiff_lab.metrics.segmentation import (SEG_STRUCTURES, SegmentationScores, masks_to_condition,
-                                              measure_cardiothoracic_ratio, predict_masks, segmentation_scores,
-                                              stack_masks)
+from meddiff_lab.metrics.segmentation import (
+    SEG_STRUCTURES,
+    SegmentationScores,
+    masks_to_condition,
+    measure_cardiothoracic_ratio,
+    predict_masks,
+    segmentation_scores,
+    stack_masks,
+)
 
 __all__ = [
-    "phantom_pixel_spacing_mm", "random_mask_variants", "make_segmentation_net", "classical_augmentation",
-    "train_segmentation", "SegmentationRun",
+    "phantom_pixel_spacing_mm",
+    "random_mask_variants",
+    "make_segmentation_net",
+    "classical_augmentation",
+    "train_segmentation",
+    "SegmentationRun",
     # measuring with the network: defined in meddiff_lab.metrics.segmentation, importable from here
-    "SEG_STRUCTURES", "stack_masks", "masks_to_condition", "predict_masks", "segmentation_scores",
-    "SegmentationScores", "measure_cardiothoracic_ratio",
+    "SEG_STRUCTURES",
+    "stack_masks",
+    "masks_to_condition",
+    "predict_masks",
+    "segmentation_scores",
+    "SegmentationScores",
+    "measure_cardiothoracic_ratio",
 ]
 
 
@@ -58,9 +73,14 @@ def phantom_pixel_spacing_mm(image_size: int) -> float:
     return 2 * CM_PER_UNIT * 10.0 / int(image_size)
 
 
-def random_mask_variants(masks: torch.Tensor, per_image: int, seed: int = 0, rotate_degrees: float = 10.0,
-                         zoom: tuple[float, float] = (0.9, 1.1),
-                         translate_fraction: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+def random_mask_variants(
+    masks: torch.Tensor,
+    per_image: int,
+    seed: int = 0,
+    rotate_degrees: float = 10.0,
+    zoom: tuple[float, float] = (0.9, 1.1),
+    translate_fraction: float = 0.05,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """New, plausible masks from existing ones: a random rotation, zoom and shift of each (nearest neighbour).
 
     EMIT-Diff-style augmentation generates images for *new* masks, so the synthetic pairs add shapes
@@ -83,9 +103,14 @@ def random_mask_variants(masks: torch.Tensor, per_image: int, seed: int = 0, rot
     if int(per_image) < 0:
         raise ValueError(f"per_image must be >= 0, got {per_image!r}")
     side = masks.shape[-1]
-    affine = RandAffine(prob=1.0, rotate_range=(math.radians(rotate_degrees),),
-                        scale_range=((zoom[0] - 1, zoom[1] - 1),) * 2,
-                        translate_range=(translate_fraction * side,) * 2, mode="nearest", padding_mode="zeros")
+    affine = RandAffine(
+        prob=1.0,
+        rotate_range=(math.radians(rotate_degrees),),
+        scale_range=((zoom[0] - 1, zoom[1] - 1),) * 2,
+        translate_range=(translate_fraction * side,) * 2,
+        mode="nearest",
+        padding_mode="zeros",
+    )
     affine.set_random_state(seed=int(seed))
     source = torch.arange(len(masks)).repeat_interleave(int(per_image))
     variants = [torch.as_tensor(affine(masks[i])).float() for i in source.tolist()]
@@ -95,8 +120,9 @@ def random_mask_variants(masks: torch.Tensor, per_image: int, seed: int = 0, rot
 
 
 # ---------------------------------------------------------------------------------------- network
-def make_segmentation_net(out_channels: int = len(SEG_STRUCTURES), channels: Sequence[int] = (16, 32, 64, 128),
-                          num_res_units: int = 1) -> torch.nn.Module:
+def make_segmentation_net(
+    out_channels: int = len(SEG_STRUCTURES), channels: Sequence[int] = (16, 32, 64, 128), num_res_units: int = 1
+) -> torch.nn.Module:
     """MONAI's segmentation ``UNet`` (2D, one input channel, stride-2 levels) for ``out_channels`` structures.
 
     Image sides must be divisible by ``2 ** (len(channels) - 1)`` (8 with the default four levels).
@@ -104,13 +130,24 @@ def make_segmentation_net(out_channels: int = len(SEG_STRUCTURES), channels: Seq
     from monai.networks.nets import UNet
 
     channels = tuple(int(c) for c in channels)
-    return UNet(spatial_dims=2, in_channels=1, out_channels=int(out_channels), channels=channels,
-                strides=(2,) * (len(channels) - 1), num_res_units=int(num_res_units))
+    return UNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=int(out_channels),
+        channels=channels,
+        strides=(2,) * (len(channels) - 1),
+        num_res_units=int(num_res_units),
+    )
 
 
-def classical_augmentation(seed: int | None = None, rotate_degrees: float = 15.0,
-                           zoom: tuple[float, float] = (0.9, 1.1), gamma: tuple[float, float] = (0.7, 1.5),
-                           noise_std: float = 0.05, prob: float = 0.5) -> Callable[[dict], dict]:
+def classical_augmentation(
+    seed: int | None = None,
+    rotate_degrees: float = 15.0,
+    zoom: tuple[float, float] = (0.9, 1.1),
+    gamma: tuple[float, float] = (0.7, 1.5),
+    noise_std: float = 0.05,
+    prob: float = 0.5,
+) -> Callable[[dict], dict]:
     """Classical augmentation of (image, mask) pairs with MONAI transforms: rotation, scale, contrast, noise.
 
     * ``RandAffined``: rotation within ±``rotate_degrees`` and isotropic-ish scale in ``zoom``, on the
@@ -132,22 +169,32 @@ def classical_augmentation(seed: int | None = None, rotate_degrees: float = 15.0
     if not 0.0 <= prob <= 1.0:
         raise ValueError(f"prob must be in [0, 1], got {prob!r}")
     if rotate_degrees < 0 or noise_std < 0 or not 0 < zoom[0] <= zoom[1] or not 0 < gamma[0] <= gamma[1]:
-        raise ValueError(f"augmentation strengths must be non-negative with (min, max) ranges, got rotate_degrees="
-                         f"{rotate_degrees}, zoom={zoom}, gamma={gamma}, noise_std={noise_std}")
-    pipeline = mt.Compose([
-        mt.RandAffined(keys=("image", "label"), prob=prob, rotate_range=(math.radians(rotate_degrees),),
-                       scale_range=((zoom[0] - 1.0, zoom[1] - 1.0),) * 2, mode=("bilinear", "nearest"),
-                       padding_mode=("border", "zeros")),
-        mt.RandAdjustContrastd(keys="image", prob=prob, gamma=gamma),
-        mt.RandGaussianNoised(keys="image", prob=prob, std=noise_std),
-    ])
+        raise ValueError(
+            f"augmentation strengths must be non-negative with (min, max) ranges, got rotate_degrees="
+            f"{rotate_degrees}, zoom={zoom}, gamma={gamma}, noise_std={noise_std}"
+        )
+    pipeline = mt.Compose(
+        [
+            mt.RandAffined(
+                keys=("image", "label"),
+                prob=prob,
+                rotate_range=(math.radians(rotate_degrees),),
+                scale_range=((zoom[0] - 1.0, zoom[1] - 1.0),) * 2,
+                mode=("bilinear", "nearest"),
+                padding_mode=("border", "zeros"),
+            ),
+            mt.RandAdjustContrastd(keys="image", prob=prob, gamma=gamma),
+            mt.RandGaussianNoised(keys="image", prob=prob, std=noise_std),
+        ]
+    )
     if seed is not None:
         pipeline.set_random_state(seed=int(seed))
     return pipeline
 
 
-def _augment_batch(augmentation: Callable[[dict], dict], x: torch.Tensor,
-                   y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _augment_batch(
+    augmentation: Callable[[dict], dict], x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply a dictionary transform pair by pair, without MONAI's metadata tracking (twice as fast)."""
     from monai.data import get_track_meta, set_track_meta
 
@@ -185,10 +232,20 @@ def _check_pairs(images, masks) -> tuple[torch.Tensor, torch.Tensor]:
     return images, masks
 
 
-def train_segmentation(images, masks, *, steps: int, batch_size: int = 16, learning_rate: float = 1e-2,
-                       augmentation: Callable[[dict], dict] | None = None, seed: int = 0, loss: str = "dice_ce",
-                       net: torch.nn.Module | None = None, device: torch.device | str | None = None,
-                       progress: bool = False) -> SegmentationRun:
+def train_segmentation(
+    images,
+    masks,
+    *,
+    steps: int,
+    batch_size: int = 16,
+    learning_rate: float = 1e-2,
+    augmentation: Callable[[dict], dict] | None = None,
+    seed: int = 0,
+    loss: str = "dice_ce",
+    net: torch.nn.Module | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> SegmentationRun:
     """Train a segmentation network with MONAI's ``DiceCELoss`` (or ``DiceLoss``) and Adam.
 
     Every run gets exactly ``steps`` optimizer steps of ``batch_size`` images drawn at random from the

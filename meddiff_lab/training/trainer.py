@@ -4,7 +4,8 @@ One optimizer *step* is ``gradient_accumulation_steps`` micro-batches of ``batch
 each process; ``max_steps`` counts steps for the whole run, resumed or not. Each step:
 
 1. draw clean images :math:`x_0` (B, 1, H, W) in [-1, 1], noise :math:`\\epsilon \\sim N(0, I)` and a
-   timestep :math:`t \\sim U\\{0, T-1\\}`; form :math:`x_t = \\sqrt{\\bar\\alpha_t} x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\epsilon`;
+   timestep :math:`t \\sim U\\{0, T-1\\}`;
+   form :math:`x_t = \\sqrt{\\bar\\alpha_t} x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\epsilon`;
 2. predict the target (``prediction_type``): :math:`\\epsilon`, :math:`x_0` (``"sample"``) or
    :math:`v = \\sqrt{\\bar\\alpha_t}\\,\\epsilon - \\sqrt{1-\\bar\\alpha_t}\\,x_0` (``"v_prediction"``);
 3. loss = per-image MSE, optionally weighted by min-SNR-:math:`\\gamma` (Hang et al. 2023) and mixed
@@ -35,14 +36,20 @@ import inspect
 import json
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
-from meddiff_lab.checkpoint import (capture_rng_state, check_resumable, load_checkpoint, restore_rng_state,
-                                    save_checkpoint)
+from meddiff_lab.checkpoint import (
+    capture_rng_state,
+    check_resumable,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from meddiff_lab.data.intensity import to_model_batch
 from meddiff_lab.data.phantom import generate_phantoms
 from meddiff_lab.data.sources import DATA_SOURCES, load_dataset
@@ -56,7 +63,7 @@ from meddiff_lab.models.pretrained import load_model
 from meddiff_lab.models.unet import UNet
 from meddiff_lab.runtime import get_device, hardware_description  # hardware_description: as generate_samples
 from meddiff_lab.training.lr_schedule import warmup_cosine
-from meddiff_lab.training.precision import PRECISIONS, PrecisionChoice, choose_precision, cpu_has_native_bf16
+from meddiff_lab.training.precision import PRECISIONS, PrecisionChoice, choose_precision
 from meddiff_lab.training.schema import Field, as_config, check_fields
 from meddiff_lab.training.zoo import zoo_training_set
 from meddiff_lab.viz.grids import save_image_grid  # as generate_samples
@@ -87,15 +94,20 @@ class TrainConfig:
     """
 
     # data: (N, 1, image_size, image_size) float32 in [-1, 1]
-    data_source: str = "synthetic"       # "synthetic" | "chestxray14" | "medmnist" | "mednist" | "folder"
-    data_root: str | None = None         # None (or a missing folder) with "synthetic": phantoms made in memory
+    data_source: str = "synthetic"  # "synthetic" | "chestxray14" | "medmnist" | "mednist" | "folder"
+    data_root: str | None = None  # None (or a missing folder) with "synthetic": phantoms made in memory
     image_size: int = 64
-    num_images: int = 2000               # at most this many training images
+    num_images: int = 2000  # at most this many training images
     data_seed: int = 0
     # model: keyword arguments of meddiff_lab.models.UNet
-    model: dict = field(default_factory=lambda: {"channels": [32, 64, 128],
-                                                 "attention_levels": [False, False, True],
-                                                 "num_res_blocks": 1, "num_head_channels": 32})
+    model: dict = field(
+        default_factory=lambda: {
+            "channels": [32, 64, 128],
+            "attention_levels": [False, False, True],
+            "num_res_blocks": 1,
+            "num_head_channels": 32,
+        }
+    )
     # diffusion
     schedule: str = "linear"
     num_train_timesteps: int = 1000
@@ -103,35 +115,35 @@ class TrainConfig:
     beta_end: float = 0.02
     prediction_type: str = "epsilon"
     # loss
-    loss: str = "mse"                    # "mse" | "hybrid" (= (1 - ssim_weight) MSE + ssim_weight (1 - SSIM))
+    loss: str = "mse"  # "mse" | "hybrid" (= (1 - ssim_weight) MSE + ssim_weight (1 - SSIM))
     ssim_weight: float = 0.3
-    min_snr_gamma: float | None = None   # e.g. 5.0 turns on min-SNR weighting
+    min_snr_gamma: float | None = None  # e.g. 5.0 turns on min-SNR weighting
     # optimisation
     max_steps: int = 1000
-    batch_size: int = 16                 # per process and micro-batch
+    batch_size: int = 16  # per process and micro-batch
     gradient_accumulation_steps: int = 1
     learning_rate: float = 2e-4
     weight_decay: float = 0.0
     adam_betas: tuple = (0.9, 0.999)
     warmup_steps: int = 100
-    min_lr_ratio: float = 0.05           # the cosine ends at learning_rate * min_lr_ratio
+    min_lr_ratio: float = 0.05  # the cosine ends at learning_rate * min_lr_ratio
     max_grad_norm: float | None = 1.0
     ema_decay: float = 0.999
     # conditions (used only when the Trainer is given conditions=...)
-    label_dropout: float = 0.1           # chance a label / metadata vector becomes the null condition
+    label_dropout: float = 0.1  # chance a label / metadata vector becomes the null condition
     # zoo jobs (meddiff_lab.training.zoo): phantoms with their conditions, without conditions=...
-    conditioning: str = "none"           # "none" | "findings_metadata" | "mask" | "edges" (the last two: ControlNet)
-    base_model: str | None = None        # the frozen pretrained U-Net a ControlNet steers (e.g. "phantom64")
-    balance_classes: bool = False        # draw every class equally often
-    mixed_precision: str = "auto"        # "auto": fp16 on CUDA; on a CPU bf16 if measured faster, else float32
+    conditioning: str = "none"  # "none" | "findings_metadata" | "mask" | "edges" (the last two: ControlNet)
+    base_model: str | None = None  # the frozen pretrained U-Net a ControlNet steers (e.g. "phantom64")
+    balance_classes: bool = False  # draw every class equally often
+    mixed_precision: str = "auto"  # "auto": fp16 on CUDA; on a CPU bf16 if measured faster, else float32
     # bookkeeping
     seed: int = 0
     threads: int | None = None
     log_every: int = 10
-    sample_every: int = 500              # 0: never
+    sample_every: int = 500  # 0: never
     num_samples: int = 16
-    sample_steps: int = 50               # DDIM steps for the sample grids
-    checkpoint_every: int = 500          # 0: only at the end
+    sample_steps: int = 50  # DDIM steps for the sample grids
+    checkpoint_every: int = 500  # 0: only at the end
 
     def __post_init__(self) -> None:
         self.validate()
@@ -143,14 +155,19 @@ class TrainConfig:
         for name, value in check_fields(values, _CONFIG_FIELDS).items():
             setattr(self, name, value)
         if self.data_source not in DATA_SOURCES:
-            raise ValueError(f"data_source: expected one of {', '.join(map(repr, DATA_SOURCES))}, "
-                             f"got {self.data_source!r}")
+            raise ValueError(
+                f"data_source: expected one of {', '.join(map(repr, DATA_SOURCES))}, got {self.data_source!r}"
+            )
         if self.conditioning in ("mask", "edges") and not self.base_model:
-            raise ValueError(f"conditioning {self.conditioning!r} trains a ControlNet on a frozen pretrained U-Net: "
-                             f"set base_model (e.g. base_model: phantom64)")
+            raise ValueError(
+                f"conditioning {self.conditioning!r} trains a ControlNet on a frozen pretrained U-Net: "
+                f"set base_model (e.g. base_model: phantom64)"
+            )
         if self.conditioning != "none" and self.data_source != "synthetic":
-            raise ValueError(f"conditioning {self.conditioning!r} needs data_source 'synthetic' (the phantoms carry "
-                             f"the findings, metadata and masks); got {self.data_source!r}")
+            raise ValueError(
+                f"conditioning {self.conditioning!r} needs data_source 'synthetic' (the phantoms carry "
+                f"the findings, metadata and masks); got {self.data_source!r}"
+            )
         if self.schedule != "cosine" and self.beta_start >= self.beta_end:
             raise ValueError(f"beta_start ({self.beta_start!r}) must be smaller than beta_end ({self.beta_end!r})")
         self._check_model_kwargs()
@@ -170,7 +187,7 @@ class TrainConfig:
 
     # -------------------------------------------------------------------------------- conversions
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Build from a flat or sectioned dict (see the class docstring). Unknown keys raise ValueError."""
         known = {f.name for f in dataclasses.fields(cls)}
         flat: dict[str, Any] = {}
@@ -187,12 +204,12 @@ class TrainConfig:
         return cls(**flat)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
         """Read a YAML training config (flat or sectioned); every error names the file."""
         return as_config(Path(path), cls, cls.from_dict, "training config")
 
     @classmethod
-    def coerce(cls, config: "TrainConfig | Mapping[str, Any] | str | Path") -> "TrainConfig":
+    def coerce(cls, config: TrainConfig | Mapping[str, Any] | str | Path) -> TrainConfig:
         """``config`` as a :class:`TrainConfig`: given one, a dict (:meth:`from_dict`) or a YAML path."""
         return as_config(config, cls, cls.from_dict, "training config")
 
@@ -200,7 +217,7 @@ class TrainConfig:
         """Plain data only (lists instead of tuples), safe to store in a checkpoint or JSON."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -266,8 +283,12 @@ def build_zoo_or_plain_model(config: TrainConfig) -> torch.nn.Module:
 
 def build_schedule(config: TrainConfig) -> NoiseSchedule:
     """The noise schedule of a training run."""
-    return NoiseSchedule.from_name(config.schedule, num_train_timesteps=config.num_train_timesteps,
-                                   beta_start=config.beta_start, beta_end=config.beta_end)
+    return NoiseSchedule.from_name(
+        config.schedule,
+        num_train_timesteps=config.num_train_timesteps,
+        beta_start=config.beta_start,
+        beta_end=config.beta_end,
+    )
 
 
 def build_scheduler(config: Mapping[str, Any] | TrainConfig, kind: str = "ddim"):
@@ -286,7 +307,8 @@ def resolve_mixed_precision(setting: str, device: torch.device) -> str:
 
 
 class EMA:
-    """Exponential moving average of a model's weights: :math:`\\theta_{ema} \\leftarrow d\\,\\theta_{ema} + (1-d)\\,\\theta`.
+    """Exponential moving average of a model's weights:
+    :math:`\\theta_{ema} \\leftarrow d\\,\\theta_{ema} + (1-d)\\,\\theta`.
 
     The decay warms up as :math:`d_k = \\min(d, (1 + k) / (10 + k))` after ``k`` updates, so early
     averages are not dominated by the random initialisation.
@@ -332,8 +354,11 @@ def load_training_images(config: TrainConfig, verbose: bool = True) -> torch.Ten
     if config.data_source == "synthetic" and (root is None or not Path(root).exists()):
         if verbose:
             where = "no data_root" if root is None else f"{root} does not exist"
-            print(f"data: {where}; generating {config.num_images} synthetic phantoms of "
-                  f"{config.image_size} px in memory (seed {config.data_seed})", file=sys.stderr)
+            print(
+                f"data: {where}; generating {config.num_images} synthetic phantoms of "
+                f"{config.image_size} px in memory (seed {config.data_seed})",
+                file=sys.stderr,
+            )
         phantoms = generate_phantoms(config.num_images, config.image_size, config.data_seed, masks=())
         return to_model_batch(phantoms.images)
     if root is None:
@@ -343,8 +368,9 @@ def load_training_images(config: TrainConfig, verbose: bool = True) -> torch.Ten
     if count == 0:
         raise ValueError(f"data_root {root} holds no training images for data_source {config.data_source!r}")
     if verbose:
-        print(f"data: reading {count} of {len(dataset)} {config.data_source} training images from {root}",
-              file=sys.stderr)
+        print(
+            f"data: reading {count} of {len(dataset)} {config.data_source} training images from {root}", file=sys.stderr
+        )
     images = torch.stack([torch.as_tensor(dataset[i]["image"], dtype=torch.float32) for i in range(count)])
     return images
 
@@ -360,8 +386,10 @@ def _check_training_values(images: torch.Tensor) -> None:
         raise ValueError(f"{bad} of {len(images)} training images contain NaN or inf; check the data source")
     low, high = float(images.min()), float(images.max())
     if low < -1.1 or high > 1.1:  # room for an augmentation's overshoot, none for [0, 255] data
-        raise ValueError(f"training images span [{low:.4g}, {high:.4g}]; expected float32 in [-1, 1] "
-                         f"(map [0, 1] images with x * 2 - 1, 0-255 images with x / 127.5 - 1)")
+        raise ValueError(
+            f"training images span [{low:.4g}, {high:.4g}]; expected float32 in [-1, 1] "
+            f"(map [0, 1] images with x * 2 - 1, 0-255 images with x / 127.5 - 1)"
+        )
 
 
 # ---------------------------------------------------------------------------------- accelerator
@@ -428,12 +456,19 @@ class Trainer:
     model), ``ema`` (:class:`EMA`; ``ema.model`` is what to sample from), ``seconds``.
     """
 
-    def __init__(self, config: TrainConfig | Mapping[str, Any] | str | Path, out_dir: str | Path | None = None,
-                 images: torch.Tensor | None = None, model: torch.nn.Module | None = None,
-                 on_log: Callable[[dict], None] | None = None,
-                 on_sample: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True,
-                 accelerator=None, conditions: Mapping[str, torch.Tensor] | None = None):
-        self._created = time.perf_counter()   # a time budget counts from here (data making included)
+    def __init__(
+        self,
+        config: TrainConfig | Mapping[str, Any] | str | Path,
+        out_dir: str | Path | None = None,
+        images: torch.Tensor | None = None,
+        model: torch.nn.Module | None = None,
+        on_log: Callable[[dict], None] | None = None,
+        on_sample: Callable[[int, torch.Tensor], None] | None = None,
+        progress: bool = True,
+        accelerator=None,
+        conditions: Mapping[str, torch.Tensor] | None = None,
+    ):
+        self._created = time.perf_counter()  # a time budget counts from here (data making included)
         config = TrainConfig.coerce(config)
         self.config: TrainConfig = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -449,7 +484,7 @@ class Trainer:
         self.world_size = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick its fastest convolutions
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest convolutions
         self.precision = resolve_mixed_precision(config.mixed_precision, self.device)
         self.precision_choice = PrecisionChoice(config.mixed_precision, self.precision, "not measured")
 
@@ -459,11 +494,13 @@ class Trainer:
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         if not self.trainable:
             raise ValueError("the model has no parameter with requires_grad=True: nothing to train")
-        self.optimizer = torch.optim.AdamW(self.trainable, lr=config.learning_rate,
-                                           betas=config.adam_betas, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.trainable, lr=config.learning_rate, betas=config.adam_betas, weight_decay=config.weight_decay
+        )
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: warmup_cosine(s, self.config.warmup_steps, self.config.max_steps,
-                                                    self.config.min_lr_ratio))
+            self.optimizer,
+            lambda s: warmup_cosine(s, self.config.warmup_steps, self.config.max_steps, self.config.min_lr_ratio),
+        )
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.wrapped_model = self.accelerator.prepare_model(self.model)
 
@@ -471,16 +508,22 @@ class Trainer:
 
         if images is None and conditions is None and config.conditioning != "none":
             if self.is_main:
-                print(f"data: {config.num_images} phantoms of {config.image_size} px (seed {config.data_seed}) "
-                      f"with their {config.conditioning} conditions", file=sys.stderr)
-            images, conditions = zoo_training_set(config.conditioning, config.num_images, config.image_size,
-                                                  config.data_seed)
+                print(
+                    f"data: {config.num_images} phantoms of {config.image_size} px (seed {config.data_seed}) "
+                    f"with their {config.conditioning} conditions",
+                    file=sys.stderr,
+                )
+            images, conditions = zoo_training_set(
+                config.conditioning, config.num_images, config.image_size, config.data_seed
+            )
         self.images = images if images is not None else load_training_images(config, verbose=self.is_main)
         if self.images.dim() != 4 or self.images.shape[1] != 1:
             raise ValueError(f"training images must be (N, 1, H, W), got shape {tuple(self.images.shape)}")
         if self.images.shape[-1] != config.image_size or self.images.shape[-2] != config.image_size:
-            raise ValueError(f"training images are {tuple(self.images.shape[-2:])} px but the config says "
-                             f"image_size={config.image_size}")
+            raise ValueError(
+                f"training images are {tuple(self.images.shape[-2:])} px but the config says "
+                f"image_size={config.image_size}"
+            )
         _check_training_values(self.images)
         self.data_generator = torch.Generator().manual_seed(config.seed * 1000 + self.rank)
         self.conditions = self._check_conditions(conditions or {})
@@ -494,9 +537,9 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.seconds = 0.0
-        self._log_window = [0.0, 0]          # loss sum and step count since the last log row
+        self._log_window = [0.0, 0]  # loss sum and step count since the last log row
         self._writer = None
-        self._budget_fitted = False          # max_steps fitted to a time budget (train(time_budget_s=...))
+        self._budget_fitted = False  # max_steps fitted to a time budget (train(time_budget_s=...))
         self._saved_budget_max_steps = None
         if config.mixed_precision == "auto" and self.device.type == "cpu":
             self.precision_choice = self._measure_precision()
@@ -562,11 +605,20 @@ class Trainer:
             saved = TrainConfig.from_dict(state["config"])
         except (TypeError, ValueError) as exc:
             raise ValueError(f"checkpoint {path} holds an invalid training config: {exc}") from None
-        for key in ("model", "schedule", "num_train_timesteps", "beta_start", "beta_end", "prediction_type",
-                    "image_size"):
+        for key in (
+            "model",
+            "schedule",
+            "num_train_timesteps",
+            "beta_start",
+            "beta_end",
+            "prediction_type",
+            "image_size",
+        ):
             if getattr(saved, key) != getattr(self.config, key):
-                raise ValueError(f"checkpoint {path} was trained with {key}={getattr(saved, key)!r} but the "
-                                 f"config asks for {getattr(self.config, key)!r}; use the same config to resume")
+                raise ValueError(
+                    f"checkpoint {path} was trained with {key}={getattr(saved, key)!r} but the "
+                    f"config asks for {getattr(self.config, key)!r}; use the same config to resume"
+                )
         try:  # a checkpoint whose tensors do not fit this model, or a damaged state, is the file's fault
             self.accelerator.unwrap_model(self.wrapped_model).load_state_dict(state["model"])
             self.ema.load_state_dict(state["ema"])
@@ -577,21 +629,32 @@ class Trainer:
             restore_rng_state(state["rng"], self.data_generator)
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
             text = " ".join(str(exc).split())
-            raise ValueError(f"checkpoint {path} does not fit this run and cannot be resumed: "
-                             f"{text[:300]}{'...' if len(text) > 300 else ''}") from None
+            raise ValueError(
+                f"checkpoint {path} does not fit this run and cannot be resumed: "
+                f"{text[:300]}{'...' if len(text) > 300 else ''}"
+            ) from None
         saved_precision = state.get("precision")
-        if self.config.mixed_precision == "auto" and isinstance(saved_precision, Mapping) \
-                and saved_precision.get("precision") in ("no", "bf16") and self.device.type == "cpu":
+        if (
+            self.config.mixed_precision == "auto"
+            and isinstance(saved_precision, Mapping)
+            and saved_precision.get("precision") in ("no", "bf16")
+            and self.device.type == "cpu"
+        ):
             # keep the arithmetic the run started with, so a resumed run continues the same computation
-            self.precision_choice = PrecisionChoice(**{k: saved_precision.get(k) for k in (
-                "setting", "precision", "reason", "fp32_images_per_sec", "bf16_images_per_sec")})
+            self.precision_choice = PrecisionChoice(
+                **{
+                    k: saved_precision.get(k)
+                    for k in ("setting", "precision", "reason", "fp32_images_per_sec", "bf16_images_per_sec")
+                }
+            )
             self.precision = self.precision_choice.precision
         self.step = int(state["step"])
         self.seconds = float(state.get("seconds", 0.0))
         self._saved_budget_max_steps = state.get("budget_max_steps")
         window = state.get("log_window")
-        self._log_window = [float(window[0]), int(window[1])] if isinstance(window, (list, tuple)) \
-            and len(window) == 2 else [0.0, 0]
+        self._log_window = (
+            [float(window[0]), int(window[1])] if isinstance(window, (list, tuple)) and len(window) == 2 else [0.0, 0]
+        )
         self._truncate_log(self.step)
         return self.step
 
@@ -620,15 +683,21 @@ class Trainer:
                 continue
             tensor = torch.as_tensor(value, dtype=known[name])
             if tensor.ndim == 0 or tensor.shape[0] != len(self.images):
-                raise ValueError(f"{name} has {tensor.shape[0] if tensor.ndim else 0} rows but there are "
-                                 f"{len(self.images)} images; give one per image")
+                raise ValueError(
+                    f"{name} has {tensor.shape[0] if tensor.ndim else 0} rows but there are "
+                    f"{len(self.images)} images; give one per image"
+                )
             checked[name] = tensor
         if "class_labels" in checked and self.config.label_dropout > 0 and self.null_class is None:
-            raise ValueError("label_dropout > 0 needs a model with a null class (UNet(..., num_classes=K) has "
-                             "null_class = K); use label_dropout=0 for a model without one")
+            raise ValueError(
+                "label_dropout > 0 needs a model with a null class (UNet(..., num_classes=K) has "
+                "null_class = K); use label_dropout=0 for a model without one"
+            )
         if "mask" in checked and self.config.sample_every:
-            raise ValueError("sample grids cannot be drawn without masks: set sample_every=0 when training "
-                             "on masks, and sample with meddiff_lab.models.BoundCondition")
+            raise ValueError(
+                "sample grids cannot be drawn without masks: set sample_every=0 when training "
+                "on masks, and sample with meddiff_lab.models.BoundCondition"
+            )
         return checked
 
     @property
@@ -667,22 +736,34 @@ class Trainer:
         x_t = add_noise(self.schedule, x0, noise, t)
         with self._autocast():
             output = self.wrapped_model(x_t, t, **(conditions or {}))
-        return diffusion_loss(output, x0, noise, t, self.schedule, prediction_type=cfg.prediction_type,
-                              weighting="min_snr" if cfg.min_snr_gamma else None,
-                              snr_gamma=cfg.min_snr_gamma or 5.0,
-                              ssim_weight=cfg.ssim_weight if cfg.loss == "hybrid" else 0.0, x_t=x_t)
+        return diffusion_loss(
+            output,
+            x0,
+            noise,
+            t,
+            self.schedule,
+            prediction_type=cfg.prediction_type,
+            weighting="min_snr" if cfg.min_snr_gamma else None,
+            snr_gamma=cfg.min_snr_gamma or 5.0,
+            ssim_weight=cfg.ssim_weight if cfg.loss == "hybrid" else 0.0,
+            x_t=x_t,
+        )
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         finite = torch.isfinite(loss.detach()).float().reshape(1)
         if self.world_size > 1:
             finite = self.accelerator.reduce(finite, reduction="sum") / self.world_size
         if finite.item() < 1.0:
-            where = (f"; the last good checkpoint is {self.checkpoint_path}"
-                     if self.checkpoint_path is not None and self.checkpoint_path.exists() else "")
+            where = (
+                f"; the last good checkpoint is {self.checkpoint_path}"
+                if self.checkpoint_path is not None and self.checkpoint_path.exists()
+                else ""
+            )
             raise NonFiniteLossError(
                 f"loss became {loss.item()} at step {self.step + 1} (of {self.config.max_steps}); "
                 f"stopped without saving anything{where}. Try a lower learning_rate, mixed_precision: no, "
-                f"or check the data for NaN/inf.")
+                f"or check the data for NaN/inf."
+            )
 
     def train_step(self) -> tuple[float, float]:
         """One optimizer step (with accumulation). Returns (mean loss, gradient norm before clipping)."""
@@ -743,8 +824,14 @@ class Trainer:
     def sample_grid(self, num_samples: int | None = None, steps: int | None = None, seed: int = 0) -> torch.Tensor:
         """DDIM samples from the EMA weights: (num_samples, 1, H, W) in [-1, 1]."""
         scheduler = build_scheduler(self.config)
-        return generate_samples(self.ema.model, scheduler, num_samples or self.config.num_samples,
-                                self.config.image_size, steps or self.config.sample_steps, seed=seed)
+        return generate_samples(
+            self.ema.model,
+            scheduler,
+            num_samples or self.config.num_samples,
+            self.config.image_size,
+            steps or self.config.sample_steps,
+            seed=seed,
+        )
 
     def _write_samples(self) -> None:
         if not self.is_main:
@@ -758,8 +845,7 @@ class Trainer:
             self.on_sample(self.step, images)
 
     # ----------------------------------------------------------------------------------- train
-    def train(self, max_steps: int | None = None, resume: bool = False,
-              time_budget_s: float | None = None) -> "Trainer":
+    def train(self, max_steps: int | None = None, resume: bool = False, time_budget_s: float | None = None) -> Trainer:
         """Run until ``max_steps`` optimizer steps in total (default: ``config.max_steps``).
 
         With ``resume=True`` and a checkpoint in ``out_dir``, continue from its step.
@@ -792,12 +878,15 @@ class Trainer:
             elif resume and self.is_main:
                 print(f"no checkpoint in {self.out_dir}; starting from step 0", file=_progress_stream())
             elif ckpt.exists():
-                raise ValueError(f"{self.out_dir} already holds a checkpoint ({ckpt}); pass --resume "
-                                 f"(resume=True) to continue it, or choose another output folder")
+                raise ValueError(
+                    f"{self.out_dir} already holds a checkpoint ({ckpt}); pass --resume "
+                    f"(resume=True) to continue it, or choose another output folder"
+                )
             if self.is_main:
                 (self.out_dir / "precision.json").write_text(
                     json.dumps(dict(self.precision_choice.to_dict(), hardware=hardware_description()), indent=2),
-                    encoding="utf-8")
+                    encoding="utf-8",
+                )
             if self.is_main and self.step == 0:
                 (self.out_dir / "config.yaml").write_text(_to_yaml(cfg.to_dict()), encoding="utf-8")
                 log = self.out_dir / LOG_NAME
@@ -806,17 +895,24 @@ class Trainer:
         self._open_tensorboard()
         if self.step >= cfg.max_steps:
             if self.is_main:
-                print(f"already at step {self.step} >= max_steps {cfg.max_steps}; nothing to do",
-                      file=_progress_stream())
+                print(
+                    f"already at step {self.step} >= max_steps {cfg.max_steps}; nothing to do", file=_progress_stream()
+                )
             return self
 
         from tqdm.auto import tqdm
 
         images_per_step = cfg.batch_size * cfg.gradient_accumulation_steps * self.world_size
         interactive = sys.stderr.isatty() or "ipykernel" in sys.modules
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="training", unit="step",
-                   disable=not (self.progress and self.is_main), mininterval=0.5 if interactive else 30.0,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            desc="training",
+            unit="step",
+            disable=not (self.progress and self.is_main),
+            mininterval=0.5 if interactive else 30.0,
+            dynamic_ncols=True,
+        )
         # the loss window survives a resume (it is in the checkpoint), so every log row is the exact mean
         # of the steps since the previous row; the speed counts only steps timed in this process
         speed_steps, window_start = 0, time.perf_counter()
@@ -832,30 +928,47 @@ class Trainer:
                 self.seconds = seconds_before + time.perf_counter() - run_start
                 if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                     elapsed = time.perf_counter() - window_start
-                    row = {"step": self.step, "loss": self._log_window[0] / self._log_window[1],
-                           "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
-                           "images_per_sec": speed_steps * images_per_step / max(elapsed, 1e-9),
-                           "elapsed_s": self.seconds}
+                    row = {
+                        "step": self.step,
+                        "loss": self._log_window[0] / self._log_window[1],
+                        "lr": self.optimizer.param_groups[0]["lr"],
+                        "grad_norm": grad_norm,
+                        "images_per_sec": speed_steps * images_per_step / max(elapsed, 1e-9),
+                        "elapsed_s": self.seconds,
+                    }
                     self._log(row)
                     bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_sec']:.1f}", refresh=False)
                     self._log_window = [0.0, 0]
                     speed_steps, window_start = 0, time.perf_counter()
                 bar.update(1)
                 steps_here += 1
-                if steps_here == BUDGET_WARMUP_STEPS:      # first steps (allocation, autotuning) not timed
+                if steps_here == BUDGET_WARMUP_STEPS:  # first steps (allocation, autotuning) not timed
                     probe_start = time.perf_counter()
-                if time_budget_s is not None and not self._budget_fitted and self.step < cfg.max_steps \
-                        and steps_here == BUDGET_WARMUP_STEPS + BUDGET_PROBE_STEPS:
+                if (
+                    time_budget_s is not None
+                    and not self._budget_fitted
+                    and self.step < cfg.max_steps
+                    and steps_here == BUDGET_WARMUP_STEPS + BUDGET_PROBE_STEPS
+                ):
                     cfg = self._fit_steps_to_budget(time_budget_s, self._created, probe_start, BUDGET_PROBE_STEPS)
                     bar.total = cfg.max_steps
                     refits = [self._created + time_budget_s * share for share in BUDGET_REFIT_AT]
                     refit_from = (time.perf_counter(), steps_here)
-                elif time_budget_s is not None and refits and time.perf_counter() >= refits[0] \
-                        and self.step < cfg.max_steps:
+                elif (
+                    time_budget_s is not None
+                    and refits
+                    and time.perf_counter() >= refits[0]
+                    and self.step < cfg.max_steps
+                ):
                     # the speed can change (other jobs starting or ending on a shared GPU): fit again
                     refits.pop(0)
-                    cfg = self._fit_steps_to_budget(time_budget_s, self._created, refit_from[0],
-                                                    steps_here - refit_from[1], cap=self._config_max_steps)
+                    cfg = self._fit_steps_to_budget(
+                        time_budget_s,
+                        self._created,
+                        refit_from[0],
+                        steps_here - refit_from[1],
+                        cap=self._config_max_steps,
+                    )
                     bar.total = cfg.max_steps
                     refit_from = (time.perf_counter(), steps_here)
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < cfg.max_steps:
@@ -874,13 +987,16 @@ class Trainer:
             self._writer = None
         if self.is_main and self.progress:
             final = self.history[-1]["loss"] if self.history else float("nan")
-            print(f"trained to step {self.step} in {self.seconds:.0f} s; final loss {final:.4f}"
-                  + (f"; checkpoint {self.checkpoint_path}" if self.checkpoint_path else ""), file=_progress_stream())
+            print(
+                f"trained to step {self.step} in {self.seconds:.0f} s; final loss {final:.4f}"
+                + (f"; checkpoint {self.checkpoint_path}" if self.checkpoint_path else ""),
+                file=_progress_stream(),
+            )
         return self
 
-
-    def _fit_steps_to_budget(self, budget_s: float, budget_start: float, probe_start: float,
-                             probe_steps: int, cap: int | None = None) -> TrainConfig:
+    def _fit_steps_to_budget(
+        self, budget_s: float, budget_start: float, probe_start: float, probe_steps: int, cap: int | None = None
+    ) -> TrainConfig:
         """Set ``max_steps`` to the step reached ``budget_s`` seconds after ``budget_start`` at the speed
         measured since ``probe_start`` (never above ``cap``, default the current ``max_steps``)."""
         now = time.perf_counter()
@@ -891,8 +1007,10 @@ class Trainer:
         self.config = self.config.replace(max_steps=max_steps)
         self._budget_fitted = True
         if self.is_main:
-            print(f"time budget {budget_s:.0f} s at {steps_per_s:.2f} steps/s: max_steps set to {max_steps}",
-                  file=_progress_stream())
+            print(
+                f"time budget {budget_s:.0f} s at {steps_per_s:.2f} steps/s: max_steps set to {max_steps}",
+                file=_progress_stream(),
+            )
             if self.out_dir is not None:
                 (self.out_dir / "config.yaml").write_text(_to_yaml(self.config.to_dict()), encoding="utf-8")
         return self.config
@@ -909,10 +1027,16 @@ def _to_yaml(data: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(data), sort_keys=False)
 
 
-def train_from_config(config: TrainConfig | Mapping[str, Any] | str | Path, out_dir: str | Path | None,
-                      resume: bool = False, max_steps: int | None = None, checkpoint_every: int | None = None,
-                      threads: int | None = None, time_budget_s: float | None = None,
-                      **trainer_kwargs: Any) -> Trainer:
+def train_from_config(
+    config: TrainConfig | Mapping[str, Any] | str | Path,
+    out_dir: str | Path | None,
+    resume: bool = False,
+    max_steps: int | None = None,
+    checkpoint_every: int | None = None,
+    threads: int | None = None,
+    time_budget_s: float | None = None,
+    **trainer_kwargs: Any,
+) -> Trainer:
     """Build a :class:`Trainer` from a config (object, dict or YAML path) and train it; returns the trainer.
 
     ``max_steps`` is the total step count of the run, resumed or not; ``time_budget_s`` fits it to a
@@ -931,4 +1055,3 @@ def train_from_config(config: TrainConfig | Mapping[str, Any] | str | Path, out_
         config.validate()
     trainer = Trainer(config, out_dir=out_dir, **trainer_kwargs)
     return trainer.train(resume=resume, time_budget_s=time_budget_s)
-

@@ -23,11 +23,22 @@ from meddiff_lab.data.edges import edge_maps, edges_to_condition
 from meddiff_lab.data.intensity import to_model_batch
 from meddiff_lab.data.phantom import generate_phantoms
 from meddiff_lab.metrics.segmentation import masks_to_condition
-from meddiff_lab.models.conditioning import (CONDITIONINGS, FINDINGS_METADATA_FIELDS, VectorGuidance,
-                                             build_zoo_model, findings_metadata_to_cond)
+from meddiff_lab.models.conditioning import (
+    CONDITIONINGS,
+    FINDINGS_METADATA_FIELDS,
+    VectorGuidance,
+    build_zoo_model,
+    findings_metadata_to_cond,
+)
 
-__all__ = ["CONDITIONINGS", "FINDINGS_METADATA_FIELDS", "findings_metadata_to_cond", "zoo_training_set",
-           "build_zoo_model", "VectorGuidance"]
+__all__ = [
+    "CONDITIONINGS",
+    "FINDINGS_METADATA_FIELDS",
+    "findings_metadata_to_cond",
+    "zoo_training_set",
+    "build_zoo_model",
+    "VectorGuidance",
+]
 
 
 def zoo_training_set(conditioning: str, n: int, image_size: int, seed: int = 0) -> tuple[torch.Tensor, dict]:
@@ -49,5 +60,3 @@ def zoo_training_set(conditioning: str, n: int, image_size: int, seed: int = 0) 
     if conditioning == "edges":
         return images, {"mask": edges_to_condition(edge_maps(batch.images))}
     return images, {}
-
-

@@ -57,13 +57,17 @@ def phantom_gallery(batch: PhantomBatch, cols: int = 4, size: float = 3.0, outli
                     ax.contour(batch.masks[name][i].astype(float), levels=[0.5], colors=[colour], linewidths=0.8)
         meta = batch.metadata[i]
         findings = labels_to_string(batch.labels[i]).replace("|", ", ")
-        ax.set_title(f"{meta['image_index']}  {meta['view']} {meta['sex']} {meta['age']} y  "
-                     f"CTR {batch.cardiothoracic_ratio[i]:.2f}\n{findings}", fontsize=7.5)
+        ax.set_title(
+            f"{meta['image_index']}  {meta['view']} {meta['sex']} {meta['age']} y  "
+            f"CTR {batch.cardiothoracic_ratio[i]:.2f}\n{findings}",
+            fontsize=7.5,
+        )
     if outlines:
         handles = [Line2D([], [], color=colour, label=label) for label, colour in _LEGEND]
         fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, fontsize=9)
-    fig.suptitle("Synthetic chest radiographs (radiological display: patient's left on the viewer's right)",
-                 fontsize=11)
+    fig.suptitle(
+        "Synthetic chest radiographs (radiological display: patient's left on the viewer's right)", fontsize=11
+    )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
@@ -78,7 +82,7 @@ def save_gallery(path, n: int = 12, image_size: int = 256, seed: int = 0, cols: 
     if path.suffix.lower() != ".png":
         raise ValueError(f"gallery path must end in .png, got {path}")
     if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        plt.switch_backend("Agg")          # a file needs no window (and a headless machine has none)
+        plt.switch_backend("Agg")  # a file needs no window (and a headless machine has none)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = phantom_gallery(generate_phantoms(n, image_size, seed), cols=cols)
     fig.savefig(path, dpi=dpi)

@@ -33,7 +33,7 @@ def save_image_grid(images: torch.Tensor, path: str | Path, ncols: int | None = 
     for i in range(n):
         r, c = divmod(i, ncols)
         top, left = pad + r * (h + pad), pad + c * (w + pad)
-        grid[top: top + h, left: left + w] = arr[i]
+        grid[top : top + h, left : left + w] = arr[i]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(path)

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 
-def plot_histograms(samples: Mapping[str, Any], xlabel: str, ylabel: str, title: str, bins: Any = 50,
-                    density: bool = True, logy: bool = False, legend: bool | None = None, ax=None,
-                    **hist_options: Any):
+def plot_histograms(
+    samples: Mapping[str, Any],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    bins: Any = 50,
+    density: bool = True,
+    logy: bool = False,
+    legend: bool | None = None,
+    ax=None,
+    **hist_options: Any,
+):
     """Histogram each named sample (any shape, flattened) on one axes; returns the axes.
 
     Args:

@@ -9,7 +9,8 @@ error map, a volume slice before and after resampling. :func:`outline_masks` dra
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -33,16 +34,20 @@ def _per_panel(value: Any, n: int, is_single) -> list:
 
 
 def _is_range(value: Any) -> bool:
-    return value is None or (len(value) == 2 and any(v is not None for v in value)
-                             and all(v is None or isinstance(v, numbers.Real) for v in value))
+    return value is None or (
+        len(value) == 2
+        and any(v is not None for v in value)
+        and all(v is None or isinstance(v, numbers.Real) for v in value)
+    )
 
 
 def _is_label_pair(value: Any) -> bool:
     return value is None or (len(value) == 2 and all(isinstance(v, str) for v in value))
 
 
-def outline_masks(axes: Sequence[Any], masks: Sequence[Any], colours: str | Sequence[str] = "tab:red",
-                  linewidth: float = 0.8) -> None:
+def outline_masks(
+    axes: Sequence[Any], masks: Sequence[Any], colours: str | Sequence[str] = "tab:red", linewidth: float = 0.8
+) -> None:
     """Outline masks (the 0.5 contour) over images already drawn, one entry of ``masks`` per axes.
 
     Args:
@@ -64,12 +69,21 @@ def outline_masks(axes: Sequence[Any], masks: Sequence[Any], colours: str | Sequ
             ax.contour(channel, levels=[0.5], colors=colour, linewidths=linewidth)
 
 
-def show_image_row(images: Sequence[Any], titles: Sequence[str] | None = None, *,
-                   cmaps: str | Sequence[str] = "gray",
-                   value_ranges: tuple[float, float] | Sequence[tuple[float, float] | None] | None = (-1.0, 1.0),
-                   outlines: Any = None, outline_colour: str = "gold", colorbar_label: str | None = None,
-                   axis_labels: tuple[str, str] | Sequence[tuple[str, str] | None] | None = None,
-                   origin: str = "upper", suptitle: str | None = None, size: float = 2.5, axes=None):
+def show_image_row(
+    images: Sequence[Any],
+    titles: Sequence[str] | None = None,
+    *,
+    cmaps: str | Sequence[str] = "gray",
+    value_ranges: tuple[float, float] | Sequence[tuple[float, float] | None] | None = (-1.0, 1.0),
+    outlines: Any = None,
+    outline_colour: str = "gold",
+    colorbar_label: str | None = None,
+    axis_labels: tuple[str, str] | Sequence[tuple[str, str] | None] | None = None,
+    origin: str = "upper",
+    suptitle: str | None = None,
+    size: float = 2.5,
+    axes=None,
+):
     """Show a row of 2-D images, each in its own panel.
 
     Args:

@@ -5,7 +5,7 @@ Images are shown in radiological display: the patient's left on the viewer's rig
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,8 +27,16 @@ def to_numpy_images(images) -> np.ndarray:
     return arr
 
 
-def show_images(images, titles: Sequence[str] | None = None, ncols: int = 8, value_range=(-1.0, 1.0),
-                suptitle: str | None = None, size: float = 1.6, cmap: str = "gray", axes=None):
+def show_images(
+    images,
+    titles: Sequence[str] | None = None,
+    ncols: int = 8,
+    value_range=(-1.0, 1.0),
+    suptitle: str | None = None,
+    size: float = 1.6,
+    cmap: str = "gray",
+    axes=None,
+):
     """Show a grid of grey images. ``value_range`` maps to black..white (``None``: per-image min/max).
 
     Returns the matplotlib figure.
@@ -38,8 +46,9 @@ def show_images(images, titles: Sequence[str] | None = None, ncols: int = 8, val
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
     if axes is None:
-        fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)), squeeze=False
+        )
     else:
         axes = np.atleast_2d(axes)
         fig = axes.flat[0].figure
@@ -56,8 +65,9 @@ def show_images(images, titles: Sequence[str] | None = None, ncols: int = 8, val
     return fig
 
 
-def plot_curves(x, curves: Mapping[str, Sequence[float]], xlabel: str, ylabel: str, title: str,
-                logy: bool = False, ax=None):
+def plot_curves(
+    x, curves: Mapping[str, Sequence[float]], xlabel: str, ylabel: str, title: str, logy: bool = False, ax=None
+):
     """Plot several named curves against one x axis, with labels and a legend. Returns the axes."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.2))
@@ -94,9 +104,11 @@ def plot_schedules(schedules, axes=None, mark_t: int | None = None, suptitle: st
     else:
         fig = axes[0].figure
     longest = max(s.num_train_timesteps for s in schedules.values())
-    panels = (("betas", r"$\beta_t$", r"$\beta_t$ (variance added per step)", True),
-              ("alphas_cumprod", r"$\bar\alpha_t$", r"$\bar\alpha_t$ (signal fraction left)", False),
-              ("log_snr", r"$\log\,\mathrm{SNR}(t)$", r"log-SNR $=\log\frac{\bar\alpha_t}{1-\bar\alpha_t}$", False))
+    panels = (
+        ("betas", r"$\beta_t$", r"$\beta_t$ (variance added per step)", True),
+        ("alphas_cumprod", r"$\bar\alpha_t$", r"$\bar\alpha_t$ (signal fraction left)", False),
+        ("log_snr", r"$\log\,\mathrm{SNR}(t)$", r"log-SNR $=\log\frac{\bar\alpha_t}{1-\bar\alpha_t}$", False),
+    )
     for ax, (attr, ylabel, title, logy) in zip(axes, panels):
         for label, s in schedules.items():
             ax.plot(np.arange(s.num_train_timesteps), getattr(s, attr).cpu().numpy(), label=label)
@@ -117,8 +129,14 @@ def plot_schedules(schedules, axes=None, mark_t: int | None = None, suptitle: st
     return fig
 
 
-def plot_trajectory(trajectory, frames: int = 8, index: int = 0, value_range=(-1.0, 1.0), size: float = 1.5,
-                    suptitle: str | None = "Reverse diffusion: $x_t$ (top) and predicted $x_0$ (bottom)"):
+def plot_trajectory(
+    trajectory,
+    frames: int = 8,
+    index: int = 0,
+    value_range=(-1.0, 1.0),
+    size: float = 1.5,
+    suptitle: str | None = "Reverse diffusion: $x_t$ (top) and predicted $x_0$ (bottom)",
+):
     """Two rows of images along a sampling run: :math:`x_t` and the predicted :math:`\\hat x_0`, titled by t.
 
     Args:
@@ -150,8 +168,12 @@ def plot_trajectory(trajectory, frames: int = 8, index: int = 0, value_range=(-1
     return fig
 
 
-def plot_model_vs_floor(metrics: Mapping[str, tuple[float, float]], title: str, axes=None,
-                        labels: tuple[str, str] = ("model", "real vs real (floor)")):
+def plot_model_vs_floor(
+    metrics: Mapping[str, tuple[float, float]],
+    title: str,
+    axes=None,
+    labels: tuple[str, str] = ("model", "real vs real (floor)"),
+):
     """One small bar chart per metric: the model's value beside its real-vs-real floor.
 
     ``metrics`` maps a metric name (used as the y label, with its unit or direction, e.g.
@@ -167,8 +189,13 @@ def plot_model_vs_floor(metrics: Mapping[str, tuple[float, float]], title: str, 
         ax.set_xticks([0, 1], [labels[0], labels[1].replace(" (", "\n(")], fontsize=7)
         ax.set_ylabel(name, fontsize=8)
         for bar, value in zip(bars, (model_value, floor_value)):
-            ax.annotate(f"{value:.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                        va="bottom", fontsize=7)
+            ax.annotate(
+                f"{value:.3g}",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
         ax.grid(alpha=0.3, axis="y")
     fig = np.atleast_1d(axes)[0].figure
     fig.suptitle(title)

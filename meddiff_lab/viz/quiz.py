@@ -6,7 +6,7 @@ saying which is which, and scores their answers. Accuracy near 50 % (chance) mea
 could not tell; well above means they could, and what gave it away is worth discussing.
 
     quiz = RealOrSyntheticQuiz(real_images, synthetic_images, num_questions=10, seed=0)
-    quiz.widget()                 # in Jupyter: one image at a time, "Real" / "Synthetic" buttons, right or wrong after each
+    quiz.widget()                 # in Jupyter: one image at a time, "Real" / "Synthetic" buttons, then the verdict
     quiz.answer(0, "synthetic")   # or drive it from Python
     quiz.score()                  # accuracy, and how often real and synthetic images were recognised
 
@@ -31,14 +31,16 @@ class QuizScore:
     answered: int
     correct: int
     accuracy: float
-    real_recognised: float        # share of real images answered "real" (NaN when none was answered)
-    synthetic_recognised: float   # share of synthetic images answered "synthetic"
+    real_recognised: float  # share of real images answered "real" (NaN when none was answered)
+    synthetic_recognised: float  # share of synthetic images answered "synthetic"
     chance: float = 0.5
 
     def __str__(self) -> str:
-        return (f"{self.correct} of {self.answered} correct ({100 * self.accuracy:.0f} %; chance is "
-                f"{100 * self.chance:.0f} %); real images recognised {_pct(self.real_recognised)}, "
-                f"synthetic images recognised {_pct(self.synthetic_recognised)}")
+        return (
+            f"{self.correct} of {self.answered} correct ({100 * self.accuracy:.0f} %; chance is "
+            f"{100 * self.chance:.0f} %); real images recognised {_pct(self.real_recognised)}, "
+            f"synthetic images recognised {_pct(self.synthetic_recognised)}"
+        )
 
 
 def _pct(value: float) -> str:
@@ -66,16 +68,25 @@ class RealOrSyntheticQuiz:
         value_range: (min, max) of the images for display.
     """
 
-    def __init__(self, real_images, synthetic_images, num_questions: int = 10, seed: int = 0,
-                 value_range: tuple[float, float] = (-1.0, 1.0)):
+    def __init__(
+        self,
+        real_images,
+        synthetic_images,
+        num_questions: int = 10,
+        seed: int = 0,
+        value_range: tuple[float, float] = (-1.0, 1.0),
+    ):
         real, synthetic = _as_images(real_images, "real_images"), _as_images(synthetic_images, "synthetic_images")
         if real.shape[1:] != synthetic.shape[1:]:
-            raise ValueError(f"real and synthetic images must have the same size, got {real.shape[1:]} "
-                             f"and {synthetic.shape[1:]}")
+            raise ValueError(
+                f"real and synthetic images must have the same size, got {real.shape[1:]} and {synthetic.shape[1:]}"
+            )
         n_real, n_synthetic = num_questions // 2, num_questions - num_questions // 2
         if num_questions < 2 or n_real > len(real) or n_synthetic > len(synthetic):
-            raise ValueError(f"num_questions={num_questions} needs at least 2 questions, {n_real} real and "
-                             f"{n_synthetic} synthetic images; got {len(real)} and {len(synthetic)}")
+            raise ValueError(
+                f"num_questions={num_questions} needs at least 2 questions, {n_real} real and "
+                f"{n_synthetic} synthetic images; got {len(real)} and {len(synthetic)}"
+            )
         rng = np.random.default_rng(seed)
         chosen_real = rng.choice(len(real), n_real, replace=False)
         chosen_synthetic = rng.choice(len(synthetic), n_synthetic, replace=False)
@@ -129,8 +140,13 @@ class RealOrSyntheticQuiz:
             return float(right[mask].mean()) if mask.any() else float("nan")
 
         n = int(answered.sum())
-        return QuizScore(answered=n, correct=int(right.sum()), accuracy=float(right.sum() / n) if n else float("nan"),
-                         real_recognised=recognised("real"), synthetic_recognised=recognised("synthetic"))
+        return QuizScore(
+            answered=n,
+            correct=int(right.sum()),
+            accuracy=float(right.sum() / n) if n else float("nan"),
+            real_recognised=recognised("real"),
+            synthetic_recognised=recognised("synthetic"),
+        )
 
     # ------------------------------------------------------------------------------------ the widget
     def _png(self, question: int, scale: int = 4) -> bytes:
@@ -152,8 +168,10 @@ class RealOrSyntheticQuiz:
         truth = self._truth[question]
         verdict = "right" if given == truth else "wrong"
         so_far = self.score()
-        return (f"Image {question + 1}: you said {given}; {verdict}, it was {truth}. "
-                f"So far {so_far.correct} of {so_far.answered} right.")
+        return (
+            f"Image {question + 1}: you said {given}; {verdict}, it was {truth}. "
+            f"So far {so_far.correct} of {so_far.answered} right."
+        )
 
     def widget(self, feedback: bool = True):
         """An ipywidgets quiz: one image at a time, "Real" / "Synthetic" buttons, the score at the end.
@@ -172,8 +190,10 @@ class RealOrSyntheticQuiz:
         image = widgets.Image(format="png", width=256, height=256)
         status = widgets.HTML()
         verdict = widgets.HTML()
-        buttons = {choice: widgets.Button(description=choice.capitalize(), button_style=style)
-                   for choice, style in zip(CHOICES, ("info", "warning"))}
+        buttons = {
+            choice: widgets.Button(description=choice.capitalize(), button_style=style)
+            for choice, style in zip(CHOICES, ("info", "warning"))
+        }
         restart = widgets.Button(description="Start again")
 
         def show() -> None:
@@ -197,6 +217,7 @@ class RealOrSyntheticQuiz:
                         verdict.value = f'<span style="color:{colour}">{self.feedback(state["question"])}</span>'
                     state["question"] += 1
                     show()
+
             return handler
 
         def on_restart(_button) -> None:

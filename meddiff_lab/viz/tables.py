@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Mapping, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 #: how one column's values are written: a format spec (".2f", ",", "d"), a template with one field
 #: ("{:.1f} %"), or a function of the value
-CellFormat = Union[str, Callable[[Any], str], None]
+CellFormat = str | Callable[[Any], str] | None
 
 #: shown for a missing value, None, NaN or infinity
 MISSING = "–"
@@ -34,8 +35,9 @@ def format_cell(value: Any, fmt: CellFormat = None, digits: int = 3) -> str:
     """
     if isinstance(value, str):
         text = value
-    elif value is None or (isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
-                           and not math.isfinite(float(value))):
+    elif value is None or (
+        isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and not math.isfinite(float(value))
+    ):
         text = MISSING
     elif callable(fmt):
         text = fmt(value)
@@ -54,9 +56,13 @@ def format_cell(value: Any, fmt: CellFormat = None, digits: int = 3) -> str:
     return text.replace("|", r"\|")
 
 
-def markdown_table(rows: Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str, Any]],
-                   columns: Mapping[str, CellFormat] | Sequence[str] | None = None, first: str = "method",
-                   digits: int = 3, align: str | Mapping[str, str] = "right") -> str:
+def markdown_table(
+    rows: Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str, Any]],
+    columns: Mapping[str, CellFormat] | Sequence[str] | None = None,
+    first: str = "method",
+    digits: int = 3,
+    align: str | Mapping[str, str] = "right",
+) -> str:
     """The text of a Markdown table, one line per row.
 
     Args:
@@ -91,9 +97,12 @@ def markdown_table(rows: Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str,
     return "\n".join(lines)
 
 
-def show_table(rows: Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str, Any]],
-               columns: Mapping[str, CellFormat] | Sequence[str] | None = None, first: str = "method",
-               **options: Any) -> str:
+def show_table(
+    rows: Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str, Any]],
+    columns: Mapping[str, CellFormat] | Sequence[str] | None = None,
+    first: str = "method",
+    **options: Any,
+) -> str:
     """Display :func:`markdown_table` (rendered Markdown in Jupyter, plain text elsewhere); return its text.
 
     ``options`` are :func:`markdown_table`'s ``digits`` and ``align``.

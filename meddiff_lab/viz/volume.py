@@ -26,23 +26,34 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["view_volume", "VolumeView", "SliceViewer", "WindowLevelViewer", "frontend_status", "itkwidgets_status",
-           "ITK_TIMEOUT", "release_when_not_ready"]
+__all__ = [
+    "view_volume",
+    "VolumeView",
+    "SliceViewer",
+    "WindowLevelViewer",
+    "frontend_status",
+    "itkwidgets_status",
+    "ITK_TIMEOUT",
+    "release_when_not_ready",
+]
 
 _HEADLESS_MARKERS = ("papermill", "nbclient", "nbconvert", "pytest", "meddiff_lab.course", "nbval", "jupyter-execute")
 
 #: seconds itkwidgets' viewer gets to report ready before the matplotlib viewer replaces it
 ITK_TIMEOUT = 20.0
 
-_ITK_OPT_IN = ("itkwidgets is opt-in: its viewer loads JavaScript from a CDN and IPFS and, until it reports "
-               "ready, holds every later cell (offline or with a CDN blocked it never does); to try it, pass "
-               "backend='itkwidgets' or set MEDDIFF_VIEWER=itkwidgets")
+_ITK_OPT_IN = (
+    "itkwidgets is opt-in: its viewer loads JavaScript from a CDN and IPFS and, until it reports "
+    "ready, holds every later cell (offline or with a CDN blocked it never does); to try it, pass "
+    "backend='itkwidgets' or set MEDDIFF_VIEWER=itkwidgets"
+)
 
 
 def frontend_status() -> tuple[bool, str]:
@@ -214,8 +225,10 @@ class SliceViewer(_FigureWidget):
         from matplotlib.figure import Figure
 
         if getattr(volume, "ndim", None) != 3:
-            raise ValueError(f"SliceViewer needs a 3-D Volume, got {type(volume).__name__} with shape "
-                             f"{getattr(volume, 'shape', None)}")
+            raise ValueError(
+                f"SliceViewer needs a 3-D Volume, got {type(volume).__name__} with shape "
+                f"{getattr(volume, 'shape', None)}"
+            )
         # S-P-L: axis 0 grows toward Superior, 1 toward Posterior, 2 toward the patient's Left
         self.volume = volume.reoriented("SPL")
         self.array = self.volume.array
@@ -233,18 +246,30 @@ class SliceViewer(_FigureWidget):
         self.images, self.sliders = {}, {}
         for ax, plane in zip(axes, self.PLANES):
             axis, aspect, origin, xlabel, ylabel = self._planes[plane]
-            self.images[plane] = ax.imshow(self._slice(plane, centre[axis]), cmap="gray", vmin=self.vmin,
-                                           vmax=self.vmax, aspect=aspect, origin=origin, interpolation="nearest")
+            self.images[plane] = ax.imshow(
+                self._slice(plane, centre[axis]),
+                cmap="gray",
+                vmin=self.vmin,
+                vmax=self.vmax,
+                aspect=aspect,
+                origin=origin,
+                interpolation="nearest",
+            )
             ax.set_xlabel(xlabel, fontsize=8)
             ax.set_ylabel(ylabel, fontsize=8)
             ax.tick_params(labelsize=7)
-            self.sliders[plane] = widgets.IntSlider(value=centre[axis], min=0, max=self.array.shape[axis] - 1,
-                                                    description=plane, continuous_update=False)
+            self.sliders[plane] = widgets.IntSlider(
+                value=centre[axis], min=0, max=self.array.shape[axis] - 1, description=plane, continuous_update=False
+            )
             self.sliders[plane].observe(self._on_slider, names="value")
         self._set_titles()
         source = Path(str(self.volume.meta.get("path") or self.volume.meta.get("folder") or "volume")).name
-        self.figure.suptitle(title or f"{source}: {self.array.shape} voxels of "
-                             f"{' x '.join(f'{s:.2g}' for s in self.volume.spacing)} mm (S x P x L)", fontsize=9)
+        self.figure.suptitle(
+            title
+            or f"{source}: {self.array.shape} voxels of "
+            f"{' x '.join(f'{s:.2g}' for s in self.volume.spacing)} mm (S x P x L)",
+            fontsize=9,
+        )
         self.output = widgets.Output()
         self.widget = widgets.VBox([widgets.HBox(list(self.sliders.values())), self.output])
         self._shown = False
@@ -258,8 +283,9 @@ class SliceViewer(_FigureWidget):
             axis = self._planes[plane][0]
             index = self.sliders[plane].value
             mm = index * self.volume.spacing[axis]
-            image.axes.set_title(f"{plane}: slice {index + 1}/{self.array.shape[axis]} ({mm:.1f} mm from the first)",
-                                 fontsize=9)
+            image.axes.set_title(
+                f"{plane}: slice {index + 1}/{self.array.shape[axis]} ({mm:.1f} mm from the first)", fontsize=9
+            )
 
     def _on_slider(self, change) -> None:
         plane = next(p for p, s in self.sliders.items() if s is change["owner"])
@@ -274,8 +300,13 @@ class SliceViewer(_FigureWidget):
                 self.sliders[plane].value = int(value)
 
 
-def release_when_not_ready(viewer_name: str, timeout: float, on_ready: Callable[[], None] | None = None,
-                           on_timeout: Callable[[], None] | None = None, poll: float = 0.25) -> bool:
+def release_when_not_ready(
+    viewer_name: str,
+    timeout: float,
+    on_ready: Callable[[], None] | None = None,
+    on_timeout: Callable[[], None] | None = None,
+    poll: float = 0.25,
+) -> bool:
     """Let the cells that itkwidgets holds back run if its viewer has not reported ready after ``timeout`` s.
 
     itkwidgets queues every ``execute_request`` until each of its viewers reports ready. A timer on the
@@ -323,8 +354,9 @@ def _view_with_itkwidgets(volume, view: VolumeView, timeout: float, window, titl
 
     image = image_from_array(np.ascontiguousarray(volume.array))
     image.spacing = [float(s) for s in reversed(volume.spacing)]  # itk orders axes x, y, z
-    status = widgets.HTML(f"3-D viewer: itkwidgets ({view.reason}); waiting up to {timeout:.0f} s for it to "
-                          f"report ready…")
+    status = widgets.HTML(
+        f"3-D viewer: itkwidgets ({view.reason}); waiting up to {timeout:.0f} s for it to report ready…"
+    )
     fallback = widgets.Output()
     view.widget = widgets.VBox([status, fallback])
     viewer = itkwidgets.view(image=image)  # displays itself in this cell
@@ -334,12 +366,16 @@ def _view_with_itkwidgets(volume, view: VolumeView, timeout: float, window, titl
         status.value = f"3-D viewer: itkwidgets ({view.reason}); ready."
 
     def on_timeout() -> None:
-        view.reason = (f"itkwidgets did not report ready within {timeout:.0f} s; its JavaScript comes from a CDN "
-                       f"and IPFS: offline, or blocked here?")
+        view.reason = (
+            f"itkwidgets did not report ready within {timeout:.0f} s; its JavaScript comes from a CDN "
+            f"and IPFS: offline, or blocked here?"
+        )
         slices = SliceViewer(volume, window=window, title=title)
         view.backend, view.viewer = "matplotlib", slices
-        status.value = (f"3-D viewer: matplotlib three-plane slices instead ({view.reason}). The cells held back "
-                        f"meanwhile have run.")
+        status.value = (
+            f"3-D viewer: matplotlib three-plane slices instead ({view.reason}). The cells held back "
+            f"meanwhile have run."
+        )
         slices._shown = True
         _show_in(fallback, slices.widget if frontend_status()[0] else slices.figure)
         slices._refresh()
@@ -348,12 +384,20 @@ def _view_with_itkwidgets(volume, view: VolumeView, timeout: float, window, titl
         status.value = f"3-D viewer: itkwidgets ({view.reason})."
     display(view.widget)
     if verbose:
-        print(f"3-D viewer: itkwidgets ({view.reason}). If it does not report ready within {timeout:.0f} s "
-              f"(offline, or its CDN blocked), the matplotlib slices replace it and the cells after this run.")
+        print(
+            f"3-D viewer: itkwidgets ({view.reason}). If it does not report ready within {timeout:.0f} s "
+            f"(offline, or its CDN blocked), the matplotlib slices replace it and the cells after this run."
+        )
 
 
-def view_volume(volume, backend: str = "auto", window: tuple[float, float] | None = None,
-                title: str | None = None, verbose: bool = True, timeout: float | None = None) -> VolumeView:
+def view_volume(
+    volume,
+    backend: str = "auto",
+    window: tuple[float, float] | None = None,
+    title: str | None = None,
+    verbose: bool = True,
+    timeout: float | None = None,
+) -> VolumeView:
     """Show a 3-D volume in the matplotlib three-plane viewer, or in itkwidgets when asked for; say which.
 
     Args:
@@ -377,7 +421,9 @@ def view_volume(volume, backend: str = "auto", window: tuple[float, float] | Non
         use_itk, reason = False, "asked for matplotlib"
     elif backend == "itkwidgets":
         if importlib.util.find_spec("itkwidgets") is None:
-            raise ImportError("itkwidgets is not installed: pip install 'meddiff-lab[lab]' (or use backend='matplotlib')")
+            raise ImportError(
+                "itkwidgets is not installed: pip install 'meddiff-lab[lab]' (or use backend='matplotlib')"
+            )
         use_itk, reason = True, "asked for itkwidgets"
     else:
         use_itk, reason = itkwidgets_status()
@@ -419,8 +465,14 @@ class WindowLevelViewer(_FigureWidget):
     CENTER_RANGE = (-1000.0, 1000.0)
     WIDTH_RANGE = (1.0, 2500.0)
 
-    def __init__(self, image, center: float = 40.0, width: float = 400.0,
-                 presets: dict[str, tuple[float, float]] | None = None, title: str = "CT window / level"):
+    def __init__(
+        self,
+        image,
+        center: float = 40.0,
+        width: float = 400.0,
+        presets: dict[str, tuple[float, float]] | None = None,
+        title: str = "CT window / level",
+    ):
         import ipywidgets as widgets
         from matplotlib.figure import Figure
 
@@ -437,8 +489,14 @@ class WindowLevelViewer(_FigureWidget):
         self.presets = dict(CT_WINDOWS if presets is None else presets)
         self.figure = Figure(figsize=(8.0, 3.6), layout="constrained")
         ax_img, ax_hist = self.figure.subplots(1, 2, width_ratios=(1, 1.2))
-        self.image_artist = ax_img.imshow(window(hu, center, width), cmap="gray", vmin=0, vmax=1,
-                                          aspect=spacing[0] / spacing[1], interpolation="nearest")
+        self.image_artist = ax_img.imshow(
+            window(hu, center, width),
+            cmap="gray",
+            vmin=0,
+            vmax=1,
+            aspect=spacing[0] / spacing[1],
+            interpolation="nearest",
+        )
         ax_img.set_xlabel("column (pixels)")
         ax_img.set_ylabel("row (pixels)")
         ax_hist.hist(hu.ravel(), bins=120, color="0.4")
@@ -452,16 +510,31 @@ class WindowLevelViewer(_FigureWidget):
         centers = [c for c, _ in self.presets.values()] + [float(center)]
         widths = [w for _, w in self.presets.values()] + [float(width)]
         layout, style = widgets.Layout(width=self.SLIDER_WIDTH), {"description_width": "90px"}
-        self.center = widgets.FloatSlider(value=center, min=min(self.CENTER_RANGE[0], *centers),
-                                          max=max(self.CENTER_RANGE[1], *centers), step=5, readout_format=".0f",
-                                          description="center (HU)", continuous_update=False, layout=layout,
-                                          style=style)
-        self.width = widgets.FloatSlider(value=width, min=min(self.WIDTH_RANGE[0], *widths),
-                                         max=max(self.WIDTH_RANGE[1], *widths), step=5, readout_format=".0f",
-                                         description="width (HU)", continuous_update=False, layout=layout,
-                                         style=style)
-        self.preset = widgets.Dropdown(options=["custom"] + list(self.presets), value=self._preset_name(),
-                                       description="preset", style=style)
+        self.center = widgets.FloatSlider(
+            value=center,
+            min=min(self.CENTER_RANGE[0], *centers),
+            max=max(self.CENTER_RANGE[1], *centers),
+            step=5,
+            readout_format=".0f",
+            description="center (HU)",
+            continuous_update=False,
+            layout=layout,
+            style=style,
+        )
+        self.width = widgets.FloatSlider(
+            value=width,
+            min=min(self.WIDTH_RANGE[0], *widths),
+            max=max(self.WIDTH_RANGE[1], *widths),
+            step=5,
+            readout_format=".0f",
+            description="width (HU)",
+            continuous_update=False,
+            layout=layout,
+            style=style,
+        )
+        self.preset = widgets.Dropdown(
+            options=["custom"] + list(self.presets), value=self._preset_name(), description="preset", style=style
+        )
         self.center.observe(self._on_change, names="value")
         self.width.observe(self._on_change, names="value")
         self.preset.observe(self._on_preset, names="value")
@@ -474,8 +547,9 @@ class WindowLevelViewer(_FigureWidget):
     def _preset_name(self) -> str:
         """The preset the sliders are on, or ``"custom"``."""
         c, w = float(self.center.value), float(self.width.value)
-        return next((name for name, (pc, pw) in self.presets.items() if abs(pc - c) < 0.5 and abs(pw - w) < 0.5),
-                    "custom")
+        return next(
+            (name for name, (pc, pw) in self.presets.items() if abs(pc - c) < 0.5 and abs(pw - w) < 0.5), "custom"
+        )
 
     def set_window(self, center: float, width: float) -> None:
         """Set both sliders from code (one redraw); the preset label follows."""
@@ -511,5 +585,7 @@ class WindowLevelViewer(_FigureWidget):
 
     def _update_title(self) -> None:
         c, w = float(self.center.value), float(self.width.value)
-        self._ax_img.set_title(f"window: center {c:.0f} HU, width {w:.0f} HU\n"
-                               f"black ≤ {c - w / 2:.0f} HU, white ≥ {c + w / 2:.0f} HU", fontsize=9)
+        self._ax_img.set_title(
+            f"window: center {c:.0f} HU, width {w:.0f} HU\nblack ≤ {c - w / 2:.0f} HU, white ≥ {c + w / 2:.0f} HU",
+            fontsize=9,
+        )

@@ -88,8 +88,15 @@ class ScheduleExplorer(_Explorer):
     :class:`~meddiff_lab.diffusion.NoiseSchedule`, ``noised`` the current noised image (H, W).
     """
 
-    def __init__(self, image, schedule: str = "linear", num_train_timesteps: int = 1000,
-                 beta_range: tuple[float, float] = (1e-4, 0.02), t: int = 250, seed: int = 0) -> None:
+    def __init__(
+        self,
+        image,
+        schedule: str = "linear",
+        num_train_timesteps: int = 1000,
+        beta_range: tuple[float, float] = (1e-4, 0.02),
+        t: int = 250,
+        seed: int = 0,
+    ) -> None:
         from meddiff_lab.diffusion import SCHEDULE_NAMES, NoiseSchedule
 
         super().__init__()
@@ -99,21 +106,41 @@ class ScheduleExplorer(_Explorer):
         self._NoiseSchedule = NoiseSchedule
 
         self.schedule_dropdown = w.Dropdown(options=list(SCHEDULE_NAMES), value=schedule, description="schedule")
-        self.timesteps_slider = w.IntSlider(value=num_train_timesteps, min=10, max=2000, step=10, description="T",
-                                            continuous_update=False)
-        self.beta_range_slider = w.FloatRangeSlider(value=beta_range, min=1e-5, max=0.05, step=1e-5,
-                                                    readout_format=".5f", description="β range",
-                                                    continuous_update=False, layout=w.Layout(width="420px"))
-        self.t_slider = w.IntSlider(value=min(t, num_train_timesteps - 1), min=0, max=num_train_timesteps - 1,
-                                    description="t", continuous_update=False, layout=w.Layout(width="420px"))
+        self.timesteps_slider = w.IntSlider(
+            value=num_train_timesteps, min=10, max=2000, step=10, description="T", continuous_update=False
+        )
+        self.beta_range_slider = w.FloatRangeSlider(
+            value=beta_range,
+            min=1e-5,
+            max=0.05,
+            step=1e-5,
+            readout_format=".5f",
+            description="β range",
+            continuous_update=False,
+            layout=w.Layout(width="420px"),
+        )
+        self.t_slider = w.IntSlider(
+            value=min(t, num_train_timesteps - 1),
+            min=0,
+            max=num_train_timesteps - 1,
+            description="t",
+            continuous_update=False,
+            layout=w.Layout(width="420px"),
+        )
         self.readout = w.HTML()
 
         self._build_figure()
         for control in (self.schedule_dropdown, self.timesteps_slider, self.beta_range_slider):
             control.observe(self._on_schedule_change, names="value")
         self.t_slider.observe(self._on_t_change, names="value")
-        self.widget = w.VBox([w.HBox([self.schedule_dropdown, self.timesteps_slider]),
-                              w.HBox([self.beta_range_slider, self.t_slider]), self.readout, self.output])
+        self.widget = w.VBox(
+            [
+                w.HBox([self.schedule_dropdown, self.timesteps_slider]),
+                w.HBox([self.beta_range_slider, self.t_slider]),
+                self.readout,
+                self.output,
+            ]
+        )
         self._recompute_schedule()
         self._update_t()
 
@@ -122,16 +149,19 @@ class ScheduleExplorer(_Explorer):
         self.figure = Figure(figsize=(12, 3.2))
         axes = self.figure.subplots(1, 4, gridspec_kw={"width_ratios": [1, 1.2, 1.2, 1.2]})
         self.image_axes, self.beta_axes, self.alpha_bar_axes, self.log_snr_axes = axes
-        self.image_artist = self.image_axes.imshow(self.image.numpy(), cmap="gray", vmin=-1, vmax=1,
-                                                   interpolation="nearest")
+        self.image_artist = self.image_axes.imshow(
+            self.image.numpy(), cmap="gray", vmin=-1, vmax=1, interpolation="nearest"
+        )
         self.image_axes.set_xticks([])
         self.image_axes.set_yticks([])
         (self.beta_line,) = self.beta_axes.plot([], [])
         (self.alpha_bar_line,) = self.alpha_bar_axes.plot([], [])
         (self.log_snr_line,) = self.log_snr_axes.plot([], [])
-        labels = ((self.beta_axes, r"$\beta_t$", r"$\beta_t$ (variance added per step)"),
-                  (self.alpha_bar_axes, r"$\bar\alpha_t$", r"$\bar\alpha_t$ (signal fraction left)"),
-                  (self.log_snr_axes, r"$\log\,\mathrm{SNR}(t)$", "log-SNR"))
+        labels = (
+            (self.beta_axes, r"$\beta_t$", r"$\beta_t$ (variance added per step)"),
+            (self.alpha_bar_axes, r"$\bar\alpha_t$", r"$\bar\alpha_t$ (signal fraction left)"),
+            (self.log_snr_axes, r"$\log\,\mathrm{SNR}(t)$", "log-SNR"),
+        )
         self.t_markers = []
         for ax, ylabel, title in labels:
             ax.set_xlabel("timestep t")
@@ -148,8 +178,11 @@ class ScheduleExplorer(_Explorer):
         self.schedule = self._NoiseSchedule.from_name(name, T, float(beta_start), float(max(beta_end, beta_start)))
         steps = np.arange(T)
         margin = max(1.0, 0.02 * T)  # so the t marker stays visible at t = 0 and t = T - 1
-        for line, values in ((self.beta_line, self.schedule.betas), (self.alpha_bar_line, self.schedule.alphas_cumprod),
-                             (self.log_snr_line, self.schedule.log_snr)):
+        for line, values in (
+            (self.beta_line, self.schedule.betas),
+            (self.alpha_bar_line, self.schedule.alphas_cumprod),
+            (self.log_snr_line, self.schedule.log_snr),
+        ):
             line.set_data(steps, values.numpy())
             line.axes.set_xlim(-margin, T - 1 + margin)
             line.axes.relim()
@@ -170,13 +203,16 @@ class ScheduleExplorer(_Explorer):
             marker.set_xdata([t, t])
         alpha_bar = float(self.schedule.alphas_cumprod[t])
         snr = float(self.schedule.snr[t])
-        self.image_axes.set_title(f"{self.schedule.name}, t = {t}\n" + r"$\bar\alpha_t$" + f" = {alpha_bar:.3f}",
-                                  fontsize=9)
-        self.readout.value = (f"<b>t = {t}</b> of T = {self.schedule.num_train_timesteps}: "
-                              f"β<sub>t</sub> = {float(self.schedule.betas[t]):.2e}, ᾱ<sub>t</sub> = {alpha_bar:.4f}, "
-                              f"SNR = {snr:.3g} (log-SNR = {np.log(snr):.2f}); signal std √ᾱ·std(x₀) = "
-                              f"{alpha_bar ** 0.5 * float(self.image.std()):.3f} vs noise std √(1−ᾱ) = "
-                              f"{(1 - alpha_bar) ** 0.5:.3f}")
+        self.image_axes.set_title(
+            f"{self.schedule.name}, t = {t}\n" + r"$\bar\alpha_t$" + f" = {alpha_bar:.3f}", fontsize=9
+        )
+        self.readout.value = (
+            f"<b>t = {t}</b> of T = {self.schedule.num_train_timesteps}: "
+            f"β<sub>t</sub> = {float(self.schedule.betas[t]):.2e}, ᾱ<sub>t</sub> = {alpha_bar:.4f}, "
+            f"SNR = {snr:.3g} (log-SNR = {np.log(snr):.2f}); signal std √ᾱ·std(x₀) = "
+            f"{alpha_bar**0.5 * float(self.image.std()):.3f} vs noise std √(1−ᾱ) = "
+            f"{(1 - alpha_bar) ** 0.5:.3f}"
+        )
         self._show()
 
     def _on_schedule_change(self, change) -> None:
@@ -187,8 +223,14 @@ class ScheduleExplorer(_Explorer):
         self._update_t()
 
 
-def schedule_explorer(image, schedule: str = "linear", num_train_timesteps: int = 1000,
-                      beta_range: tuple[float, float] = (1e-4, 0.02), t: int = 250, seed: int = 0) -> ScheduleExplorer:
+def schedule_explorer(
+    image,
+    schedule: str = "linear",
+    num_train_timesteps: int = 1000,
+    beta_range: tuple[float, float] = (1e-4, 0.02),
+    t: int = 250,
+    seed: int = 0,
+) -> ScheduleExplorer:
     """An explorer of noise schedules on one image.
 
     Args:
@@ -211,8 +253,10 @@ def _one_image_in_minus_one_one(image) -> torch.Tensor:
     if arr.shape[0] != 1:
         raise ValueError(f"schedule_explorer needs ONE image, got {arr.shape[0]} (pass images[0])")
     if arr.min() < -1.001 or arr.max() > 1.001:
-        raise ValueError(f"image values must be in [-1, 1] (the diffusion range), got [{arr.min():.3g}, "
-                         f"{arr.max():.3g}]; map a [0, 1] image with 2 * x - 1")
+        raise ValueError(
+            f"image values must be in [-1, 1] (the diffusion range), got [{arr.min():.3g}, "
+            f"{arr.max():.3g}]; map a [0, 1] image with 2 * x - 1"
+        )
     return torch.from_numpy(arr[0].astype(np.float32))
 
 
@@ -231,15 +275,19 @@ class TrajectoryScrubber(_Explorer):
         super().__init__()
         w = _widgets()
         if not hasattr(trajectory, "x_t") or not hasattr(trajectory, "predicted_x0"):
-            raise TypeError("trajectory_scrubber needs a Trajectory: sample(..., return_trajectory=True) "
-                            f"returns (images, trajectory); got {type(trajectory).__name__}")
+            raise TypeError(
+                "trajectory_scrubber needs a Trajectory: sample(..., return_trajectory=True) "
+                f"returns (images, trajectory); got {type(trajectory).__name__}"
+            )
         self.trajectory = trajectory
         steps, batch = trajectory.x_t.shape[:2]
         self.value_range = value_range
-        self.step_slider = w.IntSlider(value=1, min=1, max=steps, description="step",
-                                       continuous_update=False, layout=w.Layout(width="420px"))
-        self.item_slider = w.IntSlider(value=0, min=0, max=max(batch - 1, 0), description="image",
-                                       continuous_update=False, disabled=batch == 1)
+        self.step_slider = w.IntSlider(
+            value=1, min=1, max=steps, description="step", continuous_update=False, layout=w.Layout(width="420px")
+        )
+        self.item_slider = w.IntSlider(
+            value=0, min=0, max=max(batch - 1, 0), description="image", continuous_update=False, disabled=batch == 1
+        )
         self.readout = w.HTML()
         self._build_figure()
         self.step_slider.observe(lambda change: self._update(), names="value")
@@ -250,7 +298,8 @@ class TrajectoryScrubber(_Explorer):
     def _build_figure(self) -> None:
         self.figure = Figure(figsize=(10, 3.2))
         self.x_t_axes, self.x0_axes, self.distance_axes = self.figure.subplots(
-            1, 3, gridspec_kw={"width_ratios": [1, 1, 1.4]})
+            1, 3, gridspec_kw={"width_ratios": [1, 1, 1.4]}
+        )
         vmin, vmax = self.value_range
         blank = np.zeros(self.trajectory.x_t.shape[-2:], dtype=np.float32)
         self.x_t_artist = self.x_t_axes.imshow(blank, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
@@ -295,8 +344,10 @@ class TrajectoryScrubber(_Explorer):
         self.x_t_axes.set_title(f"$x_t$ entering step {number} of {total} (t = {t})", fontsize=9)
         self.x0_axes.set_title(rf"predicted $\hat x_0$ at t = {t}", fontsize=9)
         self.marker.set_data([number], [self.distances[step]])
-        self.readout.value = (f"<b>step {number} of {total}</b>, t = {t}: predicted x₀ is "
-                              f"{self.distances[step]:.3f} (RMS) from the final sample")
+        self.readout.value = (
+            f"<b>step {number} of {total}</b>, t = {t}: predicted x₀ is "
+            f"{self.distances[step]:.3f} (RMS) from the final sample"
+        )
         self._show()
 
 

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from meddiff_lab.applications import (ConvAutoencoder, anomaly_map, image_anomaly_scores, pseudo_healthy,
-                                      train_autoencoder)
+from meddiff_lab.applications import (
+    ConvAutoencoder,
+    anomaly_map,
+    image_anomaly_scores,
+    pseudo_healthy,
+    train_autoencoder,
+)
 from meddiff_lab.diffusion import DDIMScheduler, GaussianDenoiser
 
 

@@ -6,8 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from meddiff_lab.applications import (bicubic_upsample, biharmonic_inpaint, bm3d_available, bm3d_denoise,
-                                      gaussian_denoise, nlm_denoise, tune_gaussian_sigma)
+from meddiff_lab.applications import (
+    bicubic_upsample,
+    biharmonic_inpaint,
+    bm3d_available,
+    bm3d_denoise,
+    gaussian_denoise,
+    nlm_denoise,
+    tune_gaussian_sigma,
+)
 
 
 def _ramp(side=16):

@@ -25,7 +25,7 @@ def test_correct_answers_pass():
 
 def test_wrong_answers_fail_and_unattempted_ones_say_so():
     assert not exercises.check_matched_timestep(lambda alphas_cumprod, sigma: _matched(alphas_cumprod, sigma) + 1)
-    assert not exercises.check_null_space_correction(lambda x0, y, factor: x0)   # no correction at all
+    assert not exercises.check_null_space_correction(lambda x0, y, factor: x0)  # no correction at all
 
     def not_yet(**kwargs):
         raise NotImplementedError

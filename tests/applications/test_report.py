@@ -17,7 +17,7 @@ def test_to_display_maps_and_clips():
 
 def test_scores_of_a_known_error():
     truth = torch.zeros(2, 1, 16, 16)
-    restored = truth + 0.2                      # 0.1 on the [0, 1] convention: MSE 0.01, PSNR 20 dB
+    restored = truth + 0.2  # 0.1 on the [0, 1] convention: MSE 0.01, PSNR 20 dB
     row = score_restoration(restored, truth)
     assert row["psnr"] == pytest.approx(20.0, abs=1e-4)
     assert row["nmse"] == pytest.approx(0.01 / 0.25)
@@ -30,8 +30,10 @@ def test_region_scores_only_the_region_and_lesions_add_cnr():
     restored[..., :4, :4] = 0.2
     region = torch.zeros_like(truth, dtype=torch.bool)
     region[..., 8:, 8:] = True
-    assert math.isinf(score_restoration(restored, truth, region=region)["psnr"]) or \
-        score_restoration(restored, truth, region=region)["psnr"] > 100
+    assert (
+        math.isinf(score_restoration(restored, truth, region=region)["psnr"])
+        or score_restoration(restored, truth, region=region)["psnr"] > 100
+    )
     masks = torch.zeros(1, 16, 16, dtype=torch.bool)
     masks[0, 6:10, 6:10] = True
     noisy = truth + 0.05 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(0))
@@ -41,7 +43,12 @@ def test_region_scores_only_the_region_and_lesions_add_cnr():
 
 
 def test_markdown_table():
-    text = markdown_table({"bicubic": {"psnr": 30.123, "note": "x"}, "net": {"psnr": float("nan")}},
-                          {"psnr": ".2f", "note": "s"})
-    assert text.splitlines() == ["| method | psnr | note |", "|---|---:|---:|", "| bicubic | 30.12 | x |",
-                                 "| net | – | – |"]
+    text = markdown_table(
+        {"bicubic": {"psnr": 30.123, "note": "x"}, "net": {"psnr": float("nan")}}, {"psnr": ".2f", "note": "s"}
+    )
+    assert text.splitlines() == [
+        "| method | psnr | note |",
+        "|---|---:|---:|",
+        "| bicubic | 30.12 | x |",
+        "| net | – | – |",
+    ]

@@ -15,7 +15,7 @@ def test_untrained_network_returns_its_input_exactly():
 
 def test_training_on_pairs_lowers_the_error_and_repeats_with_the_seed():
     g = torch.Generator().manual_seed(0)
-    clean = 0.3 * torch.randn(32, 1, 1, 1, generator=g).expand(32, 1, 16, 16).contiguous()   # flat images
+    clean = 0.3 * torch.randn(32, 1, 1, 1, generator=g).expand(32, 1, 16, 16).contiguous()  # flat images
     noisy = clean + 0.2 * torch.randn(clean.shape, generator=g)
     net, losses = train_restoration_net(noisy, clean, steps=60, batch_size=8, channels=8, depth=3, seed=1)
     assert len(losses) == 60 and not net.training
@@ -36,7 +36,7 @@ def test_random_crops_cut_the_same_window_from_input_and_target():
     x = torch.arange(2 * 8 * 8, dtype=torch.float32).reshape(2, 1, 8, 8)
     a, b = random_crops(x, x + 1000, torch.tensor([1, 0, 1]), 4, torch.Generator().manual_seed(0))
     assert a.shape == (3, 1, 4, 4) and torch.equal(b, a + 1000)
-    for crop in a:   # each crop is a contiguous window of its image
+    for crop in a:  # each crop is a contiguous window of its image
         assert torch.equal(crop[0, :, 1:] - crop[0, :, :-1], torch.ones(4, 3))
     whole, _ = random_crops(x, x, torch.tensor([0]), None, torch.Generator())
     assert torch.equal(whole, x[:1])
@@ -58,7 +58,8 @@ def test_one_loop_trains_the_restoration_net_and_the_anomaly_autoencoder():
     ae, losses = train_autoencoder(images, steps=4, batch_size=4, channels=4, seed=3)
     torch.manual_seed(3)
     same = ConvAutoencoder(4, 4)
-    same_losses = fit_pairs(same, images, images, steps=4, batch_size=4, lr=2e-3,
-                            generator=torch.Generator().manual_seed(3))
+    same_losses = fit_pairs(
+        same, images, images, steps=4, batch_size=4, lr=2e-3, generator=torch.Generator().manual_seed(3)
+    )
     assert losses == same_losses and not same.training and same.seconds >= 0
     torch.testing.assert_close(ae(images), same(images), rtol=0, atol=0)

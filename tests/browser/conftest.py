@@ -33,14 +33,21 @@ INSTALL_CHROMIUM = "apt-get install -y chromium (as root; or make browser-setup)
 INSTALL_PLAYWRIGHT = "pip install 'meddiff-lab[browser]' (make setup does)"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 #: flags for Chromium on a machine with no network (background services would fail, many at a time)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 #: JupyterLab settings for the tests: every cell in the page (no windowing), no news or update checks
 LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                       "checkForUpdates": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
 }
 
 
@@ -106,19 +113,37 @@ def lab(tmp_path_factory) -> Lab:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
     port, token = _free_port(), "meddiff-browser-tests"
-    env = dict(os.environ, MEDDIFF_PROFILE="ci", OMP_NUM_THREADS="1", JUPYTERLAB_SETTINGS_DIR=str(settings),
-               JUPYTERLAB_WORKSPACES_DIR=str(root / ".lab-workspaces"), JUPYTER_RUNTIME_DIR=str(root / ".runtime"),
-               MEDDIFF_ITK_TIMEOUT="8")
+    env = dict(
+        os.environ,
+        MEDDIFF_PROFILE="ci",
+        OMP_NUM_THREADS="1",
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(root / ".lab-workspaces"),
+        JUPYTER_RUNTIME_DIR=str(root / ".runtime"),
+        MEDDIFF_ITK_TIMEOUT="8",
+    )
     for name in ("MEDDIFF_HEADLESS", "MEDDIFF_VIEWER", "MEDDIFF_METRICS_FILE"):
         env.pop(name, None)
     log = root / "jupyterlab.log"
-    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-               f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
-               "--LabApp.news_url=", "--ServerApp.terminals_enabled=False"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        f"--ServerApp.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.port_retries=0",
+        "--LabApp.news_url=",
+        "--ServerApp.terminals_enabled=False",
+    ]
     if os.geteuid() == 0:
         command.append("--allow-root")
-    process = subprocess.Popen(command, cwd=root, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=root, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
     server = Lab(root, port, token, process, log)
     deadline = time.monotonic() + 90
     while True:
@@ -143,8 +168,10 @@ def lab(tmp_path_factory) -> Lab:
 @pytest.fixture(scope="session")
 def browser():
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM} (or set MEDDIFF_CHROMIUM): {INSTALL_CHROMIUM}",
-                    pytrace=False)
+        pytest.fail(
+            f"the browser tests need Chromium at {CHROMIUM} (or set MEDDIFF_CHROMIUM): {INSTALL_CHROMIUM}",
+            pytrace=False,
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -197,8 +224,9 @@ def page(browser, lab, request, tmp_path):
     page.screenshots = tmp_path
     yield page
     try:
-        page.screenshot(path=str(tmp_path / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', request.node.name)}-end.png"),
-                        full_page=False)
+        page.screenshot(
+            path=str(tmp_path / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', request.node.name)}-end.png"), full_page=False
+        )
     finally:
         context.close()
         lab.shutdown_kernels()

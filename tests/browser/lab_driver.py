@@ -62,8 +62,10 @@ def run_all(page, timeout_s: float) -> float:
             return time.monotonic() - started
         if time.monotonic() > deadline:
             waiting = [i for i, p in enumerate(shown) if not re.fullmatch(r"\[\d+\]:", p)]
-            raise AssertionError(f"Run All not finished after {timeout_s:.0f} s: code cells {waiting} of "
-                                 f"{len(shown)} still queued, running or not run ({[shown[i] for i in waiting]})")
+            raise AssertionError(
+                f"Run All not finished after {timeout_s:.0f} s: code cells {waiting} of "
+                f"{len(shown)} still queued, running or not run ({[shown[i] for i in waiting]})"
+            )
         time.sleep(0.5)
 
 
@@ -85,8 +87,11 @@ def _read(path: Path) -> dict | None:
 
 def not_run(notebook: dict) -> list[int]:
     """Indices of a saved notebook's code cells that have no execution count (never ran, or still queued)."""
-    return [i for i, cell in enumerate(notebook["cells"])
-            if cell["cell_type"] == "code" and cell.get("execution_count") is None]
+    return [
+        i
+        for i, cell in enumerate(notebook["cells"])
+        if cell["cell_type"] == "code" and cell.get("execution_count") is None
+    ]
 
 
 def errors_and_stderr(notebook: dict) -> tuple[list[str], list[str]]:
@@ -108,8 +113,9 @@ def cell_containing(page, text: str):
 
 def slider(scope, description: str):
     """The ipywidgets slider (its container) labelled ``description``."""
-    return scope.locator(".widget-slider", has=scope.page.locator(".widget-label", has_text=re.compile(
-        rf"^{re.escape(description)}$"))).first
+    return scope.locator(
+        ".widget-slider", has=scope.page.locator(".widget-label", has_text=re.compile(rf"^{re.escape(description)}$"))
+    ).first
 
 
 def drag_handle(page, slider_box, dx: float) -> None:

@@ -34,8 +34,10 @@ def run_notebook(page, lab, driver, name: str) -> dict:
     assert not errors, f"{name}: error outputs after Run All: {errors}"
     unexpected = page.log.unexpected_errors()
     assert not unexpected, f"{name}: console errors: {unexpected}"
-    print(f"\n{name}: Run All {seconds:.0f} s; {len(page.log.blocked)} external requests blocked "
-          f"({sorted({u.split('/')[2] for u in page.log.blocked})}); stderr outputs: {len(stderr)}")
+    print(
+        f"\n{name}: Run All {seconds:.0f} s; {len(page.log.blocked)} external requests blocked "
+        f"({sorted({u.split('/')[2] for u in page.log.blocked})}); stderr outputs: {len(stderr)}"
+    )
     return saved
 
 
@@ -83,17 +85,38 @@ def test_01_window_level_and_the_3d_viewer(page, lab, driver):
 
 ITK_NOTEBOOK = {
     "cells": [
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": [
-            "import os\n", "import nibabel\n", "from meddiff_lab.data.io import load_nifti\n",
-            "from meddiff_lab.viz.volume import view_volume\n",
-            "brain = load_nifti(os.path.join(os.path.dirname(nibabel.__file__), 'tests', 'data', 'anatomical.nii'))"]},
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-         "source": ["view = view_volume(brain, backend='itkwidgets', timeout=8)"]},
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-         "source": ["print('the next cell ran; viewer:', view.backend)"]},
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": [
+                "import os\n",
+                "import nibabel\n",
+                "from meddiff_lab.data.io import load_nifti\n",
+                "from meddiff_lab.viz.volume import view_volume\n",
+                "test_data = os.path.join(os.path.dirname(nibabel.__file__), 'tests', 'data')\n",
+                "brain = load_nifti(os.path.join(test_data, 'anatomical.nii'))",
+            ],
+        },
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": ["view = view_volume(brain, backend='itkwidgets', timeout=8)"],
+        },
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": ["print('the next cell ran; viewer:', view.backend)"],
+        },
     ],
     "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    "nbformat": 4, "nbformat_minor": 5,
+    "nbformat": 4,
+    "nbformat_minor": 5,
 }
 
 
@@ -106,8 +129,11 @@ def test_itkwidgets_offline_falls_back_and_releases_the_next_cell(page, lab, dri
     after = driver.cell_containing(page, "the next cell ran")
     assert "the next cell ran; viewer: matplotlib" in after.locator(".jp-Cell-outputArea").inner_text()
     viewer_cell = driver.cell_containing(page, "backend='itkwidgets'")
-    driver.wait_until(lambda: "did not report ready" in viewer_cell.inner_text(), UPDATE_TIMEOUT,
-                      "the viewer cell to say why it fell back")
+    driver.wait_until(
+        lambda: "did not report ready" in viewer_cell.inner_text(),
+        UPDATE_TIMEOUT,
+        "the viewer cell to say why it fell back",
+    )
     driver.wait_until(lambda: figure_src(viewer_cell), UPDATE_TIMEOUT, "the matplotlib slices in its place")
     page.screenshot(path=str(page.screenshots / "itkwidgets-offline.png"))
     print(f"\nitkwidgets offline: Run All {seconds:.0f} s; blocked: {sorted(set(page.log.blocked))[:5]}")
@@ -153,8 +179,9 @@ def test_03_trajectory_scrubber(page, lab, driver):
     assert shown_step()[0] == 1 and driver.readout(step) == "1", "the slider and its text count from 1"
     before = figure_src(cell)
     driver.drag_handle(page, step, 2000)
-    number, total = driver.wait_until(lambda: (s := shown_step()) and s[0] == s[1] and s, UPDATE_TIMEOUT,
-                                      "the last step")
+    number, total = driver.wait_until(
+        lambda: (s := shown_step()) and s[0] == s[1] and s, UPDATE_TIMEOUT, "the last step"
+    )
     assert driver.readout(step) == str(total), "slider and text number the step alike"
     before = wait_for_new_figure(driver, cell, before, "the last step's images")
     step.locator(".noUi-handle").first.focus()
@@ -171,30 +198,50 @@ def operate_quiz(page, driver, cell) -> None:
     total = int(re.search(r"Image 1 of (\d+)", cell.inner_text()).group(1))
     first_image = cell.locator(".widget-image").first.get_attribute("src")
     real.click()
-    driver.wait_until(lambda: re.search(r"Image 1: you said real; (right|wrong), it was", cell.inner_text()),
-                      UPDATE_TIMEOUT, "feedback on the first answer")
-    driver.wait_until(lambda: cell.locator(".widget-image").first.get_attribute("src") != first_image,
-                      UPDATE_TIMEOUT, "the second image")
+    driver.wait_until(
+        lambda: re.search(r"Image 1: you said real; (right|wrong), it was", cell.inner_text()),
+        UPDATE_TIMEOUT,
+        "feedback on the first answer",
+    )
+    driver.wait_until(
+        lambda: cell.locator(".widget-image").first.get_attribute("src") != first_image,
+        UPDATE_TIMEOUT,
+        "the second image",
+    )
     for question in range(2, total + 1):
         (synthetic if question % 2 else real).click()
-        driver.wait_until(lambda q=question: f"Image {q}: you said" in cell.inner_text(), UPDATE_TIMEOUT,
-                          f"feedback on answer {question}")
+        driver.wait_until(
+            lambda q=question: f"Image {q}: you said" in cell.inner_text(),
+            UPDATE_TIMEOUT,
+            f"feedback on answer {question}",
+        )
     driver.wait_until(lambda: "Finished." in cell.inner_text(), UPDATE_TIMEOUT, "the score")
     assert "Answer key" in cell.inner_text() and real.is_disabled()
     cell.locator("button", has_text="Start again").first.click()
-    driver.wait_until(lambda: "Image 1 of" in cell.inner_text() and not real.is_disabled(), UPDATE_TIMEOUT,
-                      "a fresh quiz")
+    driver.wait_until(
+        lambda: "Image 1 of" in cell.inner_text() and not real.is_disabled(), UPDATE_TIMEOUT, "a fresh quiz"
+    )
 
 
 QUIZ_NOTEBOOK = {
     "cells": [
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": [
-            "import numpy as np\n", "from meddiff_lab.viz.quiz import RealOrSyntheticQuiz\n",
-            "rng = np.random.default_rng(0)\n",
-            "quiz = RealOrSyntheticQuiz(rng.uniform(-1, 0, (6, 32, 32)), rng.uniform(0, 1, (6, 32, 32)), 4)\n",
-            "quiz.widget()"]},
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": [
+                "import numpy as np\n",
+                "from meddiff_lab.viz.quiz import RealOrSyntheticQuiz\n",
+                "rng = np.random.default_rng(0)\n",
+                "quiz = RealOrSyntheticQuiz(rng.uniform(-1, 0, (6, 32, 32)), rng.uniform(0, 1, (6, 32, 32)), 4)\n",
+                "quiz.widget()",
+            ],
+        },
     ],
-    "metadata": ITK_NOTEBOOK["metadata"], "nbformat": 4, "nbformat_minor": 5,
+    "metadata": ITK_NOTEBOOK["metadata"],
+    "nbformat": 4,
+    "nbformat_minor": 5,
 }
 
 
@@ -213,9 +260,16 @@ def test_08_quiz_in_place(page, lab, driver):
     page.screenshot(path=str(page.screenshots / "08-quiz.png"))
 
 
-@pytest.mark.parametrize("name", ["04_building_the_unet", "05_training_chestxray", "06_conditioning",
-                                  "07_segmentation_augmentation",
-                                  pytest.param("09_applications", marks=pytest.mark.browser_all),
-                                  pytest.param("10_latent_diffusion", marks=pytest.mark.browser_all)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "04_building_the_unet",
+        "05_training_chestxray",
+        "06_conditioning",
+        "07_segmentation_augmentation",
+        pytest.param("09_applications", marks=pytest.mark.browser_all),
+        pytest.param("10_latent_diffusion", marks=pytest.mark.browser_all),
+    ],
+)
 def test_run_all(page, lab, driver, name):
     run_notebook(page, lab, driver, name)

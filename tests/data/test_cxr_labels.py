@@ -7,8 +7,22 @@ import pytest
 
 from meddiff_lab.data.cxr_labels import CXR_LABELS, FINDING_MASKS, LABEL_INDEX, labels_from_string, labels_to_string
 
-NIH_ORDER = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-             "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
+NIH_ORDER = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+)
 
 
 def test_labels_are_the_nih_fourteen_in_order():

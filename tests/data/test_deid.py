@@ -28,7 +28,13 @@ def all_elements(ds):
 
 
 def instance_uids(ds):
-    keep = {"SOPClassUID", "MediaStorageSOPClassUID", "TransferSyntaxUID", "ImplementationClassUID", "ReferencedSOPClassUID"}
+    keep = {
+        "SOPClassUID",
+        "MediaStorageSOPClassUID",
+        "TransferSyntaxUID",
+        "ImplementationClassUID",
+        "ReferencedSOPClassUID",
+    }
     meta = list(ds.file_meta) if getattr(ds, "file_meta", None) is not None else []
     return {str(e.value) for e in list(all_elements(ds)) + meta if e.VR == "UI" and e.keyword not in keep and e.value}
 
@@ -42,7 +48,11 @@ def ct():
 def loaded_with_phi(ct):
     """CT_small plus PHI in many places, nested sequences, overlays and curves."""
     ds = copy.deepcopy(ct)
-    ds.PatientBirthDate, ds.PatientAddress, ds.PatientTelephoneNumbers = "19600203", "12 Secret Lane, Springfield", "555-0199"
+    ds.PatientBirthDate, ds.PatientAddress, ds.PatientTelephoneNumbers = (
+        "19600203",
+        "12 Secret Lane, Springfield",
+        "555-0199",
+    )
     ds.AccessionNumber, ds.ReferringPhysicianName, ds.OperatorsName = "ACC99887766", "House^Gregory", "Tech^Terry"
     ds.PerformingPhysicianName, ds.PhysiciansOfRecord = "Cuddy^Lisa", "Wilson^James"
     ds.InstitutionAddress, ds.InstitutionalDepartmentName = "1 Hospital Road, Springfield", "Radiology West"
@@ -68,10 +78,35 @@ def loaded_with_phi(ct):
     return ds
 
 
-PHI = ["CompressedSamples", "1CT1", "JFK IMAGING", "ABCD1234", "1234ABCD", "20040119", "19970430", "19600203",
-       "Secret Lane", "555-0199", "ACC99887766", "House", "Tech^Terry", "Cuddy", "Wilson", "Hospital Road",
-       "Radiology West", "Doe", "Smith^Mary", "SN-77821", "CT01_OC0", "Princeton", "RP-4455", "SPS-4455",
-       "CLUNIE1", "061Y", "smoker"]
+PHI = [
+    "CompressedSamples",
+    "1CT1",
+    "JFK IMAGING",
+    "ABCD1234",
+    "1234ABCD",
+    "20040119",
+    "19970430",
+    "19600203",
+    "Secret Lane",
+    "555-0199",
+    "ACC99887766",
+    "House",
+    "Tech^Terry",
+    "Cuddy",
+    "Wilson",
+    "Hospital Road",
+    "Radiology West",
+    "Doe",
+    "Smith^Mary",
+    "SN-77821",
+    "CT01_OC0",
+    "Princeton",
+    "RP-4455",
+    "SPS-4455",
+    "CLUNIE1",
+    "061Y",
+    "smoker",
+]
 
 
 def test_no_phi_left_anywhere_and_pixels_untouched(loaded_with_phi):
@@ -137,8 +172,12 @@ def test_deidentify_folder_keeps_the_series_readable(tmp_path):
     from meddiff_lab.data.io import Volume, write_dicom_series
 
     rng = np.random.default_rng(0)
-    volume = Volume(np.rint(rng.uniform(-1000, 1000, (5, 8, 7))), (2.5, 0.8, 0.8),
-                    np.array([[0, 0, -0.8, 10], [0, -0.8, 0, 20], [2.5, 0, 0, -30], [0, 0, 0, 1.0]]), {})
+    volume = Volume(
+        np.rint(rng.uniform(-1000, 1000, (5, 8, 7))),
+        (2.5, 0.8, 0.8),
+        np.array([[0, 0, -0.8, 10], [0, -0.8, 0, 20], [2.5, 0, 0, -30], [0, 0, 0, 1.0]]),
+        {},
+    )
     originals = write_dicom_series(volume, tmp_path / "in", patient_name="Doe^John", patient_id="MRN4455", shuffle=True)
     uid_map = {}
     written = deidentify_folder(tmp_path / "in", tmp_path / "out", uid_map=uid_map)
@@ -209,7 +248,9 @@ def plant_table(ds, base: int) -> list:
     rows += [tag_for_keyword(k) for k in sorted(EXTRA_REMOVE)]
     needles = []
     for i, tag in enumerate(rows):
-        if tag >> 16 in (0x0000, 0x0002) or (dictionary_has_tag(tag) and pydicom.datadict.keyword_for_tag(tag) in STRUCTURAL):
+        if tag >> 16 in (0x0000, 0x0002) or (
+            dictionary_has_tag(tag) and pydicom.datadict.keyword_for_tag(tag) in STRUCTURAL
+        ):
             continue
         n = base + i
         vr = dictionary_VR(tag) if dictionary_has_tag(tag) else "LO"
@@ -244,8 +285,12 @@ def planted_study(tmp_path):
     originals = []
     for k, path in enumerate(plain):
         ds = pydicom.dcmread(path)
-        needles += [str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
-                    str(ds.FrameOfReferenceUID)]
+        needles += [
+            str(ds.SOPInstanceUID),
+            str(ds.StudyInstanceUID),
+            str(ds.SeriesInstanceUID),
+            str(ds.FrameOfReferenceUID),
+        ]
         needles += plant_table(ds, 1000 * k)
         step = Dataset()  # PHI inside a sequence that Table E.1-1 does not list
         step.ScheduledStationName, step.ScheduledPerformingPhysicianName = f"STATION{k}X", f"Kildare^James{k}"
@@ -256,8 +301,16 @@ def planted_study(tmp_path):
         ds.add_new(0x44440010, "UN", f"UNKNOWNPHI{k}".encode())  # an even-group tag no dictionary knows
         ds.file_meta.SourceApplicationEntityTitle = f"AEPHI{k}"
         ds.preamble = f"PREAMBLEPHI{k} Doe^John".encode().ljust(128, b"\x00")
-        needles += [f"STATION{k}X", f"Kildare^James{k}", f"PRIVATEPHI{k}", "ACME PHI CREATOR", f"ACMEPHI{k}",
-                    f"UNKNOWNPHI{k}", f"AEPHI{k}", f"PREAMBLEPHI{k}"]
+        needles += [
+            f"STATION{k}X",
+            f"Kildare^James{k}",
+            f"PRIVATEPHI{k}",
+            "ACME PHI CREATOR",
+            f"ACMEPHI{k}",
+            f"UNKNOWNPHI{k}",
+            f"AEPHI{k}",
+            f"PREAMBLEPHI{k}",
+        ]
         if k == 1:  # a reference to slice 0, which must follow slice 0's new UID
             ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID = pydicom.dcmread(plain[0]).SOPInstanceUID
         out = folder / f"Doe_John_{k}.dcm"
@@ -294,12 +347,30 @@ def test_no_planted_phi_survives_in_the_written_bytes(planted_study, tmp_path):
     assert slice1.ReferencedImageSequence[0].ReferencedSOPInstanceUID == uid_map[slice0], "references follow"
 
 
-@pytest.mark.parametrize("keyword", ["PerformedStationName", "PerformedLocation", "ScheduledStationName",
-                                     "PatientTelecomInformation", "PatientBirthDateInAlternativeCalendar",
-                                     "PatientDeathDateInAlternativeCalendar", "StudyIDIssuer", "IssuerOfAdmissionID",
-                                     "SpecialNeeds", "GeneratorID", "SourceSerialNumber", "UnformattedTextValue",
-                                     "LabelText", "BarcodeValue", "DeviceLabel", "PlacerOrderNumberProcedure",
-                                     "FillerOrderNumberProcedure", "ClinicalTrialSponsorName", "ClinicalTrialSubjectID"])
+@pytest.mark.parametrize(
+    "keyword",
+    [
+        "PerformedStationName",
+        "PerformedLocation",
+        "ScheduledStationName",
+        "PatientTelecomInformation",
+        "PatientBirthDateInAlternativeCalendar",
+        "PatientDeathDateInAlternativeCalendar",
+        "StudyIDIssuer",
+        "IssuerOfAdmissionID",
+        "SpecialNeeds",
+        "GeneratorID",
+        "SourceSerialNumber",
+        "UnformattedTextValue",
+        "LabelText",
+        "BarcodeValue",
+        "DeviceLabel",
+        "PlacerOrderNumberProcedure",
+        "FillerOrderNumberProcedure",
+        "ClinicalTrialSponsorName",
+        "ClinicalTrialSubjectID",
+    ],
+)
 def test_attributes_named_in_the_issue_are_handled_at_depth(ct, keyword):
     from pydicom.datadict import tag_for_keyword
 
@@ -382,8 +453,18 @@ def test_folder_tool_reports_each_bad_file_and_writes_the_rest(tmp_path):
     assert len(list((tmp_path / "out").iterdir())) == 10 and len(again) == 5
 
 
-@pytest.mark.parametrize("name", ["liver_1frame.dcm", "reportsi.dcm", "waveform_ecg.dcm", "JPEG2000.dcm",
-                                  "nested_priv_SQ.dcm", "UN_sequence.dcm", "CT_small.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "liver_1frame.dcm",
+        "reportsi.dcm",
+        "waveform_ecg.dcm",
+        "JPEG2000.dcm",
+        "nested_priv_SQ.dcm",
+        "UN_sequence.dcm",
+        "CT_small.dcm",
+    ],
+)
 def test_valid_files_with_undefined_length_sequences_are_not_called_truncated(tmp_path, name):
     from meddiff_lab.data.deid import _truncation
 
@@ -405,10 +486,21 @@ def test_folder_tool_on_pydicoms_own_test_files_skips_only_for_real_reasons(tmp_
         report = deidentify_folder(root, tmp_path / "out")
     reasons = {p.relative_to(root).as_posix(): why for p, why in report.skipped}
     written = {p.relative_to(root).as_posix() for p, _ in report.written}
-    for name in ("JPEG2000.dcm", "JPEG-lossy.dcm", "examples_jpeg2k.dcm", "liver_1frame.dcm", "reportsi.dcm",
-                 "SC_ybr_full_422_uncompressed.dcm", "image_dfl.dcm", "waveform_ecg.dcm", "MR_small.dcm"):
+    for name in (
+        "JPEG2000.dcm",
+        "JPEG-lossy.dcm",
+        "examples_jpeg2k.dcm",
+        "liver_1frame.dcm",
+        "reportsi.dcm",
+        "SC_ybr_full_422_uncompressed.dcm",
+        "image_dfl.dcm",
+        "waveform_ecg.dcm",
+        "MR_small.dcm",
+    ):
         assert name in written or reasons[name].startswith("same SOPInstanceUID as"), (name, reasons.get(name))
-    assert reasons["MR_truncated.dcm"].startswith("truncated") and reasons["rtplan_truncated.dcm"].startswith("truncated")
+    assert reasons["MR_truncated.dcm"].startswith("truncated") and reasons["rtplan_truncated.dcm"].startswith(
+        "truncated"
+    )
     assert reasons["dicomdirtests/DICOMDIR"].startswith("a DICOMDIR")
     assert reasons["test1.json"] == "not a DICOM file (it looks like a text file)"
     assert len(written) > 100

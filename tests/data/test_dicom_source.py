@@ -31,10 +31,16 @@ def export(tmp_path_factory):
         patient = f"Doe^{n % 8}"
         photometric = "MONOCHROME1" if n % 2 else "MONOCHROME2"
         name = layouts[n % 4].format(p=f"MRN{n % 8:04d}", s=f"STUDY{n // 8}", k=n, n=n)
-        path = write_dicom_radiograph(batch.images[n], root / name, photometric=photometric,
-                                      modality="CR" if n % 3 else "DX", patient_id=f"MRN{n % 8:04d}",
-                                      patient_name=patient, view="AP" if n % 5 == 0 else "PA",
-                                      transfer_syntax=syntaxes[n % 3])
+        path = write_dicom_radiograph(
+            batch.images[n],
+            root / name,
+            photometric=photometric,
+            modality="CR" if n % 3 else "DX",
+            patient_id=f"MRN{n % 8:04d}",
+            patient_name=patient,
+            view="AP" if n % 5 == 0 else "PA",
+            transfer_syntax=syntaxes[n % 3],
+        )
         films[path] = (n % 8, batch.images[n])
     junk = root / "junk"
     junk.mkdir()
@@ -105,8 +111,9 @@ def test_items_show_bone_bright_whatever_the_polarity_or_codec(export):
         shown = (image[0].numpy() + 1) / 2
         stretched = (truth - truth.min()) / (truth.max() - truth.min())  # no window in these headers: min-max
         assert np.abs(shown - stretched).max() < 2e-3, path.name
-        seen.add((pydicom.dcmread(path, stop_before_pixels=True).PhotometricInterpretation,
-                  item["monochrome1_inverted"]))
+        seen.add(
+            (pydicom.dcmread(path, stop_before_pixels=True).PhotometricInterpretation, item["monochrome1_inverted"])
+        )
         assert item["spacing_source"] == "ImagerPixelSpacing (at the detector)" and item["modality"] in ("CR", "DX")
     assert seen == {("MONOCHROME1", True), ("MONOCHROME2", False)}
 

@@ -15,8 +15,9 @@ def test_edges_of_a_square_lie_on_its_outline():
     edges = edge_maps(image, sigma=1.0)[0]
     rows, cols = np.nonzero(edges)
     assert len(rows) > 20
-    on_outline = (np.minimum.reduce([np.abs(rows - 7.5), np.abs(rows - 23.5), np.abs(cols - 7.5),
-                                     np.abs(cols - 23.5)]) <= 1.5)
+    on_outline = (
+        np.minimum.reduce([np.abs(rows - 7.5), np.abs(rows - 23.5), np.abs(cols - 7.5), np.abs(cols - 23.5)]) <= 1.5
+    )
     assert on_outline.mean() > 0.95, "edges sit on the square's border, not inside or outside it"
 
 

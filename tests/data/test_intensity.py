@@ -13,8 +13,15 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_windowing
 
 from meddiff_lab.data.intensity import (
-    CT_WINDOWS, from_minus_one_one, hu_from_dicom, hu_from_pixels, normalize_to_unit, percentile_normalize,
-    to_minus_one_one, window, zscore_normalize,
+    CT_WINDOWS,
+    from_minus_one_one,
+    hu_from_dicom,
+    hu_from_pixels,
+    normalize_to_unit,
+    percentile_normalize,
+    to_minus_one_one,
+    window,
+    zscore_normalize,
 )
 
 
@@ -53,7 +60,7 @@ def test_window_matches_pydicom_voi(ct_dataset, voi_function, mode, center, widt
     ds = copy.deepcopy(ct_dataset)
     ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = center, width, voi_function
     ref = apply_windowing(hu.copy(), ds)
-    y_min, y_max = -(2 ** 15) - 1024, 2 ** 15 - 1 - 1024  # the output range pydicom maps to
+    y_min, y_max = -(2**15) - 1024, 2**15 - 1 - 1024  # the output range pydicom maps to
     expected = (ref - y_min) / (y_max - y_min)
     got = window(hu, center, width, mode=mode)
     assert got.dtype == np.float32 and got.min() >= 0 and got.max() <= 1
@@ -69,7 +76,9 @@ def test_window_numpy_and_torch_agree_and_monotonic():
         assert np.allclose(a, b.numpy())
         assert np.all(np.diff(a) >= 0), name
         assert np.all(a[x <= c - w / 2] == 0) and np.all(a[x >= c + w / 2] == 1)
-        assert np.all((a[(x > c - w / 2 + 1) & (x < c + w / 2 - 1)] > 0) & (a[(x > c - w / 2 + 1) & (x < c + w / 2 - 1)] < 1))
+        assert np.all(
+            (a[(x > c - w / 2 + 1) & (x < c + w / 2 - 1)] > 0) & (a[(x > c - w / 2 + 1) & (x < c + w / 2 - 1)] < 1)
+        )
     assert window(np.array([-1000.0, 40.0, 240.0]), 40, 400).tolist() == [0.0, 0.5, 1.0]
 
 
@@ -93,7 +102,7 @@ def test_unit_and_minus_one_one_round_trip():
 def mri_like(seed=0):
     rng = np.random.default_rng(seed)
     zz, yy, xx = np.mgrid[-1:1:24j, -1:1:24j, -1:1:24j]
-    head = (xx ** 2 + yy ** 2 + zz ** 2) < 0.7
+    head = (xx**2 + yy**2 + zz**2) < 0.7
     vol = np.where(head, 300 + 80 * rng.standard_normal(head.shape), 0.0)
     vol[2, 2, 2] = 5000  # one hot spot outside
     return vol.astype(np.float32), head
@@ -132,7 +141,7 @@ def test_to_model_batch_adds_the_channel_and_maps_to_minus_one_one():
     phantoms = generate_phantoms(3, 16, seed=0, masks=())
     batch = to_model_batch(phantoms.images)
     assert isinstance(batch, torch.Tensor) and batch.shape == (3, 1, 16, 16) and batch.dtype == torch.float32
-    assert torch.equal(batch, torch.from_numpy(phantoms.images)[:, None] * 2 - 1)   # what notebooks typed
+    assert torch.equal(batch, torch.from_numpy(phantoms.images)[:, None] * 2 - 1)  # what notebooks typed
     assert torch.equal(to_model_batch(torch.from_numpy(phantoms.images)), batch)
     assert to_model_batch(np.zeros((1, 2, 2), np.uint8)).flatten().tolist() == [-1.0] * 4
     with pytest.raises(ValueError, match=r"\(N, H, W\)"):

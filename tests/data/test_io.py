@@ -17,8 +17,17 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from meddiff_lab.data.io import (
-    LPS_TO_RAS, MedicalFileError, Volume, describe_file, dicom_series_to_nifti, load_dicom, load_dicom_series,
-    load_nifti, load_png, save_nifti, write_dicom_series,
+    LPS_TO_RAS,
+    MedicalFileError,
+    Volume,
+    describe_file,
+    dicom_series_to_nifti,
+    load_dicom,
+    load_dicom_series,
+    load_nifti,
+    load_png,
+    save_nifti,
+    write_dicom_series,
 )
 
 CT_SMALL = get_testdata_file("CT_small.dcm")
@@ -94,8 +103,20 @@ def oblique_directions(deg_a=20.0, deg_b=10.0):
     return rot[:, 0], rot[:, 1]  # row direction X, column direction Y (orthonormal)
 
 
-def write_test_series(folder: Path, n=7, spacing=2.5, rows=12, cols=10, pixel=(0.8, 0.7), oblique=True, seed=0,
-                      positions_k=None, series_uid=None, description="axial test", iop=None):
+def write_test_series(
+    folder: Path,
+    n=7,
+    spacing=2.5,
+    rows=12,
+    cols=10,
+    pixel=(0.8, 0.7),
+    oblique=True,
+    seed=0,
+    positions_k=None,
+    series_uid=None,
+    description="axial test",
+    iop=None,
+):
     """Write a series with pydicom only (independent of the code under test). Slice k holds value 100*k + pattern.
 
     File names are random and InstanceNumbers run in a shuffled order unrelated to position.
@@ -240,8 +261,12 @@ def test_write_dicom_series_round_trip_with_shuffled_names(tmp_path):
     assert back.spacing == pytest.approx(ref.spacing)
     assert np.allclose(back.affine, ref.affine, atol=1e-3)
     assert back.meta["instance_numbers_agree_with_positions"] is False
-    ct = Volume(np.rint(np.random.default_rng(0).uniform(-1000, 2000, (4, 6, 5))), (5.0, 0.7, 0.7),
-                np.diag([0.7, 0.7, 5.0, 1.0])[[2, 1, 0, 3]][:, [0, 1, 2, 3]], {})
+    ct = Volume(
+        np.rint(np.random.default_rng(0).uniform(-1000, 2000, (4, 6, 5))),
+        (5.0, 0.7, 0.7),
+        np.diag([0.7, 0.7, 5.0, 1.0])[[2, 1, 0, 3]][:, [0, 1, 2, 3]],
+        {},
+    )
     write_dicom_series(ct, tmp_path / "ct", modality="CT")
     back_ct = load_dicom_series(tmp_path / "ct")
     assert np.array_equal(back_ct.array, ct.array) and back_ct.meta["units"] == "HU"
@@ -279,21 +304,24 @@ def liars(tmp_path):
     return paths
 
 
-@pytest.mark.parametrize("key, loader, words", [
-    ("png_named_dcm", load_dicom, ["scan.dcm", "not a DICOM file", "PNG"]),
-    ("text_named_dcm", load_dicom, ["notes.dcm", "not a DICOM file", "text file"]),
-    ("empty_dcm", load_dicom, ["empty.dcm", "empty file"]),
-    ("truncated_dcm", load_dicom, ["half.dcm", "could not be decoded", "truncated"]),
-    ("header_only_dcm", load_dicom, ["header.dcm", "without pixel data", "truncated"]),
-    ("truncated_nii_gz", load_nifti, ["half.nii.gz", "NIfTI", "does not decompress", "truncated"]),
-    ("truncated_nii", load_nifti, ["half.nii", "NIfTI", "bytes"]),
-    ("text_named_nii_gz", load_nifti, ["brain.nii.gz", "NIfTI", "text file"]),
-    ("png_named_nii", load_nifti, ["brain.nii", "NIfTI", "PNG"]),
-    ("dicom_named_nii", load_nifti, ["ct.nii", "NIfTI", "DICOM"]),
-    ("dicom_named_png", load_png, ["xray.png", "not a PNG", "DICOM", "load_dicom"]),
-    ("text_named_png", load_png, ["xray2.png", "not a PNG", "text file"]),
-    ("truncated_png", load_png, ["cut.png", "truncated"]),
-])
+@pytest.mark.parametrize(
+    "key, loader, words",
+    [
+        ("png_named_dcm", load_dicom, ["scan.dcm", "not a DICOM file", "PNG"]),
+        ("text_named_dcm", load_dicom, ["notes.dcm", "not a DICOM file", "text file"]),
+        ("empty_dcm", load_dicom, ["empty.dcm", "empty file"]),
+        ("truncated_dcm", load_dicom, ["half.dcm", "could not be decoded", "truncated"]),
+        ("header_only_dcm", load_dicom, ["header.dcm", "without pixel data", "truncated"]),
+        ("truncated_nii_gz", load_nifti, ["half.nii.gz", "NIfTI", "does not decompress", "truncated"]),
+        ("truncated_nii", load_nifti, ["half.nii", "NIfTI", "bytes"]),
+        ("text_named_nii_gz", load_nifti, ["brain.nii.gz", "NIfTI", "text file"]),
+        ("png_named_nii", load_nifti, ["brain.nii", "NIfTI", "PNG"]),
+        ("dicom_named_nii", load_nifti, ["ct.nii", "NIfTI", "DICOM"]),
+        ("dicom_named_png", load_png, ["xray.png", "not a PNG", "DICOM", "load_dicom"]),
+        ("text_named_png", load_png, ["xray2.png", "not a PNG", "text file"]),
+        ("truncated_png", load_png, ["cut.png", "truncated"]),
+    ],
+)
 def test_files_that_are_not_what_they_claim_raise_naming_the_file(liars, key, loader, words):
     with pytest.raises(MedicalFileError) as info:
         loader(liars[key])
@@ -364,7 +392,8 @@ def test_one_dicom_image_header_for_the_series_and_radiograph_writers():
     assert (signed.PixelRepresentation, signed.BitsStored, signed.HighBit) == (1, 16, 15)
     assert signed.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert signed.SOPInstanceUID == signed.file_meta.MediaStorageSOPInstanceUID
-    unsigned = _new_dicom_image(SecondaryCaptureImageStorage, np.zeros((3, 4), np.uint16),
-                                photometric="MONOCHROME1", bits_stored=12)
+    unsigned = _new_dicom_image(
+        SecondaryCaptureImageStorage, np.zeros((3, 4), np.uint16), photometric="MONOCHROME1", bits_stored=12
+    )
     assert (unsigned.PixelRepresentation, unsigned.BitsStored, unsigned.HighBit) == (0, 12, 11)
     assert unsigned.PhotometricInterpretation == "MONOCHROME1" and len(unsigned.PixelData) == 3 * 4 * 2

@@ -15,8 +15,15 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.encaps import encapsulate
-from pydicom.uid import (JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLossless, JPEGLosslessSV1,
-                         JPEGLSLossless, RLELossless)
+from pydicom.uid import (
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+)
 
 from meddiff_lab.data.io import MedicalFileError, load_dicom, load_radiograph, write_dicom_radiograph
 
@@ -28,8 +35,8 @@ def film(rows: int = 48, columns: int = 40, bits: int = 12, seed: int = 0) -> np
     image = 1500 + 800 * np.sin(x / 5.0) * np.cos(y / 7.0) + 30 * x
     image[10:20, 5:30] += 1200
     image += rng.normal(0, 40, image.shape)
-    image[0, 0], image[-1, -1] = 0, 2 ** bits - 1
-    return np.clip(np.rint(image), 0, 2 ** bits - 1).astype(np.uint16)
+    image[0, 0], image[-1, -1] = 0, 2**bits - 1
+    return np.clip(np.rint(image), 0, 2**bits - 1).astype(np.uint16)
 
 
 def jpeg_lossless(image: np.ndarray, precision: int, predictor: int = 1) -> bytes:
@@ -41,8 +48,15 @@ def jpeg_lossless(image: np.ndarray, precision: int, predictor: int = 1) -> byte
     prediction[0, 1:] = x[0, :-1]  # first line: the left neighbour
     prediction[1:, 0] = x[:-1, 0]  # first column: the one above
     a, b, c = x[1:, :-1], x[:-1, 1:], x[:-1, :-1]
-    prediction[1:, 1:] = {1: a, 2: b, 3: c, 4: a + b - c, 5: a + ((b - c) >> 1), 6: b + ((a - c) >> 1),
-                          7: (a + b) >> 1}[predictor]
+    prediction[1:, 1:] = {
+        1: a,
+        2: b,
+        3: c,
+        4: a + b - c,
+        5: a + ((b - c) >> 1),
+        6: b + ((a - c) >> 1),
+        7: (a + b) >> 1,
+    }[predictor]
     difference = (x - prediction) & 0xFFFF
     difference = np.where(difference >= 0x8000, difference - 0x10000, difference)
     bits = []
@@ -55,7 +69,7 @@ def jpeg_lossless(image: np.ndarray, precision: int, predictor: int = 1) -> byte
     stream += "1" * (-len(stream) % 8)
     data = bytearray()
     for i in range(0, len(stream), 8):
-        byte = int(stream[i:i + 8], 2)
+        byte = int(stream[i : i + 8], 2)
         data.append(byte)
         if byte == 0xFF:
             data.append(0x00)  # byte stuffing
@@ -81,8 +95,10 @@ def as_dicom(stored: np.ndarray, path, syntax, frame: bytes, bits: int = 12):
     return path
 
 
-@pytest.mark.parametrize("syntax, predictor", [(JPEGLosslessSV1, 1), (JPEGLossless, 1), (JPEGLossless, 4),
-                                               (JPEGLossless, 6), (JPEGLossless, 7)])
+@pytest.mark.parametrize(
+    "syntax, predictor",
+    [(JPEGLosslessSV1, 1), (JPEGLossless, 1), (JPEGLossless, 4), (JPEGLossless, 6), (JPEGLossless, 7)],
+)
 def test_jpeg_lossless_process_14_round_trips_exactly(tmp_path, syntax, predictor):
     stored = film()
     path = as_dicom(stored, tmp_path / "ll.dcm", syntax, jpeg_lossless(stored, 12, predictor))

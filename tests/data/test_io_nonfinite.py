@@ -23,7 +23,7 @@ def test_nifti_with_nonfinite_voxels_is_refused_naming_the_file(tmp_path, value)
     path = _write(tmp_path / "scan.nii.gz", array)
     with pytest.raises(MedicalFileError, match=r"scan.nii.gz: 2 of 48 voxels are NaN or inf"):
         load_nifti(path)
-    volume = load_nifti(path, allow_nonfinite=True)      # on request, read as stored
+    volume = load_nifti(path, allow_nonfinite=True)  # on request, read as stored
     assert int((~np.isfinite(volume.array)).sum()) == 2
 
 
@@ -35,7 +35,7 @@ def test_nifti_with_a_nan_affine_names_the_file(tmp_path):
     path = tmp_path / "bad_header.nii"
     nib.save(image, path)
     data = bytearray(path.read_bytes())
-    data[280:284] = struct.pack("<f", float("nan"))      # srow_x[0]: nibabel will not write a NaN affine itself
+    data[280:284] = struct.pack("<f", float("nan"))  # srow_x[0]: nibabel will not write a NaN affine itself
     path.write_bytes(bytes(data))
     with pytest.raises(MedicalFileError, match=r"bad_header.nii: invalid NIfTI header: .*affine"):
         load_nifti(path)

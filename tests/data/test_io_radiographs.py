@@ -17,9 +17,9 @@ def chest(size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A tiny film in display terms (1 = white): air outside, soft tissue, a bright spine; masks of air and bone."""
     image = np.full((size, size), 0.45)
     air = np.zeros((size, size), bool)
-    air[:, : size // 8] = air[:, -size // 8:] = True
+    air[:, : size // 8] = air[:, -size // 8 :] = True
     bone = np.zeros((size, size), bool)
-    bone[:, size // 2 - 2: size // 2 + 2] = True
+    bone[:, size // 2 - 2 : size // 2 + 2] = True
     image[air], image[bone] = 0.02, 0.95
     image += np.linspace(0, 0.03, size)[None, :]  # a gentle gradient: no two columns equal
     return np.clip(image, 0, 1), air, bone
@@ -55,8 +55,11 @@ def test_monochrome1_and_monochrome2_of_one_film_show_the_same_picture(tmp_path)
 
     volume = load_dicom(one)
     assert volume.meta["header_window"] == (1200.0, 2000.0) and volume.meta["window"] == (4095 - 1200.0, 2000.0)
-    np.testing.assert_allclose(window(volume.array, *volume.meta["window"]),
-                               1 - window(pydicom.dcmread(one).pixel_array.astype(np.float32), 1200, 2000), atol=1e-6)
+    np.testing.assert_allclose(
+        window(volume.array, *volume.meta["window"]),
+        1 - window(pydicom.dcmread(one).pixel_array.astype(np.float32), 1200, 2000),
+        atol=1e-6,
+    )
 
 
 def test_presentation_lut_shape_inverse_inverts_monochrome2_only(tmp_path):
@@ -97,7 +100,7 @@ def test_header_voi_lut_sequence_follows_the_table(tmp_path, bits):
     path = write_dicom_radiograph(image, tmp_path / "lut.dcm", photometric="MONOCHROME1", window=(1, 2))
     ds = pydicom.dcmread(path)
     lut = Dataset()
-    first, entries, top = 100, 4000, 2 ** bits - 1
+    first, entries, top = 100, 4000, 2**bits - 1
     table = np.rint(np.sqrt(np.linspace(0, 1, entries)) * top).astype(np.uint16)  # a gamma curve
     lut.add_new(0x00283002, "US", [entries, first, bits])  # LUTDescriptor
     if bits == 8:  # LUTData: a list of US values, or OW words as archives often store it
@@ -131,17 +134,27 @@ def test_no_window_in_the_header_falls_back_to_min_max_and_explicit_windows(tmp_
         load_radiograph(path, voi="bone")
 
 
-@pytest.mark.parametrize("pixel, imager, factor, expected, source", [
-    (None, (0.15, 0.14), None, (0.15, 0.14), "ImagerPixelSpacing (at the detector)"),
-    ((0.0, 0.0), (0.15, 0.14), None, (0.15, 0.14), "ImagerPixelSpacing (at the detector)"),
-    ((0.0, 0.0), (0.15, 0.14), 1.25, (0.12, 0.112), "ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor (1.25)"),
-    ((0.1, 0.1), (0.15, 0.14), 1.25, (0.1, 0.1), "PixelSpacing"),
-    (None, None, None, (1.0, 1.0), "unknown"),
-])
+@pytest.mark.parametrize(
+    "pixel, imager, factor, expected, source",
+    [
+        (None, (0.15, 0.14), None, (0.15, 0.14), "ImagerPixelSpacing (at the detector)"),
+        ((0.0, 0.0), (0.15, 0.14), None, (0.15, 0.14), "ImagerPixelSpacing (at the detector)"),
+        (
+            (0.0, 0.0),
+            (0.15, 0.14),
+            1.25,
+            (0.12, 0.112),
+            "ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor (1.25)",
+        ),
+        ((0.1, 0.1), (0.15, 0.14), 1.25, (0.1, 0.1), "PixelSpacing"),
+        (None, None, None, (1.0, 1.0), "unknown"),
+    ],
+)
 def test_imager_pixel_spacing_when_pixel_spacing_is_missing_or_zero(tmp_path, pixel, imager, factor, expected, source):
     image, _, _ = chest(16)
-    path = write_dicom_radiograph(image, tmp_path / "s.dcm", pixel_spacing=pixel, imager_pixel_spacing=imager,
-                                  magnification=factor, modality="CR")
+    path = write_dicom_radiograph(
+        image, tmp_path / "s.dcm", pixel_spacing=pixel, imager_pixel_spacing=imager, magnification=factor, modality="CR"
+    )
     ds = pydicom.dcmread(path)
     spacing, where = pixel_spacing(ds)
     assert np.allclose(spacing, expected) and where == source
@@ -196,11 +209,14 @@ def test_real_cr_chest_film_shows_the_mediastinum_brighter_than_the_lungs():
     shown = load_radiograph(path)
     rows, columns = shown.shape
     band = slice(int(rows * 0.35), int(rows * 0.6))
-    mediastinum = shown.array[band, int(columns * 0.45): int(columns * 0.55)].mean()
-    lungs = [shown.array[band, int(columns * a): int(columns * b)].mean() for a, b in ((0.2, 0.35), (0.65, 0.8))]
+    mediastinum = shown.array[band, int(columns * 0.45) : int(columns * 0.55)].mean()
+    lungs = [shown.array[band, int(columns * a) : int(columns * b)].mean() for a, b in ((0.2, 0.35), (0.65, 0.8))]
     assert mediastinum > max(lungs) + 0.15, (mediastinum, lungs)
     stored = load_dicom(path, invert_monochrome1=False).array
-    assert stored[band, int(columns * 0.45): int(columns * 0.55)].mean() < stored[band, int(columns * 0.2): int(columns * 0.35)].mean()
+    assert (
+        stored[band, int(columns * 0.45) : int(columns * 0.55)].mean()
+        < stored[band, int(columns * 0.2) : int(columns * 0.35)].mean()
+    )
     # PixelSpacing is "0.000\0.000" and there is no ImagerPixelSpacing: the spacing is honestly unknown
     assert shown.meta["spacing_source"] == "unknown" and not shown.meta["spacing_known"]
     assert shown.meta["voi_source"] == "window 15000/30000 from the header (LINEAR)"

@@ -14,8 +14,14 @@ import numpy as np
 import pytest
 
 from meddiff_lab.data import phantom
-from meddiff_lab.data.phantom import (ANATOMY_MASKS, CXR_LABELS, FINDING_MASKS, cardiothoracic_ratio_from_masks,
-                                      generate_phantoms, iter_phantoms)
+from meddiff_lab.data.phantom import (
+    ANATOMY_MASKS,
+    CXR_LABELS,
+    FINDING_MASKS,
+    cardiothoracic_ratio_from_masks,
+    generate_phantoms,
+    iter_phantoms,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +44,13 @@ def test_contract_shapes_types_and_ranges(batch64):
     n = 160
     assert b.images.shape == (n, 64, 64) and b.images.dtype == np.float32
     assert 0.0 <= b.images.min() and b.images.max() <= 1.0
-    assert b.images.std() > 0.1                      # not a blank picture
+    assert b.images.std() > 0.1  # not a blank picture
     for name in ANATOMY_MASKS + FINDING_MASKS:
         assert b.masks[name].shape == (n, 64, 64) and b.masks[name].dtype == bool, name
     assert b.labels.shape == (n, len(CXR_LABELS)) and set(np.unique(b.labels)) <= {0.0, 1.0}
-    assert b.cardiothoracic_ratio.shape == (n,) and np.all((b.cardiothoracic_ratio > 0.25) & (b.cardiothoracic_ratio < 0.75))
+    assert b.cardiothoracic_ratio.shape == (n,) and np.all(
+        (b.cardiothoracic_ratio > 0.25) & (b.cardiothoracic_ratio < 0.75)
+    )
     for m in b.metadata:
         assert {"patient_id", "age", "sex", "view", "follow_up", "image_index"} <= set(m)
         assert m["sex"] in ("M", "F") and m["view"] in ("PA", "AP") and 18 <= m["age"] <= 100
@@ -138,8 +146,8 @@ def test_effusion_fills_a_lung_base(batch64):
     for i in np.nonzero(_col(b.labels, "Effusion") > 0.5)[0]:
         eff = b.masks["effusion"][i]
         lungs = b.masks["left_lung"][i] | b.masks["right_lung"][i] | b.masks["heart"][i]
-        assert (eff * rows).sum() / eff.sum() > (lungs * rows).sum() / lungs.sum()   # lower than the lungs' centre
-        assert eff.any(1).nonzero()[0].max() >= lungs.any(1).nonzero()[0].max() - 4      # reaches the base
+        assert (eff * rows).sum() / eff.sum() > (lungs * rows).sum() / lungs.sum()  # lower than the lungs' centre
+        assert eff.any(1).nonzero()[0].max() >= lungs.any(1).nonzero()[0].max() - 4  # reaches the base
 
 
 def test_prevalences_between_5_and_60_percent(many):
@@ -154,7 +162,7 @@ def test_follow_ups_share_the_patient(many):
     by_patient: dict[int, list[dict]] = {}
     for m in many.metadata:
         by_patient.setdefault(m["patient_id"], []).append(m)
-    assert len(by_patient) < len(many.metadata)                  # several films per patient
+    assert len(by_patient) < len(many.metadata)  # several films per patient
     for films in by_patient.values():
         assert len({f["sex"] for f in films}) == 1
         assert [f["follow_up"] for f in films] == list(range(len(films)))
@@ -210,10 +218,17 @@ def test_the_moved_names_stay_importable_from_phantom():
     """Older code imports these from meddiff_lab.data.phantom; they now live in the modules beside it."""
     from meddiff_lab.data import cxr_labels, phantom_files, phantom_xray
 
-    for name, module in [("CXR_LABELS", cxr_labels), ("FINDING_MASKS", cxr_labels),
-                         ("labels_to_string", cxr_labels), ("labels_from_string", cxr_labels),
-                         ("load_phantom_masks", phantom_files), ("NIH_2017_HEADER", phantom_files),
-                         ("CM_PER_UNIT", phantom_xray), ("MU_SOFT", phantom_xray), ("MU_BONE", phantom_xray)]:
+    for name, module in [
+        ("CXR_LABELS", cxr_labels),
+        ("FINDING_MASKS", cxr_labels),
+        ("labels_to_string", cxr_labels),
+        ("labels_from_string", cxr_labels),
+        ("load_phantom_masks", phantom_files),
+        ("NIH_2017_HEADER", phantom_files),
+        ("CM_PER_UNIT", phantom_xray),
+        ("MU_SOFT", phantom_xray),
+        ("MU_BONE", phantom_xray),
+    ]:
         assert getattr(phantom, name) is getattr(module, name), name
 
 
@@ -232,34 +247,60 @@ def _digest(array) -> str:
 PINNED = {
     (64, 64, 0): dict(
         truth={
-            "mask:atelectasis": "eb9cdf683b3b7b38", "mask:body": "f940f8d9aaa3e665",
-            "mask:consolidation": "aa8a7cc2ea682235", "mask:edema": "b56c0ed361b0456d",
-            "mask:effusion": "51672b8acac3b6df", "mask:emphysema": "584841ed9f0163fc",
-            "mask:fibrosis": "9ee20eed513e7634", "mask:heart": "25a968b70b39e141",
-            "mask:hernia": "8c6ec20061ef864d", "mask:infiltration": "6575d0b6f925b05b",
-            "mask:left_lung": "1f1130c132ab14c8", "mask:lesion": "de9ca63bc0df2989",
-            "mask:mass": "29c6e1ef407ea107", "mask:nodule": "de5d532919f2baf4",
-            "mask:pleural_thickening": "79f45bc06d57943f", "mask:pneumonia": "7961ba0cdaee1534",
-            "mask:pneumothorax": "c6833e1524b01af2", "mask:right_lung": "64627db3547521aa",
-            "labels": "c094a95a1834b53e", "cardiothoracic_ratio": "be57ce0bffe6f04a",
+            "mask:atelectasis": "eb9cdf683b3b7b38",
+            "mask:body": "f940f8d9aaa3e665",
+            "mask:consolidation": "aa8a7cc2ea682235",
+            "mask:edema": "b56c0ed361b0456d",
+            "mask:effusion": "51672b8acac3b6df",
+            "mask:emphysema": "584841ed9f0163fc",
+            "mask:fibrosis": "9ee20eed513e7634",
+            "mask:heart": "25a968b70b39e141",
+            "mask:hernia": "8c6ec20061ef864d",
+            "mask:infiltration": "6575d0b6f925b05b",
+            "mask:left_lung": "1f1130c132ab14c8",
+            "mask:lesion": "de9ca63bc0df2989",
+            "mask:mass": "29c6e1ef407ea107",
+            "mask:nodule": "de5d532919f2baf4",
+            "mask:pleural_thickening": "79f45bc06d57943f",
+            "mask:pneumonia": "7961ba0cdaee1534",
+            "mask:pneumothorax": "c6833e1524b01af2",
+            "mask:right_lung": "64627db3547521aa",
+            "labels": "c094a95a1834b53e",
+            "cardiothoracic_ratio": "be57ce0bffe6f04a",
             "metadata": "c039905c867dd85c",
         },
-        images={"da44dc347e15ee05", "59b617af5e91da3a"}, mean=0.54232580652, std=0.32229116229),
+        images={"da44dc347e15ee05", "59b617af5e91da3a"},
+        mean=0.54232580652,
+        std=0.32229116229,
+    ),
     (32, 128, 3): dict(
         truth={
-            "mask:atelectasis": "a48b8bfc0095a6d2", "mask:body": "8a492404dc63c480",
-            "mask:consolidation": "1821183a6dff8a12", "mask:edema": "355754e87fa6da70",
-            "mask:effusion": "c51d58bd2762bb72", "mask:emphysema": "bca437fe582523af",
-            "mask:fibrosis": "d2f6e6426f87c38f", "mask:heart": "b9f6622a22ba22fd",
-            "mask:hernia": "354ce1fb8017ba82", "mask:infiltration": "106dee45469fa204",
-            "mask:left_lung": "9de5b90edf3c021e", "mask:lesion": "6fa3acbe12a57d51",
-            "mask:mass": "b6e31ebcb27d42b4", "mask:nodule": "d256579fd414c24d",
-            "mask:pleural_thickening": "bfb4047cd76c97ba", "mask:pneumonia": "254393362174fa22",
-            "mask:pneumothorax": "63c662904c09a83b", "mask:right_lung": "754eef7deb803123",
-            "labels": "773f4f6b933fd0c4", "cardiothoracic_ratio": "05f5b2cc71369b0b",
+            "mask:atelectasis": "a48b8bfc0095a6d2",
+            "mask:body": "8a492404dc63c480",
+            "mask:consolidation": "1821183a6dff8a12",
+            "mask:edema": "355754e87fa6da70",
+            "mask:effusion": "c51d58bd2762bb72",
+            "mask:emphysema": "bca437fe582523af",
+            "mask:fibrosis": "d2f6e6426f87c38f",
+            "mask:heart": "b9f6622a22ba22fd",
+            "mask:hernia": "354ce1fb8017ba82",
+            "mask:infiltration": "106dee45469fa204",
+            "mask:left_lung": "9de5b90edf3c021e",
+            "mask:lesion": "6fa3acbe12a57d51",
+            "mask:mass": "b6e31ebcb27d42b4",
+            "mask:nodule": "d256579fd414c24d",
+            "mask:pleural_thickening": "bfb4047cd76c97ba",
+            "mask:pneumonia": "254393362174fa22",
+            "mask:pneumothorax": "63c662904c09a83b",
+            "mask:right_lung": "754eef7deb803123",
+            "labels": "773f4f6b933fd0c4",
+            "cardiothoracic_ratio": "05f5b2cc71369b0b",
             "metadata": "0b9e51b427e8ef69",
         },
-        images={"7bb1402e6dfbc783", "729887a8e6388b01"}, mean=0.55153504964, std=0.31162762919),
+        images={"7bb1402e6dfbc783", "729887a8e6388b01"},
+        mean=0.55153504964,
+        std=0.31162762919,
+    ),
 }
 
 
@@ -298,7 +339,12 @@ def test_the_data_package_draws_no_figures():
     offenders = []
     for path in sorted(folder.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             offenders += [f"{path.name}: {name}" for name in names if name.split(".")[0] == "matplotlib"]
     assert not offenders, offenders

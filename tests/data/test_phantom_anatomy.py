@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from meddiff_lab.data import phantom
-from meddiff_lab.data.phantom_anatomy import (Grid, add_bones, add_breast_shadows, chord, draw_body, draw_thorax,
-                                              smoothstep)
+from meddiff_lab.data.phantom_anatomy import (
+    Grid,
+    add_bones,
+    add_breast_shadows,
+    chord,
+    draw_body,
+    draw_thorax,
+    smoothstep,
+)
 from meddiff_lab.data.phantom_patients import sample_cases, select_params, stack_cases
 
 
@@ -30,7 +37,7 @@ def test_small_maths():
 
 
 def test_grid_spans_cover_the_coordinates_asked_for():
-    grid = Grid.for_size(8)                                    # centres -0.875, -0.625, ..., 0.875
+    grid = Grid.for_size(8)  # centres -0.875, -0.625, ..., 0.875
     assert grid.x.shape == (1, 1, 8) and grid.y.shape == (1, 8, 1) and grid.pixel_mm == 50.0
     assert grid.span(-0.2, 0.2) == slice(3, 5) and grid.span(-0.7, 0.7) == slice(1, 7)
     assert grid.lateral_span(1.0, 0.5, 1.0) == slice(6, 8)
@@ -42,9 +49,9 @@ def test_body_and_lungs_are_where_a_chest_is():
     body_cm, body = draw_body(params, grid)
     thorax = draw_thorax(params, grid)
     assert body_cm.shape == (4, 64, 64) and body_cm.min() >= 0 and 16 <= body_cm.max() <= 31
-    assert not body[:, 40, 0].any() and body[:, 40, 32].all()   # air beside the chest, body in the middle
+    assert not body[:, 40, 0].any() and body[:, 40, 32].all()  # air beside the chest, body in the middle
     right, left = thorax.lung_inside["r"], thorax.lung_inside["l"]
-    assert right[:, :, 32:].sum() == 0 and left[:, :, :32].sum() == 0   # right lung on the viewer's left
+    assert right[:, :, 32:].sum() == 0 and left[:, :, :32].sum() == 0  # right lung on the viewer's left
     assert (thorax.aerated_lung >= 0).all() and not (thorax.lung_field & ~body).any()
 
 
@@ -68,6 +75,7 @@ def test_no_breast_shadow_for_men():
 
 def _breast_shadow(size):
     """The line integral a healthy female case's breast shadows add (the same case made male), and its masks."""
+
     def make_male(c):
         c["sex"], c["female"], c["breast"] = "M", 0.0, 0.0
 

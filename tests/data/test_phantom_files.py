@@ -18,7 +18,7 @@ def test_write_synthetic_cxr_nih_layout(tmp_path):
     assert text[0] == NIH_2017_HEADER
     rows = list(csv.reader(text[1:]))
     assert len(rows) == 30 and all(len(r) == 12 and r[-1] == "" for r in rows)
-    assert rows[0][9] == rows[0][10] == "12.500"                # 400 mm field of view / 32 px
+    assert rows[0][9] == rows[0][10] == "12.500"  # 400 mm field of view / 32 px
     pngs = sorted(root.glob("images_*/images/*.png"))
     assert len(pngs) == 30 and {p.parent.parent.name for p in pngs} == {"images_001", "images_002"}
     with Image.open(pngs[0]) as img:

@@ -51,7 +51,7 @@ def test_pneumothorax_is_free_air_without_vessels():
     collapsed = (masks["left_lung"][0] | masks["right_lung"][0]) & ~gap
     assert np.abs(vessel_part[gap]).max() < 1e-5
     assert vessel_part[collapsed].max() > 0.05
-    assert np.abs(with_ptx - without)[0][~lung_field[0]].max() < 1e-5     # outside the lungs nothing changes
+    assert np.abs(with_ptx - without)[0][~lung_field[0]].max() < 1e-5  # outside the lungs nothing changes
     # the image (after the scanner's processing) is darker in the gap than in the collapsed lung beside it
     noise = np.zeros((1, 64, 64), np.float32)
     image, _ = phantom.render_chunk(stack_cases([case]), 64, noise)
@@ -70,8 +70,8 @@ def test_effusion_has_a_meniscus_not_a_straight_level():
             continue
         top = np.array([np.nonzero(effusion[:, c])[0].min() for c in cols])
         left_end, right_end = top[:3].mean(), top[-3:].mean()
-        middle = top[len(top) // 2 - 1:len(top) // 2 + 2].mean()
-        rises.append(middle - min(left_end, right_end))   # rows: the lateral end sits higher (smaller row)
+        middle = top[len(top) // 2 - 1 : len(top) // 2 + 2].mean()
+        rises.append(middle - min(left_end, right_end))  # rows: the lateral end sits higher (smaller row)
     rises = np.array(rises)
     assert len(rises) >= 5
     assert np.median(rises) >= 3, f"the edge rises toward the chest wall by a few pixels, got {rises}"

@@ -20,8 +20,11 @@ def test_ap_view_enlarges_the_heart_of_the_same_patient():
     by_patient = {}
     for c in cases:
         by_patient.setdefault(c["patient_id"], []).append(c)
-    pairs = [(min(cs, key=lambda c: c["view"] == "PA"), max(cs, key=lambda c: c["view"] == "PA"))
-             for cs in by_patient.values() if {c["view"] for c in cs} == {"AP", "PA"}]
+    pairs = [
+        (min(cs, key=lambda c: c["view"] == "PA"), max(cs, key=lambda c: c["view"] == "PA"))
+        for cs in by_patient.values()
+        if {c["view"] for c in cs} == {"AP", "PA"}
+    ]
     assert pairs
     ratio = np.mean([ap["ctr"] / pa["ctr"] for ap, pa in pairs])
     assert 1.08 < ratio < 1.16

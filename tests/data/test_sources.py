@@ -13,13 +13,23 @@ from PIL import Image
 
 from meddiff_lab.data import download
 from meddiff_lab.data.phantom import CXR_LABELS, generate_phantoms, write_synthetic_cxr
-from meddiff_lab.data.sources import (ChestXray14, ImageFolderDataset, MedMNIST, MedNIST, SyntheticCXR,
-                                      check_source, load_dataset, read_nih_metadata)
+from meddiff_lab.data.sources import (
+    ChestXray14,
+    ImageFolderDataset,
+    MedMNIST,
+    MedNIST,
+    SyntheticCXR,
+    check_source,
+    load_dataset,
+    read_nih_metadata,
+)
 
 # The header of NIH's Data_Entry_2017.csv: the bracketed names contain commas (so they split into
 # two columns each) and the line ends in a comma (an unnamed 12th column). Rows end in a comma too.
-HEADER_2017 = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
-               "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],")
+HEADER_2017 = (
+    "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+    "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],"
+)
 ROWS_2017 = [
     "00000001_000.png,Cardiomegaly,0,1,58,M,PA,2682,2749,0.143,0.143,",
     "00000001_001.png,Cardiomegaly|Emphysema,1,1,58,M,PA,2894,2729,0.143,0.143,",
@@ -32,10 +42,19 @@ ROWS_2017 = [
     "00000005_001.png,Pleural_Thickening|Infiltration,1,5,69,F,AP,2048,2500,0.168,0.168,",
 ]
 # The 2020 revision renames the size/spacing columns (no brackets, no trailing column).
-HEADER_2020 = ("Image Index,Finding Labels,Follow Up #,Patient ID,Patient Age,Patient Sex,View Position,"
-               "OriginalImageWidth,OriginalImageHeight,OriginalImagePixelSpacing_x,OriginalImagePixelSpacing_y")
-TRAIN_VAL = ["00000001_000.png", "00000001_001.png", "00000001_002.png", "00000003_000.png", "00000003_001.png",
-             "00000005_000.png", "00000005_001.png"]
+HEADER_2020 = (
+    "Image Index,Finding Labels,Follow Up #,Patient ID,Patient Age,Patient Sex,View Position,"
+    "OriginalImageWidth,OriginalImageHeight,OriginalImagePixelSpacing_x,OriginalImagePixelSpacing_y"
+)
+TRAIN_VAL = [
+    "00000001_000.png",
+    "00000001_001.png",
+    "00000001_002.png",
+    "00000003_000.png",
+    "00000003_001.png",
+    "00000005_000.png",
+    "00000005_001.png",
+]
 TEST = ["00000002_000.png", "00000004_000.png"]
 
 
@@ -57,7 +76,7 @@ def nih_root(tmp_path):
     for i, line in enumerate(ROWS_2017):
         name = line.split(",")[0]
         folder = "images_001" if i < 5 else "images_002"
-        mode = "RGBA" if i == 1 else ("I;16" if i == 2 else "L")     # a few real files are RGBA
+        mode = "RGBA" if i == 1 else ("I;16" if i == 2 else "L")  # a few real files are RGBA
         _write_png(root / folder / "images" / name, mode=mode, seed=i)
     (root / "Data_Entry_2017.csv").write_text(HEADER_2017 + "\n" + "\n".join(ROWS_2017) + "\n")
     (root / "train_val_list.txt").write_text("\n".join(TRAIN_VAL) + "\n")
@@ -74,7 +93,7 @@ def test_nih_2017_metadata_columns_and_labels(nih_root):
     assert r["age"] == 58 and r["sex"] == "M" and r["view"] == "PA"
     assert (r["width"], r["height"], r["spacing_x"], r["spacing_y"]) == (2894, 2729, 0.143, 0.143)
     assert [CXR_LABELS[i] for i in np.nonzero(r["labels"])[0]] == ["Cardiomegaly", "Emphysema"]
-    assert records[3]["labels"].sum() == 0                       # "No Finding"
+    assert records[3]["labels"].sum() == 0  # "No Finding"
     assert [CXR_LABELS[i] for i in np.nonzero(records[8]["labels"])[0]] == ["Infiltration", "Pleural_Thickening"]
 
 
@@ -95,7 +114,9 @@ def test_nih_metadata_odd_values_and_errors(tmp_path):
     path = tmp_path / "Data_Entry_2017.csv"
     path.write_text(HEADER_2017 + "\n00000009_000.png, Nodule | Mass ,0,9,058Y,F,PA,1,1,1,1,\n")
     (r,) = read_nih_metadata(path)
-    assert r["age"] == 58 and r["labels"][CXR_LABELS.index("Nodule")] == 1 and r["labels"][CXR_LABELS.index("Mass")] == 1
+    assert (
+        r["age"] == 58 and r["labels"][CXR_LABELS.index("Nodule")] == 1 and r["labels"][CXR_LABELS.index("Mass")] == 1
+    )
     path.write_text(HEADER_2017 + "\n00000009_000.png,Toothache,0,9,58,F,PA,1,1,1,1,\n")
     with pytest.raises(ValueError, match="line 2.*Toothache"):
         read_nih_metadata(path)
@@ -110,13 +131,13 @@ def test_chestxray14_reads_the_nih_layout(nih_root):
     train_val = ChestXray14(nih_root, "train_val", image_size=32)
     test = ChestXray14(nih_root, "test", image_size=32)
     assert sorted(train_val.image_indices) == sorted(TRAIN_VAL) and sorted(test.image_indices) == sorted(TEST)
-    item = train_val[train_val.image_indices.index("00000001_001.png")]     # an RGBA file
+    item = train_val[train_val.image_indices.index("00000001_001.png")]  # an RGBA file
     assert item["image"].shape == (1, 32, 32) and item["image"].dtype == torch.float32
     assert -1.0 <= item["image"].min() and item["image"].max() <= 1.0 and item["image"].std() > 0.1
     assert item["patient_id"] == 1 and item["image_index"] == "00000001_001.png"
     assert item["labels"].tolist() == [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]
     sixteen_bit = train_val[train_val.image_indices.index("00000001_002.png")]["image"]
-    assert sixteen_bit.std() > 0.1                                         # 16-bit PNG scaled, not clipped
+    assert sixteen_bit.std() > 0.1  # 16-bit PNG scaled, not clipped
     assert train_val.label_counts()["Hernia"] == 2
     native = ChestXray14(nih_root, "all", image_size=None)
     assert native[0]["image"].shape == (1, 40, 40) and len(native) == len(ROWS_2017)
@@ -235,10 +256,14 @@ def test_mednist_cxr_class_and_splits(tmp_path):
 
 def test_kermany_pneumonia_folder_layout(tmp_path):
     top = tmp_path / "chest_xray"
-    files = {"train": {"NORMAL": ["IM-0115-0001.jpeg", "NORMAL2-IM-1427-0001.jpeg"],
-                       "PNEUMONIA": ["person1_bacteria_1.jpeg", "person1_bacteria_2.jpeg", "person22_virus_55.jpeg"]},
-             "test": {"NORMAL": ["IM-0001-0001.jpeg"], "PNEUMONIA": ["person100_bacteria_475.jpeg"]},
-             "val": {"NORMAL": ["NORMAL2-IM-1431-0001.jpeg"], "PNEUMONIA": ["person1946_bacteria_4874.jpeg"]}}
+    files = {
+        "train": {
+            "NORMAL": ["IM-0115-0001.jpeg", "NORMAL2-IM-1427-0001.jpeg"],
+            "PNEUMONIA": ["person1_bacteria_1.jpeg", "person1_bacteria_2.jpeg", "person22_virus_55.jpeg"],
+        },
+        "test": {"NORMAL": ["IM-0001-0001.jpeg"], "PNEUMONIA": ["person100_bacteria_475.jpeg"]},
+        "val": {"NORMAL": ["NORMAL2-IM-1431-0001.jpeg"], "PNEUMONIA": ["person1946_bacteria_4874.jpeg"]},
+    }
     for split, classes in files.items():
         for cls, names in classes.items():
             for i, name in enumerate(names):
@@ -262,7 +287,10 @@ def test_flat_class_folders_split_by_patient(tmp_path):
             _write_jpeg(tmp_path / "PNEUMONIA" / f"person{p}_bacteria_{k}.jpeg", size=24, seed=p * 2 + k)
     for k in range(6):
         _write_jpeg(tmp_path / "NORMAL" / f"IM-{k:04d}-0001.jpeg", size=24, seed=50 + k)
-    parts = [ImageFolderDataset(tmp_path, split, 16, val_fraction=0.2, test_fraction=0.3) for split in ("train", "val", "test")]
+    parts = [
+        ImageFolderDataset(tmp_path, split, 16, val_fraction=0.2, test_fraction=0.3)
+        for split in ("train", "val", "test")
+    ]
     assert sum(len(p) for p in parts) == 22
     patients = [set(p.patient_ids.tolist()) for p in parts]
     assert not (patients[0] & patients[1] or patients[0] & patients[2] or patients[1] & patients[2])
@@ -282,7 +310,7 @@ def test_load_dataset_picks_the_reader(tmp_path, nih_root):
     on_disk = load_dataset("synthetic", tmp_path, "train_val", 16)
     assert isinstance(on_disk, ChestXray14) and on_disk[0]["image"].shape == (1, 16, 16)
     assert isinstance(load_dataset("chestxray14", nih_root, "test", 16), ChestXray14)
-    _write_medmnist(tmp_path / "downloads" / "medmnist" / "chestmnist.npz", 14)   # the git-ignored place
+    _write_medmnist(tmp_path / "downloads" / "medmnist" / "chestmnist.npz", 14)  # the git-ignored place
     assert isinstance(load_dataset("medmnist", tmp_path, "test", 16), MedMNIST)
     report = check_source("synthetic", tmp_path)
     assert "train_val" in report and "test" in report and "images" in report
@@ -318,7 +346,7 @@ def test_mednist_resource_matches_monai():
     from pathlib import Path
 
     spec = importlib.util.find_spec("monai")
-    source = (Path(spec.origin).parent / "apps" / "datasets.py").read_text()   # read, not imported: fast
+    source = (Path(spec.origin).parent / "apps" / "datasets.py").read_text()  # read, not imported: fast
     assert download.MEDNIST_URL in source and download.MEDNIST_MD5 in source
 
 
@@ -363,15 +391,24 @@ def test_cli_data_commands(tmp_path, monkeypatch, capsys):
 
 
 # ------------------------------------------------------------------------ bad input never passes
-@pytest.mark.parametrize("rows, message", [
-    (["00000009_000.png,Mass,0,9,58,F,PA,1,1,1,1,", "00000009_000.png,Mass,0,9,58,F,PA,1,1,1,1,"],
-     r"line 3: image 00000009_000.png is listed twice \(first on line 2\)"),
-    (["00000009_000.png,,0,9,58,F,PA,1,1,1,1,"], "line 2: empty Finding Labels for 00000009_000.png; write 'No Finding'"),
-    (["00000009_000.png,Mass,0,1.7,58,F,PA,1,1,1,1,"], "line 2: Patient ID '1.7' is not a whole number"),
-    (["00000009_000.png,Mass,0,inf,58,F,PA,1,1,1,1,"], "line 2: Patient ID 'inf' is not a whole number"),
-    (["00000009_000.png,Mass,0,-3,58,F,PA,1,1,1,1,"], "line 2: Patient ID '-3' is not a whole number"),
-    ([",Mass,0,9,58,F,PA,1,1,1,1,"], "line 2: empty Image Index"),
-], ids=["duplicate-row", "empty-label", "patient-1.7", "patient-inf", "patient-negative", "empty-image-index"])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (
+            ["00000009_000.png,Mass,0,9,58,F,PA,1,1,1,1,", "00000009_000.png,Mass,0,9,58,F,PA,1,1,1,1,"],
+            r"line 3: image 00000009_000.png is listed twice \(first on line 2\)",
+        ),
+        (
+            ["00000009_000.png,,0,9,58,F,PA,1,1,1,1,"],
+            "line 2: empty Finding Labels for 00000009_000.png; write 'No Finding'",
+        ),
+        (["00000009_000.png,Mass,0,1.7,58,F,PA,1,1,1,1,"], "line 2: Patient ID '1.7' is not a whole number"),
+        (["00000009_000.png,Mass,0,inf,58,F,PA,1,1,1,1,"], "line 2: Patient ID 'inf' is not a whole number"),
+        (["00000009_000.png,Mass,0,-3,58,F,PA,1,1,1,1,"], "line 2: Patient ID '-3' is not a whole number"),
+        ([",Mass,0,9,58,F,PA,1,1,1,1,"], "line 2: empty Image Index"),
+    ],
+    ids=["duplicate-row", "empty-label", "patient-1.7", "patient-inf", "patient-negative", "empty-image-index"],
+)
 def test_nih_metadata_refuses_rows_that_would_be_read_wrongly(tmp_path, rows, message):
     path = tmp_path / "Data_Entry_2017.csv"
     path.write_text(HEADER_2017 + "\n" + "\n".join(rows) + "\n")
@@ -382,8 +419,10 @@ def test_nih_metadata_refuses_rows_that_would_be_read_wrongly(tmp_path, rows, me
 
 def test_nih_metadata_accepts_zero_padded_and_spreadsheet_patient_ids(tmp_path):
     path = tmp_path / "Data_Entry_2017.csv"
-    path.write_text(HEADER_2017 + "\n00000009_000.png,Mass,0,00009,58,F,PA,1,1,1,1,\n"
-                    "00000010_000.png,No Finding,0,10.0,58,F,PA,1,1,1,1,\n")
+    path.write_text(
+        HEADER_2017 + "\n00000009_000.png,Mass,0,00009,58,F,PA,1,1,1,1,\n"
+        "00000010_000.png,No Finding,0,10.0,58,F,PA,1,1,1,1,\n"
+    )
     assert [r["patient_id"] for r in read_nih_metadata(path)] == [9, 10]
 
 
@@ -399,10 +438,13 @@ def test_official_lists_that_share_a_patient_are_refused(nih_root):
     (nih_root / "train_val_list.txt").write_text("\n".join(n for n in TRAIN_VAL if n != "00000001_002.png") + "\n")
     (nih_root / "test_list.txt").write_text("\n".join(TEST + ["00000001_002.png"]) + "\n")
     for split in ("train_val", "test", "train", "val"):
-        with pytest.raises(ValueError, match="patient 1 has images in both train_val_list.txt and test_list.txt "
-                                             r"\(e.g. 00000001_002.png"):
+        with pytest.raises(
+            ValueError,
+            match="patient 1 has images in both train_val_list.txt and test_list.txt "
+            r"\(e.g. 00000001_002.png",
+        ):
             ChestXray14(nih_root, split, image_size=16)
-    ChestXray14(nih_root, "all", image_size=16)   # without the lists there is nothing to leak
+    ChestXray14(nih_root, "all", image_size=16)  # without the lists there is nothing to leak
     (nih_root / "train_val_list.txt").write_text("\n".join(TRAIN_VAL) + "\n")
     with pytest.raises(ValueError, match="image 00000001_002.png is in both"):
         ChestXray14(nih_root, "test", image_size=16)
@@ -416,7 +458,7 @@ def test_medmnist_with_nan_or_a_truncated_file_is_refused(tmp_path):
     np.savez(tmp_path / "chestmnist.npz", **arrays)
     with pytest.raises(ValueError, match=r"2 image\(s\) of train_images hold NaN or inf \(first: index 3\)"):
         MedMNIST(tmp_path, "train", 28)
-    MedMNIST(tmp_path, "val", 28)   # the other splits are clean
+    MedMNIST(tmp_path, "val", 28)  # the other splits are clean
     data = (tmp_path / "chestmnist.npz").read_bytes()
     (tmp_path / "chestmnist.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="chestmnist.npz as a MedMNIST .npz"):
@@ -428,8 +470,11 @@ def test_check_source_reads_every_item_and_reports_every_bad_file(nih_root, caps
     from meddiff_lab.data.sources import DataCheckError
 
     assert "train_val" in check_source("chestxray14", nih_root)
-    bad = [nih_root / "images_001" / "images" / "00000001_002.png", nih_root / "images_002" / "images" / "00000004_000.png"]
-    for path in bad:   # two later images, not the first of their split, are truncated
+    bad = [
+        nih_root / "images_001" / "images" / "00000001_002.png",
+        nih_root / "images_002" / "images" / "00000004_000.png",
+    ]
+    for path in bad:  # two later images, not the first of their split, are truncated
         path.write_bytes(path.read_bytes()[:60])
     with pytest.raises(DataCheckError) as caught:
         check_source("chestxray14", nih_root)

@@ -83,7 +83,7 @@ def test_leakage_report_takes_boolean_masks_like_indices():
     train, test = patient_split(ids, (0.8, 0.2), seed=0)
     in_train = np.zeros(len(ids), dtype=bool)
     in_train[train] = True
-    clean = leakage_report(ids, in_train, ~in_train)          # once read as indices 0 and 1: "100 % leakage"
+    clean = leakage_report(ids, in_train, ~in_train)  # once read as indices 0 and 1: "100 % leakage"
     assert clean == leakage_report(ids, train, test) and clean["shared_patients"] == 0
     leaky_train, leaky_test = image_split(len(ids), (0.8, 0.2), seed=0)
     mask = np.zeros(len(ids), dtype=bool)
@@ -92,21 +92,27 @@ def test_leakage_report_takes_boolean_masks_like_indices():
     assert list(shared_patients(ids, mask, ~mask)) == list(shared_patients(ids, leaky_train, leaky_test))
 
 
-@pytest.mark.parametrize("train, message", [
-    (np.ones(5, dtype=bool), "train_indices is a boolean mask of length 5 but there are 10 images"),
-    (np.array([0.5, 1.0]), "train_indices must hold integer image indices"),
-    (np.array([0, 10]), "train_indices holds index 10, out of range for 10 images"),
-    (np.array(["a"]), "train_indices must hold integer image indices"),
-])
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        (np.ones(5, dtype=bool), "train_indices is a boolean mask of length 5 but there are 10 images"),
+        (np.array([0.5, 1.0]), "train_indices must hold integer image indices"),
+        (np.array([0, 10]), "train_indices holds index 10, out of range for 10 images"),
+        (np.array(["a"]), "train_indices must hold integer image indices"),
+    ],
+)
 def test_leakage_report_refuses_indices_that_do_not_fit(train, message):
     with pytest.raises(ValueError, match=message):
         leakage_report(np.arange(10), train, np.array([1, 2]))
 
 
-@pytest.mark.parametrize("ids, message", [
-    ([1.0, 1.7, 2.0], "contains 1.7: a numeric patient ID must be a whole number"),
-    ([1.0, float("inf")], "contains inf"),
-])
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        ([1.0, 1.7, 2.0], "contains 1.7: a numeric patient ID must be a whole number"),
+        ([1.0, float("inf")], "contains inf"),
+    ],
+)
 def test_patient_ids_that_are_not_whole_numbers_are_refused(ids, message):
     with pytest.raises(ValueError, match=message):
         patient_split(ids, (0.5, 0.5))

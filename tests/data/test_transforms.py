@@ -45,7 +45,7 @@ def test_train_pipeline_never_flips_the_heart_to_the_other_side():
     pipeline = train_transforms(48, prob=1.0, elastic=True, seed=0)
     cols = np.arange(48)
     for _ in range(20):
-        blob = np.clip(pipeline(x)[0].numpy() + 0.5, 0.0, None)   # the blob only, not background or padding
+        blob = np.clip(pipeline(x)[0].numpy() + 0.5, 0.0, None)  # the blob only, not background or padding
         centre_col = (blob.sum(0) * cols).sum() / blob.sum()
         assert centre_col > 24, "the bright blob stays on the image's right half"
 
@@ -54,8 +54,16 @@ def test_rotation_stays_within_plus_minus_15_degrees():
     size = 64
     bar = -np.ones((size, size), np.float32)
     bar[30:34, 8:56] = 1.0  # horizontal bar
-    pipeline = train_transforms(size, prob=1.0, zoom=(1.0, 1.0), translate_fraction=0.0, noise_std=0.0,
-                                gamma=(1.0, 1.0), intensity_scale=0.0, seed=1)
+    pipeline = train_transforms(
+        size,
+        prob=1.0,
+        zoom=(1.0, 1.0),
+        translate_fraction=0.0,
+        noise_std=0.0,
+        gamma=(1.0, 1.0),
+        intensity_scale=0.0,
+        seed=1,
+    )
     angles = []
     for _ in range(40):
         w = np.clip(pipeline(torch.from_numpy(bar[None]))[0].numpy(), 0, None)
@@ -90,12 +98,15 @@ def test_three_d_pipeline_shapes():
     assert eval_transforms((8, 16, 16), spatial_dims=3)(torch.zeros(1, 4, 32, 32)).shape == (1, 8, 16, 16)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(spatial_dims=4), "spatial_dims"),
-    (dict(label_keys="mask"), "keys="),
-    (dict(value_range=(1, -1)), "value_range"),
-    (dict(image_size=0), "image_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(spatial_dims=4), "spatial_dims"),
+        (dict(label_keys="mask"), "keys="),
+        (dict(value_range=(1, -1)), "value_range"),
+        (dict(image_size=0), "image_size"),
+    ],
+)
 def test_bad_arguments_say_what_was_expected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         train_transforms(**kwargs)
@@ -127,9 +138,17 @@ def test_gallery_rejects_a_batch():
 def test_geometric_augmentation_pads_with_air_not_copied_edges():
     """What moves into view is the bottom of the value range (air), never a copy of the edge columns."""
     x = torch.full((1, 48, 48), 0.5)
-    x[:, :, 0] = 0.9                                    # a bright edge column that border padding would smear
-    pipeline = train_transforms(48, prob=1.0, rotate_degrees=15, translate_fraction=0.1, noise_std=0.0,
-                                intensity_scale=0.0, gamma=(1.0, 1.0), seed=0)
+    x[:, :, 0] = 0.9  # a bright edge column that border padding would smear
+    pipeline = train_transforms(
+        48,
+        prob=1.0,
+        rotate_degrees=15,
+        translate_fraction=0.1,
+        noise_std=0.0,
+        intensity_scale=0.0,
+        gamma=(1.0, 1.0),
+        seed=0,
+    )
     padded = [pipeline(x)[0] for _ in range(5)]
     assert all(float(y.min()) == -1.0 for y in padded), "padding is air (-1)"
     assert all(float((y > 0.7).float().mean()) < 0.05 for y in padded), "edge column not copied into a band"
@@ -139,8 +158,17 @@ def test_geometric_augmentation_pads_with_air_not_copied_edges():
 
 
 def test_geometric_augmentation_pads_images_with_air_and_masks_with_zero():
-    pipeline = train_transforms(48, keys=["image"], label_keys=["mask"], prob=1.0, elastic=True, noise_std=0.0,
-                                intensity_scale=0.0, gamma=(1.0, 1.0), seed=1)
+    pipeline = train_transforms(
+        48,
+        keys=["image"],
+        label_keys=["mask"],
+        prob=1.0,
+        elastic=True,
+        noise_std=0.0,
+        intensity_scale=0.0,
+        gamma=(1.0, 1.0),
+        seed=1,
+    )
     out = pipeline({"image": torch.full((1, 48, 48), 0.5), "mask": torch.ones(1, 48, 48)})
     padded_image = out["image"][0] < -0.99
     assert padded_image.any()

@@ -39,8 +39,12 @@ def test_package_posterior_mean_passes_the_check_away_from_t0():
     x0, x_t = torch.rand(2, 1, 8, 8, generator=g) * 2 - 1, torch.randn(2, 1, 8, 8, generator=g)
     for t in (50, 300, 999):
         ours = posterior_mean(NoiseSchedule.from_betas(betas), x0, x_t, t)
-        assert exercises.compare("mean", ours, exercises._reference_posterior_mean(x0, x_t, t, betas),
-                                 rtol=1e-4, atol=1e-5) is None
+        assert (
+            exercises.compare(
+                "mean", ours, exercises._reference_posterior_mean(x0, x_t, t, betas), rtol=1e-4, atol=1e-5
+            )
+            is None
+        )
 
 
 def _posterior_wrong(x0, x_t, t, betas):  # a classic slip: alpha_bar_t where alpha_bar_{t-1} belongs
@@ -57,15 +61,25 @@ def _todo(*args, **kwargs):
     raise NotImplementedError
 
 
-@pytest.mark.parametrize("check, right, wrong", [
-    (exercises.check_forward_sample, _forward, _forward_wrong),
-    (exercises.check_alphas_cumprod, lambda betas: torch.cumprod(1 - betas, 0), lambda betas: 1 - betas.cumsum(0)),
-    (exercises.check_cosine_betas, _cosine, lambda num_train_timesteps: torch.linspace(1e-4, 0.02, num_train_timesteps)),
-    (exercises.check_posterior_mean, _posterior, _posterior_wrong),
-    (exercises.check_predict_x0, lambda x_t, eps, alpha_bar_t: (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t**0.5,
-     lambda x_t, eps, alpha_bar_t: x_t - (1 - alpha_bar_t) ** 0.5 * eps),
-    (exercises.check_ddim_step, _ddim, lambda x_t, eps, alpha_bar_t, alpha_bar_prev: x_t - eps * 0.01),
-])
+@pytest.mark.parametrize(
+    "check, right, wrong",
+    [
+        (exercises.check_forward_sample, _forward, _forward_wrong),
+        (exercises.check_alphas_cumprod, lambda betas: torch.cumprod(1 - betas, 0), lambda betas: 1 - betas.cumsum(0)),
+        (
+            exercises.check_cosine_betas,
+            _cosine,
+            lambda num_train_timesteps: torch.linspace(1e-4, 0.02, num_train_timesteps),
+        ),
+        (exercises.check_posterior_mean, _posterior, _posterior_wrong),
+        (
+            exercises.check_predict_x0,
+            lambda x_t, eps, alpha_bar_t: (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t**0.5,
+            lambda x_t, eps, alpha_bar_t: x_t - (1 - alpha_bar_t) ** 0.5 * eps,
+        ),
+        (exercises.check_ddim_step, _ddim, lambda x_t, eps, alpha_bar_t, alpha_bar_prev: x_t - eps * 0.01),
+    ],
+)
 def test_checks_pass_right_fail_wrong_and_report_todo(check, right, wrong):
     assert check(right)
     result = check(wrong)

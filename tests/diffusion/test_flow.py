@@ -8,9 +8,17 @@ import pytest
 import torch
 from monai.networks.schedulers import RFlowScheduler
 
-from meddiff_lab.diffusion import (DDIMScheduler, GaussianDenoiser, RectifiedFlowScheduler, euler_sample,
-                                   flow_interpolate, flow_matching_loss, flow_velocity, sample,
-                                   sample_flow_timesteps)
+from meddiff_lab.diffusion import (
+    DDIMScheduler,
+    GaussianDenoiser,
+    RectifiedFlowScheduler,
+    euler_sample,
+    flow_interpolate,
+    flow_matching_loss,
+    flow_velocity,
+    sample,
+    sample_flow_timesteps,
+)
 
 T = 1000
 
@@ -52,8 +60,8 @@ def test_interpolation_matches_monai_and_diffusers(batch):
     flow = diffusers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=T)
     flow.set_timesteps(sigmas=(t.float() / T).tolist())
     for i in range(4):
-        theirs = flow.scale_noise(x0[i:i + 1], flow.timesteps[i:i + 1], noise[i:i + 1])
-        torch.testing.assert_close(ours[i:i + 1], theirs, rtol=0, atol=1e-6)
+        theirs = flow.scale_noise(x0[i : i + 1], flow.timesteps[i : i + 1], noise[i : i + 1])
+        torch.testing.assert_close(ours[i : i + 1], theirs, rtol=0, atol=1e-6)
     # the ends of the path: data at s = 0, noise at s = 1; the velocity is d x_s / d s
     torch.testing.assert_close(flow_interpolate(x0, noise, 0), x0)
     torch.testing.assert_close(flow_interpolate(x0, noise, T), noise)
@@ -109,14 +117,15 @@ def test_sample_drives_diffusers_flow_match_scheduler(shift, steps):
         seen.append(t.clone())
         return toy_velocity(x, t)
 
-    x_diffusers = sample(recording_velocity, flow, noise.shape, noise=noise.clone(), num_inference_steps=steps,
-                         progress=False)
+    x_diffusers = sample(
+        recording_velocity, flow, noise.shape, noise=noise.clone(), num_inference_steps=steps, progress=False
+    )
     assert flow.timesteps.is_floating_point() and bool((flow.timesteps != flow.timesteps.round()).any())
     assert all(t.dtype == torch.float32 and t.shape == (3,) for t in seen)
     torch.testing.assert_close(torch.stack([t[0] for t in seen]), flow.timesteps, rtol=0, atol=0)
     x_course = euler_sample(toy_velocity, noise, sigmas=flow.sigmas[:-1])
     torch.testing.assert_close(x_diffusers, x_course, rtol=0, atol=1e-5)
-    assert float((x_diffusers - noise).abs().max()) > 0.1   # the run went somewhere
+    assert float((x_diffusers - noise).abs().max()) > 0.1  # the run went somewhere
 
 
 @pytest.mark.parametrize("steps", [5, 20])
@@ -137,8 +146,14 @@ def test_sample_with_diffusers_flow_match_equals_the_course_scheduler(steps):
 def test_diffusers_flow_match_through_sample_draws_the_data_distribution():
     mean, std = 0.3, 0.5
     flow = diffusers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=T)
-    x = sample(GaussianVelocity(mean, std), flow, (2048, 1, 4, 4), generator=torch.Generator().manual_seed(0),
-               num_inference_steps=50, progress=False)
+    x = sample(
+        GaussianVelocity(mean, std),
+        flow,
+        (2048, 1, 4, 4),
+        generator=torch.Generator().manual_seed(0),
+        num_inference_steps=50,
+        progress=False,
+    )
     assert abs(float(x.mean()) - mean) < 0.02
     assert abs(float(x.std()) - std) < 0.02
 
@@ -157,7 +172,7 @@ def test_shift_matches_diffusers():
     ours = RectifiedFlowScheduler(T, shift=3.0)
     ours.set_timesteps(10)
     s = 1 - torch.arange(10, dtype=torch.float64) / 10
-    expected = torch.round(3 * s / (1 + 2 * s) * T).long()   # diffusers' shift formula on the same grid
+    expected = torch.round(3 * s / (1 + 2 * s) * T).long()  # diffusers' shift formula on the same grid
     assert ours.timesteps.tolist() == expected.tolist()
 
 
@@ -167,7 +182,7 @@ def test_step_predicts_x0_and_one_exact_step_lands_on_data(batch):
     scheduler.set_timesteps(1)
     x1 = flow_interpolate(x0, noise, T)
     out = scheduler.step(flow_velocity(x0, noise), int(scheduler.timesteps[0]), x1)
-    torch.testing.assert_close(out.prev_sample, x0, rtol=0, atol=1e-5)   # a straight path: one step suffices
+    torch.testing.assert_close(out.prev_sample, x0, rtol=0, atol=1e-5)  # a straight path: one step suffices
     torch.testing.assert_close(out.pred_original_sample, x0, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="not one of"):
         scheduler.step(x0, 123, x0)
@@ -177,8 +192,13 @@ def test_gaussian_data_sampled_with_right_mean_and_std():
     mean, std = 0.3, 0.5
     scheduler = RectifiedFlowScheduler(T)
     scheduler.set_timesteps(50)
-    x = sample(GaussianVelocity(mean, std), scheduler, (2048, 1, 4, 4), generator=torch.Generator().manual_seed(0),
-               progress=False)
+    x = sample(
+        GaussianVelocity(mean, std),
+        scheduler,
+        (2048, 1, 4, 4),
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
     assert abs(float(x.mean()) - mean) < 0.02
     assert abs(float(x.std()) - std) < 0.02
 
@@ -193,8 +213,9 @@ def test_flow_matching_loss_is_the_velocity_regression(batch):
     g = torch.Generator().manual_seed(3)
     data = torch.randn(512, 1, 4, 4, generator=g)
     # the exact conditional expectation beats a wrong field on the same draws
-    assert flow_matching_loss(exact, data, generator=torch.Generator().manual_seed(4)) < \
-        flow_matching_loss(lambda x, t: torch.zeros_like(x), data, generator=torch.Generator().manual_seed(4))
+    assert flow_matching_loss(exact, data, generator=torch.Generator().manual_seed(4)) < flow_matching_loss(
+        lambda x, t: torch.zeros_like(x), data, generator=torch.Generator().manual_seed(4)
+    )
 
 
 def test_timestep_sampling():
@@ -202,7 +223,9 @@ def test_timestep_sampling():
     uniform = sample_flow_timesteps(4000, T, "uniform", g)
     logit = sample_flow_timesteps(4000, T, "logit-normal", g)
     assert 0 <= float(uniform.min()) and float(uniform.max()) <= T and abs(float(uniform.mean()) - 500) < 20
-    assert float(((logit > 250) & (logit < 750)).float().mean()) > float(((uniform > 250) & (uniform < 750)).float().mean())
+    assert float(((logit > 250) & (logit < 750)).float().mean()) > float(
+        ((uniform > 250) & (uniform < 750)).float().mean()
+    )
     with pytest.raises(ValueError, match="not one of"):
         sample_flow_timesteps(2, T, "cosine")
     with pytest.raises(ValueError, match="velocity"):
@@ -224,9 +247,15 @@ def test_dpm_solver_through_sample_solves_the_ode_better_than_ddim():
         a, b = alphas_cumprod[first_timestep].sqrt(), (1 - alphas_cumprod[first_timestep]).sqrt()
         return (mean + std * (noise.double() - a * mean) / (a**2 * std**2 + b**2).sqrt()).float()
 
-    dpm = diffusers.DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule="linear",
-                                                beta_start=1e-4, beta_end=0.02, algorithm_type="dpmsolver++",
-                                                solver_order=2, prediction_type="epsilon")
+    dpm = diffusers.DPMSolverMultistepScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=1e-4,
+        beta_end=0.02,
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        prediction_type="epsilon",
+    )
     x_dpm = sample(model, dpm, noise.shape, noise=noise.clone(), num_inference_steps=20, progress=False)
     x_ddim = sample(model, ddim, noise.shape, noise=noise.clone(), num_inference_steps=20, progress=False)
     assert int(dpm.timesteps[0]) == int(ddim.timesteps[0]) == 999

@@ -24,14 +24,18 @@ def test_targets(batch):
     schedule, x0, noise, t = batch
     assert torch.equal(diffusion_target(schedule, x0, noise, t, "epsilon"), noise)
     assert torch.equal(diffusion_target(schedule, x0, noise, t, "sample"), x0)
-    assert torch.allclose(diffusion_target(schedule, x0, noise, t, "v_prediction"), get_velocity(schedule, x0, noise, t))
+    assert torch.allclose(
+        diffusion_target(schedule, x0, noise, t, "v_prediction"), get_velocity(schedule, x0, noise, t)
+    )
 
 
 def test_perfect_prediction_has_zero_loss_and_mse_is_plain(batch):
     schedule, x0, noise, t = batch
     for kind in ("epsilon", "sample", "v_prediction"):
         target = diffusion_target(schedule, x0, noise, t, kind)
-        assert diffusion_loss(target, x0, noise, t, schedule, prediction_type=kind).item() == pytest.approx(0, abs=1e-10)
+        assert diffusion_loss(target, x0, noise, t, schedule, prediction_type=kind).item() == pytest.approx(
+            0, abs=1e-10
+        )
         assert hybrid_loss(target, x0, noise, t, schedule, prediction_type=kind).item() == pytest.approx(0, abs=1e-4)
     wrong = noise + 0.5
     assert diffusion_loss(wrong, x0, noise, t, schedule).item() == pytest.approx(0.25, rel=1e-5)
@@ -55,8 +59,10 @@ def test_hybrid_is_07_mse_plus_03_monai_ssim(batch):
     schedule, x0, noise, t = batch
     eps_pred = noise + 0.3 * torch.randn(noise.shape, generator=torch.Generator().manual_seed(1))
     x_t = add_noise(schedule, x0, noise, t)
-    pred_x0 = ((x_t - (1 - schedule.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1) * eps_pred)
-               / schedule.alphas_cumprod[t].sqrt().view(-1, 1, 1, 1)).clamp(-1, 1)
+    pred_x0 = (
+        (x_t - (1 - schedule.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1) * eps_pred)
+        / schedule.alphas_cumprod[t].sqrt().view(-1, 1, 1, 1)
+    ).clamp(-1, 1)
     mse = (eps_pred - noise).pow(2).mean()
     structural = SSIMLoss(spatial_dims=2, data_range=2.0, win_size=11)(pred_x0, x0)
     expected = 0.7 * mse + 0.3 * structural

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from meddiff_lab.diffusion import DatasetDenoiser, DDIMScheduler, DDPMScheduler, GaussianDenoiser, NoiseSchedule
-from meddiff_lab.diffusion import add_noise, get_velocity, sample
+from meddiff_lab.diffusion import (
+    DatasetDenoiser,
+    DDIMScheduler,
+    DDPMScheduler,
+    GaussianDenoiser,
+    NoiseSchedule,
+    add_noise,
+    get_velocity,
+    sample,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +55,9 @@ def test_dataset_denoiser_weights_pick_the_right_image(schedule):
     assert torch.allclose(model(pure_noise, 999), images.mean(0, keepdim=True), atol=0.05)
 
 
-@pytest.mark.parametrize("make, steps", [(lambda: DDIMScheduler(clip_sample=False), 50),
-                                         (lambda: DDPMScheduler(clip_sample=False), 200)])
+@pytest.mark.parametrize(
+    "make, steps", [(lambda: DDIMScheduler(clip_sample=False), 50), (lambda: DDPMScheduler(clip_sample=False), 200)]
+)
 def test_sampling_with_the_dataset_denoiser_regenerates_training_images(make, steps):
     g = torch.Generator().manual_seed(2)
     images = torch.rand(4, 1, 8, 8, generator=g) * 2 - 1

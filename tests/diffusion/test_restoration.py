@@ -7,8 +7,16 @@ import pytest
 import torch
 
 from meddiff_lab.diffusion import DDIMScheduler, GaussianDenoiser
-from meddiff_lab.diffusion.restoration import (AveragePoolOperator, IdentityOperator, MaskOperator, ddnm_sample,
-                                               matched_timestep, repaint, restoration_timesteps, sdedit)
+from meddiff_lab.diffusion.restoration import (
+    AveragePoolOperator,
+    IdentityOperator,
+    MaskOperator,
+    ddnm_sample,
+    matched_timestep,
+    repaint,
+    restoration_timesteps,
+    sdedit,
+)
 
 MEAN, STD = 0.2, 0.3
 
@@ -29,22 +37,25 @@ def _hole(n=3, side=8):
     return known
 
 
-@pytest.mark.parametrize("operator, shape", [
-    (IdentityOperator(), (2, 1, 8, 8)),
-    (AveragePoolOperator(2), (2, 1, 4, 4)),
-    (MaskOperator(_hole(2)), (2, 1, 8, 8)),
-])
+@pytest.mark.parametrize(
+    "operator, shape",
+    [
+        (IdentityOperator(), (2, 1, 8, 8)),
+        (AveragePoolOperator(2), (2, 1, 4, 4)),
+        (MaskOperator(_hole(2)), (2, 1, 8, 8)),
+    ],
+)
 def test_operator_pinv_is_a_right_inverse_on_measurements(operator, shape):
-    y = operator(operator.pinv(torch.randn(shape)))      # a measurement: something A can produce
+    y = operator(operator.pinv(torch.randn(shape)))  # a measurement: something A can produce
     assert torch.allclose(operator(operator.pinv(y)), y, atol=1e-6)
     x = torch.randn(2, 1, 8, 8)
-    assert torch.allclose(operator(operator.pinv(operator(x))), operator(x), atol=1e-6)   # A A⁺ A = A
+    assert torch.allclose(operator(operator.pinv(operator(x))), operator(x), atol=1e-6)  # A A⁺ A = A
 
 
 def test_average_pool_pinv_is_the_moore_penrose_inverse():
     op = AveragePoolOperator(2)
     basis = torch.eye(64).reshape(64, 1, 8, 8)
-    A = op(basis).reshape(64, 16).T                          # (16, 64) matrix of the operator
+    A = op(basis).reshape(64, 16).T  # (16, 64) matrix of the operator
     pinv = op.pinv(torch.eye(16).reshape(16, 1, 4, 4)).reshape(16, 64).T
     assert torch.allclose(pinv, torch.linalg.pinv(A), atol=1e-5)
 
@@ -94,7 +105,7 @@ def test_sdedit_from_timestep_zero_barely_changes_the_image():
     model, scheduler = _setup()
     y = _images()
     out = sdedit(model, scheduler, y, 0, 1, generator=torch.Generator().manual_seed(0))
-    assert (out - y).abs().max() < 0.05                   # the noise of t = 0 (std 0.01) and its removal
+    assert (out - y).abs().max() < 0.05  # the noise of t = 0 (std 0.01) and its removal
 
 
 def test_ddnm_super_resolution_is_exactly_consistent():
@@ -103,7 +114,7 @@ def test_ddnm_super_resolution_is_exactly_consistent():
     y = op(_images(side=16))
     out = ddnm_sample(model, scheduler, y, op, 10, generator=torch.Generator().manual_seed(0))
     assert out.shape == (3, 1, 16, 16)
-    assert torch.allclose(op(out), y, atol=1e-5)         # downsampling the output returns the input
+    assert torch.allclose(op(out), y, atol=1e-5)  # downsampling the output returns the input
 
 
 def test_ddnm_inpainting_keeps_measured_pixels_exactly():
@@ -112,7 +123,7 @@ def test_ddnm_inpainting_keeps_measured_pixels_exactly():
     y = _images(seed=2)
     out = ddnm_sample(model, scheduler, y, MaskOperator(known), 10, generator=torch.Generator().manual_seed(0))
     assert torch.equal(out[known], y[known])
-    assert not torch.allclose(out[~known], y[~known])     # the hole is filled by the model
+    assert not torch.allclose(out[~known], y[~known])  # the hole is filled by the model
 
 
 def test_ddnm_samples_differ_by_generator_and_repeat_with_the_same_one():
@@ -135,7 +146,7 @@ def test_ddnm_plus_denoising_lies_between_the_input_and_the_wiener_filter():
     # Gaussian prior, white noise: DDNM+ removes part of the noise, the Wiener filter is the best possible
     model, scheduler = _setup()
     g = torch.Generator().manual_seed(4)
-    truth = (MEAN + STD * torch.randn(64, 1, 8, 8, generator=g))
+    truth = MEAN + STD * torch.randn(64, 1, 8, 8, generator=g)
     sigma_y = 0.3
     y = truth + sigma_y * torch.randn(truth.shape, generator=g)
     start = min(999, 2 * matched_timestep(scheduler, sigma_y))
@@ -167,7 +178,7 @@ def test_repaint_keeps_known_pixels_and_works_with_diffusers_schedulers():
         out = repaint(model, scheduler, y, known, 10, resample=2, generator=torch.Generator().manual_seed(0))
         assert torch.equal(out[known], y[known])
         hole = out[~known]
-        assert abs(float(hole.mean()) - MEAN) < 0.15      # the hole is drawn from the prior
+        assert abs(float(hole.mean()) - MEAN) < 0.15  # the hole is drawn from the prior
 
 
 def test_measurement_errors_are_clear():

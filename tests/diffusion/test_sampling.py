@@ -7,8 +7,15 @@ import pytest
 import torch
 from monai.networks import schedulers as monai_schedulers
 
-from meddiff_lab.diffusion import (DDIMScheduler, DDPMScheduler, GaussianDenoiser, NoiseSchedule, Trajectory,
-                                   ddim_invert, sample)
+from meddiff_lab.diffusion import (
+    DDIMScheduler,
+    DDPMScheduler,
+    GaussianDenoiser,
+    NoiseSchedule,
+    Trajectory,
+    ddim_invert,
+    sample,
+)
 
 MEAN, STD = 0.3, 0.5
 SHAPE = (512, 1, 2, 2)  # 2048 independent values: the standard error of the mean is 0.011
@@ -16,19 +23,30 @@ SHAPE = (512, 1, 2, 2)  # 2048 independent values: the standard error of the mea
 
 def _moments(scheduler, num_inference_steps=None, prediction_type="epsilon", **kw):
     model = GaussianDenoiser(MEAN, STD, scheduler, prediction_type=prediction_type)
-    x = sample(model, scheduler, SHAPE, generator=torch.Generator().manual_seed(0),
-               num_inference_steps=num_inference_steps, progress=False, **kw)
+    x = sample(
+        model,
+        scheduler,
+        SHAPE,
+        generator=torch.Generator().manual_seed(0),
+        num_inference_steps=num_inference_steps,
+        progress=False,
+        **kw,
+    )
     assert x.shape == SHAPE and x.dtype == torch.float32
     return x.mean().item(), x.std().item()
 
 
-@pytest.mark.parametrize("make, steps", [
-    (lambda: DDPMScheduler(clip_sample=False), None),
-    (lambda: DDPMScheduler(clip_sample=False, variance_type="fixed_large", beta_schedule="cosine"), None),
-    (lambda: DDIMScheduler(clip_sample=False), 100),
-    (lambda: DDIMScheduler(clip_sample=False, beta_schedule="cosine", prediction_type="v_prediction"), 100),
-    (lambda: DDIMScheduler(clip_sample=False, prediction_type="sample"), 100),
-], ids=["ddpm-1000", "ddpm-cosine-fixed_large", "ddim-100", "ddim-100-v", "ddim-100-x0"])
+@pytest.mark.parametrize(
+    "make, steps",
+    [
+        (lambda: DDPMScheduler(clip_sample=False), None),
+        (lambda: DDPMScheduler(clip_sample=False, variance_type="fixed_large", beta_schedule="cosine"), None),
+        (lambda: DDIMScheduler(clip_sample=False), 100),
+        (lambda: DDIMScheduler(clip_sample=False, beta_schedule="cosine", prediction_type="v_prediction"), 100),
+        (lambda: DDIMScheduler(clip_sample=False, prediction_type="sample"), 100),
+    ],
+    ids=["ddpm-1000", "ddpm-cosine-fixed_large", "ddim-100", "ddim-100-v", "ddim-100-x0"],
+)
 def test_kit_samplers_give_the_right_mean_and_std(make, steps):
     scheduler = make()
     mean, std = _moments(scheduler, steps, scheduler.config.prediction_type)
@@ -36,12 +54,16 @@ def test_kit_samplers_give_the_right_mean_and_std(make, steps):
     assert std == pytest.approx(STD, abs=0.05)
 
 
-@pytest.mark.parametrize("make, steps", [
-    (lambda: diffusers.DDPMScheduler(clip_sample=False), None),
-    (lambda: diffusers.DDIMScheduler(clip_sample=False), 100),
-    (lambda: monai_schedulers.DDPMScheduler(clip_sample=False), None),
-    (lambda: monai_schedulers.DDIMScheduler(clip_sample=False), 100),
-], ids=["diffusers-ddpm", "diffusers-ddim", "monai-ddpm", "monai-ddim"])
+@pytest.mark.parametrize(
+    "make, steps",
+    [
+        (lambda: diffusers.DDPMScheduler(clip_sample=False), None),
+        (lambda: diffusers.DDIMScheduler(clip_sample=False), 100),
+        (lambda: monai_schedulers.DDPMScheduler(clip_sample=False), None),
+        (lambda: monai_schedulers.DDIMScheduler(clip_sample=False), 100),
+    ],
+    ids=["diffusers-ddpm", "diffusers-ddim", "monai-ddpm", "monai-ddim"],
+)
 def test_sample_drives_diffusers_and_monai_schedulers(make, steps):
     mean, std = _moments(make(), steps)
     assert mean == pytest.approx(MEAN, abs=0.05)
@@ -66,14 +88,20 @@ def test_few_ddim_steps_shrink_the_variance():
 def test_trajectory_records_every_step_and_ends_at_the_sample():
     scheduler = DDIMScheduler(clip_sample=False)
     model = GaussianDenoiser(MEAN, STD, scheduler)
-    x, traj = sample(model, scheduler, (3, 1, 4, 4), num_inference_steps=10, progress=False,
-                     return_trajectory=True, generator=torch.Generator().manual_seed(0))
+    x, traj = sample(
+        model,
+        scheduler,
+        (3, 1, 4, 4),
+        num_inference_steps=10,
+        progress=False,
+        return_trajectory=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert isinstance(traj, Trajectory) and len(traj) == 10
     assert traj.x_t.shape == (10, 3, 1, 4, 4) and traj.predicted_x0.shape == (10, 3, 1, 4, 4)
     assert torch.equal(traj.final, x) and traj.timesteps.tolist() == scheduler.timesteps.tolist()
     # the prediction of x0 improves along the run: closer to the final image at the end
-    first, last = (
-        (traj.predicted_x0[0] - x).abs().mean(), (traj.predicted_x0[-1] - x).abs().mean())
+    first, last = ((traj.predicted_x0[0] - x).abs().mean(), (traj.predicted_x0[-1] - x).abs().mean())
     assert last < first
     short = traj.subsample(4)
     assert len(short) == 4 and short.timesteps[0] == traj.timesteps[0] and short.timesteps[-1] == traj.timesteps[-1]
@@ -99,8 +127,9 @@ def test_guidance_calls_the_null_class_and_mixes_predictions():
     model = _RecordingModel()
     labels = torch.tensor([0, 2])
     scheduler = DDIMScheduler(clip_sample=False)
-    sample(model, scheduler, (2, 1, 4, 4), class_labels=labels, guidance_scale=2.0, num_inference_steps=2,
-           progress=False)
+    sample(
+        model, scheduler, (2, 1, 4, 4), class_labels=labels, guidance_scale=2.0, num_inference_steps=2, progress=False
+    )
     seen = model.seen[0]
     assert seen.tolist() == [0, 2, 3, 3], "conditional labels then the null class (num_classes)"
     # the mixed eps is eps_u + w (eps_c - eps_u) = 3 + 2 (label - 3): check on one step directly
@@ -117,8 +146,15 @@ def test_guidance_needs_labels_and_a_null_class():
     with pytest.raises(ValueError, match="class_labels"):
         sample(model, DDIMScheduler(), (1, 1, 2, 2), guidance_scale=3.0, num_inference_steps=2, progress=False)
     with pytest.raises(ValueError, match="null_class"):
-        sample(model, DDIMScheduler(), (1, 1, 2, 2), class_labels=[0], guidance_scale=3.0, num_inference_steps=2,
-               progress=False)
+        sample(
+            model,
+            DDIMScheduler(),
+            (1, 1, 2, 2),
+            class_labels=[0],
+            guidance_scale=3.0,
+            num_inference_steps=2,
+            progress=False,
+        )
 
 
 def test_ddim_inversion_recovers_the_image():
@@ -137,8 +173,15 @@ def test_ddim_inversion_recovers_the_image():
 def test_trajectory_every_keeps_the_last_step():
     scheduler = DDIMScheduler(clip_sample=False)
     model = GaussianDenoiser(MEAN, STD, scheduler)
-    x, traj = sample(model, scheduler, (2, 1, 2, 2), num_inference_steps=10, progress=False,
-                     return_trajectory=True, trajectory_every=4)
+    x, traj = sample(
+        model,
+        scheduler,
+        (2, 1, 2, 2),
+        num_inference_steps=10,
+        progress=False,
+        return_trajectory=True,
+        trajectory_every=4,
+    )
     assert traj.timesteps.tolist() == [scheduler.timesteps[i].item() for i in (0, 4, 8, 9)]
     assert traj.x_t.shape[0] == 4 and torch.equal(traj.final, x)
 

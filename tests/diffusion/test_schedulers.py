@@ -8,8 +8,12 @@ import torch
 
 from meddiff_lab.diffusion import DDIMScheduler, DDPMScheduler, NoiseSchedule
 
-CASES = [(kind, sched, clip) for kind in ("epsilon", "sample", "v_prediction")
-         for sched in ("linear", "squaredcos_cap_v2") for clip in (True, False)]
+CASES = [
+    (kind, sched, clip)
+    for kind in ("epsilon", "sample", "v_prediction")
+    for sched in ("linear", "squaredcos_cap_v2")
+    for clip in (True, False)
+]
 
 
 def _inputs(seed=0):
@@ -126,8 +130,13 @@ def test_scheduler_from_config_reads_a_training_config_or_a_model_file_section()
     from meddiff_lab.diffusion.schedulers import scheduler_from_config
     from meddiff_lab.training import TrainConfig
 
-    section = {"schedule": "cosine", "num_train_timesteps": 500, "beta_start": 1e-4, "beta_end": 0.02,
-               "prediction_type": "v_prediction"}
+    section = {
+        "schedule": "cosine",
+        "num_train_timesteps": 500,
+        "beta_start": 1e-4,
+        "beta_end": 0.02,
+        "prediction_type": "v_prediction",
+    }
     ddim = scheduler_from_config(section)
     assert isinstance(ddim, DDIMScheduler) and ddim.config.num_train_timesteps == 500
     assert ddim.config.beta_schedule == "cosine" and ddim.config.prediction_type == "v_prediction"

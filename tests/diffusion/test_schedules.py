@@ -9,10 +9,18 @@ import torch
 
 from meddiff_lab.diffusion import NoiseSchedule
 
-DIFFUSERS_NAMES = {"linear": "linear", "scaled_linear": "scaled_linear", "cosine": "squaredcos_cap_v2",
-                   "sigmoid": "sigmoid"}
-MONAI_NAMES = {"linear": "linear_beta", "scaled_linear": "scaled_linear_beta", "cosine": "cosine",
-               "sigmoid": "sigmoid_beta"}
+DIFFUSERS_NAMES = {
+    "linear": "linear",
+    "scaled_linear": "scaled_linear",
+    "cosine": "squaredcos_cap_v2",
+    "sigmoid": "sigmoid",
+}
+MONAI_NAMES = {
+    "linear": "linear_beta",
+    "scaled_linear": "scaled_linear_beta",
+    "cosine": "cosine",
+    "sigmoid": "sigmoid_beta",
+}
 
 
 @pytest.mark.parametrize("name", ["linear", "scaled_linear", "cosine", "sigmoid"])
@@ -72,11 +80,14 @@ def test_from_betas_roundtrip_and_timestep_lookup():
     assert NoiseSchedule.from_name("linear", 50).timestep_where_snr_below(1e-6) == 50  # never below
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"name": "quadratic"}, "unknown noise schedule"),
-    ({"name": "linear", "num_train_timesteps": 0}, "num_train_timesteps"),
-    ({"name": "linear", "beta_start": 0.1, "beta_end": 0.01}, "beta_start"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "quadratic"}, "unknown noise schedule"),
+        ({"name": "linear", "num_train_timesteps": 0}, "num_train_timesteps"),
+        ({"name": "linear", "beta_start": 0.1, "beta_end": 0.01}, "beta_start"),
+    ],
+)
 def test_bad_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         NoiseSchedule.from_name(**kwargs)

@@ -75,12 +75,23 @@ def test_results_are_written_with_the_floor_and_the_ceiling(comparison, tmp_path
     assert "| floor (real vs real) |" in text and "ceiling" in text
     assert json.loads(json_path.read_text(encoding="utf-8"))["n"] == TINY.eval_images
     assert sorted(p.name for p in (out / "arms").glob("*.safetensors")) == sorted(
-        f"{name.replace(' ', '_')}.safetensors" for name in lc.LATENT_ARMS)
+        f"{name.replace(' ', '_')}.safetensors" for name in lc.LATENT_ARMS
+    )
 
 
 def test_cli_refuses_a_missing_autoencoder_checkpoint(tmp_path, capsys):
-    code = cli.main(["experiment", "latent-comparison", "--profile", "ci", "--out", str(tmp_path / "o"),
-                     "--autoencoder", str(tmp_path / "missing.pt")])
+    code = cli.main(
+        [
+            "experiment",
+            "latent-comparison",
+            "--profile",
+            "ci",
+            "--out",
+            str(tmp_path / "o"),
+            "--autoencoder",
+            str(tmp_path / "missing.pt"),
+        ]
+    )
     assert code == 2 and "missing.pt does not exist" in capsys.readouterr().err
 
 
@@ -91,8 +102,9 @@ def test_solver_comparison_counts_dpm_steps_against_ddim(comparison):
     torch.manual_seed(0)
     autoencoder = LatentAutoencoder(image_size=32, channels=(8, 8), latent_channels=4, norm_num_groups=8)
     autoencoder.fit_scale_factor(torch.rand(8, 1, 32, 32) * 2 - 1)
-    solvers = lc.solver_comparison(out, autoencoder, arm="latent ε", steps=(2, 3), reference_steps=4,
-                                   log=lambda line: None)
+    solvers = lc.solver_comparison(
+        out, autoencoder, arm="latent ε", steps=(2, 3), reference_steps=4, log=lambda line: None
+    )
     assert set(solvers["kid"]) == {"DPM-Solver++", "DDIM"} and set(solvers["kid"]["DDIM"]) == {2, 3}
     enough = [s for s in (2, 3) if solvers["kid"]["DPM-Solver++"][s] <= solvers["reference_kid"]]
     assert solvers["steps_to_match"] == (min(enough) if enough else None)

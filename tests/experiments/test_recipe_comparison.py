@@ -10,13 +10,16 @@ from meddiff_lab.experiments import recipe_comparison as rc
 CI = rc.get_recipe_profile("ci")
 
 
-@pytest.mark.parametrize("arm, field, expected", [
-    ("ε", "prediction_type", "epsilon"),
-    ("ε + min-SNR-5", "min_snr_gamma", 5.0),
-    ("v + min-SNR-5", "min_snr_gamma", 5.0),
-    ("v, cosine schedule", "schedule", "cosine"),
-    ("v (zoo recipe), seed 1", "seed", 1),
-])
+@pytest.mark.parametrize(
+    "arm, field, expected",
+    [
+        ("ε", "prediction_type", "epsilon"),
+        ("ε + min-SNR-5", "min_snr_gamma", 5.0),
+        ("v + min-SNR-5", "min_snr_gamma", 5.0),
+        ("v, cosine schedule", "schedule", "cosine"),
+        ("v (zoo recipe), seed 1", "seed", 1),
+    ],
+)
 def test_each_arm_changes_what_its_name_says(arm, field, expected):
     reference = rc.recipe_config(CI, rc.REFERENCE_ARM)
     config = rc.recipe_config(CI, arm)
@@ -110,11 +113,15 @@ def _fake(fids: dict[str, float]) -> dict:
 
 
 def test_verdicts_need_a_difference_beyond_twice_the_seed_spread():
-    results = _fake({rc.REFERENCE_ARM: 10.0, rc.SEED_ARM: 11.0, "ε": 12.5, "v + min-SNR-5": 7.5,
-                     "v, cosine schedule": 11.9})
+    results = _fake(
+        {rc.REFERENCE_ARM: 10.0, rc.SEED_ARM: 11.0, "ε": 12.5, "v + min-SNR-5": 7.5, "v, cosine schedule": 11.9}
+    )
     assert rc.seed_spread(results) == pytest.approx(1.0)
-    assert rc.recipe_verdicts(results) == {"ε": "worse", "v + min-SNR-5": "better",
-                                           "v, cosine schedule": "within seed spread"}
+    assert rc.recipe_verdicts(results) == {
+        "ε": "worse",
+        "v + min-SNR-5": "better",
+        "v, cosine schedule": "within seed spread",
+    }
     assert rc.recipe_verdicts(_fake({rc.REFERENCE_ARM: 10.0, "ε": 30.0})) == {"ε": "no yardstick"}
 
 

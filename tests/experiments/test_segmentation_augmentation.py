@@ -17,9 +17,17 @@ GENERATOR = "phantom64-controlnet-edge"
 needs_generator = pytest.mark.skipif(not is_available(GENERATOR), reason=f"{GENERATOR} weights are not shipped here")
 
 # the ci profile cut further: two draws so that every paired difference has an interval
-TINY = dataclasses.replace(sa.SEG_AUGMENTATION_PROFILES["ci"], draws=2, segmenter_steps=4, batch_size=4,
-                           sampling_steps=2, validation_images=4, test_images=4, reference_images=8,
-                           reference_steps=4)
+TINY = dataclasses.replace(
+    sa.SEG_AUGMENTATION_PROFILES["ci"],
+    draws=2,
+    segmenter_steps=4,
+    batch_size=4,
+    sampling_steps=2,
+    validation_images=4,
+    test_images=4,
+    reference_images=8,
+    reference_steps=4,
+)
 
 
 # ------------------------------------------------------------------------------------ names, profiles
@@ -71,7 +79,7 @@ def test_labelled_draws_are_nested_and_differ_between_draws():
 
 def test_mask_boundaries_outline_each_structure():
     masks = torch.zeros(1, 2, 16, 16)
-    masks[0, 0, 2:7, 2:7] = 1    # a 5 x 5 square: 16 boundary pixels
+    masks[0, 0, 2:7, 2:7] = 1  # a 5 x 5 square: 16 boundary pixels
     masks[0, 1, 9:12, 9:12] = 1  # a 3 x 3 square: 8
     assert sa.mask_boundaries(masks).sum() == 16 + 8
 
@@ -108,8 +116,9 @@ def test_synthetic_masks_are_the_warped_masks_of_the_control():
     from meddiff_lab.models import load_pretrained
 
     split = sa._phantom_split(2, 64, seed=1)
-    pairs = sa.generate_synthetic_pairs(load_pretrained(GENERATOR), split.images, split.masks, per_image=2,
-                                        sampling_steps=2, seed=0)
+    pairs = sa.generate_synthetic_pairs(
+        load_pretrained(GENERATOR), split.images, split.masks, per_image=2, sampling_steps=2, seed=0
+    )
     assert pairs.images.shape == (4, 1, 64, 64) and pairs.images.min() >= -1 and pairs.images.max() <= 1
     assert torch.equal(pairs.source_masks, split.masks[pairs.source_index])
     boundary = torch.from_numpy(sa.mask_boundaries(pairs.masks))
@@ -154,8 +163,11 @@ def test_paired_intervals_contain_their_mean_and_match_the_runs(ci_run):
     for d in differences:
         assert d["count"] == TINY.draws * TINY.seeds and d["low"] <= d["mean"] <= d["high"]
     score = {(r["arm"], r["draw"]): r["dice"] for r in runs}
-    row = next(d for d in differences if d["arm"] == "+ synthetic" and d["baseline"] == "labelled only"
-               and d["metric"] == "dice")
+    row = next(
+        d
+        for d in differences
+        if d["arm"] == "+ synthetic" and d["baseline"] == "labelled only" and d["metric"] == "dice"
+    )
     expected = np.mean([score[("+ synthetic", draw)] - score[("labelled only", draw)] for draw in range(TINY.draws)])
     assert row["mean"] == pytest.approx(expected)
 
@@ -167,8 +179,14 @@ def test_synthetic_quality_stands_beside_sensible_floors(ci_run):
     for q in results["synthetic"]:
         # the intended mask is a mild warp of its source: closer to it than to another patient's mask
         assert q["masks_other_phantom"] < q["masks_source"] < 1.0
-        for key in ("fidelity_dice", "floor_other_phantom", "floor_source_mask", "diversity_synthetic",
-                    "diversity_real", "ms_ssim_to_warped_source"):
+        for key in (
+            "fidelity_dice",
+            "floor_other_phantom",
+            "floor_source_mask",
+            "diversity_synthetic",
+            "diversity_real",
+            "ms_ssim_to_warped_source",
+        ):
             assert 0.0 <= q[key] <= 1.0, key
         assert q["diversity_same_source"] is None  # k = 1
 

@@ -21,7 +21,7 @@ def _mann_whitney(scores, labels):
 def test_auroc_is_the_mann_whitney_probability_with_ties():
     rng = np.random.default_rng(0)
     masks = rng.random((4, 1, 8, 8)) < 0.2
-    scores = np.round(rng.random((4, 1, 8, 8)) + 0.4 * masks, 1)   # rounded: many ties
+    scores = np.round(rng.random((4, 1, 8, 8)) + 0.4 * masks, 1)  # rounded: many ties
     expected = _mann_whitney(scores.ravel(), masks.ravel())
     assert pixel_auroc(scores, masks) == pytest.approx(expected, abs=1e-9)
 

@@ -8,18 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from meddiff_lab.metrics import (Difference, chance_verdict, paired_difference, spread_verdict,
-                                 unpaired_difference)
+from meddiff_lab.metrics import Difference, chance_verdict, paired_difference, spread_verdict, unpaired_difference
 
 
 def test_paired_difference_is_the_mean_of_the_pairs_with_two_standard_errors():
     a, b = np.array([1.0, 2.0, 4.0, np.nan]), np.array([0.5, 1.0, 2.0, 3.0])
-    delta = np.array([0.5, 1.0, 2.0])                       # the pair holding NaN is left out
+    delta = np.array([0.5, 1.0, 2.0])  # the pair holding NaN is left out
     result = paired_difference(a, b)
     assert isinstance(result, Difference)
     assert result.mean == pytest.approx(delta.mean())
     assert result.two_se == pytest.approx(2 * delta.std(ddof=1) / math.sqrt(3))
-    mean, two_se = paired_difference(torch.tensor(a), torch.tensor(b))   # tensors too, and it unpacks
+    mean, two_se = paired_difference(torch.tensor(a), torch.tensor(b))  # tensors too, and it unpacks
     assert (mean, two_se) == pytest.approx(tuple(result))
     with pytest.raises(ValueError, match="one a and one b per pair"):
         paired_difference([1.0, 2.0], [1.0])
@@ -43,6 +42,6 @@ def test_unpaired_difference_uses_welchs_standard_error():
 def test_the_two_verdicts_ask_different_questions():
     assert chance_verdict(0.3, 0.2) == "larger than chance" == Difference(-0.3, 0.2).verdict()
     assert chance_verdict(0.1, 0.2) == "not distinguishable from chance"
-    assert spread_verdict(0.3, 0.2) == "within the seed-to-seed spread"       # 0.3 < 2 x 0.2
+    assert spread_verdict(0.3, 0.2) == "within the seed-to-seed spread"  # 0.3 < 2 x 0.2
     assert spread_verdict(0.5, 0.2) == "larger than the seed-to-seed spread"
     assert spread_verdict(0.5, float("nan")) == "one seed: no estimate of the noise"

@@ -49,8 +49,12 @@ def test_load_image_set_reads_npy_npz_pt_and_png_folders(tmp_path):
     (tmp_path / "pngs").mkdir()
     for i, im in enumerate(images):
         Image.fromarray((im * 255).round().astype(np.uint8)).save(tmp_path / "pngs" / f"{i}.png")
-    for name, expected_range in (("a.npy", (0.0, 1.0)), ("b.npz", (-1.0, 1.0)), ("c.pt", (0.0, 1.0)),
-                                 ("pngs", (0.0, 1.0))):
+    for name, expected_range in (
+        ("a.npy", (0.0, 1.0)),
+        ("b.npz", (-1.0, 1.0)),
+        ("c.pt", (0.0, 1.0)),
+        ("pngs", (0.0, 1.0)),
+    ):
         loaded, value_range = EV.load_image_set(tmp_path / name)
         assert loaded.shape == (3, 1, 8, 8) and value_range == expected_range
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -70,8 +74,18 @@ def test_cli_evaluate_on_files_writes_json(tmp_path, capsys):
 
     os.environ["MEDDIFF_WEIGHTS_DIR"] = str(encoder_dir)
     try:
-        code = main(["metrics", "evaluate", "--generated", str(tmp_path / "gen.npy"), "--real",
-                     str(tmp_path / "real.npy"), "--out", str(tmp_path / "r.json")])
+        code = main(
+            [
+                "metrics",
+                "evaluate",
+                "--generated",
+                str(tmp_path / "gen.npy"),
+                "--real",
+                str(tmp_path / "real.npy"),
+                "--out",
+                str(tmp_path / "r.json"),
+            ]
+        )
     finally:
         del os.environ["MEDDIFF_WEIGHTS_DIR"]
     assert code == 0
@@ -84,16 +98,27 @@ def test_cli_evaluate_on_files_writes_json(tmp_path, capsys):
 def test_uint8_sets_are_read_as_0_to_255(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (3, 8, 8), dtype=np.uint8)
     np.save(tmp_path / "u8.npy", images)
-    loaded, value_range = EV.load_image_set(tmp_path / "u8.npy")       # once read as if in [0, 1]
+    loaded, value_range = EV.load_image_set(tmp_path / "u8.npy")  # once read as if in [0, 1]
     assert value_range == (0.0, 255.0) and float(loaded.max()) == images.max()
     np.save(tmp_path / "u16.npy", images.astype(np.uint16) * 257)
     assert EV.load_image_set(tmp_path / "u16.npy")[1] == (0.0, 65535.0)
 
 
 def _write_bad(tmp_path, kind):
-    path = tmp_path / {"float255": "a.npy", "empty-array": "a.npy", "zero-bytes": "a.npy", "truncated-npy": "a.npy",
-                       "truncated-npz": "a.npz", "nan": "a.npy", "bool": "a.npy", "pickled-npy": "a.npy",
-                       "pt-not-tensor": "a.pt"}[kind]
+    path = (
+        tmp_path
+        / {
+            "float255": "a.npy",
+            "empty-array": "a.npy",
+            "zero-bytes": "a.npy",
+            "truncated-npy": "a.npy",
+            "truncated-npz": "a.npz",
+            "nan": "a.npy",
+            "bool": "a.npy",
+            "pickled-npy": "a.npy",
+            "pt-not-tensor": "a.pt",
+        }[kind]
+    )
     good = np.random.default_rng(0).random((4, 8, 8)).astype(np.float32)
     if kind == "float255":
         np.save(path, good * 255)
@@ -119,17 +144,20 @@ def _write_bad(tmp_path, kind):
     return path
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("float255", r"has values in \[.*\]; expected uint8 0-255, or floats in \[0, 1\] or \[-1, 1\]"),
-    ("empty-array", "holds no images"),
-    ("zero-bytes", r"is an empty file \(0 bytes\)"),
-    ("truncated-npy", "is not a readable .npy array"),
-    ("truncated-npz", "is not a readable .npz archive"),
-    ("nan", "contains NaN or inf"),
-    ("bool", "holds bool values; expected numbers"),
-    ("pickled-npy", "is not a readable .npy array"),
-    ("pt-not-tensor", "holds a dict, expected a tensor"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("float255", r"has values in \[.*\]; expected uint8 0-255, or floats in \[0, 1\] or \[-1, 1\]"),
+        ("empty-array", "holds no images"),
+        ("zero-bytes", r"is an empty file \(0 bytes\)"),
+        ("truncated-npy", "is not a readable .npy array"),
+        ("truncated-npz", "is not a readable .npz archive"),
+        ("nan", "contains NaN or inf"),
+        ("bool", "holds bool values; expected numbers"),
+        ("pickled-npy", "is not a readable .npy array"),
+        ("pt-not-tensor", "holds a dict, expected a tensor"),
+    ],
+)
 def test_unreadable_or_out_of_range_sets_name_the_file(tmp_path, kind, message):
     path = _write_bad(tmp_path, kind)
     with pytest.raises(ValueError, match=message) as caught:
@@ -160,12 +188,15 @@ def test_an_explicit_value_range_must_hold_the_values(tmp_path):
 
 def test_evaluate_generated_refuses_sets_that_cannot_be_compared():
     real = _smooth(20, 0)
-    with pytest.raises(ValueError, match=r"real images are \(1, 16, 16\) \(C, H, W\) but generated images are "
-                                         r"\(1, 32, 32\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"real images are \(1, 16, 16\) \(C, H, W\) but generated images are "
+        r"\(1, 32, 32\)",
+    ):
         EV.evaluate_generated(_smooth(8, 1), _smooth(20, 0, size=16), extractor=_pixels)
     with pytest.raises(ValueError, match=r"train images are \(1, 16, 16\)"):
         EV.evaluate_generated(_smooth(8, 1), real, _smooth(8, 2, size=16), extractor=_pixels)
-    uint8_like = (_smooth(8, 1) + 1) * 127.5                         # 0-255 passed as if in [-1, 1]
+    uint8_like = (_smooth(8, 1) + 1) * 127.5  # 0-255 passed as if in [-1, 1]
     with pytest.raises(ValueError, match=r"generated images span \[.*\] but value_range is \(-1, 1\)"):
         EV.evaluate_generated(uint8_like, real, extractor=_pixels)
     with pytest.raises(ValueError, match="generated holds no images"):

@@ -67,8 +67,9 @@ class _FakeFIDInception(nn.Module):
     """Stands in for the TorchScript FID Inception: same call, records what it was fed."""
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
-        stats = torch.stack([x.mean(dim=(1, 2, 3)), x.amax(dim=(1, 2, 3)),
-                             torch.full((x.shape[0],), float(x.shape[-1]))], dim=1)
+        stats = torch.stack(
+            [x.mean(dim=(1, 2, 3)), x.amax(dim=(1, 2, 3)), torch.full((x.shape[0],), float(x.shape[-1]))], dim=1
+        )
         return torch.cat([stats, torch.zeros(x.shape[0], 2045)], dim=1) if return_features else stats
 
 
@@ -98,8 +99,9 @@ def test_radimagenet_loader_reads_a_state_dict_in_the_converted_layout(tmp_path)
     images = torch.rand(2, 1, 64, 64) * 2 - 1
     features = FT.extract_features(images, extractor)
     with torch.no_grad():
-        expected = reference((images + 1).div(2).repeat(1, 3, 1, 1)
-                             - torch.tensor([0.406, 0.456, 0.485]).view(1, 3, 1, 1)).mean(dim=(2, 3))
+        expected = reference(
+            (images + 1).div(2).repeat(1, 3, 1, 1) - torch.tensor([0.406, 0.456, 0.485]).view(1, 3, 1, 1)
+        ).mean(dim=(2, 3))
     assert features.shape == (2, 2048)
     assert torch.allclose(features, expected, atol=1e-5)
 

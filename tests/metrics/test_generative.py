@@ -82,8 +82,10 @@ def test_mmd2_unbiased_with_a_linear_kernel_matches_monai_mmd():
     from monai.metrics import MMDMetric
 
     generator = torch.Generator().manual_seed(1)
-    a, b = torch.randn(30, 5, generator=generator, dtype=torch.float64), torch.randn(30, 5, generator=generator,
-                                                                                   dtype=torch.float64) + 0.3
+    a, b = (
+        torch.randn(30, 5, generator=generator, dtype=torch.float64),
+        torch.randn(30, 5, generator=generator, dtype=torch.float64) + 0.3,
+    )
     ours = G.mmd2_unbiased(a @ a.T, b @ b.T, a @ b.T)
     assert ours == pytest.approx(float(MMDMetric()(a, b)), rel=1e-9)
 
@@ -149,7 +151,8 @@ def test_ms_ssim_diversity_matches_monai_on_one_pair():
     images = _smooth_images(2, 64, 3)
     kernel, weights = G.ms_ssim_settings(64)
     expected = MultiScaleSSIMMetric(spatial_dims=2, data_range=1.0, kernel_size=kernel, weights=weights)(
-        (images[:1] + 1) / 2, (images[1:] + 1) / 2)
+        (images[:1] + 1) / 2, (images[1:] + 1) / 2
+    )
     assert G.ms_ssim_diversity(images) == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -194,8 +197,9 @@ def test_nearest_training_images_on_features_uses_cosine_similarity_around_the_t
     train = torch.tensor([[11.0, 10.0], [10.0, 11.0]])  # mean (10.5, 10.5)
     result = G.nearest_training_images(torch.tensor([[12.5, 10.6]]), train)  # (2, 0.1) from the mean
     assert result.index.tolist() == [0]
-    assert float(result.similarity[0]) == pytest.approx((2 * 0.5 - 0.1 * 0.5) / (np.hypot(2, 0.1) * np.hypot(0.5, 0.5)),
-                                                        rel=1e-5)
+    assert float(result.similarity[0]) == pytest.approx(
+        (2 * 0.5 - 0.1 * 0.5) / (np.hypot(2, 0.1) * np.hypot(0.5, 0.5)), rel=1e-5
+    )
 
 
 def test_nearest_training_images_rejects_different_sizes_and_constant_images():

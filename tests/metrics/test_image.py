@@ -25,7 +25,9 @@ def test_psnr_is_the_textbook_formula_and_agrees_with_monai_and_skimage():
     per_image = M.psnr(pred, target, data_range=1.0, reduction="none")
     mse = ((pred - target) ** 2).flatten(1).mean(1)
     assert per_image.tolist() == pytest.approx((10 * torch.log10(1.0 / mse)).tolist(), rel=1e-5)
-    assert per_image.tolist() == pytest.approx(PSNRMetric(max_val=1.0, reduction="none")(pred, target).flatten().tolist())
+    assert per_image.tolist() == pytest.approx(
+        PSNRMetric(max_val=1.0, reduction="none")(pred, target).flatten().tolist()
+    )
     sk = [peak_signal_noise_ratio(target[i, 0].numpy(), pred[i, 0].numpy(), data_range=1.0) for i in range(3)]
     assert per_image.tolist() == pytest.approx(sk, rel=1e-5)
     assert M.psnr(pred, target, 1.0) == pytest.approx(sum(sk) / 3, rel=1e-5)
@@ -42,8 +44,17 @@ def test_ssim_agrees_with_monai_and_skimage_gaussian_ssim():
     pred, target = _pair(2)
     ours = M.ssim(pred, target, data_range=1.0, reduction="none")
     monai = SSIMMetric(spatial_dims=2, data_range=1.0, reduction="none")(pred, target).flatten()
-    sk = [structural_similarity(pred[i, 0].numpy(), target[i, 0].numpy(), data_range=1.0, gaussian_weights=True,
-                                sigma=1.5, use_sample_covariance=False) for i in range(3)]
+    sk = [
+        structural_similarity(
+            pred[i, 0].numpy(),
+            target[i, 0].numpy(),
+            data_range=1.0,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
+        for i in range(3)
+    ]
     assert ours.tolist() == pytest.approx(monai.tolist(), rel=1e-6)
     assert ours.tolist() == pytest.approx(sk, abs=1e-4)
 

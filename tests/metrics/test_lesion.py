@@ -35,7 +35,7 @@ def test_contrast_and_cnr_closed_form():
     truth[masks] = 0.5
     ring_noise = np.zeros((16, 16))
     ring_noise[::2, :] = 0.05
-    ring_noise[1::2, :] = -0.05           # ring std = 0.05 exactly (equal counts of +-0.05 rows in the ring)
+    ring_noise[1::2, :] = -0.05  # ring std = 0.05 exactly (equal counts of +-0.05 rows in the ring)
     noisy = truth + ring_noise * ~masks[0]
     lesions = find_lesions(masks, ring=2)
     assert lesion_contrast(truth, lesions) == pytest.approx([0.3])
@@ -54,8 +54,8 @@ def test_identical_image_changes_nothing():
 def test_erased_lesion_vanishes_and_planted_blob_appears():
     truth, masks = _scene()
     restored = truth.copy()
-    restored[0, 5:9, 5:9] = 0.2                 # erase the first lesion
-    restored[1, 24:29, 3:8] += 0.3              # plant a lesion-sized blob far from any lesion
+    restored[0, 5:9, 5:9] = 0.2  # erase the first lesion
+    restored[1, 24:29, 3:8] += 0.3  # plant a lesion-sized blob far from any lesion
     changes = lesion_changes(restored, truth, masks)
     assert changes.vanished == 1
     assert changes.appeared == 1

@@ -57,17 +57,44 @@ def test_the_evaluate_command_samples_a_model_and_writes_its_card(tmp_path, caps
     from meddiff_lab.models.pretrained import export_checkpoint
     from meddiff_lab.training.trainer import train_from_config
 
-    tiny = dict(image_size=16, num_images=8, max_steps=2, batch_size=4, warmup_steps=1, mixed_precision="no",
-                model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8,
-                       "norm_num_groups": 8}, threads=1, log_every=1, sample_every=0, checkpoint_every=0)
+    tiny = dict(
+        image_size=16,
+        num_images=8,
+        max_steps=2,
+        batch_size=4,
+        warmup_steps=1,
+        mixed_precision="no",
+        model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8, "norm_num_groups": 8},
+        threads=1,
+        log_every=1,
+        sample_every=0,
+        checkpoint_every=0,
+    )
     train_from_config(tiny, tmp_path / "run", progress=False)
     model = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "tiny.safetensors")
-    code = cli.main(["metrics", "evaluate", "--model", str(model), "--n", "12", "--steps", "2", "3",
-                     "--card", str(tmp_path / "card.md"), "--out", str(tmp_path / "eval.json")])
+    code = cli.main(
+        [
+            "metrics",
+            "evaluate",
+            "--model",
+            str(model),
+            "--n",
+            "12",
+            "--steps",
+            "2",
+            "3",
+            "--card",
+            str(tmp_path / "card.md"),
+            "--out",
+            str(tmp_path / "eval.json"),
+        ]
+    )
     assert code == 0
     card = (tmp_path / "card.md").read_text()
     assert "DDIM-2" in card and "DDIM-3" in card and "floor (real vs real)" in card and "| reader |" in card
     assert "metrics evaluate --model" in card and "--steps 2 3" in card
-    assert cli.main(["metrics", "evaluate", "--generated", str(tmp_path / "eval.json"), "--card",
-                     str(tmp_path / "c.md")]) == 2
+    assert (
+        cli.main(["metrics", "evaluate", "--generated", str(tmp_path / "eval.json"), "--card", str(tmp_path / "c.md")])
+        == 2
+    )
     assert "--card needs --model" in capsys.readouterr().err

@@ -43,8 +43,8 @@ def test_roc_auc_orders_and_ties():
 def test_air_corner_std_sees_noise_in_the_air_only():
     clean, noisy = _chests(6, 0), _chests(6, 0, air_noise=0.1)
     assert torch.all(readers.air_corner_std(clean) == 0)
-    assert torch.all(readers.air_corner_std(noisy) > 0.02)   # half the noise is clipped at -1
-    assert readers.air_corner_std(clean[:, 0]).shape == (6,)   # (N, H, W) works too
+    assert torch.all(readers.air_corner_std(noisy) > 0.02)  # half the noise is clipped at -1
+    assert readers.air_corner_std(clean[:, 0]).shape == (6,)  # (N, H, W) works too
 
 
 def test_high_pass_energy_rises_with_noise_and_falls_with_blur():

@@ -13,14 +13,21 @@ from monai.metrics import DiceMetric
 from meddiff_lab.data import generate_phantoms
 from meddiff_lab.data.intensity import to_model_batch
 from meddiff_lab.metrics import segmentation as S
-from meddiff_lab.metrics.segmentation import (SEG_STRUCTURES, cardiothoracic_ratio_from_masks, dice_per_structure,
-                                              masks_to_condition, measure_cardiothoracic_ratio, predict_masks,
-                                              segmentation_scores, stack_masks)
+from meddiff_lab.metrics.segmentation import (
+    SEG_STRUCTURES,
+    cardiothoracic_ratio_from_masks,
+    dice_per_structure,
+    masks_to_condition,
+    measure_cardiothoracic_ratio,
+    predict_masks,
+    segmentation_scores,
+    stack_masks,
+)
 
 
 def _square(top: int, left: int, side: int = 20, size: int = 48) -> torch.Tensor:
     mask = torch.zeros(size, size, dtype=torch.bool)
-    mask[top:top + side, left:left + side] = True
+    mask[top : top + side, left : left + side] = True
     return mask
 
 
@@ -56,7 +63,8 @@ def test_dice_of_offset_squares_is_the_overlap_formula_and_agrees_with_monai():
     assert S.dice(a, b) == pytest.approx(2 * overlap / (400 + 400))
     stacked_a, stacked_b = torch.stack([a, a])[:, None].float(), torch.stack([b, a])[:, None].float()
     assert S.dice(stacked_a, stacked_b, reduction="none").tolist() == pytest.approx(
-        DiceMetric(reduction="none")(stacked_a, stacked_b).flatten().tolist())
+        DiceMetric(reduction="none")(stacked_a, stacked_b).flatten().tolist()
+    )
 
 
 def test_dice_of_two_empty_masks_is_one_and_of_an_empty_prediction_zero():
@@ -118,7 +126,7 @@ class _OracleNet(torch.nn.Module):
         self.calls = 0
 
     def forward(self, images):
-        out = self.logits[self.calls:self.calls + len(images)]
+        out = self.logits[self.calls : self.calls + len(images)]
         self.calls += len(images)
         return out
 
@@ -155,7 +163,7 @@ def test_scores_perfect_empty_and_against_monai(phantoms):
     np.testing.assert_allclose(scores.dice, expected.numpy(), rtol=1e-6)
     assert scores.unit == "mm" and np.all(scores.hd95 > 0)
     empty = target.clone()
-    empty[0, 2] = 0                       # the first heart is missed entirely
+    empty[0, 2] = 0  # the first heart is missed entirely
     missed = segmentation_scores(empty, target, spacing_mm=12.5)
     assert missed.empty_predictions == 1
     assert missed.hd95[0, 2] == pytest.approx(math.hypot(32, 32) * 12.5)
@@ -166,8 +174,9 @@ def test_scores_perfect_empty_and_against_monai(phantoms):
 def test_ctr_measured_on_a_perfect_segmentation_is_the_mask_ctr(phantoms):
     masks = stack_masks(phantoms.masks)
     measured = measure_cardiothoracic_ratio(_OracleNet(masks), _images(phantoms))
-    expected = cardiothoracic_ratio_from_masks(phantoms.masks["heart"], phantoms.masks["right_lung"],
-                                               phantoms.masks["left_lung"])
+    expected = cardiothoracic_ratio_from_masks(
+        phantoms.masks["heart"], phantoms.masks["right_lung"], phantoms.masks["left_lung"]
+    )
     np.testing.assert_allclose(measured, expected, rtol=1e-6)
     # and the mask CTR is close to the phantom's exact ratio (32 px: a pixel is ~3 % of the thorax)
     assert np.mean(np.abs(measured - phantoms.cardiothoracic_ratio)) < 0.04

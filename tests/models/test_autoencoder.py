@@ -8,8 +8,16 @@ import torch
 from monai.networks.nets import AutoencoderKL
 
 from meddiff_lab.models import LatentAutoencoder, PlainAutoencoder
-from meddiff_lab.models.autoencoder import (LatentDiffusionPipeline, autoencoder_loss, encode_dataset, kl_divergence,
-                                            load_latent_diffusion, save_autoencoder, scheduler_for, train_autoencoder)
+from meddiff_lab.models.autoencoder import (
+    LatentDiffusionPipeline,
+    autoencoder_loss,
+    encode_dataset,
+    kl_divergence,
+    load_latent_diffusion,
+    save_autoencoder,
+    scheduler_for,
+    train_autoencoder,
+)
 
 
 def tiny_images(n: int = 24, size: int = 16) -> torch.Tensor:
@@ -88,7 +96,7 @@ def test_training_lowers_the_reconstruction_error_of_both_autoencoders():
     train_autoencoder(plain, x, steps=30, batch_size=8, learning_rate=3e-3, progress=False)
     with torch.no_grad():
         assert float(torch.nn.functional.mse_loss(plain(x), x)) < 0.5 * before
-    loss, parts = autoencoder_loss(plain, x[:4])          # the article's objective: MSE only, no KL
+    loss, parts = autoencoder_loss(plain, x[:4])  # the article's objective: MSE only, no KL
     assert parts["kl"] == 0.0 and float(loss) == pytest.approx(parts["reconstruction"])
 
 
@@ -116,16 +124,31 @@ def test_latent_pipeline_files_round_trip(tmp_path):
     torch.manual_seed(0)
     ae = tiny_autoencoder()
     ae.fit_scale_factor(tiny_images(8))
-    unet = UNet(in_channels=2, out_channels=2, channels=(8, 16), attention_levels=(False, True),
-                num_head_channels=8, norm_num_groups=8)
+    unet = UNet(
+        in_channels=2,
+        out_channels=2,
+        channels=(8, 16),
+        attention_levels=(False, True),
+        num_head_channels=8,
+        norm_num_groups=8,
+    )
     tensors = {f"autoencoder.{k}": v for k, v in ae.state_dict().items()}
     tensors.update({f"unet.{k}": v.contiguous() for k, v in unet.state_dict().items()})
     save_file(tensors, str(tmp_path / "tiny.safetensors"))
-    config = {"image_size": 16, "autoencoder": ae.config, "scale_factor": float(ae.scale_factor),
-              "latent_shape": list(ae.latent_shape),
-              "model": {**unet.config, "channels": list(unet.config["channels"])},
-              "diffusion": {"schedule": "linear", "num_train_timesteps": 1000, "beta_start": 1e-4,
-                            "beta_end": 0.02, "prediction_type": "v_prediction"}}
+    config = {
+        "image_size": 16,
+        "autoencoder": ae.config,
+        "scale_factor": float(ae.scale_factor),
+        "latent_shape": list(ae.latent_shape),
+        "model": {**unet.config, "channels": list(unet.config["channels"])},
+        "diffusion": {
+            "schedule": "linear",
+            "num_train_timesteps": 1000,
+            "beta_start": 1e-4,
+            "beta_end": 0.02,
+            "prediction_type": "v_prediction",
+        },
+    }
     (tmp_path / "tiny.json").write_text(json.dumps(config))
     pipe = load_latent_diffusion(tmp_path / "tiny.safetensors")
     assert isinstance(pipe, LatentDiffusionPipeline)

@@ -32,7 +32,7 @@ def test_self_attention_matches_a_by_hand_softmax():
     tokens = attention.norm(x).flatten(2).transpose(1, 2)
     q, k, v = attention.to_qkv(tokens).chunk(3, dim=-1)
     heads = lambda t: t.unflatten(-1, (2, 32)).transpose(1, 2)  # noqa: E731
-    weights = torch.softmax(heads(q) @ heads(k).transpose(-1, -2) / 32 ** 0.5, dim=-1)
+    weights = torch.softmax(heads(q) @ heads(k).transpose(-1, -2) / 32**0.5, dim=-1)
     out = attention.proj((weights @ heads(v)).transpose(1, 2).flatten(2))
     expected = x + out.transpose(1, 2).reshape(x.shape)
     torch.testing.assert_close(attention(x), expected, rtol=1e-4, atol=1e-5)
@@ -69,8 +69,10 @@ def test_group_norm_gives_the_plain_modules_numbers_and_gradients_in_the_input_l
         x = x.contiguous(memory_format=torch.channels_last if len(spatial) == 2 else torch.channels_last_3d)
     scale, shift = torch.randn(3, 32), torch.randn(3, 32)
     bcast = (slice(None), slice(None)) + (None,) * len(spatial)
-    for args, reference in [((), lambda v: norm(v)),
-                            ((scale, shift), lambda v: norm(v) * (1 + scale[bcast]) + shift[bcast])]:
+    for args, reference in [
+        ((), lambda v: norm(v)),
+        ((scale, shift), lambda v: norm(v) * (1 + scale[bcast]) + shift[bcast]),
+    ]:
         ours_x, ref_x = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
         ours, expected = group_norm(norm, ours_x, *args), reference(ref_x)
         torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)

@@ -7,17 +7,22 @@ import pytest
 import torch
 
 from meddiff_lab.models import UNet
-from meddiff_lab.models.conditioning import (FINDINGS_METADATA_FIELDS, VectorGuidance, build_zoo_model,
-                                             findings_metadata_to_cond)
+from meddiff_lab.models.conditioning import (
+    FINDINGS_METADATA_FIELDS,
+    VectorGuidance,
+    build_zoo_model,
+    findings_metadata_to_cond,
+)
 
 SMALL = {"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8, "norm_num_groups": 8}
 
 
 def test_condition_vectors_encode_findings_and_patient_and_are_never_all_zero():
     labels = np.zeros((2, 14), np.float32)
-    labels[0, 1] = 1                                  # Cardiomegaly
-    cond = findings_metadata_to_cond(labels, [{"age": 70, "sex": "F", "view": "PA"},
-                                              {"age": 30, "sex": "M", "view": "AP"}])
+    labels[0, 1] = 1  # Cardiomegaly
+    cond = findings_metadata_to_cond(
+        labels, [{"age": 70, "sex": "F", "view": "PA"}, {"age": 30, "sex": "M", "view": "AP"}]
+    )
     assert cond.shape == (2, len(FINDINGS_METADATA_FIELDS)) == (2, 18)
     assert cond[0, 1] == 1 and cond[1, 1] == -1 and (cond[1, :14] == -1).all(), "No Finding is all -1, not zeros"
     assert cond[0, 14:].tolist() == [1.0, 1.0, 1.0, 1.0] and cond[1, 14:].tolist() == [-1.0, -1.0, -1.0, 1.0]
@@ -48,8 +53,9 @@ def test_guidance_one_is_the_conditional_model_and_zero_the_unconditional():
     cond = torch.randn(3, 18)
     with torch.no_grad():
         assert torch.allclose(VectorGuidance(model, cond, 1.0)(x, t), model(x, t.expand(3), cond=cond), atol=1e-5)
-        assert torch.allclose(VectorGuidance(model, cond, 0.0)(x, t), model(x, t.expand(3), cond=torch.zeros(3, 18)),
-                              atol=1e-5)
+        assert torch.allclose(
+            VectorGuidance(model, cond, 0.0)(x, t), model(x, t.expand(3), cond=torch.zeros(3, 18)), atol=1e-5
+        )
         w3 = VectorGuidance(model, cond, 3.0)(x, t)
         c, u = model(x, t.expand(3), cond=cond), model(x, t.expand(3), cond=torch.zeros(3, 18))
         assert torch.allclose(w3, u + 3 * (c - u), atol=1e-4)

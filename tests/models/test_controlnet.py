@@ -5,8 +5,14 @@ import torch
 
 from meddiff_lab.diffusion import DDIMScheduler, sample
 from meddiff_lab.models import UNet
-from meddiff_lab.models.controlnet import (BoundCondition, ControlledUNet, ControlNet, MaskConcat, skip_channels,
-                                           unet_forward_with_residuals)
+from meddiff_lab.models.controlnet import (
+    BoundCondition,
+    ControlledUNet,
+    ControlNet,
+    MaskConcat,
+    skip_channels,
+    unet_forward_with_residuals,
+)
 
 SMALL = dict(channels=(8, 16), attention_levels=(False, True), num_head_channels=8, norm_num_groups=4)
 
@@ -43,14 +49,19 @@ def test_a_new_controlnet_leaves_the_base_model_exactly_unchanged():
 
 
 def test_residual_shapes_match_the_skip_connections():
-    base = UNet(channels=(8, 16, 16), attention_levels=(False, False, True), num_head_channels=8,
-                norm_num_groups=4, num_res_blocks=(1, 2, 1))
+    base = UNet(
+        channels=(8, 16, 16),
+        attention_levels=(False, False, True),
+        num_head_channels=8,
+        norm_num_groups=4,
+        num_res_blocks=(1, 2, 1),
+    )
     x, t, mask = _inputs(size=16)
     skips, middle = ControlNet(base)(x, t, mask)
     assert [s.shape[1] for s in skips] == skip_channels(base)
     assert len(skips) == 1 + 2 + 3 + 1
     assert middle.shape == (2, 16, 4, 4)
-    assert all(float(s.detach().abs().max()) == 0.0 for s in skips)   # zero convolutions: no effect yet
+    assert all(float(s.detach().abs().max()) == 0.0 for s in skips)  # zero convolutions: no effect yet
 
 
 def test_zero_convolutions_learn_first_then_the_mask_encoder():
@@ -121,10 +132,25 @@ def test_bound_condition_samples_with_classifier_free_guidance(wrapper):
     bound = BoundCondition(model, mask=mask)
     assert bound.null_class == 2
     scheduler = DDIMScheduler()
-    out = sample(bound, scheduler, (3, 1, 8, 8), class_labels=torch.tensor([0, 1, 1]), guidance_scale=2.0,
-                 num_inference_steps=3, generator=torch.Generator().manual_seed(0), progress=False)
+    out = sample(
+        bound,
+        scheduler,
+        (3, 1, 8, 8),
+        class_labels=torch.tensor([0, 1, 1]),
+        guidance_scale=2.0,
+        num_inference_steps=3,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
     assert out.shape == (3, 1, 8, 8) and torch.isfinite(out).all()
-    other = sample(BoundCondition(model, mask=-mask), scheduler, (3, 1, 8, 8), class_labels=torch.tensor([0, 1, 1]),
-                   guidance_scale=2.0, num_inference_steps=3, generator=torch.Generator().manual_seed(0),
-                   progress=False)
-    assert not torch.allclose(out, other)   # the mask reaches the model
+    other = sample(
+        BoundCondition(model, mask=-mask),
+        scheduler,
+        (3, 1, 8, 8),
+        class_labels=torch.tensor([0, 1, 1]),
+        guidance_scale=2.0,
+        num_inference_steps=3,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    assert not torch.allclose(out, other)  # the mask reaches the model

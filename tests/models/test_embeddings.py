@@ -20,8 +20,10 @@ def test_timestep_embedding_matches_diffusers_and_monai(dim):
 @pytest.mark.parametrize("flip, shift", [(False, 1.0), (True, 1.0), (False, 0.0)])
 def test_timestep_embedding_options_match_diffusers(flip, shift):
     t = torch.tensor([3.5, 250.0])
-    torch.testing.assert_close(timestep_embedding(t, 64, flip_sin_to_cos=flip, downscale_freq_shift=shift),
-                               diffusers_embedding(t, 64, flip_sin_to_cos=flip, downscale_freq_shift=shift))
+    torch.testing.assert_close(
+        timestep_embedding(t, 64, flip_sin_to_cos=flip, downscale_freq_shift=shift),
+        diffusers_embedding(t, 64, flip_sin_to_cos=flip, downscale_freq_shift=shift),
+    )
 
 
 def test_timestep_embedding_accepts_int_and_scalar_tensor():

@@ -16,8 +16,16 @@ def _count(model: torch.nn.Module) -> int:
 
 
 def _monai(**kwargs) -> DiffusionModelUNet:
-    return DiffusionModelUNet(spatial_dims=2, in_channels=1, out_channels=1, channels=CHANNELS,
-                              attention_levels=ATTENTION, num_res_blocks=1, num_head_channels=32, **kwargs)
+    return DiffusionModelUNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=1,
+        channels=CHANNELS,
+        attention_levels=ATTENTION,
+        num_res_blocks=1,
+        num_head_channels=32,
+        **kwargs,
+    )
 
 
 def _randomised(model: UNet) -> UNet:
@@ -31,9 +39,16 @@ def _randomised(model: UNet) -> UNet:
 
 
 def _diffusers() -> UNet2DModel:
-    return UNet2DModel(sample_size=32, in_channels=1, out_channels=1, block_out_channels=CHANNELS,
-                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), attention_head_dim=32)
+    return UNet2DModel(
+        sample_size=32,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=CHANNELS,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        attention_head_dim=32,
+    )
 
 
 def test_parameter_count_within_ten_percent_of_monai():
@@ -145,8 +160,9 @@ def test_additional_residuals_reach_the_decoder_like_monais_controlnet_interface
     h, skips = model.encode(model.conv_in(x), model.embed(t, 2))
     zeros = [torch.zeros_like(s) for s in skips]
     plain = model(x, t)
-    torch.testing.assert_close(model(x, t, down_block_additional_residuals=zeros,
-                                     mid_block_additional_residual=torch.zeros_like(h)), plain)
+    torch.testing.assert_close(
+        model(x, t, down_block_additional_residuals=zeros, mid_block_additional_residual=torch.zeros_like(h)), plain
+    )
     nudged = [z.clone() for z in zeros]
     nudged[0] += 1.0  # the first skip feeds the last decoder block
     assert not torch.allclose(model(x, t, down_block_additional_residuals=nudged), plain)
@@ -160,18 +176,29 @@ def test_unet_kwargs_turns_a_config_model_section_into_unet_arguments():
 
     from meddiff_lab.models.unet import unet_kwargs
 
-    section = json.loads(json.dumps({"channels": (8, 16), "attention_levels": (False, True),
-                                     "num_head_channels": 8, "norm_num_groups": 4}))
+    section = json.loads(
+        json.dumps(
+            {"channels": (8, 16), "attention_levels": (False, True), "num_head_channels": 8, "norm_num_groups": 4}
+        )
+    )
     kwargs = unet_kwargs(section)
-    assert kwargs == {"channels": (8, 16), "attention_levels": (False, True), "num_head_channels": 8,
-                      "norm_num_groups": 4}
+    assert kwargs == {
+        "channels": (8, 16),
+        "attention_levels": (False, True),
+        "num_head_channels": 8,
+        "norm_num_groups": 4,
+    }
     assert section["channels"] == [8, 16]  # the config is left as it was
     assert UNet(**kwargs).channels == (8, 16)
 
 
 def test_from_config_builds_from_yaml_lists_and_checks_the_image_size():
-    section = {"channels": [8, 16, 32], "attention_levels": [False, False, True], "num_head_channels": 8,
-               "norm_num_groups": 8}
+    section = {
+        "channels": [8, 16, 32],
+        "attention_levels": [False, False, True],
+        "num_head_channels": 8,
+        "norm_num_groups": 8,
+    }
     model = UNet.from_config(section, image_size=32)
     assert model.channels == (8, 16, 32) and model.config["attention_levels"] == (False, False, True)
     assert UNet.from_config(section).channels == (8, 16, 32)

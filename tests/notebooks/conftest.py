@@ -28,8 +28,10 @@ def run_notebook(course_out):
         result = cache[name]
         if result.status != "passed":
             err = result.error or {}
-            pytest.fail(f"{name} failed in cell {err.get('cell_index', '?')}: {err.get('ename')}: "
-                        f"{err.get('evalue')}\n--- cell source ---\n{err.get('source', '')}\n{result.output[-1500:]}")
+            pytest.fail(
+                f"{name} failed in cell {err.get('cell_index', '?')}: {err.get('ename')}: "
+                f"{err.get('evalue')}\n--- cell source ---\n{err.get('source', '')}\n{result.output[-1500:]}"
+            )
         return result
 
     return _run

@@ -14,7 +14,9 @@ def test_readers_are_right_on_real_files(metrics):
     assert metrics["series_order_correct"] is True
     assert metrics["series_slice_spacing_mm"] == pytest.approx(5.0)
     assert metrics["nifti_spacing_unchanged"] is True
-    assert metrics["radiograph_mediastinum_minus_lungs_stored"] < 0 < metrics["radiograph_mediastinum_minus_lungs_shown"]
+    assert (
+        metrics["radiograph_mediastinum_minus_lungs_stored"] < 0 < metrics["radiograph_mediastinum_minus_lungs_shown"]
+    )
     assert metrics["dicom_to_nifti_voxel_matches"] is True
 
 

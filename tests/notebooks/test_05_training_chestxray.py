@@ -13,8 +13,14 @@ NAME = "05_training_chestxray"
 def test_05_training_chestxray_runs_and_learns(run_notebook):
     result = run_notebook(NAME)
     metrics = result.metrics
-    for key in ("first_loss", "final_loss", "train_seconds", "train_images_per_sec", "bf16_over_fp32_forward_time",
-                "accumulation_max_difference"):
+    for key in (
+        "first_loss",
+        "final_loss",
+        "train_seconds",
+        "train_images_per_sec",
+        "bf16_over_fp32_forward_time",
+        "accumulation_max_difference",
+    ):
         assert is_finite_number(metrics[key]), key
     assert metrics["loss_fell"] is True and metrics["final_loss"] < metrics["first_loss"]
     assert metrics["train_images_per_sec"] > 0
@@ -37,4 +43,6 @@ def test_the_loss_has_its_floor_and_the_student_meets_the_shipped_model(run_note
     assert 0 <= metrics["loss_floor_training"] == fixed["exact_training"] < fixed["yours_training"]
     assert set(fixed) == {"yours_training", "yours_unseen", "exact_training", "exact_unseen"}
     told = metrics["told_apart"]
-    assert "yours" in told and all(0 <= r["interval"][0] <= r["accuracy"] <= r["interval"][1] <= 1 for r in told.values())
+    assert "yours" in told and all(
+        0 <= r["interval"][0] <= r["accuracy"] <= r["interval"][1] <= 1 for r in told.values()
+    )

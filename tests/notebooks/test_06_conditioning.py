@@ -10,7 +10,7 @@ NOTEBOOK = "06_conditioning"  # the conftest's `metrics` fixture runs it
 
 
 def test_data_and_instrument(metrics):
-    assert 0.05 < metrics["cond_cardiomegaly_share"] < 0.6       # cardiomegaly is the minority class
+    assert 0.05 < metrics["cond_cardiomegaly_share"] < 0.6  # cardiomegaly is the minority class
     assert is_finite_number(metrics["ctr_instrument_mae"]) and 0 <= metrics["ctr_instrument_mae"] < 1
     assert 0.0 <= metrics["ctr_instrument_agreement"] <= 1.0
     assert is_finite_number(metrics["cond_class_train_seconds"]) and metrics["cond_class_train_seconds"] > 0
@@ -27,8 +27,10 @@ def test_guidance_sweep_is_recorded_for_every_scale(metrics):
     # w = 0 is the unconditional model: the label cannot matter, both classes are the same samples
     at_zero = scales.index(0.0)
     assert metrics["cfg_paired_ctr_difference"][at_zero] == 0.0
-    assert (metrics["cfg_share_ctr_above_half_cardiomegaly"][at_zero]
-            == metrics["cfg_share_ctr_above_half_no_cardiomegaly"][at_zero])
+    assert (
+        metrics["cfg_share_ctr_above_half_cardiomegaly"][at_zero]
+        == metrics["cfg_share_ctr_above_half_no_cardiomegaly"][at_zero]
+    )
     assert -1.0 <= metrics["cfg_best_gap"] <= 1.0
 
 
@@ -63,7 +65,9 @@ def test_zoo_models_are_checked_with_the_same_instruments(metrics):
 
     names = ("phantom64-cond", "phantom64-controlnet-mask")
     assert metrics["zoo_models_loaded"] == sorted(n for n in names if is_available(n))
-    assert metrics["zoo_cards_found"] == sorted(n for n in names if (pretrained_dir() / f"{n}_evaluation.json").is_file())
+    assert metrics["zoo_cards_found"] == sorted(
+        n for n in names if (pretrained_dir() / f"{n}_evaluation.json").is_file()
+    )
     assert is_finite_number(metrics["zoo_instrument_mae"]) and metrics["zoo_instrument_mae"] >= 0
     assert is_finite_number(metrics["zoo_sex_effect_real"])
     if "phantom64-cond" in metrics["zoo_models_loaded"]:
@@ -72,7 +76,7 @@ def test_zoo_models_are_checked_with_the_same_instruments(metrics):
         shares = metrics["zoo_cfg_share_ctr_above_half"]
         assert sorted(shares) == ["Cardiomegaly", "No Finding"]
         assert all(len(v) == len(scales) and all(0.0 <= x <= 1.0 for x in v) for v in shares.values())
-        at_zero = scales.index(0.0)   # w = 0 ignores the condition: one batch serves both arms
+        at_zero = scales.index(0.0)  # w = 0 ignores the condition: one batch serves both arms
         assert shares["Cardiomegaly"][at_zero] == shares["No Finding"][at_zero]
         assert metrics["zoo_cfg_paired_ctr_difference"][at_zero] == 0.0
         assert is_finite_number(metrics["zoo_sex_effect_generated"])

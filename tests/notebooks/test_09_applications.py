@@ -13,12 +13,23 @@ NOTEBOOK = "09_applications"
 def test_09_denoising_table_and_gain_are_measured(metrics):
     table = metrics["denoise_table"]
     methods = {key.split(" · ")[1].split(" (")[0] for key in table if " · " in key}
-    assert {"noisy input", "Gaussian", "non-local means", "supervised CNN", "SDEdit", "DDNM+",
-            "posterior sample"} <= methods
+    assert {
+        "noisy input",
+        "Gaussian",
+        "non-local means",
+        "supervised CNN",
+        "SDEdit",
+        "DDNM+",
+        "posterior sample",
+    } <= methods
     for row in table.values():
         assert isinstance(row["vanished"], int) and isinstance(row["appeared"], int)
-    for key in ("diffusion_gain_db_at_10pct", "diffusion_minus_supervised_db_at_10pct", "posterior_spread_mean",
-                "noise_std_dose_0.1"):
+    for key in (
+        "diffusion_gain_db_at_10pct",
+        "diffusion_minus_supervised_db_at_10pct",
+        "posterior_spread_mean",
+        "noise_std_dose_0.1",
+    ):
         assert is_finite_number(metrics[key]), key
 
 
@@ -26,7 +37,7 @@ def test_09_denoising_table_and_gain_are_measured(metrics):
 def test_09_super_resolution_is_data_consistent(metrics):
     table = metrics["sr_table"]
     assert set(table) == {"nearest", "bicubic", "supervised CNN", "DDNM"}
-    assert metrics["sr_ddnm_consistency"] < 1e-4          # the 2 x 2 average of DDNM's output is the input
+    assert metrics["sr_ddnm_consistency"] < 1e-4  # the 2 x 2 average of DDNM's output is the input
     assert all(is_finite_number(row["psnr"]) for row in table.values())
 
 

@@ -35,10 +35,20 @@ def test_notebook_passes_nbval_lax_with_live_widgets(name):
     path = course.notebooks_dir() / f"{name}.ipynb"
     env = {k: v for k, v in os.environ.items() if k != "MEDDIFF_HEADLESS"}
     env.setdefault("MEDDIFF_PROFILE", "ci")
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-               f"--nbval-cell-timeout={CELL_TIMEOUT_S}", str(path)]
-    done = subprocess.run(command, cwd=path.parent.parent, env=env, capture_output=True, text=True,
-                          timeout=CELL_TIMEOUT_S * 4)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--nbval-lax",
+        f"--nbval-cell-timeout={CELL_TIMEOUT_S}",
+        str(path),
+    ]
+    done = subprocess.run(
+        command, cwd=path.parent.parent, env=env, capture_output=True, text=True, timeout=CELL_TIMEOUT_S * 4
+    )
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     assert done.returncode == 0, f"nbval --nbval-lax failed on {name}:\n{done.stdout[-3000:]}\n{done.stderr[-1500:]}"
     passed = re.search(r"(\d+) passed", summary)

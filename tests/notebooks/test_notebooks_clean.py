@@ -41,7 +41,7 @@ def test_notebook_cells_are_short(path):
     for i, c in enumerate(nb["cells"]):
         if c["cell_type"] != "code" or c.get("metadata", {}).get("jupyter", {}).get("source_hidden"):
             continue
-        lines = [l for l in "".join(c["source"]).splitlines() if l.strip()]
+        lines = [line for line in "".join(c["source"]).splitlines() if line.strip()]
         if len(lines) > 20:
             long_cells.append((i, len(lines)))
     assert not long_cells, f"{path.name}: cells longer than 20 non-blank lines (index, lines): {long_cells}"
@@ -60,18 +60,27 @@ def _cell_echoes(source: str) -> str | None:
     ``record(...)`` and ``claim(...)`` return their values, so they count as echoes.
     """
     import ast
-
     import io
     import tokenize
 
     try:
         tree = ast.parse(source)
-        tokens = [t for t in tokenize.generate_tokens(io.StringIO(source).readline)
-                  if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
-                                    tokenize.DEDENT, tokenize.ENDMARKER)]
+        tokens = [
+            t
+            for t in tokenize.generate_tokens(io.StringIO(source).readline)
+            if t.type
+            not in (
+                tokenize.COMMENT,
+                tokenize.NL,
+                tokenize.NEWLINE,
+                tokenize.INDENT,
+                tokenize.DEDENT,
+                tokenize.ENDMARKER,
+            )
+        ]
     except (SyntaxError, tokenize.TokenError):  # cell magics and the like: not Python to judge
         return None
-    if tokens and tokens[-1].string == ";":   # IPython's rule: a trailing ';' (comments aside) silences the cell
+    if tokens and tokens[-1].string == ";":  # IPython's rule: a trailing ';' (comments aside) silences the cell
         return None
     if not tree.body or not isinstance(tree.body[-1], ast.Expr):
         return None
@@ -121,6 +130,13 @@ def test_the_hygiene_checks_catch_what_they_should():
     assert _cell_echoes("x = 1\nx") == "x"
     assert _cell_echoes("record('a', 1)") == "record('a', 1)"
     assert _cell_echoes("{k: 1 for k in 'ab'}") is not None
-    for quiet in ("record('a', 1);", "print(1)", "display(widget)", "fig.tight_layout()", "x = 1", "for i in []:\n    i",
-                  "show_images(x);  # a figure\n"):
+    for quiet in (
+        "record('a', 1);",
+        "print(1)",
+        "display(widget)",
+        "fig.tight_layout()",
+        "x = 1",
+        "for i in []:\n    i",
+        "show_images(x);  # a figure\n",
+    ):
         assert _cell_echoes(quiet) is None, quiet

@@ -29,7 +29,7 @@ class _Recorder(torch.nn.Module):
 def _data(n=40, size=8):
     torch.manual_seed(0)
     images = torch.rand(n, 1, size, size) * 2 - 1
-    labels = (torch.arange(n) < n // 5).long()        # 20 % class 1, like cardiomegaly
+    labels = (torch.arange(n) < n // 5).long()  # 20 % class 1, like cardiomegaly
     return images, labels
 
 
@@ -47,8 +47,9 @@ def test_label_dropout_uses_the_null_class_and_cond_dropout_the_zero_vector():
     images, labels = _data()
     cond = torch.ones(len(images), 3)
     model = _Recorder()
-    train_conditional_diffusion(model, images, steps=30, batch_size=16, class_labels=labels, cond=cond,
-                                label_dropout=0.3, progress=False)
+    train_conditional_diffusion(
+        model, images, steps=30, batch_size=16, class_labels=labels, cond=cond, label_dropout=0.3, progress=False
+    )
     seen_labels = torch.cat([s["labels"] for s in model.seen])
     seen_cond = torch.cat([s["cond"] for s in model.seen])
     assert set(seen_labels.tolist()) == {0, 1, 2}
@@ -57,8 +58,9 @@ def test_label_dropout_uses_the_null_class_and_cond_dropout_the_zero_vector():
     assert 0.15 < float(dropped.float().mean()) < 0.45
     assert bool(((seen_cond == 1).all(1) | dropped).all())
     model = _Recorder()
-    train_conditional_diffusion(model, images, steps=5, batch_size=8, class_labels=labels, label_dropout=0.0,
-                                progress=False)
+    train_conditional_diffusion(
+        model, images, steps=5, batch_size=8, class_labels=labels, label_dropout=0.0, progress=False
+    )
     assert 2 not in torch.cat([s["labels"] for s in model.seen]).tolist()
 
 
@@ -66,8 +68,16 @@ def test_balanced_sampling_draws_the_rare_class_as_often():
     images, labels = _data()
     for balance, low, high in ((False, 0.1, 0.3), (True, 0.4, 0.6)):
         model = _Recorder()
-        train_conditional_diffusion(model, images, steps=40, batch_size=16, class_labels=labels, label_dropout=0.0,
-                                    balance_classes=balance, progress=False)
+        train_conditional_diffusion(
+            model,
+            images,
+            steps=40,
+            batch_size=16,
+            class_labels=labels,
+            label_dropout=0.0,
+            balance_classes=balance,
+            progress=False,
+        )
         share = float((torch.cat([s["labels"] for s in model.seen]) == 1).float().mean())
         assert low < share < high, (balance, share)
 
@@ -76,8 +86,9 @@ def test_training_a_class_conditional_unet_lowers_the_loss_and_keeps_an_ema():
     images, labels = _data(n=16)
     torch.manual_seed(0)
     model = UNet(num_classes=2, **SMALL)
-    result = train_conditional_diffusion(model, images, steps=40, batch_size=8, learning_rate=3e-3,
-                                         class_labels=labels, seed=1, progress=False)
+    result = train_conditional_diffusion(
+        model, images, steps=40, batch_size=8, learning_rate=3e-3, class_labels=labels, seed=1, progress=False
+    )
     assert len(result.losses) == 40 and np.all(np.isfinite(result.losses))
     assert np.mean(result.losses[-10:]) < np.mean(result.losses[:10])
     assert result.ema_model is not model and not result.ema_model.training
@@ -98,8 +109,9 @@ def test_masks_reach_the_model_and_a_controlnet_base_stays_frozen():
     for key, value in base.state_dict().items():
         torch.testing.assert_close(value, before[key], rtol=0, atol=0)
     concat = MaskConcat(UNet(in_channels=2, **SMALL))
-    assert len(train_conditional_diffusion(concat, images, steps=2, batch_size=4, masks=masks,
-                                           progress=False).losses) == 2
+    assert (
+        len(train_conditional_diffusion(concat, images, steps=2, batch_size=4, masks=masks, progress=False).losses) == 2
+    )
 
 
 def test_errors_name_the_input():

@@ -9,10 +9,20 @@ import torch
 
 from meddiff_lab.training import TrainConfig, Trainer
 
-TINY = dict(image_size=16, num_images=16, max_steps=2, batch_size=4, learning_rate=1e-2, warmup_steps=1,
-            model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8,
-                   "norm_num_groups": 8}, mixed_precision="no", threads=1, log_every=1, sample_every=0,
-            checkpoint_every=0)
+TINY = dict(
+    image_size=16,
+    num_images=16,
+    max_steps=2,
+    batch_size=4,
+    learning_rate=1e-2,
+    warmup_steps=1,
+    model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8, "norm_num_groups": 8},
+    mixed_precision="no",
+    threads=1,
+    log_every=1,
+    sample_every=0,
+    checkpoint_every=0,
+)
 
 
 def _train_on_each_rank(result_folder: str) -> None:
@@ -29,10 +39,16 @@ def _train_on_each_rank(result_folder: str) -> None:
     weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
     gathered = accelerator.gather(weights[None])
     with open(f"{result_folder}/rank{accelerator.process_index}.json", "w") as handle:
-        json.dump({"world_size": accelerator.num_processes, "steps": trainer.step,
-                   "changed": bool((weights - initial).abs().max() > 0),
-                   "ranks_identical": bool(torch.equal(gathered[0], gathered[1])),
-                   "first_batch": first_batch}, handle)
+        json.dump(
+            {
+                "world_size": accelerator.num_processes,
+                "steps": trainer.step,
+                "changed": bool((weights - initial).abs().max() > 0),
+                "ranks_identical": bool(torch.equal(gathered[0], gathered[1])),
+                "first_batch": first_batch,
+            },
+            handle,
+        )
 
 
 @pytest.mark.slow

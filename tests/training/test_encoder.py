@@ -41,8 +41,19 @@ def test_draw_degradation_leaves_the_clean_share_untouched():
 
 
 def test_a_tiny_training_run_writes_weights_and_a_card(tmp_path):
-    config = ET.EncoderConfig(image_size=32, train_images=24, val_images=24, channels=(8, 16), feature_dim=8,
-                              projection_dim=8, steps=3, batch_size=8, warmup_steps=1, log_every=1, threads=None)
+    config = ET.EncoderConfig(
+        image_size=32,
+        train_images=24,
+        val_images=24,
+        channels=(8, 16),
+        feature_dim=8,
+        projection_dim=8,
+        steps=3,
+        batch_size=8,
+        warmup_steps=1,
+        log_every=1,
+        threads=None,
+    )
     encoder, card = ET.train_encoder(config, tmp_path, command="meddiff-lab metrics train-encoder ...", progress=False)
     assert (tmp_path / "phantom_encoder.safetensors").exists() and (tmp_path / "phantom_encoder.json").exists()
     assert card["training"]["command"].startswith("meddiff-lab") and len(card["training"]["history"]) == 3

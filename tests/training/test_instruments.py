@@ -22,4 +22,4 @@ def test_build_instruments_trains_a_segmenter_and_calibrates_on_the_real_test_se
     assert set(instruments.segmenter_dice) == set(SEG_STRUCTURES)
     assert all(0.0 <= d <= 1.0 for d in instruments.segmenter_dice.values())
     assert np.isfinite(instruments.thresholds).all()
-    assert TEST_SEED != 0   # never a zoo model's training seed
+    assert TEST_SEED != 0  # never a zoo model's training seed

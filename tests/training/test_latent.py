@@ -8,21 +8,34 @@ import torch
 import yaml
 
 from meddiff_lab.models import UNet, load_pretrained
-from meddiff_lab.training.latent import (OBJECTIVES, export_latent_diffusion, load_latent_config,
-                                         load_trained_autoencoder, main, objective_loss, train_denoiser,
-                                         training_memory_mb)
+from meddiff_lab.training.latent import (
+    OBJECTIVES,
+    export_latent_diffusion,
+    load_latent_config,
+    load_trained_autoencoder,
+    main,
+    objective_loss,
+    train_denoiser,
+    training_memory_mb,
+)
 
 
 def tiny_unet(channels: int = 2) -> UNet:
     torch.manual_seed(0)
-    return UNet(in_channels=channels, out_channels=channels, channels=(8, 16), attention_levels=(False, False),
-                num_head_channels=8, norm_num_groups=8)
+    return UNet(
+        in_channels=channels,
+        out_channels=channels,
+        channels=(8, 16),
+        attention_levels=(False, False),
+        num_head_channels=8,
+        norm_num_groups=8,
+    )
 
 
 def tiny_latents(n: int = 64) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     base = torch.randn(1, 2, 8, 8, generator=g)
-    return base + 0.3 * torch.randn(n, 2, 8, 8, generator=g)   # data near one point: easy to learn
+    return base + 0.3 * torch.randn(n, 2, 8, 8, generator=g)  # data near one point: easy to learn
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
@@ -35,8 +48,17 @@ def test_each_objective_learns(objective):
     schedule = NoiseSchedule.from_name("linear")
     with torch.no_grad():
         before = sum(float(objective_loss(model, data[:32], objective, schedule, g)) for _ in range(4))
-    run = train_denoiser(model, data, objective, steps=40, batch_size=8, learning_rate=3e-3, progress=False,
-                         schedule=schedule, log_every=20)
+    run = train_denoiser(
+        model,
+        data,
+        objective,
+        steps=40,
+        batch_size=8,
+        learning_rate=3e-3,
+        progress=False,
+        schedule=schedule,
+        log_every=20,
+    )
     with torch.no_grad():
         g = torch.Generator().manual_seed(5)
         after = sum(float(objective_loss(run.ema_model, data[:32], objective, schedule, g)) for _ in range(4))
@@ -48,8 +70,9 @@ def test_each_objective_learns(objective):
 def test_resume_and_time_budget_and_data_function():
     data = tiny_latents()
     model = tiny_unet()
-    run = train_denoiser(model, lambda index: data[index], "rectified_flow", steps=5, batch_size=4,
-                         progress=False, num_items=len(data))
+    run = train_denoiser(
+        model, lambda index: data[index], "rectified_flow", steps=5, batch_size=4, progress=False, num_items=len(data)
+    )
     run = train_denoiser(model, data, "rectified_flow", steps=8, batch_size=4, progress=False, resume=run)
     assert run.steps == 8 and run.images == 32
     timed = train_denoiser(tiny_unet(), data, "epsilon", steps=100_000, batch_size=4, max_seconds=0.3, progress=False)
@@ -66,22 +89,44 @@ def test_training_memory_counts_activations_and_optimizer_state():
     large = training_memory_mb(model, torch.zeros(2, 1, 64, 64))
     weights_mb = sum(p.numel() * 4 for p in model.parameters()) / 2**20
     assert small["weights"] == pytest.approx(weights_mb) and small["adam"] == pytest.approx(2 * weights_mb)
-    assert 10 < large["activations"] / small["activations"] < 20      # 16x the pixels, about 16x the activations
+    assert 10 < large["activations"] / small["activations"] < 20  # 16x the pixels, about 16x the activations
     assert small["total"] == pytest.approx(sum(v for k, v in small.items() if k != "total"))
 
 
 def test_two_stage_run_resumes_exports_and_loads(tmp_path):
     config = {
-        "seed": 0, "threads": 1,
+        "seed": 0,
+        "threads": 1,
         "data": {"image_size": 32, "num_images": 16, "data_seed": 0},
-        "autoencoder": {"model": {"channels": [8, 16], "latent_channels": 2, "num_res_blocks": 1,
-                                  "norm_num_groups": 8},
-                        "steps": 2, "batch_size": 4, "learning_rate": 1e-3, "kl_weight": 1e-6, "checkpoint_every": 1},
-        "latent": {"model": {"channels": [8, 16], "attention_levels": [False, True], "num_res_blocks": 1,
-                             "num_head_channels": 8, "norm_num_groups": 8},
-                   "diffusion": {"schedule": "linear", "num_train_timesteps": 1000, "beta_start": 1e-4,
-                                 "beta_end": 0.02, "prediction_type": "v_prediction"},
-                   "steps": 3, "batch_size": 4, "learning_rate": 1e-3, "ema_decay": 0.9, "checkpoint_every": 2},
+        "autoencoder": {
+            "model": {"channels": [8, 16], "latent_channels": 2, "num_res_blocks": 1, "norm_num_groups": 8},
+            "steps": 2,
+            "batch_size": 4,
+            "learning_rate": 1e-3,
+            "kl_weight": 1e-6,
+            "checkpoint_every": 1,
+        },
+        "latent": {
+            "model": {
+                "channels": [8, 16],
+                "attention_levels": [False, True],
+                "num_res_blocks": 1,
+                "num_head_channels": 8,
+                "norm_num_groups": 8,
+            },
+            "diffusion": {
+                "schedule": "linear",
+                "num_train_timesteps": 1000,
+                "beta_start": 1e-4,
+                "beta_end": 0.02,
+                "prediction_type": "v_prediction",
+            },
+            "steps": 3,
+            "batch_size": 4,
+            "learning_rate": 1e-3,
+            "ema_decay": 0.9,
+            "checkpoint_every": 2,
+        },
     }
     path = tmp_path / "ldm.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -95,7 +140,7 @@ def test_two_stage_run_resumes_exports_and_loads(tmp_path):
     assert pipe.config["training"]["autoencoder"]["steps"] == 2 and pipe.config["training"]["latent"]["steps"] == 3
     images = pipe.sample(n=2, steps=2, seed=0)
     assert images.shape == (2, 1, 32, 32)
-    export_latent_diffusion(out, tmp_path / "again.safetensors", path)   # export is repeatable
+    export_latent_diffusion(out, tmp_path / "again.safetensors", path)  # export is repeatable
     with pytest.raises(FileNotFoundError, match="meddiff_lab.training.latent"):
         load_pretrained("phantom128-ldm", root=tmp_path / "empty")
 
@@ -104,18 +149,40 @@ def test_a_stage_capped_by_seconds_stays_done_on_resume_and_its_autoencoder_load
     from meddiff_lab.training import checkpoint
 
     config = {
-        "seed": 0, "threads": 1,
+        "seed": 0,
+        "threads": 1,
         "data": {"image_size": 32, "num_images": 16, "data_seed": 0},
-        "autoencoder": {"model": {"channels": [8, 16], "latent_channels": 2, "num_res_blocks": 1,
-                                  "norm_num_groups": 8},
-                        "steps": 10_000, "max_seconds": 1e-6, "batch_size": 4, "learning_rate": 1e-3,
-                        "kl_weight": 1e-6, "checkpoint_every": 5},
-        "latent": {"model": {"channels": [8, 16], "attention_levels": [False, True], "num_res_blocks": 1,
-                             "num_head_channels": 8, "norm_num_groups": 8},
-                   "diffusion": {"schedule": "linear", "num_train_timesteps": 1000, "beta_start": 1e-4,
-                                 "beta_end": 0.02, "prediction_type": "rectified_flow"},
-                   "steps": 10_000, "max_seconds": 1e-6, "batch_size": 4, "learning_rate": 1e-3, "ema_decay": 0.9,
-                   "checkpoint_every": 5},
+        "autoencoder": {
+            "model": {"channels": [8, 16], "latent_channels": 2, "num_res_blocks": 1, "norm_num_groups": 8},
+            "steps": 10_000,
+            "max_seconds": 1e-6,
+            "batch_size": 4,
+            "learning_rate": 1e-3,
+            "kl_weight": 1e-6,
+            "checkpoint_every": 5,
+        },
+        "latent": {
+            "model": {
+                "channels": [8, 16],
+                "attention_levels": [False, True],
+                "num_res_blocks": 1,
+                "num_head_channels": 8,
+                "norm_num_groups": 8,
+            },
+            "diffusion": {
+                "schedule": "linear",
+                "num_train_timesteps": 1000,
+                "beta_start": 1e-4,
+                "beta_end": 0.02,
+                "prediction_type": "rectified_flow",
+            },
+            "steps": 10_000,
+            "max_seconds": 1e-6,
+            "batch_size": 4,
+            "learning_rate": 1e-3,
+            "ema_decay": 0.9,
+            "checkpoint_every": 5,
+        },
     }
     path = tmp_path / "ldm.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -135,21 +202,43 @@ def test_the_cli_trains_and_exports_a_latent_config(tmp_path, capsys):
     from meddiff_lab import cli
 
     config = {
-        "seed": 0, "threads": 1, "data": {"image_size": 32, "num_images": 8, "data_seed": 0},
-        "autoencoder": {"model": {"channels": [8, 16], "latent_channels": 2, "num_res_blocks": 1,
-                                  "norm_num_groups": 8},
-                        "steps": 1, "batch_size": 4, "learning_rate": 1e-3, "kl_weight": 1e-6},
-        "latent": {"model": {"channels": [8, 16], "attention_levels": [False, True], "num_res_blocks": 1,
-                             "num_head_channels": 8, "norm_num_groups": 8},
-                   "diffusion": {"schedule": "linear", "num_train_timesteps": 1000, "beta_start": 1e-4,
-                                 "beta_end": 0.02, "prediction_type": "v_prediction"},
-                   "steps": 1, "batch_size": 4, "learning_rate": 1e-3, "ema_decay": 0.9},
+        "seed": 0,
+        "threads": 1,
+        "data": {"image_size": 32, "num_images": 8, "data_seed": 0},
+        "autoencoder": {
+            "model": {"channels": [8, 16], "latent_channels": 2, "num_res_blocks": 1, "norm_num_groups": 8},
+            "steps": 1,
+            "batch_size": 4,
+            "learning_rate": 1e-3,
+            "kl_weight": 1e-6,
+        },
+        "latent": {
+            "model": {
+                "channels": [8, 16],
+                "attention_levels": [False, True],
+                "num_res_blocks": 1,
+                "num_head_channels": 8,
+                "norm_num_groups": 8,
+            },
+            "diffusion": {
+                "schedule": "linear",
+                "num_train_timesteps": 1000,
+                "beta_start": 1e-4,
+                "beta_end": 0.02,
+                "prediction_type": "v_prediction",
+            },
+            "steps": 1,
+            "batch_size": 4,
+            "learning_rate": 1e-3,
+            "ema_decay": 0.9,
+        },
     }
     path = tmp_path / "ldm.yaml"
     path.write_text(yaml.safe_dump(config))
     weights = tmp_path / "w" / "m.safetensors"
-    assert cli.main(["train-latent", "--config", str(path), "--out", str(tmp_path / "run"), "--export",
-                     str(weights)]) == 0
+    assert (
+        cli.main(["train-latent", "--config", str(path), "--out", str(tmp_path / "run"), "--export", str(weights)]) == 0
+    )
     card = __import__("json").loads(weights.with_suffix(".json").read_text())
     assert card["training"]["command"].startswith("meddiff-lab train-latent --config")
     assert cli.main(["train-latent", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o")]) == 2

@@ -8,14 +8,24 @@ import time
 import pytest
 import torch
 
-from meddiff_lab.training import Trainer, TrainConfig
+from meddiff_lab.training import TrainConfig, Trainer
 from meddiff_lab.training import precision as precision_module
 from meddiff_lab.training.precision import choose_precision, measure_step_speed
 
 CPU = torch.device("cpu")
-TINY = dict(image_size=16, num_images=8, max_steps=2, batch_size=4, learning_rate=2e-3, warmup_steps=1,
-            model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8,
-                   "norm_num_groups": 8}, threads=1, log_every=1, sample_every=0, checkpoint_every=0)
+TINY = dict(
+    image_size=16,
+    num_images=8,
+    max_steps=2,
+    batch_size=4,
+    learning_rate=2e-3,
+    warmup_steps=1,
+    model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8, "norm_num_groups": 8},
+    threads=1,
+    log_every=1,
+    sample_every=0,
+    checkpoint_every=0,
+)
 
 
 def _sleeper(seconds_by_precision):
@@ -24,6 +34,7 @@ def _sleeper(seconds_by_precision):
     def step(precision):
         calls.append(precision)
         time.sleep(seconds_by_precision[precision])
+
     return step, calls
 
 
@@ -62,8 +73,7 @@ def test_bf16_autocast_gives_the_same_loss_to_tolerance():
     images = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     losses = {}
     for precision in ("no", "bf16"):
-        trainer = Trainer(TrainConfig.from_dict(dict(TINY, mixed_precision=precision)), images=images,
-                          progress=False)
+        trainer = Trainer(TrainConfig.from_dict(dict(TINY, mixed_precision=precision)), images=images, progress=False)
         torch.manual_seed(1)
         losses[precision] = trainer._micro_step_loss(images[:4]).item()
     assert losses["bf16"] == pytest.approx(losses["no"], rel=0.05)
@@ -82,8 +92,11 @@ def test_trainer_records_its_choice_and_resume_keeps_it(tmp_path, monkeypatch):
     recorded = json.loads((tmp_path / "precision.json").read_text())
     assert recorded["precision"] == trainer.precision and recorded["speedup"] > 0 and recorded["hardware"]
     # a resumed run continues in the arithmetic it started with, whatever a new measurement would say
-    monkeypatch.setattr(precision_module, "measure_step_speed",
-                        lambda *a, **k: {"no": 1.0, "bf16": 10.0} if trainer.precision == "no" else {"no": 10.0, "bf16": 1.0})
+    monkeypatch.setattr(
+        precision_module,
+        "measure_step_speed",
+        lambda *a, **k: {"no": 1.0, "bf16": 10.0} if trainer.precision == "no" else {"no": 10.0, "bf16": 1.0},
+    )
     resumed = Trainer(config, out_dir=tmp_path, images=images, progress=False)
     resumed.train(max_steps=3, resume=True)
     assert resumed.precision == trainer.precision

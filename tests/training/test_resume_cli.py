@@ -31,8 +31,9 @@ def test_sigkill_then_resume_continues_from_last_checkpoint_and_ends_at_max_step
     config, out = tmp_path / "tiny.yaml", tmp_path / "run"
     config.write_text(CONFIG)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(_cli("--config", str(config), "--out", str(out)), env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _cli("--config", str(config), "--out", str(out)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:  # wait for the second checkpoint (step 6), then kill mid-run
@@ -50,8 +51,13 @@ def test_sigkill_then_resume_continues_from_last_checkpoint_and_ends_at_max_step
     assert killed_at % 3 == 0 and killed_at >= 6
 
     max_steps = killed_at + 4
-    resumed = subprocess.run(_cli("--config", str(config), "--out", str(out), "--resume", "--max-steps",
-                                  str(max_steps)), env=env, capture_output=True, text=True, timeout=240)
+    resumed = subprocess.run(
+        _cli("--config", str(config), "--out", str(out), "--resume", "--max-steps", str(max_steps)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"at step {killed_at}" in resumed.stderr
     assert load_checkpoint(out / "last.pt")["step"] == max_steps

@@ -12,19 +12,19 @@ from meddiff_lab.training.trainer import TrainConfig
 # key, bad value, what the message must say. Each of these once passed silently (a wrong run, exit 0)
 # or ended in a traceback that did not name the key.
 BAD_TRAINING_VALUES = [
-    ("max_grad_norm", -1, "max_grad_norm: expected a number > 0 or null, got -1"),   # flipped the gradients
+    ("max_grad_norm", -1, "max_grad_norm: expected a number > 0 or null, got -1"),  # flipped the gradients
     ("max_grad_norm", 0, "max_grad_norm: expected a number > 0"),
-    ("min_lr_ratio", -2, "min_lr_ratio: expected a number in [0, 1], got -2"),      # negative learning rate
+    ("min_lr_ratio", -2, "min_lr_ratio: expected a number in [0, 1], got -2"),  # negative learning rate
     ("min_lr_ratio", 1.5, "min_lr_ratio: expected a number in [0, 1]"),
-    ("max_steps", 2.7, "max_steps: expected an integer >= 1, got 2.7"),            # ran 3 steps, NaN loss
+    ("max_steps", 2.7, "max_steps: expected an integer >= 1, got 2.7"),  # ran 3 steps, NaN loss
     ("max_steps", 0, "max_steps: expected an integer >= 1"),
     ("max_steps", True, "max_steps: expected an integer"),
-    ("log_every", 0, "log_every: expected an integer >= 1, got 0"),                # ZeroDivisionError
+    ("log_every", 0, "log_every: expected an integer >= 1, got 0"),  # ZeroDivisionError
     ("threads", 0, "threads: expected an integer >= 1 or null, got 0"),
     ("threads", -2, "threads: expected an integer >= 1 or null"),
     ("batch_size", "16x", "batch_size: expected an integer >= 1, got '16x'"),
     ("batch_size", 8.5, "batch_size: expected an integer >= 1"),
-    ("seed", "abc", "seed: expected an integer >= 0, got 'abc'"),                   # "invalid literal for int()"
+    ("seed", "abc", "seed: expected an integer >= 0, got 'abc'"),  # "invalid literal for int()"
     ("learning_rate", "fast", "learning_rate: expected a number in (0, 1], got 'fast'"),  # "'<=' not supported"
     ("learning_rate", float("nan"), "learning_rate: expected a number"),
     ("learning_rate", 0, "learning_rate: expected a number in (0, 1]"),
@@ -57,12 +57,15 @@ BAD_TRAINING_VALUES = [
 ]
 
 
-@pytest.mark.parametrize("key, value, message", BAD_TRAINING_VALUES, ids=[f"{k}={v!r}" for k, v, _ in BAD_TRAINING_VALUES])
+@pytest.mark.parametrize(
+    "key, value, message", BAD_TRAINING_VALUES, ids=[f"{k}={v!r}" for k, v, _ in BAD_TRAINING_VALUES]
+)
 def test_every_bad_training_value_is_refused_naming_file_and_key(tmp_path, key, value, message):
     import yaml
 
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")
-                       .replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
+    ):
         TrainConfig.from_dict({key: value})
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump({key: value}))
@@ -73,20 +76,41 @@ def test_every_bad_training_value_is_refused_naming_file_and_key(tmp_path, key, 
 
 
 def test_the_model_section_is_checked_against_the_unet():
-    with pytest.raises(ValueError, match=r"model: unknown UNet keyword argument\(s\) \['chanels'\]; allowed: .*channels"):
+    with pytest.raises(
+        ValueError, match=r"model: unknown UNet keyword argument\(s\) \['chanels'\]; allowed: .*channels"
+    ):
         TrainConfig.from_dict({"model": {"chanels": [16, 32]}})
-    with pytest.raises(ValueError, match="model: these UNet keyword arguments do not build a model: .*attention_levels"):
-        TrainConfig.from_dict({"model": {"channels": [16, 32]}})     # the default attention_levels has 3 entries
+    with pytest.raises(
+        ValueError, match="model: these UNet keyword arguments do not build a model: .*attention_levels"
+    ):
+        TrainConfig.from_dict({"model": {"channels": [16, 32]}})  # the default attention_levels has 3 entries
     with pytest.raises(ValueError, match="model: .*multiple of"):
-        TrainConfig.from_dict({"model": {"channels": [16, 33], "attention_levels": [False, True],
-                                         "norm_num_groups": 8, "num_head_channels": 8}})
+        TrainConfig.from_dict(
+            {
+                "model": {
+                    "channels": [16, 33],
+                    "attention_levels": [False, True],
+                    "norm_num_groups": 8,
+                    "num_head_channels": 8,
+                }
+            }
+        )
 
 
 def test_image_size_must_survive_the_unets_downsampling():
     from meddiff_lab.training.trainer import build_model
 
-    config = TrainConfig.from_dict({"image_size": 18, "model": {"channels": [8, 16, 16], "attention_levels":
-                                    [False, False, False], "norm_num_groups": 8, "num_head_channels": 8}})
+    config = TrainConfig.from_dict(
+        {
+            "image_size": 18,
+            "model": {
+                "channels": [8, 16, 16],
+                "attention_levels": [False, False, False],
+                "norm_num_groups": 8,
+                "num_head_channels": 8,
+            },
+        }
+    )
     with pytest.raises(ValueError, match="image_size 18 must be a multiple of 4"):
         build_model(config)
 
@@ -98,8 +122,16 @@ def test_beta_start_must_be_below_beta_end():
 
 
 def test_yaml_spellings_of_good_values_are_coerced():
-    config = TrainConfig.from_dict({"learning_rate": "1e-4", "max_steps": 100.0, "max_grad_norm": None,
-                                    "adam_betas": [0.9, "0.99"], "threads": None, "data_root": None})
+    config = TrainConfig.from_dict(
+        {
+            "learning_rate": "1e-4",
+            "max_steps": 100.0,
+            "max_grad_norm": None,
+            "adam_betas": [0.9, "0.99"],
+            "threads": None,
+            "data_root": None,
+        }
+    )
     assert config.learning_rate == 1e-4 and config.max_steps == 100 and isinstance(config.max_steps, int)
     assert config.adam_betas == (0.9, 0.99) and config.max_grad_norm is None
     assert config.replace(max_steps=3).max_steps == 3
@@ -107,14 +139,17 @@ def test_yaml_spellings_of_good_values_are_coerced():
         config.replace(max_steps=-3)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "is empty; expected a mapping of keys"),                         # once started the full default job
-    ("# only a comment\n", "is empty"),
-    ("max_steps: [1, 2\n", "is not valid YAML at line 2"),
-    ("- 1\n- 2\n", "must hold a mapping of keys, got a list"),
-    ("max_stepz: 3\n", r"unknown training config key\(s\) \['max_stepz'\]; known keys: .*'max_steps'"),
-    ("data: 3\n", r"unknown training config key\(s\) \['data'\]"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "is empty; expected a mapping of keys"),  # once started the full default job
+        ("# only a comment\n", "is empty"),
+        ("max_steps: [1, 2\n", "is not valid YAML at line 2"),
+        ("- 1\n- 2\n", "must hold a mapping of keys, got a list"),
+        ("max_stepz: 3\n", r"unknown training config key\(s\) \['max_stepz'\]; known keys: .*'max_steps'"),
+        ("data: 3\n", r"unknown training config key\(s\) \['data'\]"),
+    ],
+)
 def test_config_files_that_are_empty_malformed_or_unknown_are_refused(tmp_path, text, message):
     path = tmp_path / "run.yaml"
     path.write_text(text)
@@ -140,15 +175,18 @@ def test_shipped_configs_still_parse():
     EncoderConfig.from_yaml("configs/phantom_encoder.yaml")
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"steps": -1}, "steps: expected an integer >= 1, got -1"),               # wrote an untrained encoder
-    ({"batch_size": 1}, "batch_size: expected an integer >= 2"),
-    ({"temperature": 0}, "temperature: expected a number > 0"),
-    ({"threads": 0}, "threads: expected an integer >= 1 or null"),
-    ({"channels": [32, -1]}, "channels: expected a list of positive integers"),
-    ({"loss_weights": {"labelz": 1.0}}, r"loss_weights: unknown key\(s\) \['labelz'\]"),
-    ({"loss_weights": {"labels": -1}}, "loss_weights.labels: expected a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"steps": -1}, "steps: expected an integer >= 1, got -1"),  # wrote an untrained encoder
+        ({"batch_size": 1}, "batch_size: expected an integer >= 2"),
+        ({"temperature": 0}, "temperature: expected a number > 0"),
+        ({"threads": 0}, "threads: expected an integer >= 1 or null"),
+        ({"channels": [32, -1]}, "channels: expected a list of positive integers"),
+        ({"loss_weights": {"labelz": 1.0}}, r"loss_weights: unknown key\(s\) \['labelz'\]"),
+        ({"loss_weights": {"labels": -1}}, "loss_weights.labels: expected a number >= 0"),
+    ],
+)
 def test_encoder_config_values_are_checked(tmp_path, changes, message):
     import yaml
 
@@ -166,8 +204,12 @@ def test_encoder_config_values_are_checked(tmp_path, changes, message):
 def test_field_rules_describe_and_coerce():
     assert Field("int", low=1).describe() == "an integer >= 1"
     assert Field("float", low=0.0, high=1.0, high_open=True, optional=True).describe() == "a number in [0, 1) or null"
-    assert check_fields({"a": "3", "b": None, "other": object}, {"a": Field("int", low=0),
-                                                                "b": Field("float", optional=True)})["a"] == 3
+    assert (
+        check_fields(
+            {"a": "3", "b": None, "other": object}, {"a": Field("int", low=0), "b": Field("float", optional=True)}
+        )["a"]
+        == 3
+    )
     with pytest.raises(ConfigError, match="a: expected an integer >= 0, got -1; b: expected a finite number, got None"):
         check_fields({"a": -1, "b": None}, {"a": Field("int", low=0), "b": Field("float")})
     assert issubclass(ConfigError, ValueError)
@@ -182,10 +224,13 @@ def test_read_yaml_mapping_names_the_file(tmp_path):
         read_yaml_mapping(path, "some config")
 
 
-@pytest.mark.parametrize("cls, from_mapping, what, key", [
-    (TrainConfig, TrainConfig.from_dict, "training config", "max_steps"),
-    (EncoderConfig, EncoderConfig.from_mapping, "encoder config", "steps"),
-])
+@pytest.mark.parametrize(
+    "cls, from_mapping, what, key",
+    [
+        (TrainConfig, TrainConfig.from_dict, "training config", "max_steps"),
+        (EncoderConfig, EncoderConfig.from_mapping, "encoder config", "steps"),
+    ],
+)
 def test_as_config_takes_the_config_a_mapping_or_a_yaml_path(tmp_path, cls, from_mapping, what, key):
     from meddiff_lab.training.schema import as_config
 

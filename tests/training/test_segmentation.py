@@ -10,9 +10,15 @@ import torch
 from meddiff_lab.data import generate_phantoms
 from meddiff_lab.metrics import segmentation as measuring
 from meddiff_lab.training import segmentation as S
-from meddiff_lab.training.segmentation import (classical_augmentation, make_segmentation_net,
-                                               phantom_pixel_spacing_mm, predict_masks, random_mask_variants,
-                                               stack_masks, train_segmentation)
+from meddiff_lab.training.segmentation import (
+    classical_augmentation,
+    make_segmentation_net,
+    phantom_pixel_spacing_mm,
+    predict_masks,
+    random_mask_variants,
+    stack_masks,
+    train_segmentation,
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +30,18 @@ def _images(batch) -> torch.Tensor:
     return torch.from_numpy(batch.images)[:, None] * 2 - 1
 
 
-@pytest.mark.parametrize("name", ["SEG_STRUCTURES", "stack_masks", "masks_to_condition", "predict_masks",
-                                  "segmentation_scores", "SegmentationScores", "measure_cardiothoracic_ratio"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "SEG_STRUCTURES",
+        "stack_masks",
+        "masks_to_condition",
+        "predict_masks",
+        "segmentation_scores",
+        "SegmentationScores",
+        "measure_cardiothoracic_ratio",
+    ],
+)
 def test_the_measuring_names_stay_importable_from_here(name):
     assert getattr(S, name) is getattr(measuring, name)
 
@@ -44,7 +60,7 @@ def test_training_lowers_the_dice_loss_and_predicts_binary_masks(phantoms):
     pred = predict_masks(run.net, images)
     assert pred.shape == masks.shape and pred.dtype == torch.bool
     again = train_segmentation(images, masks, steps=12, batch_size=4, seed=0)
-    assert again.losses == pytest.approx(run.losses)          # same seed, same run
+    assert again.losses == pytest.approx(run.losses)  # same seed, same run
 
 
 def test_training_with_classical_augmentation_runs(phantoms):

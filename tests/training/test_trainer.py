@@ -13,10 +13,21 @@ from meddiff_lab.training.trainer import EMA, NonFiniteLossError, warmup_cosine
 
 REPO = Path(__file__).resolve().parents[2]
 
-TINY = dict(image_size=16, num_images=16, max_steps=6, batch_size=4, learning_rate=2e-3, warmup_steps=2,
-            model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8,
-                   "norm_num_groups": 8}, ema_decay=0.9, mixed_precision="no", threads=1, log_every=1,
-            sample_every=0, checkpoint_every=3)
+TINY = dict(
+    image_size=16,
+    num_images=16,
+    max_steps=6,
+    batch_size=4,
+    learning_rate=2e-3,
+    warmup_steps=2,
+    model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8, "norm_num_groups": 8},
+    ema_decay=0.9,
+    mixed_precision="no",
+    threads=1,
+    log_every=1,
+    sample_every=0,
+    checkpoint_every=3,
+)
 
 
 def _images(n=16, size=16, seed=0):
@@ -73,8 +84,10 @@ def test_log_rows_after_a_resume_are_exact_means_of_their_steps(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         Trainer(config, tmp_path / "split", images=_images(), progress=False, on_log=crash_after_step_4).train()
     Trainer(config, tmp_path / "split", images=_images(), progress=False).train(resume=True)
-    rows = {name: [(int(r["step"]), float(r["loss"])) for r in _read_log(tmp_path / name / "log.csv")]
-            for name in ("straight", "split")}
+    rows = {
+        name: [(int(r["step"]), float(r["loss"])) for r in _read_log(tmp_path / name / "log.csv")]
+        for name in ("straight", "split")
+    }
     assert [step for step, _ in rows["split"]] == [2, 4, 6]
     for (step, expected), (_, got) in zip(rows["straight"], rows["split"]):
         assert got == pytest.approx(expected, rel=1e-6), step
@@ -96,9 +109,14 @@ def test_non_finite_loss_stops_naming_the_step_and_saves_nothing(tmp_path):
     assert not (tmp_path / "last.pt").exists()
 
 
-@pytest.mark.parametrize("changes", [{"prediction_type": "v_prediction", "min_snr_gamma": 5.0},
-                                     {"prediction_type": "sample", "loss": "hybrid"},
-                                     {"gradient_accumulation_steps": 2, "mixed_precision": "bf16"}])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"prediction_type": "v_prediction", "min_snr_gamma": 5.0},
+        {"prediction_type": "sample", "loss": "hybrid"},
+        {"gradient_accumulation_steps": 2, "mixed_precision": "bf16"},
+    ],
+)
 def test_targets_weightings_accumulation_and_bf16_run(changes):
     trainer = Trainer(TrainConfig.from_dict({**TINY, **changes, "max_steps": 2}), images=_images(), progress=False)
     trainer.train()
@@ -149,8 +167,9 @@ def test_training_configs_parse(name):
 def test_trains_without_accelerate_in_one_process():
     from meddiff_lab.training.trainer import SingleProcess
 
-    trainer = Trainer(TrainConfig.from_dict({**TINY, "max_steps": 2}), images=_images(), progress=False,
-                      accelerator=SingleProcess())
+    trainer = Trainer(
+        TrainConfig.from_dict({**TINY, "max_steps": 2}), images=_images(), progress=False, accelerator=SingleProcess()
+    )
     trainer.train()
     assert trainer.step == 2 and trainer.ema.num_updates == 2
 
@@ -170,8 +189,14 @@ def test_a_class_conditional_run_resumes_exactly_and_passes_labels(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        Trainer(config, tmp_path / "split", images=_images(), conditions=conditions, progress=False,
-                on_log=crash_after_step_4).train()
+        Trainer(
+            config,
+            tmp_path / "split",
+            images=_images(),
+            conditions=conditions,
+            progress=False,
+            on_log=crash_after_step_4,
+        ).train()
     resumed = Trainer(config, tmp_path / "split", images=_images(), conditions=conditions, progress=False)
     resumed.train(resume=True)
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
@@ -187,18 +212,25 @@ def test_conditions_are_checked_against_the_data_and_the_model():
     with pytest.raises(ValueError, match="unknown condition 'labels'"):
         Trainer(config, images=_images(), conditions={"labels": torch.zeros(16)}, progress=False)
     with pytest.raises(ValueError, match="sample_every=0"):
-        Trainer(config.replace(sample_every=5), images=_images(), conditions={"mask": torch.zeros(16, 1, 16, 16)},
-                progress=False)
+        Trainer(
+            config.replace(sample_every=5),
+            images=_images(),
+            conditions={"mask": torch.zeros(16, 1, 16, 16)},
+            progress=False,
+        )
     with pytest.raises(ValueError, match="balance_classes=True needs"):
         Trainer(config.replace(balance_classes=True), images=_images(), progress=False)
 
 
 # ----------------------------------------------------------------- bad data, bad checkpoints
-@pytest.mark.parametrize("images, message", [
-    (torch.full((16, 1, 16, 16), float("nan")), "16 of 16 training images contain NaN or inf"),
-    (torch.rand(16, 1, 16, 16) * 255, r"training images span \[.*\]; expected float32 in \[-1, 1\]"),
-    (torch.zeros(0, 1, 16, 16), "the training set is empty"),
-])
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (torch.full((16, 1, 16, 16), float("nan")), "16 of 16 training images contain NaN or inf"),
+        (torch.rand(16, 1, 16, 16) * 255, r"training images span \[.*\]; expected float32 in \[-1, 1\]"),
+        (torch.zeros(0, 1, 16, 16), "the training set is empty"),
+    ],
+)
 def test_training_images_are_checked_before_training(images, message):
     with pytest.raises(ValueError, match=message):
         Trainer(TrainConfig.from_dict(TINY), images=images, progress=False)
@@ -224,12 +256,16 @@ def test_resuming_a_checkpoint_without_optimizer_names_the_file(tmp_path):
         _resume(config, tmp_path)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda s: s["model"].__setitem__(next(iter(s["model"])), torch.zeros(3, 3)), "size mismatch"),
-    (lambda s: s["rng"].__setitem__("torch", torch.zeros(4, dtype=torch.uint8)), "'torch' random number state"),
-    (lambda s: s["optimizer"].__setitem__("param_groups", []), "different number of parameter groups"),
-    (lambda s: s["config"].__setitem__("max_steps", -4), "holds an invalid training config: max_steps"),
-], ids=["wrong-tensor-shape", "bad-rng-state", "bad-optimizer", "bad-config"])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda s: s["model"].__setitem__(next(iter(s["model"])), torch.zeros(3, 3)), "size mismatch"),
+        (lambda s: s["rng"].__setitem__("torch", torch.zeros(4, dtype=torch.uint8)), "'torch' random number state"),
+        (lambda s: s["optimizer"].__setitem__("param_groups", []), "different number of parameter groups"),
+        (lambda s: s["config"].__setitem__("max_steps", -4), "holds an invalid training config: max_steps"),
+    ],
+    ids=["wrong-tensor-shape", "bad-rng-state", "bad-optimizer", "bad-config"],
+)
 def test_resuming_a_damaged_checkpoint_names_the_file(tmp_path, damage, message):
     from meddiff_lab.training import load_checkpoint, save_checkpoint
 
@@ -253,11 +289,11 @@ def test_time_budget_fits_max_steps_to_the_measured_speed_and_a_resume_keeps_it(
     run = Trainer(config, tmp_path, images=_images(), progress=False)
     run.train(time_budget_s=4.0)
     fitted = run.config.max_steps
-    assert 3 < fitted < 100000 and run.step == fitted        # the schedule ends where the run ends
+    assert 3 < fitted < 100000 and run.step == fitted  # the schedule ends where the run ends
     assert run.history[-1]["lr"] == pytest.approx(TINY["learning_rate"] * config.min_lr_ratio, rel=1e-3)
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["max_steps"] == fitted
     again = Trainer(config, tmp_path, images=_images(), progress=False).train(resume=True, time_budget_s=1.5)
-    assert again.step == fitted                               # finished, not a second budget
+    assert again.step == fitted  # finished, not a second budget
     with pytest.raises(ValueError, match="time_budget_s"):
         Trainer(config, tmp_path / "other", images=_images(), progress=False).train(time_budget_s=0)
 
@@ -281,6 +317,6 @@ def test_time_budget_refits_when_the_speed_drops(tmp_path, monkeypatch):
 
     monkeypatch.setattr(run, "train_step", timed_step)
     run.train(time_budget_s=2.0)
-    first_fit = 25 + int((2.0 - 0.25) / 0.01)              # what the first 20 timed steps predicted
-    assert run.step < first_fit                             # fitted again when the speed dropped
-    assert 1.8 <= clock["now"] <= 2.1                       # and the run ended with its budget
+    first_fit = 25 + int((2.0 - 0.25) / 0.01)  # what the first 20 timed steps predicted
+    assert run.step < first_fit  # fitted again when the speed dropped
+    assert 1.8 <= clock["now"] <= 2.1  # and the run ended with its budget

@@ -11,8 +11,10 @@ from meddiff_lab.training.zoo import zoo_training_set
 SMALL = {"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8, "norm_num_groups": 8}
 
 
-@pytest.mark.parametrize("conditioning, key, values", [("findings_metadata", "cond", None),
-                                                      ("mask", "mask", {-1.0, 0.0, 1.0}), ("edges", "mask", {-1.0, 1.0})])
+@pytest.mark.parametrize(
+    "conditioning, key, values",
+    [("findings_metadata", "cond", None), ("mask", "mask", {-1.0, 0.0, 1.0}), ("edges", "mask", {-1.0, 1.0})],
+)
 def test_training_sets_pair_each_image_with_its_condition(conditioning, key, values):
     images, conditions = zoo_training_set(conditioning, 6, 32, seed=2)
     assert images.shape == (6, 1, 32, 32) and float(images.min()) >= -1 and float(images.max()) <= 1
@@ -24,8 +26,20 @@ def test_training_sets_pair_each_image_with_its_condition(conditioning, key, val
         zoo_training_set("text", 2, 32)
 
 
-TINY = dict(image_size=16, num_images=8, max_steps=2, batch_size=4, learning_rate=1e-3, warmup_steps=1,
-            model=SMALL, mixed_precision="no", threads=1, log_every=1, sample_every=0, checkpoint_every=0)
+TINY = dict(
+    image_size=16,
+    num_images=8,
+    max_steps=2,
+    batch_size=4,
+    learning_rate=1e-3,
+    warmup_steps=1,
+    model=SMALL,
+    mixed_precision="no",
+    threads=1,
+    log_every=1,
+    sample_every=0,
+    checkpoint_every=0,
+)
 
 
 def test_a_zoo_config_trains_exports_and_loads_back(tmp_path):

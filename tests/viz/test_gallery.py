@@ -17,7 +17,7 @@ def test_one_titled_panel_per_phantom_with_outlines():
     batch = generate_phantoms(3, 32, seed=0)
     fig = phantom_gallery(batch, cols=2)
     shown = [ax for ax in fig.axes if ax.images]
-    assert len(fig.axes) == 4 and len(shown) == 3          # 2 x 2 grid, the last cell empty
+    assert len(fig.axes) == 4 and len(shown) == 3  # 2 x 2 grid, the last cell empty
     assert shown[0].get_title().startswith(batch.metadata[0]["image_index"])
     assert "CTR" in shown[0].get_title()
     assert any(ax.collections for ax in shown), "the masks are outlined"

@@ -15,8 +15,11 @@ def test_a_grid_places_each_image_between_black_gutters(tmp_path):
     path = save_image_grid(images, tmp_path / "sub" / "grid.png", ncols=3)
     grid = np.asarray(Image.open(path))
     assert grid.dtype == np.uint8 and grid.shape == (2 * (4 + GUTTER) + GUTTER, 3 * (6 + GUTTER) + GUTTER)
-    cell = lambda r, c: grid[GUTTER + r * (4 + GUTTER): GUTTER + r * (4 + GUTTER) + 4,
-                             GUTTER + c * (6 + GUTTER): GUTTER + c * (6 + GUTTER) + 6]
+
+    def cell(r, c):
+        top, left = GUTTER + r * (4 + GUTTER), GUTTER + c * (6 + GUTTER)
+        return grid[top : top + 4, left : left + 6]
+
     assert [int(cell(0, c).mean()) for c in range(3)] == [0, 128, 255]
     assert int(cell(1, 0).mean()) == 255 and int(cell(1, 1).mean()) == 0, "values outside [-1, 1] are clipped"
     assert grid[0].max() == 0 and grid[:, 0].max() == 0

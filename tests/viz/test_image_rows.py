@@ -23,8 +23,13 @@ def _square_mask(size: int = 16) -> np.ndarray:
 
 def test_each_panel_gets_its_title_colour_map_and_range():
     images = [torch.zeros(1, 16, 16), np.ones((16, 8)), np.arange(64.0).reshape(8, 8)]
-    fig = show_image_row(images, ["image", "restored", "error"], cmaps=["gray", "gray", "magma"],
-                         value_ranges=[(-1, 1), (-1, 1), None], suptitle="three panels")
+    fig = show_image_row(
+        images,
+        ["image", "restored", "error"],
+        cmaps=["gray", "gray", "magma"],
+        value_ranges=[(-1, 1), (-1, 1), None],
+        suptitle="three panels",
+    )
     panels = fig.axes
     assert [ax.get_title() for ax in panels] == ["image", "restored", "error"]
     assert fig._suptitle.get_text() == "three panels"
@@ -36,9 +41,15 @@ def test_each_panel_gets_its_title_colour_map_and_range():
 
 
 def test_outlines_colour_bars_and_axis_labels_where_asked():
-    fig = show_image_row([np.zeros((16, 16)), np.ones((16, 16))], ["slice", "std"], cmaps=["gray", "magma"],
-                         outlines=[_square_mask(), None], colorbar_label="std (model units)",
-                         axis_labels=("x (voxels)", "y (voxels)"), origin="lower")
+    fig = show_image_row(
+        [np.zeros((16, 16)), np.ones((16, 16))],
+        ["slice", "std"],
+        cmaps=["gray", "magma"],
+        outlines=[_square_mask(), None],
+        colorbar_label="std (model units)",
+        axis_labels=("x (voxels)", "y (voxels)"),
+        origin="lower",
+    )
     image_ax, map_ax, colorbar_ax = fig.axes
     assert len(image_ax.collections) == 1 and len(map_ax.collections) == 0, "only the first panel is outlined"
     assert colorbar_ax.get_ylabel() == "std (model units)", "a colour bar for the map, none for the image"

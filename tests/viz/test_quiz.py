@@ -12,7 +12,7 @@ from meddiff_lab.viz.quiz import RealOrSyntheticQuiz
 
 def _quiz(num_questions: int = 10, seed: int = 0) -> RealOrSyntheticQuiz:
     rng = np.random.default_rng(1)
-    real = rng.random((12, 8, 8)) * 0.5 - 1.0        # real images in [-1, -0.5]
+    real = rng.random((12, 8, 8)) * 0.5 - 1.0  # real images in [-1, -0.5]
     synthetic = rng.random((12, 1, 8, 8)) * 0.5 + 0.5  # synthetic images in [0.5, 1]
     return RealOrSyntheticQuiz(real, synthetic, num_questions=num_questions, seed=seed)
 
@@ -31,7 +31,9 @@ def test_a_perfect_reader_an_always_real_reader_and_a_contrarian_score_as_expect
     perfect = quiz.answer_all(quiz.truth)
     assert perfect.accuracy == 1.0 and perfect.real_recognised == 1.0 and perfect.synthetic_recognised == 1.0
     always_real = quiz.answer_all(["real"] * len(quiz))
-    assert always_real.accuracy == 0.5 and always_real.real_recognised == 1.0 and always_real.synthetic_recognised == 0.0
+    assert (
+        always_real.accuracy == 0.5 and always_real.real_recognised == 1.0 and always_real.synthetic_recognised == 0.0
+    )
     contrarian = quiz.answer_all(["synthetic" if t == "real" else "real" for t in quiz.truth])
     assert contrarian.correct == 0 and contrarian.accuracy == 0.0
 

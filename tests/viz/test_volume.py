@@ -18,8 +18,14 @@ from pydicom.data import get_testdata_file
 
 from meddiff_lab.data.intensity import CT_WINDOWS, window
 from meddiff_lab.data.io import Volume, load_dicom, load_nifti
-from meddiff_lab.viz.volume import (ITK_TIMEOUT, SliceViewer, WindowLevelViewer, frontend_status, itkwidgets_status,
-                                    view_volume)
+from meddiff_lab.viz.volume import (
+    ITK_TIMEOUT,
+    SliceViewer,
+    WindowLevelViewer,
+    frontend_status,
+    itkwidgets_status,
+    view_volume,
+)
 
 ANATOMICAL = os.path.join(os.path.dirname(nib.__file__), "tests", "data", "anatomical.nii")
 
@@ -124,8 +130,12 @@ def test_slices_are_in_radiological_orientation():
 
 
 def test_aspect_follows_spacing():
-    vol = Volume(np.random.default_rng(0).random((6, 20, 20)), (5.0, 0.5, 0.5),
-                 np.array([[0, 0, -0.5, 0], [0, -0.5, 0, 0], [5.0, 0, 0, 0], [0, 0, 0, 1.0]]), {})
+    vol = Volume(
+        np.random.default_rng(0).random((6, 20, 20)),
+        (5.0, 0.5, 0.5),
+        np.array([[0, 0, -0.5, 0], [0, -0.5, 0, 0], [5.0, 0, 0, 0], [0, 0, 0, 1.0]]),
+        {},
+    )
     viewer = SliceViewer(vol)
     assert viewer.images["coronal"].axes.get_aspect() == pytest.approx(10.0)
     assert viewer.images["axial"].axes.get_aspect() == pytest.approx(1.0)
@@ -206,14 +216,19 @@ def test_itkwidgets_never_holds_the_next_cell_longer_than_its_timeout():
             if message["msg_type"] == "stream":
                 outputs.append(message["content"]["text"])
 
-        reply = client.execute_interactive(KERNEL_CELL.format(path=ANATOMICAL, timeout=timeout), timeout=120,
-                                           output_hook=collect)
+        reply = client.execute_interactive(
+            KERNEL_CELL.format(path=ANATOMICAL, timeout=timeout), timeout=120, output_hook=collect
+        )
         assert reply["content"]["status"] == "ok", reply["content"]
         assert "itkwidgets" in "".join(outputs)
         started = time.monotonic()
         # the held cell's output may come after its queued 'idle'; the reply's user_expressions do not
-        reply = client.execute_interactive("after = 'ran'", timeout=timeout + 30, output_hook=collect,
-                                           user_expressions={"backend": "view.backend", "reason": "view.reason"})
+        reply = client.execute_interactive(
+            "after = 'ran'",
+            timeout=timeout + 30,
+            output_hook=collect,
+            user_expressions={"backend": "view.backend", "reason": "view.reason"},
+        )
         waited = time.monotonic() - started
         assert reply["content"]["status"] == "ok"
         assert waited < timeout + 30

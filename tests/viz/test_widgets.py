@@ -65,8 +65,15 @@ def test_schedule_explorer_rejects_images_outside_the_diffusion_range(image):
 def trajectory():
     scheduler = DDIMScheduler(clip_sample=False)
     model = GaussianDenoiser(0.0, 0.5, scheduler)
-    _, traj = sample(model, scheduler, (2, 1, 8, 8), num_inference_steps=10, return_trajectory=True,
-                     progress=False, generator=torch.Generator().manual_seed(0))
+    _, traj = sample(
+        model,
+        scheduler,
+        (2, 1, 8, 8),
+        num_inference_steps=10,
+        return_trajectory=True,
+        progress=False,
+        generator=torch.Generator().manual_seed(0),
+    )
     return traj
 
 
