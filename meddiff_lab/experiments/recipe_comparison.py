@@ -315,9 +315,31 @@ def gather_recipe_results(profile: RecipeProfile, out) -> dict[str, Any]:
         path = Path(out) / "arms" / arm_slug(arm) / "result.json"
         if path.is_file():
             found[arm] = json.loads(path.read_text(encoding="utf-8"))
+            more = _more_steps(path.parent)
+            if more:
+                found[arm]["more_steps"] = more
         else:
             missing.append(arm)
     return {"profile": asdict(profile), "arms": found, "missing": missing}
+
+
+def _more_steps(folder: Path) -> dict[str, dict[str, Any]]:
+    """Evaluations of an arm at other step counts: ``folder/ddim<S>.json`` as written by
+    ``meddiff-lab metrics evaluate --model folder/last.pt --n N --steps S --out folder/ddim<S>.json``
+    (the same unseen real set and sampling seed as the arm's own evaluation)."""
+    more = {}
+    for path in sorted(folder.glob("ddim*.json"), key=lambda p: int(p.stem[4:]) if p.stem[4:].isdigit() else 0):
+        evaluation = json.loads(path.read_text(encoding="utf-8"))
+        for steps, row in evaluation["by_steps"].items():
+            more[str(steps)] = {
+                "fid": row["fid"],
+                "kid_spread": row["kid_spread"],
+                "precision": row["precision"],
+                "recall": row["recall"],
+                "n": evaluation["n"],
+                "readers_sentence": evaluation.get("readers_sentence"),
+            }
+    return more
 
 
 def _check_profile(profile: RecipeProfile, out: Path) -> None:
@@ -409,6 +431,22 @@ def recipe_markdown(results: dict[str, Any]) -> str:
             else "not measured yet."
         )
     )
+    more = [(arm, steps, row) for arm, r in arms.items() for steps, row in r.get("more_steps", {}).items()]
+    if more:
+        lines += [
+            "",
+            "More sampling steps (the same arms' EMA weights, the same real set and seed):",
+            "",
+            f"| arm | DDIM steps | FID | KID (± std) | precision | recall | FID at {p['sample_steps']} steps |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for arm, steps, row in more:
+            lines.append(
+                f"| {arm} | {steps} | {row['fid']['model']:.2f} | {row['kid_spread']['value']:.4f} ± "
+                f"{row['kid_spread']['std_over_subsets']:.4f} | {row['precision']['model']:.3f} | "
+                f"{row['recall']['model']:.3f} | {arms[arm]['fid']['model']:.2f} |"
+            )
+        lines.append("")
     if results.get("missing"):
         lines.append(f"Not run yet: {', '.join(results['missing'])}.")
     if first is not None:

@@ -134,3 +134,18 @@ def test_the_cli_runs_chosen_arms_and_says_which_are_missing(tmp_path, capsys):
     assert "results.md" in printed and "not run yet: v (zoo recipe)" in printed
     results = json.loads((tmp_path / "o" / "results.json").read_text(encoding="utf-8"))
     assert list(results["arms"]) == ["ε"] and results["command"].startswith("meddiff-lab experiment recipes")
+
+
+def test_evaluations_at_more_steps_beside_an_arm_join_its_results(two_arms, tmp_path):
+    out, results = two_arms
+    folder = out / "arms" / rc.arm_slug("ε")
+    row = results["arms"]["ε"]
+    written = {"n": 8, "by_steps": {"6": {k: row[k] for k in ("fid", "kid_spread", "precision", "recall")}}}
+    (folder / "ddim6.json").write_text(json.dumps(written), encoding="utf-8")
+    try:
+        gathered = rc.gather_recipe_results(CI, out)
+    finally:
+        (folder / "ddim6.json").unlink()
+    assert list(gathered["arms"]["ε"]["more_steps"]) == ["6"]
+    assert "more_steps" not in gathered["arms"][rc.REFERENCE_ARM]
+    assert "| ε | 6 |" in rc.recipe_markdown(gathered)
