@@ -78,13 +78,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage, stats
+from scipy import ndimage
 
 from meddiff_lab.data import generate_phantoms
 from meddiff_lab.data.edges import edge_maps, edges_to_condition
 from meddiff_lab.diffusion.sampling import generate_samples
 from meddiff_lab.experiments._results import write_results
 from meddiff_lab.metrics import dice
+from meddiff_lab.metrics.differences import paired_t_interval
 from meddiff_lab.metrics.generative import ms_ssim_diversity, ms_ssim_settings
 from meddiff_lab.models.controlnet import BoundCondition
 from meddiff_lab.runtime import hardware_description
@@ -117,9 +118,9 @@ __all__ = [
     "synthetic_pair_quality",
     "train_arm",
     "score_network",
-    "paired_interval",
     "grid_cells",
     "GroupStore",
+    "arm_difference",
     "run_seg_augmentation",
     "results_markdown",
     "write_seg_augmentation_results",
@@ -665,32 +666,17 @@ def score_network(net: torch.nn.Module, split: Split, spacing_mm: float) -> dict
 
 
 # ---------------------------------------------------------------------------------------- statistics
-def paired_interval(differences, confidence: float = 0.95) -> dict[str, float | int | None]:
-    r"""Mean of paired differences and its Student-t interval, :math:`\bar d \pm t_{(1+c)/2,\,m-1}\, s_d/\sqrt m`.
-
-    Returns:
-        ``{"mean", "low", "high", "count"}``; ``low``/``high`` are ``None`` when fewer than two differences.
-    """
-    values = np.asarray(differences, dtype=np.float64)
-    if values.ndim != 1 or len(values) == 0 or not np.isfinite(values).all():
-        raise ValueError(f"differences must be a non-empty 1-D list of finite numbers, got {differences!r}")
-    mean = float(values.mean())
-    if len(values) < 2:
-        return {"mean": mean, "low": None, "high": None, "count": 1}
-    half = float(stats.t.ppf((1 + confidence) / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return {"mean": mean, "low": mean - half, "high": mean + half, "count": len(values)}
-
-
-def paired_difference(
+def arm_difference(
     results: dict[str, Any], n: int, arm: str, baseline: str, metric: str = "dice", confidence: float = 0.95
 ) -> dict[str, float | int | None]:
     """``arm`` minus ``baseline`` at labelled-set size ``n``, paired by (draw, seed), with its t interval
-    (:func:`paired_interval`); any two arms of ``results["runs"]``, not only the :data:`BASELINES`."""
+    (:func:`~meddiff_lab.metrics.differences.paired_t_interval`); any two arms of ``results["runs"]``, not
+    only the :data:`BASELINES`."""
     score = {(r["arm"], r["draw"], r["seed"]): r[metric] for r in results["runs"] if r["n"] == n}
     keys = sorted((d, s) for a, d, s in score if a == arm and (baseline, d, s) in score)
     if not keys:
         raise ValueError(f"no (draw, seed) has both {arm!r} and {baseline!r} at n = {n}")
-    return paired_interval([score[(arm, d, s)] - score[(baseline, d, s)] for d, s in keys], confidence)
+    return paired_t_interval([score[(arm, d, s)] - score[(baseline, d, s)] for d, s in keys], confidence)
 
 
 def interval_verdict(row: dict[str, float | int | None]) -> str:
@@ -736,7 +722,7 @@ def _differences(rows: list[dict]) -> list[dict]:
                 ]
                 for metric in METRICS:
                     if pairs:
-                        interval = paired_interval([a[metric] - b[metric] for a, b in pairs])
+                        interval = paired_t_interval([a[metric] - b[metric] for a, b in pairs])
                         out.append({"n": n, "arm": arm, "baseline": baseline, "metric": metric, **interval})
     return out
 

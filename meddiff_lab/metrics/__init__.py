@@ -69,6 +69,7 @@ _PUBLIC = {
     "default_threshold": "lesion",
     "Difference": "differences",
     "paired_difference": "differences",
+    "paired_t_interval": "differences",
     "unpaired_difference": "differences",
     "chance_verdict": "differences",
     "spread_verdict": "differences",

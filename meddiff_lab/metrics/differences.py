@@ -14,6 +14,11 @@ Two verdicts, two questions. :func:`chance_verdict` asks whether the *mean* diff
 (``|mean| > 2 SE``). :func:`spread_verdict` asks whether it is larger than what *one* run varies by
 (``|mean| > 2 s``, the spread of single differences across seeds), a stricter question that
 few-seed experiments ask.
+
+**With few pairs** (three draws of an experiment, say), two standard errors understate the
+uncertainty: :func:`paired_t_interval` gives the Student-t interval of the paired differences instead,
+
+.. math:: \bar\Delta \pm t_{(1+c)/2,\,m-1}\, s_\Delta/\sqrt{m}.
 """
 
 from __future__ import annotations
@@ -22,8 +27,16 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from scipy import stats
 
-__all__ = ["Difference", "paired_difference", "unpaired_difference", "chance_verdict", "spread_verdict"]
+__all__ = [
+    "Difference",
+    "paired_difference",
+    "paired_t_interval",
+    "unpaired_difference",
+    "chance_verdict",
+    "spread_verdict",
+]
 
 
 class Difference(NamedTuple):
@@ -58,6 +71,24 @@ def paired_difference(a, b) -> Difference:
     mean = float(delta.mean()) if len(delta) else math.nan
     two_se = float(2 * delta.std(ddof=1) / math.sqrt(len(delta))) if len(delta) > 1 else math.nan
     return Difference(mean, two_se)
+
+
+def paired_t_interval(differences, confidence: float = 0.95) -> dict[str, float | int | None]:
+    """Mean of paired differences and its Student-t interval at ``confidence`` (the module's formula).
+
+    Args:
+        differences: ``(m,)`` finite values, one per pair (e.g. arm minus baseline per draw and seed).
+    Returns:
+        ``{"mean", "low", "high", "count"}``; ``low``/``high`` are ``None`` with fewer than two differences.
+    """
+    values = np.asarray(differences, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0 or not np.isfinite(values).all():
+        raise ValueError(f"differences must be a non-empty 1-D list of finite numbers, got {differences!r}")
+    mean = float(values.mean())
+    if len(values) < 2:
+        return {"mean": mean, "low": None, "high": None, "count": 1}
+    half = float(stats.t.ppf((1 + confidence) / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "count": len(values)}
 
 
 def unpaired_difference(a, b) -> Difference:

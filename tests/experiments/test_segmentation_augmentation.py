@@ -3,7 +3,6 @@
 import dataclasses
 import importlib
 import json
-import math
 
 import numpy as np
 import pytest
@@ -58,14 +57,20 @@ def test_a_profile_too_small_for_its_draws_is_refused_naming_the_field():
 
 
 # ------------------------------------------------------------------------------------------ statistics
-def test_paired_interval_is_the_student_t_interval():
-    result = sa.paired_interval([1.0, 2.0, 3.0])
-    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * s / sqrt(m), s = 1
-    assert result["count"] == 3 and result["mean"] == pytest.approx(2.0)
-    assert (result["low"], result["high"]) == pytest.approx((2.0 - half, 2.0 + half))
-    assert sa.paired_interval([0.5]) == {"mean": 0.5, "low": None, "high": None, "count": 1}
-    with pytest.raises(ValueError, match="finite"):
-        sa.paired_interval([1.0, float("nan")])
+def test_arm_difference_pairs_by_draw_and_seed():
+    results = {
+        "runs": [
+            {"n": 4, "arm": "a", "draw": 0, "seed": 0, "dice": 0.9},
+            {"n": 4, "arm": "b", "draw": 0, "seed": 0, "dice": 0.7},
+            {"n": 4, "arm": "a", "draw": 1, "seed": 0, "dice": 0.8},
+            {"n": 4, "arm": "b", "draw": 1, "seed": 0, "dice": 0.7},
+            {"n": 4, "arm": "a", "draw": 2, "seed": 0, "dice": 0.5},  # no "b" partner: left out
+        ]
+    }
+    row = sa.arm_difference(results, 4, "a", "b")
+    assert row["count"] == 2 and row["mean"] == pytest.approx(0.15)
+    with pytest.raises(ValueError, match="no \\(draw, seed\\) has both"):
+        sa.arm_difference(results, 8, "a", "b")
 
 
 # ------------------------------------------------------------------------------------ data, generator

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from meddiff_lab.metrics import Difference, chance_verdict, paired_difference, spread_verdict, unpaired_difference
+from meddiff_lab.metrics import (
+    Difference,
+    chance_verdict,
+    paired_difference,
+    paired_t_interval,
+    spread_verdict,
+    unpaired_difference,
+)
 
 
 def test_paired_difference_is_the_mean_of_the_pairs_with_two_standard_errors():
@@ -45,3 +52,13 @@ def test_the_two_verdicts_ask_different_questions():
     assert spread_verdict(0.3, 0.2) == "within the seed-to-seed spread"  # 0.3 < 2 x 0.2
     assert spread_verdict(0.5, 0.2) == "larger than the seed-to-seed spread"
     assert spread_verdict(0.5, float("nan")) == "one seed: no estimate of the noise"
+
+
+def test_paired_t_interval_is_the_student_t_interval():
+    result = paired_t_interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * s / sqrt(m), s = 1
+    assert result["count"] == 3 and result["mean"] == pytest.approx(2.0)
+    assert (result["low"], result["high"]) == pytest.approx((2.0 - half, 2.0 + half))
+    assert paired_t_interval([0.5]) == {"mean": 0.5, "low": None, "high": None, "count": 1}
+    with pytest.raises(ValueError, match="finite"):
+        paired_t_interval([1.0, float("nan")])

@@ -30,7 +30,7 @@ def test_the_committed_grid_is_read_as_committed(metrics):
     assert set(metrics["seg_more_labels_gain"]) == {str(n) for n in committed["profile"]["labelled_sizes"]}
     for n, gain in metrics["seg_more_labels_gain"].items():
         assert gain == pytest.approx(
-            sa.paired_difference(committed, int(n), "more real labels (4n)", "labelled only")["mean"]
+            sa.arm_difference(committed, int(n), "more real labels (4n)", "labelled only")["mean"]
         )
     assert isinstance(metrics["seg_generator_beats_classical_small_n"], bool)
 
