@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 from meddiff_lab.checkpoint import atomic_write
-from meddiff_lab.experiments._results import write_results
+from meddiff_lab.experiments._results import claim_folder, write_results
 from meddiff_lab.metrics.model_evaluation import evaluate_model, unseen_phantoms
 from meddiff_lab.models.pretrained import load_model
 from meddiff_lab.runtime import hardware_description
@@ -297,7 +297,7 @@ def run_recipe_comparison(
     process sharing ``out`` are included, unfinished ones listed in ``missing``.
     """
     out = Path(out)
-    _check_profile(profile, out)
+    claim_folder(out, profile)
     chosen = list(RECIPES) if arms is None else list(arms)
     for arm in chosen:
         if arm not in RECIPES:
@@ -340,24 +340,6 @@ def _more_steps(folder: Path) -> dict[str, dict[str, Any]]:
                 "readers_sentence": evaluation.get("readers_sentence"),
             }
     return more
-
-
-def _check_profile(profile: RecipeProfile, out: Path) -> None:
-    """Refuse to mix two profiles' arms in one folder (``out/profile.json`` records the first)."""
-    path = out / "profile.json"
-    mine = json.loads(json.dumps(asdict(profile)))
-    if path.is_file():
-        theirs = json.loads(path.read_text(encoding="utf-8"))
-        differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-        if differ:
-            raise ValueError(
-                f"{out} holds a recipe comparison of another profile (differing: {', '.join(differ)}); "
-                f"use another --out"
-            )
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(mine, indent=2) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def seed_spread(results: dict[str, Any], metric: str = "fid") -> float | None:

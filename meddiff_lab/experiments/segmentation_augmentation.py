@@ -83,7 +83,7 @@ from scipy import ndimage
 from meddiff_lab.data import generate_phantoms
 from meddiff_lab.data.edges import edge_maps, edges_to_condition
 from meddiff_lab.diffusion.sampling import generate_samples
-from meddiff_lab.experiments._results import write_results
+from meddiff_lab.experiments._results import claim_folder, write_results
 from meddiff_lab.metrics import dice
 from meddiff_lab.metrics.differences import paired_t_interval
 from meddiff_lab.metrics.generative import ms_ssim_diversity, ms_ssim_settings
@@ -992,7 +992,7 @@ def run_seg_augmentation(
     deadline = None if max_seconds is None else started + float(max_seconds)
     out_path = None if out is None else Path(out)
     if out_path is not None:
-        _check_same_profile(out_path, profile)
+        claim_folder(out_path, profile)
     generator = generator if generator is not None else load_pretrained(profile.generator)
     if int(generator.config["image_size"]) != profile.image_size:
         raise ValueError(
@@ -1115,22 +1115,6 @@ def _rows_from(records: list[dict]) -> tuple[list[dict], list[dict]]:
     rows.sort(key=lambda r: (r["n"], r["draw"], r["seed"], order[r["arm"]]))
     synthetic_rows.sort(key=lambda r: (r["n"], r["draw"]))
     return rows, synthetic_rows
-
-
-def _check_same_profile(out: Path, profile: SegAugmentationProfile) -> None:
-    """Keep ``out/profile.json``; refuse to resume a folder that holds another profile's groups."""
-    out.mkdir(parents=True, exist_ok=True)
-    path, mine = out / "profile.json", dataclasses.asdict(profile)
-    mine = json.loads(json.dumps(mine))
-    if path.exists():
-        theirs = json.loads(path.read_text(encoding="utf-8"))
-        if theirs != mine:
-            changed = sorted(k for k in mine if theirs.get(k) != mine[k])
-            raise ValueError(
-                f"{out} holds a run of another profile (differs in {', '.join(changed)}); use a new --out folder"
-            )
-    else:
-        path.write_text(json.dumps(mine, indent=2) + "\n", encoding="utf-8")
 
 
 def _assemble(

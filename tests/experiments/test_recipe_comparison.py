@@ -95,7 +95,7 @@ def test_finished_arms_are_read_back_not_retrained(two_arms, monkeypatch):
 
 def test_another_profile_is_refused_in_the_same_folder(two_arms):
     out, _ = two_arms
-    with pytest.raises(ValueError, match="another profile.*eval_images"):
+    with pytest.raises(ValueError, match="another profile.*differs in eval_images"):
         rc.run_recipe_comparison(dataclasses.replace(CI, eval_images=16), out, arms=[])
 
 

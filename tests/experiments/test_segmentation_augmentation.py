@@ -10,6 +10,7 @@ import torch
 
 from meddiff_lab import cli
 from meddiff_lab.experiments import segmentation_augmentation as sa
+from meddiff_lab.experiments._results import claim_folder
 from meddiff_lab.models.pretrained import is_available
 
 GENERATOR = "phantom64-controlnet-edge"
@@ -258,9 +259,9 @@ def test_two_workers_share_the_cells_and_a_torn_last_line_is_ignored(tmp_path):
 
 def test_a_folder_of_another_profile_is_refused_naming_what_differs(tmp_path):
     out = tmp_path / "grid"
-    sa._check_same_profile(out, TINY)
+    claim_folder(out, TINY)
     with pytest.raises(ValueError, match="differs in segmenter_steps"):
-        sa._check_same_profile(out, dataclasses.replace(TINY, segmenter_steps=5))
+        claim_folder(out, dataclasses.replace(TINY, segmenter_steps=5))
 
 
 def test_more_workers_than_one_need_an_out_folder():
