@@ -204,7 +204,7 @@ def run_latent_comparison(
         per step count), ``target_kid``, ``steps_to_target``, ``hardware``, ``seconds``.
     """
     from meddiff_lab import metrics
-    from meddiff_lab.data import generate_phantoms
+    from meddiff_lab.data import generate_phantoms, to_model_batch
     from meddiff_lab.diffusion import sample
     from meddiff_lab.models.autoencoder import decode_in_batches, encode_dataset, scheduler_for
     from meddiff_lab.runtime import hardware_description
@@ -218,9 +218,8 @@ def run_latent_comparison(
             f"the autoencoder is for {autoencoder.config['image_size']} px; profile {profile.name!r} "
             f"has image_size {size}"
         )
-    to_range = lambda batch: torch.from_numpy(batch.images)[:, None] * 2 - 1  # noqa: E731
-    train = to_range(generate_phantoms(profile.train_images, size, 0, masks=()))
-    real = to_range(generate_phantoms(2 * n, size, 1, masks=()))
+    train = to_model_batch(generate_phantoms(profile.train_images, size, 0, masks=()).images)
+    real = to_model_batch(generate_phantoms(2 * n, size, 1, masks=()).images)
     real_a, real_b = real[:n], real[n:]
     encoder = metrics.load_phantom_encoder().to(device)
     features = lambda images: metrics.extract_features(images, encoder).double().cpu()  # noqa: E731
@@ -516,7 +515,7 @@ def solver_comparison(
     from safetensors.torch import load_file
 
     from meddiff_lab import metrics
-    from meddiff_lab.data import generate_phantoms
+    from meddiff_lab.data import generate_phantoms, to_model_batch
     from meddiff_lab.diffusion import sample
     from meddiff_lab.models.autoencoder import decode_in_batches, scheduler_for
 
@@ -531,7 +530,7 @@ def solver_comparison(
     model.load_state_dict(load_file(str(out / "arms" / f"{arm.replace(' ', '_')}.safetensors")))
     model = model.to(device).eval()
     autoencoder = autoencoder.to(device).eval()
-    real = torch.from_numpy(generate_phantoms(2 * n, size, 1, masks=()).images)[:, None] * 2 - 1
+    real = to_model_batch(generate_phantoms(2 * n, size, 1, masks=()).images)
     encoder = metrics.load_phantom_encoder().to(device)
     f_real = metrics.extract_features(real[:n], encoder).double().cpu()
 

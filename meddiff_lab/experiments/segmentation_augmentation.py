@@ -80,7 +80,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from meddiff_lab.data import generate_phantoms
+from meddiff_lab.data import generate_phantoms, to_model_batch
 from meddiff_lab.data.edges import edge_maps, edges_to_condition
 from meddiff_lab.diffusion.sampling import generate_samples
 from meddiff_lab.experiments._results import claim_folder, write_results
@@ -355,7 +355,7 @@ class ExperimentData:
 
 def _phantom_split(n: int, image_size: int, seed: int, labelled: bool = True) -> Split:
     batch = generate_phantoms(n, image_size, seed=seed, masks=SEG_STRUCTURES if labelled else ())
-    images = torch.from_numpy(batch.images)[:, None] * 2 - 1
+    images = to_model_batch(batch.images)
     return Split(images, stack_masks(batch.masks) if labelled else None)
 
 
