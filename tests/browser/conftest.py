@@ -107,6 +107,7 @@ def lab(tmp_path_factory) -> Lab:
     root = tmp_path_factory.mktemp("lab")
     shutil.copytree(REPO / "notebooks", root / "notebooks")
     (root / "data").symlink_to(REPO / "data")  # the notebooks' DATA_DIR is ../data
+    (root / "configs").symlink_to(REPO / "configs")  # 05 loads ../configs/student_phantom32.yaml
     settings = root / ".lab-settings"
     for name, values in LAB_SETTINGS.items():
         path = settings / name
