@@ -11,24 +11,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tiny_runs import tiny_run_config
 
 from meddiff_lab import cli
 from meddiff_lab.models.pretrained import export_checkpoint
 from meddiff_lab.training import TrainConfig, Trainer, load_checkpoint, save_checkpoint
 
-TINY = dict(
-    image_size=16,
-    num_images=8,
-    max_steps=1,
-    batch_size=2,
-    warmup_steps=1,
-    mixed_precision="no",
-    model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8, "norm_num_groups": 8},
-    threads=1,
-    log_every=1,
-    sample_every=0,
-    checkpoint_every=0,
-)
+TINY = tiny_run_config(max_steps=1, batch_size=2)
 
 
 def _fails(argv, capsys, *needles):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_runs import tiny_run_config
 
 from meddiff_lab.metrics import evaluate_model, format_model_card, unseen_phantoms
 
@@ -57,19 +58,7 @@ def test_the_evaluate_command_samples_a_model_and_writes_its_card(tmp_path, caps
     from meddiff_lab.models.pretrained import export_checkpoint
     from meddiff_lab.training.trainer import train_from_config
 
-    tiny = dict(
-        image_size=16,
-        num_images=8,
-        max_steps=2,
-        batch_size=4,
-        warmup_steps=1,
-        mixed_precision="no",
-        model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8, "norm_num_groups": 8},
-        threads=1,
-        log_every=1,
-        sample_every=0,
-        checkpoint_every=0,
-    )
+    tiny = tiny_run_config()
     train_from_config(tiny, tmp_path / "run", progress=False)
     model = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "tiny.safetensors")
     code = cli.main(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_runs import TINY_UNET
 
 from meddiff_lab.models import UNet
 from meddiff_lab.models.conditioning import (
@@ -13,8 +14,6 @@ from meddiff_lab.models.conditioning import (
     build_zoo_model,
     findings_metadata_to_cond,
 )
-
-SMALL = {"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8, "norm_num_groups": 8}
 
 
 def test_condition_vectors_encode_findings_and_patient_and_are_never_all_zero():
@@ -34,21 +33,21 @@ def test_condition_vectors_encode_findings_and_patient_and_are_never_all_zero():
 
 
 def test_models_start_where_they_should():
-    vector_model = build_zoo_model("findings_metadata", SMALL)
+    vector_model = build_zoo_model("findings_metadata", TINY_UNET)
     assert isinstance(vector_model, UNet) and vector_model.cond_dim == 18
-    base = UNet(**{k: tuple(v) if isinstance(v, list) else v for k, v in SMALL.items()}).eval()
-    controlled = build_zoo_model("edges", SMALL, base=base).eval()
+    base = UNet(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY_UNET.items()}).eval()
+    controlled = build_zoo_model("edges", TINY_UNET, base=base).eval()
     x, t = torch.randn(2, 1, 16, 16), torch.tensor([10, 500])
     with torch.no_grad():
         assert torch.equal(controlled(x, t, mask=torch.ones(2, 1, 16, 16)), base(x, t)), "zero convolutions"
     assert not any(p.requires_grad for p in controlled.base.parameters())
     with pytest.raises(ValueError, match="base"):
-        build_zoo_model("mask", SMALL)
+        build_zoo_model("mask", TINY_UNET)
 
 
 def test_guidance_one_is_the_conditional_model_and_zero_the_unconditional():
     torch.manual_seed(0)
-    model = build_zoo_model("findings_metadata", SMALL).eval()
+    model = build_zoo_model("findings_metadata", TINY_UNET).eval()
     x, t = torch.randn(3, 1, 16, 16), torch.tensor(200)
     cond = torch.randn(3, 18)
     with torch.no_grad():

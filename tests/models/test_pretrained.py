@@ -6,24 +6,13 @@ import json
 
 import pytest
 import torch
+from tiny_runs import tiny_run_config
 
 from meddiff_lab.models import PRETRAINED, load_pretrained
 from meddiff_lab.models.pretrained import export_checkpoint, is_available, load_model
 from meddiff_lab.training import TrainConfig, Trainer
 
-TINY = dict(
-    image_size=16,
-    num_images=8,
-    max_steps=2,
-    batch_size=2,
-    warmup_steps=1,
-    mixed_precision="no",
-    model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8, "norm_num_groups": 8},
-    threads=1,
-    log_every=1,
-    sample_every=0,
-    checkpoint_every=0,
-)
+TINY = tiny_run_config(batch_size=2)
 
 
 @pytest.fixture(scope="module")

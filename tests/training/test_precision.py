@@ -7,25 +7,14 @@ import time
 
 import pytest
 import torch
+from tiny_runs import tiny_run_config
 
 from meddiff_lab.training import TrainConfig, Trainer
 from meddiff_lab.training import precision as precision_module
 from meddiff_lab.training.precision import choose_precision, measure_step_speed
 
 CPU = torch.device("cpu")
-TINY = dict(
-    image_size=16,
-    num_images=8,
-    max_steps=2,
-    batch_size=4,
-    learning_rate=2e-3,
-    warmup_steps=1,
-    model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8, "norm_num_groups": 8},
-    threads=1,
-    log_every=1,
-    sample_every=0,
-    checkpoint_every=0,
-)
+TINY = tiny_run_config(learning_rate=2e-3)
 
 
 def _sleeper(seconds_by_precision):

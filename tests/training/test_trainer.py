@@ -7,26 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import tiny_run_config
 
 from meddiff_lab.training import TrainConfig, Trainer, train_from_config
 from meddiff_lab.training.trainer import EMA, NonFiniteLossError, warmup_cosine
 
 REPO = Path(__file__).resolve().parents[2]
 
-TINY = dict(
-    image_size=16,
-    num_images=16,
-    max_steps=6,
-    batch_size=4,
-    learning_rate=2e-3,
-    warmup_steps=2,
-    model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8, "norm_num_groups": 8},
-    ema_decay=0.9,
-    mixed_precision="no",
-    threads=1,
-    log_every=1,
-    sample_every=0,
-    checkpoint_every=3,
+TINY = tiny_run_config(
+    num_images=16, max_steps=6, learning_rate=2e-3, warmup_steps=2, ema_decay=0.9, checkpoint_every=3
 )
 
 

@@ -7,24 +7,11 @@ import sys
 import types
 
 import torch
+from tiny_runs import tiny_run_config
 
 from meddiff_lab.training import TrainConfig, Trainer
 
-TINY = dict(
-    image_size=16,
-    num_images=16,
-    max_steps=2,
-    batch_size=4,
-    learning_rate=2e-3,
-    warmup_steps=1,
-    model={"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8, "norm_num_groups": 8},
-    ema_decay=0.9,
-    mixed_precision="no",
-    threads=1,
-    log_every=1,
-    sample_every=0,
-    checkpoint_every=0,
-)
+TINY = tiny_run_config(num_images=16, learning_rate=2e-3, ema_decay=0.9)
 
 
 def _train(tmp_path, **kwargs):

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_runs import tiny_run_config
 
 from meddiff_lab.training.zoo import zoo_training_set
-
-SMALL = {"channels": [8, 16], "attention_levels": [False, False], "num_head_channels": 8, "norm_num_groups": 8}
 
 
 @pytest.mark.parametrize(
@@ -26,20 +25,7 @@ def test_training_sets_pair_each_image_with_its_condition(conditioning, key, val
         zoo_training_set("text", 2, 32)
 
 
-TINY = dict(
-    image_size=16,
-    num_images=8,
-    max_steps=2,
-    batch_size=4,
-    learning_rate=1e-3,
-    warmup_steps=1,
-    model=SMALL,
-    mixed_precision="no",
-    threads=1,
-    log_every=1,
-    sample_every=0,
-    checkpoint_every=0,
-)
+TINY = tiny_run_config(learning_rate=1e-3)
 
 
 def test_a_zoo_config_trains_exports_and_loads_back(tmp_path):
