@@ -38,6 +38,48 @@ def tiny_latents(n: int = 64) -> torch.Tensor:
     return base + 0.3 * torch.randn(n, 2, 8, 8, generator=g)  # data near one point: easy to learn
 
 
+def tiny_latent_config(tmp_path, prediction_type="v_prediction", num_images=16, autoencoder=None, latent=None):
+    """Write a two-stage latent diffusion config on 32 px phantoms (2 x 16 x 16 latents) to ``tmp_path/ldm.yaml``;
+    ``autoencoder`` and ``latent`` change those sections' settings (steps, checkpoint_every, max_seconds)."""
+    config = {
+        "seed": 0,
+        "threads": 1,
+        "data": {"image_size": 32, "num_images": num_images, "data_seed": 0},
+        "autoencoder": {
+            "model": {"channels": [8, 16], "latent_channels": 2, "num_res_blocks": 1, "norm_num_groups": 8},
+            "steps": 1,
+            "batch_size": 4,
+            "learning_rate": 1e-3,
+            "kl_weight": 1e-6,
+            **(autoencoder or {}),
+        },
+        "latent": {
+            "model": {
+                "channels": [8, 16],
+                "attention_levels": [False, True],
+                "num_res_blocks": 1,
+                "num_head_channels": 8,
+                "norm_num_groups": 8,
+            },
+            "diffusion": {
+                "schedule": "linear",
+                "num_train_timesteps": 1000,
+                "beta_start": 1e-4,
+                "beta_end": 0.02,
+                "prediction_type": prediction_type,
+            },
+            "steps": 1,
+            "batch_size": 4,
+            "learning_rate": 1e-3,
+            "ema_decay": 0.9,
+            **(latent or {}),
+        },
+    }
+    path = tmp_path / "ldm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_each_objective_learns(objective):
     data = tiny_latents()
@@ -94,42 +136,9 @@ def test_training_memory_counts_activations_and_optimizer_state():
 
 
 def test_two_stage_run_resumes_exports_and_loads(tmp_path):
-    config = {
-        "seed": 0,
-        "threads": 1,
-        "data": {"image_size": 32, "num_images": 16, "data_seed": 0},
-        "autoencoder": {
-            "model": {"channels": [8, 16], "latent_channels": 2, "num_res_blocks": 1, "norm_num_groups": 8},
-            "steps": 2,
-            "batch_size": 4,
-            "learning_rate": 1e-3,
-            "kl_weight": 1e-6,
-            "checkpoint_every": 1,
-        },
-        "latent": {
-            "model": {
-                "channels": [8, 16],
-                "attention_levels": [False, True],
-                "num_res_blocks": 1,
-                "num_head_channels": 8,
-                "norm_num_groups": 8,
-            },
-            "diffusion": {
-                "schedule": "linear",
-                "num_train_timesteps": 1000,
-                "beta_start": 1e-4,
-                "beta_end": 0.02,
-                "prediction_type": "v_prediction",
-            },
-            "steps": 3,
-            "batch_size": 4,
-            "learning_rate": 1e-3,
-            "ema_decay": 0.9,
-            "checkpoint_every": 2,
-        },
-    }
-    path = tmp_path / "ldm.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = tiny_latent_config(
+        tmp_path, autoencoder={"steps": 2, "checkpoint_every": 1}, latent={"steps": 3, "checkpoint_every": 2}
+    )
     out = tmp_path / "run"
     assert main(["--config", str(path), "--out", str(out), "--stage", "autoencoder"]) == 0
     assert (out / "autoencoder.pt").exists() and not (out / "latent.pt").exists()
@@ -148,44 +157,8 @@ def test_two_stage_run_resumes_exports_and_loads(tmp_path):
 def test_a_stage_capped_by_seconds_stays_done_on_resume_and_its_autoencoder_loads(tmp_path, monkeypatch):
     from meddiff_lab.training import checkpoint
 
-    config = {
-        "seed": 0,
-        "threads": 1,
-        "data": {"image_size": 32, "num_images": 16, "data_seed": 0},
-        "autoencoder": {
-            "model": {"channels": [8, 16], "latent_channels": 2, "num_res_blocks": 1, "norm_num_groups": 8},
-            "steps": 10_000,
-            "max_seconds": 1e-6,
-            "batch_size": 4,
-            "learning_rate": 1e-3,
-            "kl_weight": 1e-6,
-            "checkpoint_every": 5,
-        },
-        "latent": {
-            "model": {
-                "channels": [8, 16],
-                "attention_levels": [False, True],
-                "num_res_blocks": 1,
-                "num_head_channels": 8,
-                "norm_num_groups": 8,
-            },
-            "diffusion": {
-                "schedule": "linear",
-                "num_train_timesteps": 1000,
-                "beta_start": 1e-4,
-                "beta_end": 0.02,
-                "prediction_type": "rectified_flow",
-            },
-            "steps": 10_000,
-            "max_seconds": 1e-6,
-            "batch_size": 4,
-            "learning_rate": 1e-3,
-            "ema_decay": 0.9,
-            "checkpoint_every": 5,
-        },
-    }
-    path = tmp_path / "ldm.yaml"
-    path.write_text(yaml.safe_dump(config))
+    capped = {"steps": 10_000, "max_seconds": 1e-6, "checkpoint_every": 5}
+    path = tiny_latent_config(tmp_path, "rectified_flow", autoencoder=capped, latent=capped)
     out = tmp_path / "run"
     assert main(["--config", str(path), "--out", str(out), "--stage", "autoencoder"]) == 0
     first = checkpoint.load_checkpoint(out / "autoencoder.pt")
@@ -201,40 +174,7 @@ def test_a_stage_capped_by_seconds_stays_done_on_resume_and_its_autoencoder_load
 def test_the_cli_trains_and_exports_a_latent_config(tmp_path, capsys):
     from meddiff_lab import cli
 
-    config = {
-        "seed": 0,
-        "threads": 1,
-        "data": {"image_size": 32, "num_images": 8, "data_seed": 0},
-        "autoencoder": {
-            "model": {"channels": [8, 16], "latent_channels": 2, "num_res_blocks": 1, "norm_num_groups": 8},
-            "steps": 1,
-            "batch_size": 4,
-            "learning_rate": 1e-3,
-            "kl_weight": 1e-6,
-        },
-        "latent": {
-            "model": {
-                "channels": [8, 16],
-                "attention_levels": [False, True],
-                "num_res_blocks": 1,
-                "num_head_channels": 8,
-                "norm_num_groups": 8,
-            },
-            "diffusion": {
-                "schedule": "linear",
-                "num_train_timesteps": 1000,
-                "beta_start": 1e-4,
-                "beta_end": 0.02,
-                "prediction_type": "v_prediction",
-            },
-            "steps": 1,
-            "batch_size": 4,
-            "learning_rate": 1e-3,
-            "ema_decay": 0.9,
-        },
-    }
-    path = tmp_path / "ldm.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = tiny_latent_config(tmp_path, num_images=8)
     weights = tmp_path / "w" / "m.safetensors"
     assert (
         cli.main(["train-latent", "--config", str(path), "--out", str(tmp_path / "run"), "--export", str(weights)]) == 0
