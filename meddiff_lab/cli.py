@@ -921,7 +921,19 @@ def _add_experiment_commands(sub: argparse._SubParsersAction) -> None:
         "equal training FLOPs, FID/KID/precision/recall and steps to a KID",
     )
     lat.add_argument("--profile", default="ci", help="ci (seconds) or full (128 px, N = 500: minutes on a GPU)")
-    lat.add_argument("--out", required=True, type=Path, help="output folder (results.json, results.md, arms/)")
+    lat.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output folder (results.json, results.md, arms/); rerun the same command to resume by arm",
+    )
+    lat.add_argument(
+        "--arms",
+        nargs="+",
+        default=None,
+        metavar="ARM",
+        help="run only these arms (names as in results.md, e.g. 'pixel ε'); finished arms are read back",
+    )
     lat.add_argument(
         "--autoencoder",
         default="phantom128-ldm",
@@ -1010,12 +1022,14 @@ def _experiment_latent_comparison(args: argparse.Namespace) -> int:
         from meddiff_lab.models import load_pretrained
 
         autoencoder = load_pretrained(args.autoencoder).autoencoder
-    results = run_latent_comparison(profile, autoencoder, device=get_device(), out=args.out)
+    results = run_latent_comparison(profile, autoencoder, device=get_device(), out=args.out, arms=args.arms)
     results["command"] = (
         f"meddiff-lab experiment latent-comparison --profile {args.profile} --autoencoder {args.autoencoder}"
     )
     for path in write_latent_comparison_results(results, args.out):
         print(f"wrote {path}")
+    if results["missing"]:
+        print(f"not run yet: {', '.join(results['missing'])}; rerun with the same --out to add them")
     return 0
 
 

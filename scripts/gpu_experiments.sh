@@ -8,7 +8,7 @@
 # Writes RESULTS_DIR/{seg-augmentation,latent-comparison,phantom128-ldm,export}/ and a log per job.
 # PYTHON (default python3) runs the jobs from the repository root; the package need not be installed.
 # Every job resumes: rerunning with the same RESULTS_DIR skips finished seg-augmentation groups and
-# continues the latent model from its checkpoints (the latent comparison starts over).
+# continues the latent model from its checkpoints and reads back the latent comparison's finished arms.
 set -u
 TOTAL=${1:?total seconds}
 RESULTS=${2:?results folder}

@@ -26,6 +26,12 @@ same ``N``), at every step count of ``step_sweep``; **steps to a fixed KID** is 
 at which an arm's KID is at most ``target_kid`` (the KID of the latent v arm, the shipped recipe, at
 ``reference_steps`` steps), ``None`` when no swept count reaches it.
 
+With an output folder the comparison **resumes by arm**: each measured arm is written at once to
+``out/arms/<arm>.json`` (atomically, beside its EMA weights), and rerunning the same command reads
+finished arms back instead of training them again. ``arms=`` (``--arms``) runs only some arms, so a
+short GPU call can do part of the table and the next call the rest; arms not run yet are listed in
+``missing``, and ``profile.json`` keeps one folder to one profile.
+
 Example:
     >>> results = run_latent_comparison(get_latent_comparison_profile("ci"), autoencoder)
     >>> write_latent_comparison_results(results, "runs/latent-comparison-ci")   # results.json, results.md
@@ -36,14 +42,15 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from meddiff_lab.experiments._results import write_results
+from meddiff_lab.checkpoint import atomic_write
+from meddiff_lab.experiments._results import claim_folder, write_results
 
 __all__ = [
     "LatentComparisonProfile",
@@ -186,8 +193,20 @@ def _unet(channels: tuple[int, ...], in_channels: int) -> torch.nn.Module:
     )
 
 
+def arm_file(out, arm: str, suffix: str) -> Path:
+    """Where one arm's files live: ``out/arms/<arm with underscores><suffix>`` (``.json``, ``.safetensors``,
+    ``_samples.pt``)."""
+    return Path(out) / "arms" / f"{arm.replace(' ', '_')}{suffix}"
+
+
 def run_latent_comparison(
-    profile: LatentComparisonProfile, autoencoder, *, device=None, out=None, log: Callable[[str], None] = print
+    profile: LatentComparisonProfile,
+    autoencoder,
+    *,
+    device=None,
+    out=None,
+    arms: Sequence[str] | None = None,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train the four arms at equal FLOPs, sample them at every swept step count and measure each.
 
@@ -196,12 +215,15 @@ def run_latent_comparison(
         autoencoder: a trained :class:`~meddiff_lab.models.LatentAutoencoder` for ``profile.image_size``
             with its scale factor fitted.
         device: where everything runs (default: CPU).
-        out: a folder for each arm's EMA weights (``arms/<arm>.safetensors``); ``None``: not kept.
+        out: a folder for each arm's EMA weights and results (``arms/<arm>.safetensors``, ``arms/<arm>.json``);
+            arms already measured there are read back, not rerun. ``None``: nothing kept.
+        arms: the arms to run (names of :data:`LATENT_ARMS`; default all); the others are only read back.
 
     Returns:
         JSON-ready: ``profile``, ``floor``, ``ceiling`` (the autoencoder's reconstructions), ``arms``
-        (per arm: steps, images, FLOPs, seconds, images/s, memory, ``capped``, and ``by_steps``: metrics
-        per step count), ``target_kid``, ``steps_to_target``, ``hardware``, ``seconds``.
+        (per arm: steps, images, FLOPs, seconds, images/s, memory, ``capped``, ``hardware``, and ``by_steps``:
+        metrics per step count), ``missing`` (arms not measured yet), ``target_kid`` and ``steps_to_target``
+        (``None`` while the latent v arm is missing), ``hardware``, ``seconds``.
     """
     from meddiff_lab import metrics
     from meddiff_lab.data import generate_phantoms, to_model_batch
@@ -213,6 +235,12 @@ def run_latent_comparison(
     started = time.perf_counter()
     device = torch.device(device or "cpu")
     size, n = profile.image_size, profile.eval_images
+    selected = list(LATENT_ARMS) if arms is None else list(arms)
+    unknown = [arm for arm in selected if arm not in LATENT_ARMS]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; expected some of {list(LATENT_ARMS)}")
+    if out is not None:
+        claim_folder(out, profile)
     if int(autoencoder.config["image_size"]) != size:
         raise ValueError(
             f"the autoencoder is for {autoencoder.config['image_size']} px; profile {profile.name!r} "
@@ -252,8 +280,16 @@ def run_latent_comparison(
             autoencoder.encode_distribution(train[:1].to(device))
         encode_gflops = counter.get_total_flops() * len(train) / 1e9
 
-    arms: dict[str, dict] = {}
+    measured: dict[str, dict] = {}
+    missing: list[str] = []
     for name, (objective, space) in LATENT_ARMS.items():
+        if out is not None and arm_file(out, name, ".json").is_file():
+            measured[name] = json.loads(arm_file(out, name, ".json").read_text(encoding="utf-8"))
+            log(f"{name}: read back from {arm_file(out, name, '.json')}")
+            continue
+        if name not in selected:
+            missing.append(name)
+            continue
         pixel = space == "pixel"
         model = _unet(profile.pixel_channels if pixel else profile.latent_channels, 1 if pixel else latent_shape[0])
         batch = profile.pixel_batch if pixel else profile.latent_batch
@@ -278,7 +314,7 @@ def run_latent_comparison(
             progress=False,
             num_items=len(train),
         )
-        arms[name] = {
+        arm = {
             "objective": objective,
             "space": space,
             "batch": batch,
@@ -293,6 +329,7 @@ def run_latent_comparison(
             "training_memory_mb": memory,
             "final_loss": run.history[-1]["loss"] if run.history else None,
             "cuda_peak_mb": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None),
+            "hardware": hardware_description(),
         }
         log(
             f"{name}: {run.steps}/{steps} steps, {run.images} images, {run.seconds:.0f} s, "
@@ -301,11 +338,10 @@ def run_latent_comparison(
         if out is not None:
             from safetensors.torch import save_file
 
-            folder = Path(out) / "arms"
-            folder.mkdir(parents=True, exist_ok=True)
+            arm_file(out, name, "").parent.mkdir(parents=True, exist_ok=True)
             save_file(
                 {k: v.detach().float().cpu().contiguous() for k, v in run.ema_model.state_dict().items()},
-                str(folder / f"{name.replace(' ', '_')}.safetensors"),
+                str(arm_file(out, name, ".safetensors")),
             )
         by_steps = {}
         for sampling_steps in profile.step_sweep:
@@ -327,18 +363,23 @@ def run_latent_comparison(
                 "seconds_per_sample": (time.perf_counter() - sample_started) / n,
             }
             if out is not None and sampling_steps == profile.reference_steps:
-                torch.save(
-                    (images[:64] * 127.5 + 127.5).round().to(torch.uint8),
-                    Path(out) / "arms" / f"{name.replace(' ', '_')}_samples.pt",
-                )
-        arms[name]["by_steps"] = by_steps
+                torch.save((images[:64] * 127.5 + 127.5).round().to(torch.uint8), arm_file(out, name, "_samples.pt"))
+        arm["by_steps"] = by_steps
+        measured[name] = arm
+        if out is not None:
+            text = json.dumps(arm, indent=2, default=float) + "\n"
+            atomic_write(
+                arm_file(out, name, ".json"), lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8")
+            )
         del model, run
 
     reference = str(profile.reference_steps)
-    target = arms["latent v"]["by_steps"][reference]["kid"]
+    target = measured["latent v"]["by_steps"][reference]["kid"] if "latent v" in measured else None
     steps_to_target = {
-        name: next((s for s in profile.step_sweep if arm["by_steps"][str(s)]["kid"] <= target), None)
-        for name, arm in arms.items()
+        name: None
+        if target is None
+        else next((s for s in profile.step_sweep if arm["by_steps"][str(s)]["kid"] <= target), None)
+        for name, arm in measured.items()
     }
     return {
         "experiment": "latent-comparison",
@@ -349,7 +390,8 @@ def run_latent_comparison(
         "latent_shape": list(latent_shape),
         "encode_seconds": encode_seconds,
         "encode_gflops": encode_gflops,
-        "arms": arms,
+        "arms": measured,
+        "missing": missing,
         "target_kid": target,
         "steps_to_target": steps_to_target,
         "hardware": hardware_description(),
@@ -369,20 +411,40 @@ def latent_comparison_markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Pixel vs latent, ε/v vs rectified flow at equal training compute (profile `{p['name']}`)",
         "",
-        f"{results['hardware']}; {results['seconds']:.0f} s in all. Every arm: {p['budget_gflops']:g} GFLOPs "
+        f"{results['hardware']}; {results['seconds']:.0f} s (the last call). Every arm: {p['budget_gflops']:g} GFLOPs "
         f"of training (FlopCounterMode, forward + backward), {p['image_size']} px, {p['train_images']} training "
         f"phantoms; N = {results['n']} samples vs {results['n']} unseen phantoms (domain features). Latents "
         f"{tuple(results['latent_shape'])}; encoding the training set once cost {results['encode_gflops']:.0f} "
         "GFLOPs (not in the budget).",
+    ]
+    elsewhere = {
+        name: arm["hardware"]
+        for name, arm in results["arms"].items()
+        if arm.get("hardware", results["hardware"]) != results["hardware"]
+    }
+    if elsewhere:
+        lines += [
+            "",
+            "Arms read back from an earlier call ran on other hardware (their seconds and images/s are from there): "
+            + "; ".join(f"{name}: {hardware}" for name, hardware in elsewhere.items())
+            + ".",
+        ]
+    if results.get("missing"):
+        lines += ["", f"**Incomplete:** not run yet: {', '.join(results['missing'])} (the same command resumes)."]
+    target = results["target_kid"]
+    lines += [
         "",
         f"| arm | steps × batch | images seen | train images/s | training memory (MB) | FID | KID | precision "
-        f"| recall | steps to KID ≤ {results['target_kid']:.3f} |",
+        f"| recall | steps to KID ≤ {_f(target)} |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, arm in results["arms"].items():
         m = arm["by_steps"][ref]
         capped = " (capped by time: less compute)" if arm["capped"] else ""
-        to_target = results["steps_to_target"][name] or f"not within {max(p['step_sweep'])}"
+        if target is None:
+            to_target = "— (latent v not run yet)"
+        else:
+            to_target = results["steps_to_target"][name] or f"not within {max(p['step_sweep'])}"
         lines.append(
             f"| {name} | {arm['steps']} × {arm['batch']}{capped} | {arm['images']:,} | "
             f"{arm['images_per_sec']:.0f} | {arm['training_memory_mb']:.0f} | {m['fid']:.2f} | {m['kid']:.3f} | "

@@ -79,6 +79,30 @@ def test_results_are_written_with_the_floor_and_the_ceiling(comparison, tmp_path
     )
 
 
+@pytest.mark.slow
+def test_a_partial_run_is_marked_incomplete_and_resumes_by_arm(tmp_path):
+    torch.manual_seed(0)
+    autoencoder = LatentAutoencoder(image_size=32, channels=(8, 8), latent_channels=4, norm_num_groups=8)
+    autoencoder.fit_scale_factor(torch.rand(8, 1, 32, 32) * 2 - 1)
+    lines = []
+    first = lc.run_latent_comparison(TINY, autoencoder, out=tmp_path, arms=["pixel ε"], log=lines.append)
+    assert list(first["arms"]) == ["pixel ε"] and first["missing"] == [a for a in lc.LATENT_ARMS if a != "pixel ε"]
+    assert first["target_kid"] is None and first["steps_to_target"] == {"pixel ε": None}
+    text = lc.latent_comparison_markdown(first)
+    assert "**Incomplete:** not run yet: latent ε, latent v, latent rectified flow" in text
+    assert "latent v not run yet" in text
+    assert lc.arm_file(tmp_path, "pixel ε", ".json").is_file()
+
+    lines.clear()
+    again = lc.run_latent_comparison(TINY, autoencoder, out=tmp_path, arms=[], log=lines.append)
+    assert again["arms"]["pixel ε"] == json.loads(json.dumps(first["arms"]["pixel ε"]))  # read back, not retrained
+    assert any(line.startswith("pixel ε: read back") for line in lines)
+    with pytest.raises(ValueError, match="unknown arm"):
+        lc.run_latent_comparison(TINY, autoencoder, out=tmp_path, arms=["latent x"])
+    with pytest.raises(ValueError, match="another profile .*budget_gflops"):
+        lc.run_latent_comparison(dataclasses.replace(TINY, budget_gflops=1.0), autoencoder, out=tmp_path, arms=[])
+
+
 def test_cli_refuses_a_missing_autoencoder_checkpoint(tmp_path, capsys):
     code = cli.main(
         [
