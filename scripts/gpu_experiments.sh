@@ -43,7 +43,7 @@ SEG=$!
 
 # 3. notebook 10's table, on the autoencoder shipped before this call (read once at its start)
 $PY -m meddiff_lab.cli experiment latent-comparison --profile "$LATENT_PROFILE" --out "$RESULTS/latent-comparison" \
-    --autoencoder "${LATENT_AUTOENCODER:-phantom128-ldm}" --threads 2 > "$RESULTS/latent.log" 2>&1 &
+    --autoencoder "${LATENT_AUTOENCODER:-phantom128-ldm}" --threads 2 --max-seconds 200 > "$RESULTS/latent.log" 2>&1 &
 LAT=$!
 
 sleep 1

@@ -59,6 +59,8 @@ __all__ = [
     "get_latent_comparison_profile",
     "training_flops_per_step",
     "run_latent_comparison",
+    "training_throughput",
+    "arm_file",
     "latent_comparison_markdown",
     "write_latent_comparison_results",
     "export_arm",
@@ -81,8 +83,6 @@ class LatentComparisonProfile:
 
     Attributes:
         budget_gflops: training compute of *every* arm, in GFLOPs (forward + backward, counted).
-        max_seconds: a safety cap per arm; an arm stopped by it is marked ``capped`` (then compute was
-            not equal and the table says so).
         latent_channels / pixel_channels: the course's ``UNet`` levels in latent and in pixel space
             (attention at the lowest level of each).
         step_sweep: sampling steps tried for every arm; reference_steps: the step count of the table.
@@ -93,7 +93,6 @@ class LatentComparisonProfile:
     train_images: int
     eval_images: int
     budget_gflops: float
-    max_seconds: float
     latent_batch: int
     pixel_batch: int
     latent_channels: tuple[int, ...]
@@ -113,8 +112,8 @@ class LatentComparisonProfile:
         for field_name in ("train_images", "eval_images", "latent_batch", "pixel_batch"):
             if getattr(self, field_name) < 2:
                 raise ValueError(f"profile {self.name!r}: {field_name} must be >= 2, got {getattr(self, field_name)}")
-        if not self.budget_gflops > 0 or not self.max_seconds > 0:
-            raise ValueError(f"profile {self.name!r}: budget_gflops and max_seconds must be positive")
+        if not self.budget_gflops > 0:
+            raise ValueError(f"profile {self.name!r}: budget_gflops must be positive, got {self.budget_gflops}")
 
 
 LATENT_COMPARISON_PROFILES: dict[str, LatentComparisonProfile] = {
@@ -124,7 +123,6 @@ LATENT_COMPARISON_PROFILES: dict[str, LatentComparisonProfile] = {
         train_images=32,
         eval_images=16,
         budget_gflops=2.0,
-        max_seconds=30,
         latent_batch=8,
         pixel_batch=4,
         latent_channels=(16, 16),
@@ -139,9 +137,6 @@ LATENT_COMPARISON_PROFILES: dict[str, LatentComparisonProfile] = {
         train_images=4000,
         eval_images=500,
         budget_gflops=2.5e5,
-        # a safety cap only: the committed run used 90 s, which stopped the three latent arms at 67-78 % of
-        # the FLOP budget on a GPU shared with two other jobs; with 200 s the budget binds first
-        max_seconds=200,
         latent_batch=128,
         pixel_batch=32,
         latent_channels=(32, 64, 64),
@@ -193,6 +188,56 @@ def _unet(channels: tuple[int, ...], in_channels: int) -> torch.nn.Module:
     )
 
 
+def training_throughput(
+    profile: LatentComparisonProfile,
+    pixels: torch.Tensor,
+    latent_draw: Callable[[torch.Tensor], torch.Tensor],
+    latent_shape: tuple[int, ...],
+    *,
+    device=None,
+    mixed_precision: str = "no",
+    steps: int = 2,
+    rounds: int = 2,
+) -> dict[str, float]:
+    """Training images per second of every arm, measured in one call on one machine: each arm gets one
+    warm-up step, then ``rounds`` times ``steps`` timed steps, the arms taking turns (so a noisy neighbour
+    slows them all alike).
+
+    Args:
+        pixels: ``(N, 1, S, S)`` the pixel arm's training images; ``latent_draw``: ``index -> (B, *latent_shape)``
+            latents, as the latent arms train on.
+
+    Returns:
+        ``{arm: images per second}``.
+    """
+    from meddiff_lab.training.latent import train_denoiser
+
+    runs, seconds, images = {}, dict.fromkeys(LATENT_ARMS, 0.0), dict.fromkeys(LATENT_ARMS, 0)
+    for _ in range(rounds):
+        for name, (objective, space) in LATENT_ARMS.items():
+            pixel = space == "pixel"
+            batch = profile.pixel_batch if pixel else profile.latent_batch
+            options = dict(
+                data=pixels if pixel else latent_draw,
+                objective=objective,
+                batch_size=batch,
+                warmup_steps=1,
+                progress=False,
+                num_items=len(pixels),
+                mixed_precision=mixed_precision,
+            )
+            if name not in runs:
+                channels = profile.pixel_channels if pixel else profile.latent_channels
+                model = _unet(channels, 1 if pixel else latent_shape[0]).to(device or "cpu")
+                runs[name] = train_denoiser(model, steps=1, **options)
+            run = runs[name]
+            before = run.seconds
+            runs[name] = train_denoiser(run.model, steps=run.steps + steps, resume=run, **options)
+            seconds[name] += runs[name].seconds - before
+            images[name] += steps * batch
+    return {name: images[name] / seconds[name] for name in LATENT_ARMS}
+
+
 def arm_file(out, arm: str, suffix: str) -> Path:
     """Where one arm's files live: ``out/arms/<arm with underscores><suffix>`` (``.json``, ``.safetensors``,
     ``_samples.pt``)."""
@@ -206,6 +251,8 @@ def run_latent_comparison(
     device=None,
     out=None,
     arms: Sequence[str] | None = None,
+    max_seconds: float | None = None,
+    mixed_precision: str = "no",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train the four arms at equal FLOPs, sample them at every swept step count and measure each.
@@ -218,11 +265,17 @@ def run_latent_comparison(
         out: a folder for each arm's EMA weights and results (``arms/<arm>.safetensors``, ``arms/<arm>.json``);
             arms already measured there are read back, not rerun. ``None``: nothing kept.
         arms: the arms to run (names of :data:`LATENT_ARMS`; default all); the others are only read back.
+        max_seconds: a safety cap on each arm's training (e.g. on a shared GPU); an arm stopped by it is
+            marked ``capped``: its compute was not equal, and the table says so. ``None``: no cap.
+        mixed_precision: ``"no"`` (float32) or ``"bf16"`` autocast for training and sampling (recorded per
+            arm; bf16 is about twice as fast on CPUs with AMX).
 
     Returns:
         JSON-ready: ``profile``, ``floor``, ``ceiling`` (the autoencoder's reconstructions), ``arms``
-        (per arm: steps, images, FLOPs, seconds, images/s, memory, ``capped``, ``hardware``, and ``by_steps``:
-        metrics per step count), ``missing`` (arms not measured yet), ``target_kid`` and ``steps_to_target``
+        (per arm: steps, images, FLOPs, seconds, images/s, memory, ``capped``, ``hardware``, ``mixed_precision``
+        and ``by_steps``: metrics per step count), ``throughput`` (training images/s of every arm measured in
+        this call, alternating, so comparable even when arms were trained elsewhere), ``missing`` (arms not
+        measured yet), ``target_kid`` and ``steps_to_target``
         (``None`` while the latent v arm is missing), ``hardware``, ``seconds``.
     """
     from meddiff_lab import metrics
@@ -310,9 +363,10 @@ def run_latent_comparison(
             profile.learning_rate,
             profile.ema_decay,
             profile.warmup_steps,
-            max_seconds=profile.max_seconds,
+            max_seconds=max_seconds,
             progress=False,
             num_items=len(train),
+            mixed_precision=mixed_precision,
         )
         arm = {
             "objective": objective,
@@ -330,6 +384,8 @@ def run_latent_comparison(
             "final_loss": run.history[-1]["loss"] if run.history else None,
             "cuda_peak_mb": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None),
             "hardware": hardware_description(),
+            "mixed_precision": mixed_precision,
+            "max_seconds": max_seconds,
         }
         log(
             f"{name}: {run.steps}/{steps} steps, {run.images} images, {run.seconds:.0f} s, "
@@ -348,7 +404,7 @@ def run_latent_comparison(
             sample_started = time.perf_counter()
             scheduler = scheduler_for({**LINEAR, "prediction_type": objective})
             shape = (n, 1, size, size) if pixel else (n, *latent_shape)
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=mixed_precision == "bf16"):
                 x = sample(
                     run.ema_model,
                     scheduler,
@@ -357,7 +413,10 @@ def run_latent_comparison(
                     num_inference_steps=sampling_steps,
                     progress=False,
                 )
-                images = x.clamp(-1, 1).cpu() if pixel else decode_in_batches(autoencoder.decode, x).cpu()
+            with torch.no_grad():  # decoded in float32, like the reconstructions of the ceiling
+                images = (
+                    x.float().clamp(-1, 1).cpu() if pixel else decode_in_batches(autoencoder.decode, x.float()).cpu()
+                )
             by_steps[str(sampling_steps)] = {
                 **set_metrics(images),
                 "seconds_per_sample": (time.perf_counter() - sample_started) / n,
@@ -373,6 +432,11 @@ def run_latent_comparison(
             )
         del model, run
 
+    log("measuring every arm's training images/s in this call")
+    latent_draw = lambda index: mu[index] + sigma[index] * torch.randn(mu[index].shape)  # noqa: E731
+    throughput = training_throughput(
+        profile, train, latent_draw, latent_shape, device=device, mixed_precision=mixed_precision
+    )
     reference = str(profile.reference_steps)
     target = measured["latent v"]["by_steps"][reference]["kid"] if "latent v" in measured else None
     steps_to_target = {
@@ -392,6 +456,8 @@ def run_latent_comparison(
         "encode_gflops": encode_gflops,
         "arms": measured,
         "missing": missing,
+        "throughput": throughput,
+        "mixed_precision": mixed_precision,
         "target_kid": target,
         "steps_to_target": steps_to_target,
         "hardware": hardware_description(),
@@ -417,26 +483,26 @@ def latent_comparison_markdown(results: dict[str, Any]) -> str:
         f"{tuple(results['latent_shape'])}; encoding the training set once cost {results['encode_gflops']:.0f} "
         "GFLOPs (not in the budget).",
     ]
-    elsewhere = {
-        name: arm["hardware"]
-        for name, arm in results["arms"].items()
-        if arm.get("hardware", results["hardware"]) != results["hardware"]
-    }
-    if elsewhere:
+    trained_on = {name: arm.get("hardware", results["hardware"]) for name, arm in results["arms"].items()}
+    if set(trained_on.values()) != {results["hardware"]}:
+        lines += ["", "Arms trained and sampled in earlier calls, on other hardware:"]
+        lines += [f"- {name}: {hardware}" for name, hardware in trained_on.items() if hardware != results["hardware"]]
+    throughput = results.get("throughput")
+    if throughput:
         lines += [
             "",
-            "Arms read back from an earlier call ran on other hardware (their seconds and images/s are from there): "
-            + "; ".join(f"{name}: {hardware}" for name, hardware in elsewhere.items())
-            + ".",
+            "Train images/s: every arm measured in the last call on its hardware, taking turns "
+            f"({results.get('mixed_precision', 'no')} mixed precision), so the column compares arms even "
+            "when they were trained elsewhere.",
         ]
     if results.get("missing"):
         lines += ["", f"**Incomplete:** not run yet: {', '.join(results['missing'])} (the same command resumes)."]
     target = results["target_kid"]
     lines += [
         "",
-        f"| arm | steps × batch | images seen | train images/s | training memory (MB) | FID | KID | precision "
-        f"| recall | steps to KID ≤ {_f(target)} |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| arm | steps × batch | arithmetic | images seen | train images/s | training memory (MB) | FID | KID "
+        f"| precision | recall | steps to KID ≤ {_f(target)} |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, arm in results["arms"].items():
         m = arm["by_steps"][ref]
@@ -445,19 +511,20 @@ def latent_comparison_markdown(results: dict[str, Any]) -> str:
             to_target = "— (latent v not run yet)"
         else:
             to_target = results["steps_to_target"][name] or f"not within {max(p['step_sweep'])}"
+        arithmetic = {"no": "fp32", "bf16": "bf16 autocast"}[arm.get("mixed_precision", "no")]
+        speed = throughput[name] if throughput else arm["images_per_sec"]
         lines.append(
-            f"| {name} | {arm['steps']} × {arm['batch']}{capped} | {arm['images']:,} | "
-            f"{arm['images_per_sec']:.0f} | {arm['training_memory_mb']:.0f} | {m['fid']:.2f} | {m['kid']:.3f} | "
-            f"{m['precision']:.3f} | {m['recall']:.3f} | "
-            f"{to_target} |"
+            f"| {name} | {arm['steps']} × {arm['batch']}{capped} | {arithmetic} | {arm['images']:,} | "
+            f"{speed:.0f} | {arm['training_memory_mb']:.0f} | {m['fid']:.2f} | {m['kid']:.3f} | "
+            f"{m['precision']:.3f} | {m['recall']:.3f} | {to_target} |"
         )
     lines.append(
-        f"| floor (real vs real) | | | | | {floor['fid']:.2f} | {floor['kid']:.3f} | {floor['precision']:.3f} | "
+        f"| floor (real vs real) | | | | | | {floor['fid']:.2f} | {floor['kid']:.3f} | {floor['precision']:.3f} | "
         f"{floor['recall']:.3f} | |"
     )
     c = results["ceiling"]
     lines.append(
-        f"| autoencoder reconstructions (the latent arms' ceiling) | | | | | {c['fid']:.2f} | {c['kid']:.3f} | "
+        f"| autoencoder reconstructions (the latent arms' ceiling) | | | | | | {c['fid']:.2f} | {c['kid']:.3f} | "
         f"{c['precision']:.3f} | {c['recall']:.3f} | |"
     )
     lines += [

@@ -123,6 +123,7 @@ def train_denoiser(
     log_every: int = 10,
     resume: DenoiserRun | None = None,
     num_items: int | None = None,
+    mixed_precision: str = "no",
 ) -> DenoiserRun:
     """Train ``model`` to denoise ``data`` with ``objective`` for ``steps`` steps or ``max_seconds``.
 
@@ -134,6 +135,8 @@ def train_denoiser(
             linear 1e-4..0.02) or ``"rectified_flow"``.
         max_seconds: stop at this wall time even before ``steps`` (equal-compute comparisons).
         resume: a previous run of the same model to continue (its step count, optimizer and EMA).
+        mixed_precision: ``"no"`` (float32) or ``"bf16"`` (the loss under bf16 autocast; weights, optimizer
+            and EMA stay float32): faster on CPUs with AMX/AVX512-BF16, see ``training.precision``.
 
     Returns:
         A :class:`DenoiserRun`; sample from ``run.ema_model`` (eval mode).
@@ -142,6 +145,8 @@ def train_denoiser(
 
     if objective not in OBJECTIVES:
         raise ValueError(f"objective {objective!r} is not one of {OBJECTIVES}")
+    if mixed_precision not in ("no", "bf16"):
+        raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {mixed_precision!r}")
     if objective != "rectified_flow" and schedule is None:
         schedule = NoiseSchedule.from_name("linear", num_train_timesteps=num_train_timesteps)
     if callable(data) and not isinstance(data, torch.Tensor):
@@ -180,7 +185,8 @@ def train_denoiser(
         for group in run.optimizer.param_groups:
             group["lr"] = learning_rate * lr_lambda(run.steps)
         x0 = draw(torch.randint(num_items, (batch_size,), generator=generator)).to(device)
-        loss = objective_loss(model, x0, objective, schedule, generator, num_train_timesteps)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision == "bf16"):
+            loss = objective_loss(model, x0, objective, schedule, generator, num_train_timesteps)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {float(loss)} at step {run.steps + 1}; lower learning_rate")
         run.optimizer.zero_grad(set_to_none=True)

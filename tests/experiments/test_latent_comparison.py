@@ -92,11 +92,20 @@ def test_a_partial_run_is_marked_incomplete_and_resumes_by_arm(tmp_path):
     assert "**Incomplete:** not run yet: latent ε, latent v, latent rectified flow" in text
     assert "latent v not run yet" in text
     assert lc.arm_file(tmp_path, "pixel ε", ".json").is_file()
+    assert set(first["throughput"]) == set(lc.LATENT_ARMS) and min(first["throughput"].values()) > 0
 
     lines.clear()
     again = lc.run_latent_comparison(TINY, autoencoder, out=tmp_path, arms=[], log=lines.append)
     assert again["arms"]["pixel ε"] == json.loads(json.dumps(first["arms"]["pixel ε"]))  # read back, not retrained
     assert any(line.startswith("pixel ε: read back") for line in lines)
+    capped = lc.run_latent_comparison(
+        TINY, autoencoder, out=tmp_path, arms=["latent v"], max_seconds=1e-6, mixed_precision="bf16", log=print
+    )
+    arm = capped["arms"]["latent v"]
+    assert arm["capped"] and arm["steps"] == 1 and arm["mixed_precision"] == "bf16"  # one step, then out of time
+    text = lc.latent_comparison_markdown(capped)
+    assert "| latent v | 1 × 8 (capped by time: less compute) | bf16 autocast |" in text
+    assert "| pixel ε | " in text and "| fp32 |" in text
     with pytest.raises(ValueError, match="unknown arm"):
         lc.run_latent_comparison(TINY, autoencoder, out=tmp_path, arms=["latent x"])
     with pytest.raises(ValueError, match="another profile .*budget_gflops"):

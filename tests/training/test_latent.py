@@ -121,6 +121,12 @@ def test_resume_and_time_budget_and_data_function():
     assert 0 < timed.steps < 100_000
     with pytest.raises(ValueError, match="not one of"):
         train_denoiser(tiny_unet(), data, "score", steps=1, progress=False)
+    bf16 = train_denoiser(
+        tiny_unet(), data, "v_prediction", steps=2, batch_size=4, progress=False, mixed_precision="bf16"
+    )
+    assert bf16.steps == 2 and all(p.dtype == torch.float32 for p in bf16.ema_model.parameters())
+    with pytest.raises(ValueError, match="mixed_precision must be 'no' or 'bf16'"):
+        train_denoiser(tiny_unet(), data, "epsilon", steps=1, progress=False, mixed_precision="fp8")
     with pytest.raises(ValueError, match="num_items"):
         train_denoiser(tiny_unet(), lambda index: data[index], "epsilon", steps=1, progress=False)
 
