@@ -1191,7 +1191,8 @@ def results_markdown(results: dict[str, Any]) -> str:
             f"All {results['groups_total']} (n, draw, seed) groups ran."
             if results.get("complete", True)
             else f"**Incomplete:** {results['groups_done']} of {results['groups_total']} (n, draw, seed) groups ran "
-            "(the run stopped at its time limit; rerunning the same command with the same --out resumes); "
+            "(the run stopped at its time limit or by hand before the rest; rerunning the same command "
+            "with the same --out resumes); "
             "the 'runs' column says how many each mean has."
         ),
         "",
