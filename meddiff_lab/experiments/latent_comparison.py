@@ -491,8 +491,8 @@ def latent_comparison_markdown(results: dict[str, Any]) -> str:
     if throughput:
         lines += [
             "",
-            "Train images/s: every arm measured in the last call on its hardware, taking turns "
-            f"({results.get('mixed_precision', 'no')} mixed precision), so the column compares arms even "
+            "Train images/s: every arm measured in the last call, on the hardware named first, taking turns "
+            f"(mixed precision: {results.get('mixed_precision', 'no')}), so the column compares arms even "
             "when they were trained elsewhere.",
         ]
     if results.get("missing"):
