@@ -914,6 +914,21 @@ def _add_experiment_commands(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="start no new (n, draw, seed) group after this many seconds; rerun with the same --out to resume",
     )
+    seg.add_argument(
+        "--extra-arm",
+        default=None,
+        metavar="ARM",
+        help="instead of the grid, add this arm to the grid already in --out, on its own (n, draw, seed) groups "
+        "(e.g. '+ unwarped synthetic + classical'); rerun to resume",
+    )
+    seg.add_argument(
+        "--sizes",
+        nargs="+",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="with --extra-arm: the labelled-set sizes to run it at (default: all of the profile's)",
+    )
     seg.set_defaults(func=_experiment_seg_augmentation)
     lat = esub.add_parser(
         "latent-comparison",
@@ -986,6 +1001,7 @@ def _experiment_seg_augmentation(args: argparse.Namespace) -> int:
 
     from meddiff_lab.experiments.segmentation_augmentation import (
         get_seg_augmentation_profile,
+        run_extra_arm,
         run_seg_augmentation,
         write_seg_augmentation_results,
     )
@@ -998,11 +1014,25 @@ def _experiment_seg_augmentation(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise ValueError(f"--max-seconds must be positive, got {args.max_seconds}")
-    results = run_seg_augmentation(
-        profile, device=get_device(), out=args.out, workers=args.workers, max_seconds=args.max_seconds
-    )
+    if args.sizes is not None and args.extra_arm is None:
+        raise ValueError("--sizes only goes with --extra-arm (the grid runs every size of its profile)")
+    if args.extra_arm is not None:
+        results = run_extra_arm(
+            profile,
+            args.extra_arm,
+            args.out,
+            sizes=None if args.sizes is None else tuple(args.sizes),
+            device=get_device(),
+            max_seconds=args.max_seconds,
+        )
+    else:
+        results = run_seg_augmentation(
+            profile, device=get_device(), out=args.out, workers=args.workers, max_seconds=args.max_seconds
+        )
     results["command"] = " ".join(
         ["meddiff-lab experiment seg-augmentation", f"--profile {args.profile}"]
+        + ([f"--extra-arm '{args.extra_arm}'"] if args.extra_arm else [])
+        + ([f"--sizes {' '.join(map(str, args.sizes))}"] if args.sizes else [])
         + ([f"--segmenter-steps {args.segmenter_steps}"] if args.segmenter_steps else [])
         + ([f"--threads {args.threads}"] if args.threads else [])
         + ([f"--workers {args.workers}"] if args.workers > 1 else [])

@@ -39,6 +39,12 @@ the synthetic pairs, then fine-tune on the real ones (the steps split by ``pretr
 it shows no gain, the harness cannot see gains). Left out for cost: a generator trained on the n
 labelled pairs only (today's notebook 07 arm; see :data:`LEFT_OUT`).
 
+Extra arms (:data:`EXTRA_ARMS`) run on request after the grid, on the grid's own (n, draw, seed)
+groups and seeds, so they pair with every arm of it: "+ unwarped synthetic + classical" draws the
+synthetic images for the labelled masks themselves (:math:`W = I`: the control is the labelled image's
+own edges and mask boundaries, the synthetic image's mask is the source mask), which tests whether
+the warp's label noise is what costs the warped arms their gain.
+
 Statistics: every arm is run for the same (draw, seed) pairs, so its difference from "labelled only"
 (and from "+ classical") is *paired*; the 95 % interval is Student's t over those
 :math:`m = \text{draws} \times \text{seeds}` differences,
@@ -103,6 +109,9 @@ __all__ = [
     "SegAugmentationProfile",
     "SEG_AUGMENTATION_PROFILES",
     "SEG_AUGMENTATION_ARMS",
+    "GENERATOR_ARMS",
+    "EXTRA_ARMS",
+    "TABLE_ARMS",
     "BASELINES",
     "LEFT_OUT",
     "get_seg_augmentation_profile",
@@ -121,8 +130,11 @@ __all__ = [
     "grid_cells",
     "GroupStore",
     "arm_difference",
+    "arms_at",
     "run_seg_augmentation",
+    "run_extra_arm",
     "results_markdown",
+    "summary_table",
     "write_seg_augmentation_results",
 ]
 
@@ -139,6 +151,15 @@ SEG_AUGMENTATION_ARMS: tuple[str, ...] = (
 )
 #: The arms that use the pretrained generator's synthetic pairs.
 GENERATOR_ARMS: tuple[str, ...] = ("+ synthetic", "+ synthetic + classical", "synthetic pretrain, real fine-tune")
+#: Arms run on request after the grid (``--extra-arm``), on its (n, draw, seed) groups; what each tests.
+EXTRA_ARMS: dict[str, str] = {
+    "+ unwarped synthetic + classical": (
+        "synthetic images drawn for the labelled masks themselves (no warp: each synthetic image's mask is its "
+        "source mask), with classical augmentation: does removing the warp's label noise bring a gain?"
+    ),
+}
+#: Every arm in the order of the tables: the grid's, then the extra ones.
+TABLE_ARMS: tuple[str, ...] = SEG_AUGMENTATION_ARMS + tuple(EXTRA_ARMS)
 #: The arms every other arm is compared with, pair by pair.
 BASELINES: tuple[str, ...] = ("labelled only", "+ classical")
 #: Arms of issue 13 that this harness does not run, and why.
@@ -491,7 +512,14 @@ class SyntheticPairs:
 
 
 def generate_synthetic_pairs(
-    generator, images, masks, per_image: int, sampling_steps: int, seed: int, batch_size: int = 64
+    generator,
+    images,
+    masks,
+    per_image: int,
+    sampling_steps: int,
+    seed: int,
+    batch_size: int = 64,
+    warp: bool = True,
 ) -> SyntheticPairs:
     """Draw ``per_image`` synthetic (image, mask) pairs for every labelled pair.
 
@@ -504,8 +532,15 @@ def generate_synthetic_pairs(
         sampling_steps: DDIM steps.
         seed: seeds the warps and the sampler's noise.
         batch_size: images sampled at once.
+        warp: ``False`` draws the synthetic images for the labelled pairs as they are (no warp: the
+            control is the image's own edges plus its mask boundaries, the mask is the source mask).
     """
-    warped_images, warped_masks, source = warp_pairs(images, masks, per_image, seed)
+    if warp:
+        warped_images, warped_masks, source = warp_pairs(images, masks, per_image, seed)
+    else:
+        source = torch.arange(len(images)).repeat_interleave(int(per_image))
+        warped_images = torch.as_tensor(images, dtype=torch.float32)[source]
+        warped_masks = torch.as_tensor(masks, dtype=torch.float32)[source]
     controls = edge_and_mask_control(warped_images, warped_masks)
     device = next(generator.model.parameters()).device
     chunks = []
@@ -557,6 +592,19 @@ def _same_source_ms_ssim(pairs: SyntheticPairs) -> float | None:
     return paired_ms_ssim(pairs.images[first], pairs.images[second])
 
 
+def fidelity_ceiling(reference_net: torch.nn.Module, real_images, masks) -> float:
+    """Dice of the reference segmenter on real images against their (warped) masks: the fidelity ceiling.
+
+    A warp moves anatomy to places the reference segmenter rarely saw, so it scores warped *real*
+    images below unwarped ones; a synthetic image is judged against this, not against 1.
+
+    Args:
+        real_images: ``(M, 1, H, W)`` in [-1, 1], the real images the controls were made from.
+        masks: ``(M, C, H, W)`` 0/1, their masks (warped as the images).
+    """
+    return mean_dice(predict_masks(reference_net, real_images), masks)
+
+
 def synthetic_pair_quality(
     reference_net: torch.nn.Module, pairs: SyntheticPairs, other: Split, seed: int = 0
 ) -> dict[str, Any]:
@@ -571,7 +619,9 @@ def synthetic_pair_quality(
 
     Returns:
         a dict: ``fidelity_dice`` (reference segmentation of the synthetic image vs its intended
-        mask), ``floor_other_phantom`` and ``floor_source_mask`` (the same segmentation vs a random other
+        mask), ``fidelity_ceiling`` (the same instrument on the real images the controls were made
+        from, warped as the masks: what a synthetic image that followed its mask exactly would
+        score), ``floor_other_phantom`` and ``floor_source_mask`` (the same segmentation vs a random other
         phantom's mask / the unwarped source mask), ``masks_other_phantom`` and ``masks_source`` (the
         intended mask itself vs those: what the floors would be for a perfect image and segmenter),
         ``diversity_synthetic`` and ``diversity_real`` (mean pairwise MS-SSIM, lower = more diverse),
@@ -585,6 +635,7 @@ def synthetic_pair_quality(
     return {
         "pairs": len(pairs),
         "fidelity_dice": mean_dice(predicted, pairs.masks),
+        "fidelity_ceiling": fidelity_ceiling(reference_net, pairs.warped_sources, pairs.masks),
         "floor_other_phantom": mean_dice(predicted, other_masks),
         "floor_source_mask": mean_dice(predicted, pairs.source_masks),
         "masks_other_phantom": mean_dice(pairs.masks, other_masks),
@@ -615,9 +666,10 @@ def train_arm(
     """Train the segmenter of one arm for ``profile.segmenter_steps`` steps in all.
 
     Args:
-        arm: one of :data:`SEG_AUGMENTATION_ARMS`.
+        arm: one of :data:`TABLE_ARMS`.
         labelled: the n labelled real pairs.
-        synthetic: the n * k synthetic pairs of this draw.
+        synthetic: the n * k synthetic pairs of this draw (for "+ unwarped synthetic + classical":
+            the unwarped ones, ``generate_synthetic_pairs(..., warp=False)``).
         pseudo: n * k unlabelled-pool images with the teacher's masks (needed by "+ pseudo-labels").
         more_labels: ``{2: 2n pairs, 4: 4n pairs}`` of the same draw.
         seed: the network's seed (initial weights, batches, classical augmentation).
@@ -640,12 +692,13 @@ def train_arm(
         "+ classical": labelled,
         "+ synthetic": _union(labelled, synthetic),
         "+ synthetic + classical": _union(labelled, synthetic),
+        "+ unwarped synthetic + classical": _union(labelled, synthetic),
         "more real labels (2n)": more_labels.get(2),
         "more real labels (4n)": more_labels.get(4),
         "+ pseudo-labels": _union(labelled, pseudo) if pseudo is not None else None,
     }
     if arm not in sets:
-        raise ValueError(f"unknown arm {arm!r}; expected one of {SEG_AUGMENTATION_ARMS}")
+        raise ValueError(f"unknown arm {arm!r}; expected one of {TABLE_ARMS}")
     if sets[arm] is None:
         raise ValueError(f"arm {arm!r} needs its training pairs (pseudo-labels or more labels), got None")
     augmentation = classical_augmentation(seed=seed) if "classical" in arm else None
@@ -679,6 +732,12 @@ def arm_difference(
     return paired_t_interval([score[(arm, d, s)] - score[(baseline, d, s)] for d, s in keys], confidence)
 
 
+def arms_at(results: dict[str, Any], n: int) -> list[str]:
+    """The arms with runs at labelled-set size ``n`` in ``results``, in the order of :data:`TABLE_ARMS`."""
+    present = {r["arm"] for r in results["runs"] if r["n"] == n}
+    return [arm for arm in TABLE_ARMS if arm in present]
+
+
 def interval_verdict(row: dict[str, float | int | None]) -> str:
     """``"gain"`` when the interval lies above zero, ``"loss"`` below, ``"no clear difference"`` when it
     holds zero, ``"one pair: no interval"`` without one."""
@@ -690,7 +749,7 @@ def interval_verdict(row: dict[str, float | int | None]) -> str:
 def _summaries(rows: list[dict]) -> list[dict]:
     out = []
     for n in sorted({r["n"] for r in rows}):
-        for arm in SEG_AUGMENTATION_ARMS:
+        for arm in TABLE_ARMS:
             chosen = [r for r in rows if r["n"] == n and r["arm"] == arm]
             if chosen:
                 means = {key: float(np.mean([r[key] for r in chosen])) for key in (*METRICS, "val_dice")}
@@ -712,7 +771,7 @@ def _differences(rows: list[dict]) -> list[dict]:
     out = []
     for n in sorted({r["n"] for r in rows}):
         for baseline in BASELINES:
-            for arm in SEG_AUGMENTATION_ARMS:
+            for arm in TABLE_ARMS:
                 if arm == baseline:
                     continue
                 pairs = [
@@ -728,18 +787,28 @@ def _differences(rows: list[dict]) -> list[dict]:
 
 
 # -------------------------------------------------------------------------------------------- runner
+def _synthetic_seed(n: int, draw: int) -> int:
+    """Seeds the warps and the sampler of one (n, draw): the warped and unwarped pairs share it."""
+    return 10_000 * draw + n
+
+
+def _labelled_sets(data: ExperimentData, n: int, draw: int) -> tuple[Split, dict[int, Split]]:
+    """The n labelled pairs of one draw and their 2n/4n supersets."""
+    order = labelled_draw(len(data.labelled_pool), 4 * n, draw)
+    more = {factor: data.labelled_pool.subset(order[: factor * n]) for factor in (2, 4)}
+    return data.labelled_pool.subset(order[:n]), more
+
+
 def _draw_inputs(data: ExperimentData, generator, profile: SegAugmentationProfile, n: int, draw: int):
     """The labelled set, its 2n/4n supersets, the synthetic pairs and the unlabelled images of one (n, draw)."""
-    order = labelled_draw(len(data.labelled_pool), 4 * n, draw)
-    labelled = data.labelled_pool.subset(order[:n])
-    more = {factor: data.labelled_pool.subset(order[: factor * n]) for factor in (2, 4)}
+    labelled, more = _labelled_sets(data, n, draw)
     pairs = generate_synthetic_pairs(
         generator,
         labelled.images,
         labelled.masks,
         profile.synthetic_per_image,
         profile.sampling_steps,
-        seed=10_000 * draw + n,
+        seed=_synthetic_seed(n, draw),
     )
     count = n * profile.synthetic_per_image
     unlabelled = data.unlabelled.subset(np.random.default_rng(1000 + draw).permutation(len(data.unlabelled))[:count])
@@ -757,10 +826,14 @@ class GroupStore:
     Each worker appends to its own file ``parts/worker-<w>.jsonl`` in the output folder; a line is a
     ``{"kind": "group", "n", "draw", "seed", "rows": [8 rows]}`` (all arms of one seed: the pseudo-label
     arm needs the "labelled only" network of the same seed, so a group is the unit that resumes) or a
-    ``{"kind": "synthetic", "n", "draw", ...quality}`` row. Lines are flushed and synced one by one.
+    ``{"kind": "synthetic", "n", "draw", ...quality}`` row. An extra arm (:func:`run_extra_arm`) writes
+    ``worker-extra.jsonl``: ``{"kind": "arm", "n", "draw", "seed", "rows": [1 row]}`` lines, its pairs'
+    ``{"kind": "synthetic", "variant": "unwarped", ...}`` rows and ``{"kind": "ceiling", "n", "draw",
+    "fidelity_ceiling"}`` lines for grid cells whose synthetic row was written before the ceiling was
+    measured. Lines are flushed and synced one by one.
     """
 
-    def __init__(self, out, worker: int = 0) -> None:
+    def __init__(self, out, worker: int | str = 0) -> None:
         self.folder = Path(out) / "parts"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / f"worker-{worker}.jsonl"
@@ -786,9 +859,13 @@ class GroupStore:
         return records
 
 
+def _variant(record: dict) -> str:
+    return record.get("variant", "warped")
+
+
 def _done(records: list[dict]) -> tuple[set, set]:
     groups = {(r["n"], r["draw"], r["seed"]) for r in records if r.get("kind") == "group"}
-    synthetic = {(r["n"], r["draw"]) for r in records if r.get("kind") == "synthetic"}
+    synthetic = {(r["n"], r["draw"]) for r in records if r.get("kind") == "synthetic" and _variant(r) == "warped"}
     return groups, synthetic
 
 
@@ -1003,12 +1080,7 @@ def run_seg_augmentation(
         generator.model.to(device)
     spacing = phantom_pixel_spacing_mm(profile.image_size)
     if out_path is not None and (out_path / "shared.pt").exists():
-        data, reference_state = _load_shared(out_path)
-        from meddiff_lab.training.segmentation import make_segmentation_net
-
-        reference_net = make_segmentation_net(out_channels=data.reference.masks.shape[1])
-        reference_net.load_state_dict(reference_state)
-        reference_net = reference_net.to(device or "cpu").eval()
+        data, reference_net = _load_reference(out_path, device)
         log(f"resuming from {out_path}: splits and reference segmenter loaded")
     else:
         data = make_splits(profile)
@@ -1081,14 +1153,33 @@ def run_seg_augmentation(
         failed = [w for w, process in enumerate(processes) if process.exitcode != 0]
         if failed:
             log(f"workers {failed} stopped with an error; their finished groups are kept (rerun to resume)")
-    groups_by_hardware: dict[str, int] = {}
     if out_path is not None:  # everything finished in this folder, by this call or earlier ones
-        records = GroupStore.read(out_path)
-        rows, synthetic_rows = _rows_from(records)
-        for record in records:
-            if record.get("kind") == "group":
-                where = record.get("hardware", "unrecorded")
-                groups_by_hardware[where] = groups_by_hardware.get(where, 0) + 1
+        return _results_from_folder(profile, out_path, reference_scores, device, workers, started, log)
+    log(f"{len(rows)} segmenter runs in the results; this call took {time.perf_counter() - started:.0f} s")
+    return _assemble(profile, rows, synthetic_rows, reference_scores, device, workers, time.perf_counter() - started)
+
+
+def _load_reference(out: Path, device) -> tuple[ExperimentData, torch.nn.Module]:
+    """The splits and the reference segmenter (eval mode, on ``device``) of a grid run in ``out``."""
+    from meddiff_lab.training.segmentation import make_segmentation_net
+
+    data, reference_state = _load_shared(out)
+    reference_net = make_segmentation_net(out_channels=data.reference.masks.shape[1])
+    reference_net.load_state_dict(reference_state)
+    return data, reference_net.to(device or "cpu").eval()
+
+
+def _results_from_folder(
+    profile, out: Path, reference_scores: dict, device, workers: int, started: float, log
+) -> dict[str, Any]:
+    """Everything finished in ``out`` (by any call), assembled as :func:`run_seg_augmentation` returns it."""
+    records = GroupStore.read(out)
+    rows, synthetic_rows = _rows_from(records)
+    groups_by_hardware: dict[str, int] = {}
+    for record in records:
+        if record.get("kind") == "group":
+            where = record.get("hardware", "unrecorded")
+            groups_by_hardware[where] = groups_by_hardware.get(where, 0) + 1
     log(f"{len(rows)} segmenter runs in the results; this call took {time.perf_counter() - started:.0f} s")
     return _assemble(
         profile,
@@ -1102,19 +1193,139 @@ def run_seg_augmentation(
     )
 
 
+def run_extra_arm(
+    profile: SegAugmentationProfile,
+    arm: str,
+    out,
+    *,
+    sizes: tuple[int, ...] | None = None,
+    device=None,
+    log: Callable[[str], None] = print,
+    max_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Add an arm of :data:`EXTRA_ARMS` to the grid run in ``out``, on the grid's own (n, draw, seed) groups.
+
+    Same labelled draws, seeds and steps as the grid, so the arm pairs with every arm of it. The
+    splits and the reference segmenter are read from ``out`` (run the grid there first). Finished
+    runs of the arm are skipped, so a stopped call resumes. It also writes the fidelity ceiling of
+    every grid cell's warped pairs whose row was written without it (the warps alone, no sampling).
+
+    Args:
+        profile: the grid's profile (``out`` must hold it).
+        arm: a key of :data:`EXTRA_ARMS`.
+        out: the grid's output folder.
+        sizes: labelled-set sizes to run (default: all of the profile's).
+        device: where the segmenters train and the generator samples (default: CPU).
+        log: where progress lines go.
+        max_seconds: start no new (n, draw) cell or seed after this wall time.
+
+    Returns:
+        the whole folder's results, as :func:`run_seg_augmentation` returns them.
+    """
+    from meddiff_lab.models import load_pretrained
+
+    if arm not in EXTRA_ARMS:
+        raise ValueError(f"unknown extra arm {arm!r}; expected one of {list(EXTRA_ARMS)}")
+    sizes = tuple(profile.labelled_sizes if sizes is None else sizes)
+    if not set(sizes) <= set(profile.labelled_sizes):
+        raise ValueError(
+            f"sizes {sizes} must be among profile {profile.name!r}'s labelled_sizes {profile.labelled_sizes}"
+        )
+    out_path = Path(out)
+    if not (out_path / "shared.pt").is_file():
+        raise FileNotFoundError(
+            f"{out_path} holds no grid run (no shared.pt): run the grid there first, then add {arm!r}"
+        )
+    claim_folder(out_path, profile)
+    started = time.perf_counter()
+    deadline = None if max_seconds is None else started + float(max_seconds)
+    data, reference_net = _load_reference(out_path, device)
+    generator = load_pretrained(profile.generator)
+    generator.model.to(device or "cpu")
+    spacing = phantom_pixel_spacing_mm(profile.image_size)
+    records = GroupStore.read(out_path)
+    done = {(r["n"], r["draw"], r["seed"]) for r in records if r.get("kind") == "arm" and r["rows"][0]["arm"] == arm}
+    _, synthetic_rows = _rows_from(records)
+    quality_done = {(r["n"], r["draw"], r["variant"]) for r in synthetic_rows}
+    ceiling_done = {(r["n"], r["draw"]) for r in synthetic_rows if r.get("fidelity_ceiling") is not None}
+    store = GroupStore(out_path, "extra")
+    for n, draw in grid_cells(profile):
+        if (n, draw, "warped") in quality_done and (n, draw) not in ceiling_done:
+            labelled, _ = _labelled_sets(data, n, draw)
+            warped = warp_pairs(labelled.images, labelled.masks, profile.synthetic_per_image, _synthetic_seed(n, draw))
+            ceiling = fidelity_ceiling(reference_net, warped[0], warped[1])
+            store.append({"kind": "ceiling", "n": n, "draw": draw, "fidelity_ceiling": ceiling})
+    for n, draw in [cell for cell in grid_cells(profile) if cell[0] in sizes]:
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        labelled, _ = _labelled_sets(data, n, draw)
+        seeds = [seed for seed in range(profile.seeds) if (n, draw, seed) not in done]
+        if not seeds and (n, draw, "unwarped") in quality_done:
+            continue
+        pairs = generate_synthetic_pairs(
+            generator,
+            labelled.images,
+            labelled.masks,
+            profile.synthetic_per_image,
+            profile.sampling_steps,
+            seed=_synthetic_seed(n, draw),
+            warp=False,
+        )
+        if (n, draw, "unwarped") not in quality_done:
+            quality = synthetic_pair_quality(reference_net, pairs, data.validation, seed=draw)
+            store.append({"kind": "synthetic", "variant": "unwarped", "n": n, "draw": draw, **quality})
+        for seed in seeds:
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            arm_started = time.perf_counter()
+            net, steps, count = train_arm(
+                arm,
+                labelled,
+                synthetic=Split(pairs.images, pairs.masks),
+                pseudo=None,
+                more_labels={},
+                profile=profile,
+                seed=seed,
+                device=device,
+            )
+            row = {
+                "n": n,
+                "draw": draw,
+                "seed": seed,
+                "arm": arm,
+                "steps": steps,
+                "training_pairs": count,
+                **score_network(net, data.test, spacing),
+                "val_dice": score_network(net, data.validation, spacing)["dice"],
+                "seconds": time.perf_counter() - arm_started,
+            }
+            where = {"hardware": hardware_description(), "device": str(device or "cpu")}
+            store.append({"kind": "arm", "n": n, "draw": draw, "seed": seed, "rows": [row], **where})
+            log(f"{arm}: n = {n}, draw {draw}, seed {seed}: Dice {row['dice']:.3f} ({row['seconds']:.0f} s)")
+    reference_scores = score_network(reference_net, data.test, spacing)
+    return _results_from_folder(profile, out_path, reference_scores, device, 1, started, log)
+
+
 def _rows_from(records: list[dict]) -> tuple[list[dict], list[dict]]:
-    seen, rows, synthetic_rows, seen_synthetic = set(), [], [], set()
+    """Segmenter rows and synthetic-quality rows of every finished record (first copy of each wins)."""
+    rows: dict[tuple, dict] = {}
+    synthetic: dict[tuple, dict] = {}
+    ceilings = {(r["n"], r["draw"]): r["fidelity_ceiling"] for r in records if r.get("kind") == "ceiling"}
     for record in records:
-        if record.get("kind") == "group" and (record["n"], record["draw"], record["seed"]) not in seen:
-            seen.add((record["n"], record["draw"], record["seed"]))
-            rows += record["rows"]
-        elif record.get("kind") == "synthetic" and (record["n"], record["draw"]) not in seen_synthetic:
-            seen_synthetic.add((record["n"], record["draw"]))
-            synthetic_rows.append({k: v for k, v in record.items() if k != "kind"})
-    order = {arm: i for i, arm in enumerate(SEG_AUGMENTATION_ARMS)}
-    rows.sort(key=lambda r: (r["n"], r["draw"], r["seed"], order[r["arm"]]))
-    synthetic_rows.sort(key=lambda r: (r["n"], r["draw"]))
-    return rows, synthetic_rows
+        if record.get("kind") in ("group", "arm"):
+            for row in record["rows"]:
+                rows.setdefault((row["n"], row["draw"], row["seed"], row["arm"]), row)
+        elif record.get("kind") == "synthetic":
+            row = {"variant": "warped", **{k: v for k, v in record.items() if k != "kind"}}
+            synthetic.setdefault((row["n"], row["draw"], row["variant"]), row)
+    for (n, draw, variant), row in synthetic.items():
+        if row.get("fidelity_ceiling") is None and variant == "warped" and (n, draw) in ceilings:
+            row["fidelity_ceiling"] = ceilings[(n, draw)]
+    order = {arm: i for i, arm in enumerate(TABLE_ARMS)}
+    ordered = sorted(rows.values(), key=lambda r: (r["n"], r["draw"], r["seed"], order[r["arm"]]))
+    variants = {"warped": 0, "unwarped": 1}
+    synthetic_rows = sorted(synthetic.values(), key=lambda r: (variants[r["variant"]], r["n"], r["draw"]))
+    return ordered, synthetic_rows
 
 
 def _assemble(
@@ -1128,11 +1339,12 @@ def _assemble(
     groups_by_hardware: dict | None = None,
 ) -> dict[str, Any]:
     groups_total = len(grid_cells(profile)) * profile.seeds
-    groups_done = len({(r["n"], r["draw"], r["seed"]) for r in rows})
+    groups_done = len({(r["n"], r["draw"], r["seed"]) for r in rows if r["arm"] == SEG_AUGMENTATION_ARMS[0]})
     return {
         "experiment": "seg-augmentation",
         "profile": dataclasses.asdict(profile),
         "arms": list(SEG_AUGMENTATION_ARMS),
+        "extra_arms": {arm: why for arm, why in EXTRA_ARMS.items() if any(r["arm"] == arm for r in rows)},
         "baselines": list(BASELINES),
         "runs": rows,
         "summary": _summaries(rows),
@@ -1250,11 +1462,31 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"{_number(ref['test']['heart_dice'])}, HD95 {_number(ref['test']['hd95_mm'], 1)} mm (the fidelity "
         "ceiling).",
         "- Fidelity floors: an image that ignored its control scores about the 'other phantom' floor; one "
-        "that ignored the warp scores as well against the source mask as against the intended one.",
+        "that ignored the warp scores as well against the source mask as against the intended one. The "
+        "ceiling is the reference segmenter on the real images the controls were made from (warped like "
+        "the masks): what an image that followed its mask exactly would score. Unwarped pairs have the "
+        "source mask as their mask, so their two floors other than 'other phantom' coincide with fidelity.",
         "- Diversity is mean pairwise MS-SSIM (lower = more diverse); 'real' is the same number of real "
         "validation images.",
     ]
+    lines += [f"- Extra arm, run after the grid: {arm}: {why}" for arm, why in results.get("extra_arms", {}).items()]
     lines += [f"- Left out: {arm}: {why}." for arm, why in results["left_out"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """The short table of the project README: per (n, arm) the groups, test Dice and the paired Dice
+    differences against :data:`BASELINES`, with 95 % intervals (markdown, one row per line)."""
+    lines = [
+        "| n | arm | groups | Dice | Δ vs labelled only | Δ vs + classical |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in results["summary"]:
+        versus = [
+            _interval(_find(results["differences"], n=s["n"], arm=s["arm"], baseline=b, metric="dice"))
+            for b in BASELINES
+        ]
+        lines.append(f"| {s['n']} | {s['arm']} | {s['runs']} | {_number(s['dice'])} | {versus[0]} | {versus[1]} |")
     return "\n".join(lines) + "\n"
 
 
@@ -1263,19 +1495,24 @@ def _synthetic_table(results: dict[str, Any]) -> list[str]:
         "",
         "## Synthetic pairs: mask fidelity and diversity beside their floors (means over draws)",
         "",
-        "| n | pairs | fidelity Dice | floor: other phantom | floor: source mask | masks alone: other / source "
-        "| MS-SSIM synthetic | MS-SSIM real | MS-SSIM same source | MS-SSIM to warped source |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| pairs drawn | n | pairs | fidelity Dice | ceiling: real source images | floor: other phantom | "
+        "floor: source mask | masks alone: other / source | MS-SSIM synthetic | MS-SSIM real | "
+        "MS-SSIM same source | MS-SSIM to warped source |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def mean(rows, key):
-        values = [r[key] for r in rows if r[key] is not None]
+        values = [r[key] for r in rows if r.get(key) is not None]
         return float(np.mean(values)) if values else None
 
-    for n in sorted({r["n"] for r in results["synthetic"]}):
-        rows = [r for r in results["synthetic"] if r["n"] == n]
+    cells = sorted(
+        {(r.get("variant", "warped"), r["n"]) for r in results["synthetic"]}, key=lambda c: (c[0] != "warped", c[1])
+    )
+    for variant, n in cells:
+        rows = [r for r in results["synthetic"] if r["n"] == n and r.get("variant", "warped") == variant]
         lines.append(
-            f"| {n} | {rows[0]['pairs']} | {_number(mean(rows, 'fidelity_dice'))} | "
+            f"| {variant} | {n} | {rows[0]['pairs']} | {_number(mean(rows, 'fidelity_dice'))} | "
+            f"{_number(mean(rows, 'fidelity_ceiling'))} | "
             f"{_number(mean(rows, 'floor_other_phantom'))} | {_number(mean(rows, 'floor_source_mask'))} | "
             f"{_number(mean(rows, 'masks_other_phantom'))} / {_number(mean(rows, 'masks_source'))} | "
             f"{_number(mean(rows, 'diversity_synthetic'))} | {_number(mean(rows, 'diversity_real'))} | "

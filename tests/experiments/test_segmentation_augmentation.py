@@ -3,6 +3,8 @@
 import dataclasses
 import importlib
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from meddiff_lab.experiments import segmentation_augmentation as sa
 from meddiff_lab.experiments._results import claim_folder
 from meddiff_lab.models.pretrained import is_available
 
+ROOT = Path(__file__).resolve().parents[2]
 GENERATOR = "phantom64-controlnet-edge"
 needs_generator = pytest.mark.skipif(not is_available(GENERATOR), reason=f"{GENERATOR} weights are not shipped here")
 
@@ -129,6 +132,33 @@ def test_synthetic_masks_are_the_warped_masks_of_the_control():
     assert torch.equal(pairs.source_masks, split.masks[pairs.source_index])
     boundary = torch.from_numpy(sa.mask_boundaries(pairs.masks))
     assert bool((pairs.controls[:, 0] > 0)[boundary].all())
+
+
+@needs_generator
+def test_unwarped_pairs_keep_the_labelled_images_edges_and_masks():
+    from meddiff_lab.models import load_pretrained
+
+    split = sa._phantom_split(2, 64, seed=1)
+    pairs = sa.generate_synthetic_pairs(
+        load_pretrained(GENERATOR), split.images, split.masks, per_image=2, sampling_steps=2, seed=0, warp=False
+    )
+    assert torch.equal(pairs.source_index, torch.tensor([0, 0, 1, 1]))
+    assert torch.equal(pairs.masks, pairs.source_masks) and torch.equal(
+        pairs.warped_sources, split.images[[0, 0, 1, 1]]
+    )
+    assert torch.equal(pairs.controls, sa.edge_and_mask_control(split.images, split.masks)[[0, 0, 1, 1]])
+
+
+def test_the_fidelity_ceiling_is_the_reference_segmenter_on_real_images():
+    class Perfect(torch.nn.Module):  # answers each image's own mask, stored in its pixels
+        def forward(self, x):
+            return (x[:, :1] > 0).float().repeat(1, 2, 1, 1) * 20 - 10
+
+    masks = torch.zeros(2, 2, 8, 8)
+    masks[:, :, 2:6, 2:6] = 1
+    images = masks[:, :1] * 2 - 1
+    assert sa.fidelity_ceiling(Perfect(), images, masks) == pytest.approx(1.0)
+    assert sa.fidelity_ceiling(Perfect(), images, torch.roll(masks, 2, dims=-1)) < 0.6
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -273,3 +303,82 @@ def test_grid_cells_put_the_smallest_labelled_sets_first():
     full = sa.SEG_AUGMENTATION_PROFILES["full"]
     cells = sa.grid_cells(full)
     assert cells[:3] == [(4, 0), (4, 1), (4, 2)] and len(cells) == 12 and cells[-1] == (32, 2)
+
+
+# ----------------------------------------------------------------------------------------- extra arms
+ARM = "+ unwarped synthetic + classical"
+
+
+@pytest.fixture
+def grid_with_extra_arm(ci_run, tmp_path):
+    """A copy of the ci grid whose synthetic rows predate the ceiling, then the extra arm added to it."""
+    out = tmp_path / "grid"
+    shutil.copytree(ci_run[0], out)
+    for part in (out / "parts").glob("*.jsonl"):
+        records = [json.loads(line) for line in part.read_text(encoding="utf-8").splitlines()]
+        for record in records:
+            record.pop("fidelity_ceiling", None)
+        part.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sa.SEG_AUGMENTATION_PROFILES, "ci", TINY)
+        assert (
+            cli.main(["experiment", "seg-augmentation", "--profile", "ci", "--out", str(out), "--extra-arm", ARM]) == 0
+        )
+    return out, json.loads((out / "results.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.slow
+def test_an_extra_arm_pairs_with_every_grid_group_and_keeps_the_grid(ci_run, grid_with_extra_arm):
+    out, results = grid_with_extra_arm
+    added = [r for r in results["runs"] if r["arm"] == ARM]
+    assert sorted((r["draw"], r["seed"]) for r in added) == [
+        (d, s) for d in range(TINY.draws) for s in range(TINY.seeds)
+    ]
+    assert {r["steps"] for r in added} == {TINY.segmenter_steps}
+    assert [r for r in results["runs"] if r["arm"] != ARM] == ci_run[1]["runs"]  # the grid's runs, untouched
+    assert results["groups_done"] == ci_run[1]["groups_done"] and results["extra_arms"] == {ARM: sa.EXTRA_ARMS[ARM]}
+    for baseline in sa.BASELINES:
+        row = sa.arm_difference(results, 4, ARM, baseline)
+        assert row["count"] == TINY.draws * TINY.seeds and row["low"] <= row["mean"] <= row["high"]
+    assert sa.arms_at(results, 4) == list(sa.TABLE_ARMS)
+    text = (out / "results.md").read_text(encoding="utf-8")
+    assert f"| 4 | {ARM} |" in text and "| unwarped | 4 |" in text and "--extra-arm" in results["command"]
+
+
+@pytest.mark.slow
+def test_an_extra_arm_measures_its_pairs_and_the_grid_pairs_ceiling(grid_with_extra_arm):
+    out, results = grid_with_extra_arm
+    warped = [q for q in results["synthetic"] if q["variant"] == "warped"]
+    unwarped = [q for q in results["synthetic"] if q["variant"] == "unwarped"]
+    assert len(warped) == len(unwarped) == TINY.draws
+    for q in unwarped:  # its masks are the source masks, so fidelity and the source-mask floor coincide
+        assert q["fidelity_dice"] == pytest.approx(q["floor_source_mask"]) and q["masks_source"] == pytest.approx(1)
+    kinds = [json.loads(line)["kind"] for line in (out / "parts" / "worker-extra.jsonl").read_text().splitlines()]
+    assert kinds.count("ceiling") == TINY.draws  # the grid's rows lacked the ceiling: measured from the warps
+    assert all(0 <= q["fidelity_ceiling"] <= 1 for q in warped + unwarped)
+
+
+@pytest.mark.slow
+def test_a_second_extra_arm_call_trains_nothing(grid_with_extra_arm):
+    out, results = grid_with_extra_arm
+    stored = (out / "parts" / "worker-extra.jsonl").read_text(encoding="utf-8")
+    again = sa.run_extra_arm(TINY, ARM, out, log=lambda line: None)
+    assert (out / "parts" / "worker-extra.jsonl").read_text(encoding="utf-8") == stored
+    assert again["runs"] == results["runs"]
+
+
+def test_an_extra_arm_refuses_bad_input_naming_it(tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown extra arm 'magic'; expected one of"):
+        sa.run_extra_arm(TINY, "magic", tmp_path)
+    with pytest.raises(ValueError, match=r"sizes \(8,\) must be among profile 'ci'"):
+        sa.run_extra_arm(TINY, ARM, tmp_path, sizes=(8,))
+    with pytest.raises(FileNotFoundError, match="holds no grid run"):
+        sa.run_extra_arm(TINY, ARM, tmp_path)
+    assert cli.main(["experiment", "seg-augmentation", "--profile", "ci", "--out", str(tmp_path), "--sizes", "4"]) == 2
+    assert "--sizes only goes with --extra-arm" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ committed grid
+def test_the_readme_shows_the_committed_grid_as_committed():
+    committed = json.loads((ROOT / "data/experiments/seg-augmentation/results.json").read_text(encoding="utf-8"))
+    assert sa.summary_table(committed) in (ROOT / "README.md").read_text(encoding="utf-8")
