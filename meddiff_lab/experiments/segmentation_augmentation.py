@@ -792,6 +792,19 @@ def _synthetic_seed(n: int, draw: int) -> int:
     return 10_000 * draw + n
 
 
+def _cell_pairs(generator, profile: SegAugmentationProfile, labelled: Split, n: int, draw: int, warp: bool = True):
+    """The synthetic pairs of one (n, draw) cell (k per labelled pair, warped unless ``warp=False``)."""
+    return generate_synthetic_pairs(
+        generator,
+        labelled.images,
+        labelled.masks,
+        profile.synthetic_per_image,
+        profile.sampling_steps,
+        seed=_synthetic_seed(n, draw),
+        warp=warp,
+    )
+
+
 def _labelled_sets(data: ExperimentData, n: int, draw: int) -> tuple[Split, dict[int, Split]]:
     """The n labelled pairs of one draw and their 2n/4n supersets."""
     order = labelled_draw(len(data.labelled_pool), 4 * n, draw)
@@ -802,14 +815,7 @@ def _labelled_sets(data: ExperimentData, n: int, draw: int) -> tuple[Split, dict
 def _draw_inputs(data: ExperimentData, generator, profile: SegAugmentationProfile, n: int, draw: int):
     """The labelled set, its 2n/4n supersets, the synthetic pairs and the unlabelled images of one (n, draw)."""
     labelled, more = _labelled_sets(data, n, draw)
-    pairs = generate_synthetic_pairs(
-        generator,
-        labelled.images,
-        labelled.masks,
-        profile.synthetic_per_image,
-        profile.sampling_steps,
-        seed=_synthetic_seed(n, draw),
-    )
+    pairs = _cell_pairs(generator, profile, labelled, n, draw)
     count = n * profile.synthetic_per_image
     unlabelled = data.unlabelled.subset(np.random.default_rng(1000 + draw).permutation(len(data.unlabelled))[:count])
     return labelled, more, pairs, unlabelled
@@ -869,6 +875,45 @@ def _done(records: list[dict]) -> tuple[set, set]:
     return groups, synthetic
 
 
+def _train_and_score(
+    arm: str,
+    labelled: Split,
+    data: ExperimentData,
+    profile: SegAugmentationProfile,
+    group: tuple[int, int, int],
+    device,
+    *,
+    synthetic: Split,
+    pseudo: Split | None = None,
+    more: dict[int, Split] | None = None,
+) -> tuple[torch.nn.Module, dict]:
+    """Train one arm (:func:`train_arm`) for the ``(n, draw, seed)`` group; returns the net and its result row."""
+    n, draw, seed = group
+    started = time.perf_counter()
+    net, steps, count = train_arm(
+        arm,
+        labelled,
+        synthetic=synthetic,
+        pseudo=pseudo,
+        more_labels=more or {},
+        profile=profile,
+        seed=seed,
+        device=device,
+    )
+    spacing = phantom_pixel_spacing_mm(profile.image_size)
+    return net, {
+        "n": n,
+        "draw": draw,
+        "seed": seed,
+        "arm": arm,
+        "steps": steps,
+        "training_pairs": count,
+        **score_network(net, data.test, spacing),
+        "val_dice": score_network(net, data.validation, spacing)["dice"],
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def _run_cells(
     data: ExperimentData,
     generator,
@@ -884,7 +929,6 @@ def _run_cells(
     progress_bar=None,
 ) -> tuple[list[dict], list[dict]]:
     """Train every arm of every (n, draw) cell for every seed not yet done; returns (rows, synthetic rows)."""
-    spacing = phantom_pixel_spacing_mm(profile.image_size)
     rows, synthetic_rows = [], []
     for n, draw in cells:
         seeds = [seed for seed in range(profile.seeds) if (n, draw, seed) not in done_groups]
@@ -904,32 +948,12 @@ def _run_cells(
                 break
             group, pseudo = [], None
             for arm in SEG_AUGMENTATION_ARMS:
-                arm_started = time.perf_counter()
-                net, steps, count = train_arm(
-                    arm,
-                    labelled,
-                    synthetic=synthetic,
-                    pseudo=pseudo,
-                    more_labels=more,
-                    profile=profile,
-                    seed=seed,
-                    device=device,
+                net, row = _train_and_score(
+                    arm, labelled, data, profile, (n, draw, seed), device, synthetic=synthetic, pseudo=pseudo, more=more
                 )
                 if arm == "labelled only":  # the teacher of the pseudo-label arm
                     pseudo = Split(unlabelled.images, predict_masks(net, unlabelled.images).float())
-                group.append(
-                    {
-                        "n": n,
-                        "draw": draw,
-                        "seed": seed,
-                        "arm": arm,
-                        "steps": steps,
-                        "training_pairs": count,
-                        **score_network(net, data.test, spacing),
-                        "val_dice": score_network(net, data.validation, spacing)["dice"],
-                        "seconds": time.perf_counter() - arm_started,
-                    }
-                )
+                group.append(row)
                 if progress_bar is not None:
                     progress_bar.update(1)
             rows += group
@@ -1262,43 +1286,15 @@ def run_extra_arm(
         seeds = [seed for seed in range(profile.seeds) if (n, draw, seed) not in done]
         if not seeds and (n, draw, "unwarped") in quality_done:
             continue
-        pairs = generate_synthetic_pairs(
-            generator,
-            labelled.images,
-            labelled.masks,
-            profile.synthetic_per_image,
-            profile.sampling_steps,
-            seed=_synthetic_seed(n, draw),
-            warp=False,
-        )
+        pairs = _cell_pairs(generator, profile, labelled, n, draw, warp=False)
         if (n, draw, "unwarped") not in quality_done:
             quality = synthetic_pair_quality(reference_net, pairs, data.validation, seed=draw)
             store.append({"kind": "synthetic", "variant": "unwarped", "n": n, "draw": draw, **quality})
         for seed in seeds:
             if deadline is not None and time.perf_counter() > deadline:
                 break
-            arm_started = time.perf_counter()
-            net, steps, count = train_arm(
-                arm,
-                labelled,
-                synthetic=Split(pairs.images, pairs.masks),
-                pseudo=None,
-                more_labels={},
-                profile=profile,
-                seed=seed,
-                device=device,
-            )
-            row = {
-                "n": n,
-                "draw": draw,
-                "seed": seed,
-                "arm": arm,
-                "steps": steps,
-                "training_pairs": count,
-                **score_network(net, data.test, spacing),
-                "val_dice": score_network(net, data.validation, spacing)["dice"],
-                "seconds": time.perf_counter() - arm_started,
-            }
+            synthetic = Split(pairs.images, pairs.masks)
+            _, row = _train_and_score(arm, labelled, data, profile, (n, draw, seed), device, synthetic=synthetic)
             where = {"hardware": hardware_description(), "device": str(device or "cpu")}
             store.append({"kind": "arm", "n": n, "draw": draw, "seed": seed, "rows": [row], **where})
             log(f"{arm}: n = {n}, draw {draw}, seed {seed}: Dice {row['dice']:.3f} ({row['seconds']:.0f} s)")
