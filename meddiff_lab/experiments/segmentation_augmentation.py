@@ -1383,6 +1383,14 @@ def _find(rows: list[dict], **keys) -> dict | None:
     return next((r for r in rows if all(r[k] == v for k, v in keys.items())), None)
 
 
+def _dice_versus_baselines(results: dict[str, Any], summary_row: dict) -> list[str]:
+    """The paired Dice differences of one (n, arm) summary row against each of :data:`BASELINES`, as text."""
+    return [
+        _interval(_find(results["differences"], n=summary_row["n"], arm=summary_row["arm"], baseline=b, metric="dice"))
+        for b in BASELINES
+    ]
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """The results as markdown: what ran where, test scores, paired differences, synthetic pairs, notes."""
     p = results["profile"]
@@ -1421,10 +1429,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in results["summary"]:
-        versus = [
-            _interval(_find(results["differences"], n=s["n"], arm=s["arm"], baseline=b, metric="dice"))
-            for b in BASELINES
-        ]
+        versus = _dice_versus_baselines(results, s)
         lines.append(
             f"| {s['n']} | {s['arm']} | {'/'.join(map(str, s['steps']))} | {s['training_pairs']} | "
             f"{_number(s['dice'])} | {_number(s['heart_dice'])} | {_number(s['hd95_mm'], 1)} | "
@@ -1478,10 +1483,7 @@ def summary_table(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for s in results["summary"]:
-        versus = [
-            _interval(_find(results["differences"], n=s["n"], arm=s["arm"], baseline=b, metric="dice"))
-            for b in BASELINES
-        ]
+        versus = _dice_versus_baselines(results, s)
         lines.append(f"| {s['n']} | {s['arm']} | {s['runs']} | {_number(s['dice'])} | {versus[0]} | {versus[1]} |")
     return "\n".join(lines) + "\n"
 
